@@ -1,0 +1,192 @@
+// Type erasure for dynamic stacks: any_stream, any_message, any_connection (either),
+// any_listener. A pipeline built from a spec string is a chain of these; each call costs
+// one virtual call and forwards the concrete layer's task unchanged.
+#pragma once
+
+#include <memory>
+#include <utility>
+#include <variant>
+
+#include "strata/core/stream.hpp"
+
+namespace strata {
+
+/// any_stream holds any byte_stream.
+class any_stream {
+ public:
+  static constexpr properties capabilities{};
+
+  any_stream() = default;
+  template <byte_stream S>
+    requires(!std::same_as<std::remove_cvref_t<S>, any_stream>)
+  explicit any_stream(S s) : impl_(std::make_unique<model<S>>(std::move(s))) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
+
+  task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl) { return impl_->read_some(buf, dl); }
+  task<result<void>> write(const_buffers bufs, deadline dl) { return impl_->write(bufs, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return impl_->shutdown_write(dl); }
+  task<result<void>> close(deadline dl) { return impl_->close(dl); }
+  result<address> local_address() const { return impl_->local_address(); }
+  result<address> peer_address() const { return impl_->peer_address(); }
+  /// runtime_capabilities is what the concrete stack offers.
+  properties runtime_capabilities() const { return impl_->caps(); }
+
+ private:
+  struct iface {
+    virtual ~iface() = default;
+    virtual task<result<std::size_t>> read_some(mutable_buffer, deadline) = 0;
+    virtual task<result<void>> write(const_buffers, deadline) = 0;
+    virtual task<result<void>> shutdown_write(deadline) = 0;
+    virtual task<result<void>> close(deadline) = 0;
+    virtual result<address> local_address() const = 0;
+    virtual result<address> peer_address() const = 0;
+    virtual properties caps() const = 0;
+  };
+  template <class S>
+  struct model final : iface {
+    explicit model(S s) : inner(std::move(s)) {}
+    task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) override { return inner.read_some(b, dl); }
+    task<result<void>> write(const_buffers b, deadline dl) override { return inner.write(b, dl); }
+    task<result<void>> shutdown_write(deadline dl) override { return inner.shutdown_write(dl); }
+    task<result<void>> close(deadline dl) override { return inner.close(dl); }
+    result<address> local_address() const override { return local_address_of(inner); }
+    result<address> peer_address() const override { return peer_address_of(inner); }
+    properties caps() const override {
+      if constexpr (requires { inner.runtime_capabilities(); }) {
+        return inner.runtime_capabilities();
+      } else {
+        return S::capabilities;
+      }
+    }
+    S inner;
+  };
+  std::unique_ptr<iface> impl_;
+};
+
+/// any_message holds any message_socket.
+class any_message {
+ public:
+  static constexpr properties capabilities{};
+
+  any_message() = default;
+  template <message_socket M>
+    requires(!std::same_as<std::remove_cvref_t<M>, any_message>)
+  explicit any_message(M m) : impl_(std::make_unique<model<M>>(std::move(m))) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
+
+  task<result<void>> send(const_buffers msg, deadline dl) { return impl_->send(msg, dl); }
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) { return impl_->recv(buf, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return impl_->shutdown_write(dl); }
+  task<result<void>> close(deadline dl) { return impl_->close(dl); }
+  result<address> local_address() const { return impl_->local_address(); }
+  result<address> peer_address() const { return impl_->peer_address(); }
+  properties runtime_capabilities() const { return impl_->caps(); }
+
+ private:
+  struct iface {
+    virtual ~iface() = default;
+    virtual task<result<void>> send(const_buffers, deadline) = 0;
+    virtual task<result<std::size_t>> recv(mutable_buffer, deadline) = 0;
+    virtual task<result<void>> shutdown_write(deadline) = 0;
+    virtual task<result<void>> close(deadline) = 0;
+    virtual result<address> local_address() const = 0;
+    virtual result<address> peer_address() const = 0;
+    virtual properties caps() const = 0;
+  };
+  template <class M>
+  struct model final : iface {
+    explicit model(M m) : inner(std::move(m)) {}
+    task<result<void>> send(const_buffers b, deadline dl) override { return inner.send(b, dl); }
+    task<result<std::size_t>> recv(mutable_buffer b, deadline dl) override { return inner.recv(b, dl); }
+    task<result<void>> shutdown_write(deadline dl) override {
+      if constexpr (requires { inner.shutdown_write(dl); }) {
+        return inner.shutdown_write(dl);
+      } else {
+        return not_supported();
+      }
+    }
+    task<result<void>> close(deadline dl) override { return inner.close(dl); }
+    result<address> local_address() const override { return local_address_of(inner); }
+    result<address> peer_address() const override { return peer_address_of(inner); }
+    properties caps() const override {
+      if constexpr (requires { inner.runtime_capabilities(); }) {
+        return inner.runtime_capabilities();
+      } else {
+        return M::capabilities;
+      }
+    }
+    static task<result<void>> not_supported() { co_return errc::not_supported; }
+    M inner;
+  };
+  std::unique_ptr<iface> impl_;
+};
+
+template <>
+inline constexpr bool checked_at_runtime<any_stream> = true;
+template <>
+inline constexpr bool checked_at_runtime<any_message> = true;
+
+/// any_connection is the top of a dynamic stack: a stream or a message socket.
+class any_connection {
+ public:
+  any_connection() = default;
+  any_connection(any_stream s) : v_(std::move(s)) {}   // NOLINT implicit
+  any_connection(any_message m) : v_(std::move(m)) {}  // NOLINT implicit
+
+  bool is_stream() const noexcept { return v_.index() == 1; }
+  bool is_message() const noexcept { return v_.index() == 2; }
+  any_stream& stream() { return std::get<1>(v_); }
+  any_message& message() { return std::get<2>(v_); }
+  any_stream take_stream() { return std::get<1>(std::move(v_)); }
+  any_message take_message() { return std::get<2>(std::move(v_)); }
+
+  properties runtime_capabilities() const {
+    if (v_.index() == 1) return std::get<1>(v_).runtime_capabilities();
+    if (v_.index() == 2) return std::get<2>(v_).runtime_capabilities();
+    return {};
+  }
+  task<result<void>> close(deadline dl) {
+    if (is_stream()) return stream().close(dl);
+    return message().close(dl);
+  }
+  result<address> peer_address() const {
+    if (v_.index() == 1) return std::get<1>(v_).peer_address();
+    if (v_.index() == 2) return std::get<2>(v_).peer_address();
+    return errc::closed;
+  }
+  result<address> local_address() const {
+    if (v_.index() == 1) return std::get<1>(v_).local_address();
+    if (v_.index() == 2) return std::get<2>(v_).local_address();
+    return errc::closed;
+  }
+
+ private:
+  std::variant<std::monostate, any_stream, any_message> v_;
+};
+
+/// any_listener accepts connections of a dynamic stack.
+class any_listener {
+ public:
+  struct iface {
+    virtual ~iface() = default;
+    virtual task<result<any_connection>> accept(deadline) = 0;
+    virtual result<address> local_address() const = 0;
+    virtual void close() = 0;
+  };
+
+  any_listener() = default;
+  explicit any_listener(std::unique_ptr<iface> impl) : impl_(std::move(impl)) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
+  /// accept waits for the next peer and returns the top of its stack.
+  task<result<any_connection>> accept(deadline dl) { return impl_->accept(dl); }
+  result<address> local_address() const { return impl_->local_address(); }
+  void close() { impl_->close(); }
+
+ private:
+  std::unique_ptr<iface> impl_;
+};
+
+}  // namespace strata

@@ -1,0 +1,106 @@
+// The two socket shapes and the listener, as concepts with written contracts.
+//
+// byte_stream (connection-based byte stream):
+//   read_some(buf, dl)   waits until at least one byte is available and returns 1..size
+//                        bytes (0 only for an empty buf). Errors: end_of_stream (the peer
+//                        finished; sticky), timed_out / operation_canceled (nothing was
+//                        consumed: retrying loses no byte), broken, protocol_error (sticky).
+//   write(bufs, dl)      writes every byte of the gather list. timed_out or
+//                        operation_canceled after a partial write fail the write
+//                        direction for good (the peer saw an unknown prefix).
+//   shutdown_write(dl)   half-close: the peer reads end_of_stream after the last byte.
+//   close(dl)            orderly close: shutdown_write, drop the peer's remaining input
+//                        until its end or `dl`, release resources. On timed_out the
+//                        connection is reset. Afterwards every call fails with `closed`.
+//
+// message_socket (one message per call, never split or merged):
+//   send(bufs, dl)       sends the gather list as one message. message_too_large when it
+//                        exceeds the layer's max_message (nothing was sent).
+//   recv(buf, dl)        receives one whole message. message_too_large when `buf` is
+//                        too small; layers that buffer (prefix, crlf) keep the message
+//                        so a retry with a larger buffer gets it.
+//   close(dl)            as for streams.
+//
+// listener:
+//   accept(dl)           waits for the next peer and returns its connected object.
+//   local_address()      where it listens (the ephemeral port is filled in).
+//
+// Every blocking call takes the deadline last. Every object is move-only and owned by
+// the layer above it.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+
+#include "strata/core/address.hpp"
+#include "strata/core/buffer.hpp"
+#include "strata/core/capability.hpp"
+#include "strata/core/result.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/task.hpp"
+
+namespace strata {
+
+template <class S>
+concept byte_stream = requires(S& s, mutable_buffer in, const_buffers out, deadline dl) {
+  { s.read_some(in, dl) } -> std::same_as<task<result<std::size_t>>>;
+  { s.write(out, dl) } -> std::same_as<task<result<void>>>;
+  { s.shutdown_write(dl) } -> std::same_as<task<result<void>>>;
+  { s.close(dl) } -> std::same_as<task<result<void>>>;
+};
+
+template <class M>
+concept message_socket = requires(M& m, mutable_buffer in, const_buffers out, deadline dl) {
+  { m.send(out, dl) } -> std::same_as<task<result<void>>>;
+  { m.recv(in, dl) } -> std::same_as<task<result<std::size_t>>>;
+  { m.close(dl) } -> std::same_as<task<result<void>>>;
+};
+
+template <class L>
+concept listener = requires(L& l, deadline dl) {
+  l.accept(dl);
+  { l.local_address() } -> std::same_as<result<address>>;
+};
+
+/// read_exact fills `buf` completely. Errors as read_some; end_of_stream when the peer
+/// finished first (the bytes before it were consumed).
+template <byte_stream S>
+task<result<void>> read_exact(S& s, mutable_buffer buf, deadline dl) {
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    auto n = co_await s.read_some(buf.subspan(done), dl);
+    if (!n) co_return n.error();
+    done += *n;
+  }
+  co_return result<void>{};
+}
+
+/// local_address_of asks a layer where it is bound; not_supported if it cannot tell.
+template <class S>
+result<address> local_address_of(const S& s) {
+  if constexpr (requires { s.local_address(); }) {
+    return s.local_address();
+  } else {
+    return errc::not_supported;
+  }
+}
+
+/// peer_address_of asks a layer whom it talks to; not_supported if it cannot tell.
+template <class S>
+result<address> peer_address_of(const S& s) {
+  if constexpr (requires { s.peer_address(); }) {
+    return s.peer_address();
+  } else {
+    return errc::not_supported;
+  }
+}
+
+/// detached is what detach() hands back: the lower layer and the bytes the upper layer
+/// had read from it but not consumed, in order. Pass both to the next layer.
+template <class Lower>
+struct detached {
+  Lower lower;
+  std::vector<std::byte> unread;
+};
+
+}  // namespace strata

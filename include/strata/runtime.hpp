@@ -1,0 +1,11 @@
+// Umbrella header of strata's runtime layer.
+#pragma once
+
+#include "strata/runtime/channel.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/event.hpp"
+#include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/run.hpp"
+#include "strata/runtime/scope.hpp"
+#include "strata/runtime/task.hpp"
+#include "strata/runtime/timer.hpp"

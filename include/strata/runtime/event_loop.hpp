@@ -1,0 +1,209 @@
+// The per-thread event loop: a ready queue of coroutines, epoll for file descriptors
+// (edge-triggered, registered lazily), a heap of deadlines and a remote queue that other
+// threads post completions to (woken through an eventfd).
+//
+// Every blocking primitive in strata suspends through a detail::waiter, which completes
+// exactly once: by its source (fd readiness, a channel, an event), by its deadline or by
+// the cancellation of its scope. A waiter destroyed while suspended (its frame destroyed)
+// unlinks itself from all three.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <system_error>
+#include <vector>
+
+#include "strata/core/error.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/task.hpp"
+
+namespace strata {
+
+class event_loop;
+
+namespace detail {
+
+struct waiter;
+
+/// cancel_state is one cancellation domain (a scope, or the root of run()). Canceling it
+/// completes every waiter linked to it and to its child domains with operation_canceled.
+struct cancel_state {
+  cancel_state* parent = nullptr;
+  cancel_state* first_child = nullptr;
+  cancel_state* prev_sibling = nullptr;
+  cancel_state* next_sibling = nullptr;
+  waiter* waiters = nullptr;
+  bool canceled = false;
+
+  explicit cancel_state(cancel_state* parent_state = nullptr) noexcept;
+  ~cancel_state();
+  cancel_state(const cancel_state&) = delete;
+  cancel_state& operator=(const cancel_state&) = delete;
+  void cancel() noexcept;
+};
+
+/// waiter is one suspended operation.
+struct waiter {
+  std::coroutine_handle<> handle{};
+  event_loop* loop = nullptr;
+  std::error_code outcome{};
+  bool armed = false;      // linked into loop/cancel/source
+  bool completed = false;  // outcome decided, resumption scheduled
+  bool resumed = false;    // the awaiting coroutine took the outcome
+  bool posted = false;     // a completion from another thread is queued
+  // deadline heap
+  deadline::clock::time_point when{};
+  std::size_t heap_index = static_cast<std::size_t>(-1);
+  // cancellation list
+  cancel_state* cancel = nullptr;
+  waiter* cancel_prev = nullptr;
+  waiter* cancel_next = nullptr;
+  // the source (fd slot, channel, event) unlinks the waiter through this hook
+  void (*unlink_source)(waiter&) noexcept = nullptr;
+  void* source = nullptr;
+  std::uintptr_t source_tag = 0;
+
+  waiter() noexcept = default;
+  waiter(const waiter&) = delete;
+  waiter& operator=(const waiter&) = delete;
+  ~waiter();
+
+  /// begin prepares the waiter for `h` in `cancel_domain` with `dl`. Returns false (and
+  /// sets outcome) when it must not suspend: canceled already or deadline passed.
+  bool begin(std::coroutine_handle<> h, cancel_state* cancel_domain, deadline dl) noexcept;
+  /// finish_arming links the deadline and cancellation once the source holds the waiter.
+  void finish_arming(deadline dl) noexcept;
+  /// complete decides the outcome and schedules the coroutine (owning thread only).
+  void complete(std::error_code ec) noexcept;
+  /// disarm unlinks from deadline, cancellation and source without resuming.
+  void disarm() noexcept;
+};
+
+}  // namespace detail
+
+/// event_loop runs the coroutines of one thread. Create one per thread (run() does).
+class event_loop {
+ public:
+  event_loop();
+  ~event_loop();
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  /// current returns this thread's loop, or nullptr outside run().
+  static event_loop* current() noexcept;
+
+  /// schedule queues `h` to be resumed by this loop (owning thread only).
+  void schedule(std::coroutine_handle<> h);
+  /// unschedule removes `h` from the ready queue (a frame destroyed while queued).
+  void unschedule(std::coroutine_handle<> h) noexcept;
+
+  /// post_completion completes `w` on this loop's thread; callable from any thread.
+  void post_completion(detail::waiter* w, std::error_code ec);
+  /// withdraw_completion removes a posted completion of `w` (owning thread only).
+  void withdraw_completion(detail::waiter* w) noexcept;
+
+  /// run_until runs until `root` is done. Aborts with a message when nothing can ever
+  /// wake the loop again (every task waits on something no one will signal).
+  void run_until(std::coroutine_handle<> root);
+
+  /// root_cancel is the cancellation domain of tasks started by run().
+  detail::cancel_state& root_cancel() noexcept { return root_cancel_; }
+
+  // -- used by the I/O and timer primitives --------------------------------------
+  void add_timer(detail::waiter& w);
+  void remove_timer(detail::waiter& w) noexcept;
+  /// watch_io parks `w` until `fd` becomes readable (write=false) or writable. Returns
+  /// false, with w.outcome set, when the caller must not suspend.
+  bool watch_io(int fd, bool write, detail::waiter& w);
+  /// io_ready reports whether `fd` may be ready for the direction (a hint; see .cpp).
+  bool io_ready(int fd, bool write) const noexcept;
+  /// io_drained records that the direction returned EAGAIN or a short transfer.
+  void io_drained(int fd, bool write) noexcept;
+  /// forget_fd drops the registration of `fd`; call before closing it.
+  void forget_fd(int fd) noexcept;
+  void note_waiter(int delta) noexcept { pending_waits_ += delta; }
+
+ private:
+  struct io_slot {
+    detail::waiter* reader = nullptr;
+    detail::waiter* writer = nullptr;
+    bool registered = false;
+    bool read_ready = true;
+    bool write_ready = true;
+  };
+  struct remote_item {
+    detail::waiter* w;
+    std::error_code ec;
+  };
+
+  static void unlink_io(detail::waiter& w) noexcept;
+  void run_ready();
+  void poll(bool block);
+  void expire_timers();
+  void drain_remote();
+  void heap_up(std::size_t i) noexcept;
+  void heap_down(std::size_t i) noexcept;
+  void heap_swap(std::size_t a, std::size_t b) noexcept;
+  io_slot& slot(int fd);
+
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::vector<std::coroutine_handle<>> ready_;
+  std::size_t ready_head_ = 0;
+  std::size_t ready_count_ = 0;
+  std::vector<detail::waiter*> timers_;
+  std::vector<io_slot> io_;
+  std::mutex remote_mutex_;
+  std::vector<remote_item> remote_;
+  std::atomic<bool> remote_pending_{false};
+  std::atomic<int> remote_expected_{0};
+  std::size_t pending_waits_ = 0;
+  detail::cancel_state root_cancel_;
+  event_loop* previous_ = nullptr;
+};
+
+namespace detail {
+
+/// current_cancel is an awaitable that yields the awaiting coroutine's cancel domain.
+struct current_cancel {
+  cancel_state* state = nullptr;
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    state = cancel_state_of(h);
+    return false;
+  }
+  cancel_state* await_resume() const noexcept { return state; }
+};
+
+/// io_wait suspends until an fd direction is ready, the deadline passes or cancel.
+struct io_wait {
+  int fd;
+  bool write;
+  deadline dl;
+  waiter w{};
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    if (!w.begin(h, cancel_state_of(h), dl)) return false;
+    if (!w.loop->watch_io(fd, write, w)) return false;
+    w.finish_arming(dl);
+    return true;
+  }
+  std::error_code await_resume() noexcept {
+    w.resumed = true;
+    return w.outcome;
+  }
+};
+
+}  // namespace detail
+
+/// wait_readable suspends until `fd` is readable. Errors: timed_out, operation_canceled.
+inline detail::io_wait wait_readable(int fd, deadline dl) noexcept { return {fd, false, dl}; }
+/// wait_writable suspends until `fd` is writable. Errors: timed_out, operation_canceled.
+inline detail::io_wait wait_writable(int fd, deadline dl) noexcept { return {fd, true, dl}; }
+
+}  // namespace strata

@@ -1,0 +1,91 @@
+// The machinery every socket-based transport shares: a non-blocking descriptor driven by
+// the event loop, with sticky per-direction errors (a failed direction stays failed) and
+// the orderly close of the stream contract. tcp and unix streams are this plus their
+// capability row and their own extras; they are not meant to be used through this type.
+#pragma once
+
+#include <cstddef>
+
+#include "strata/core/address.hpp"
+#include "strata/core/buffer.hpp"
+#include "strata/core/result.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/task.hpp"
+
+namespace strata::detail {
+
+/// set_nonblocking_cloexec prepares an adopted descriptor for the event loop.
+result<void> set_nonblocking_cloexec(int fd) noexcept;
+
+/// socket_stream is a connected stream socket; see core/stream.hpp for the contract.
+class socket_stream {
+ public:
+  socket_stream() noexcept = default;
+  explicit socket_stream(int fd) noexcept : fd_(fd) {}
+  socket_stream(socket_stream&& other) noexcept;
+  socket_stream& operator=(socket_stream&& other) noexcept;
+  ~socket_stream();
+
+  task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl);
+  task<result<void>> write(const_buffers bufs, deadline dl);
+  task<result<void>> shutdown_write(deadline dl);
+  task<result<void>> close(deadline dl);
+
+  result<address> local_address() const;
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return fd_; }
+  /// release gives the descriptor to the caller, who must close it.
+  int release() noexcept;
+  /// reset closes abruptly; TCP peers see a reset (RST).
+  void reset() noexcept;
+  bool is_open() const noexcept { return fd_ >= 0; }
+
+ protected:
+  /// fail_read / fail_write record a sticky error for one direction.
+  void fail_read(std::error_code ec) noexcept { if (!read_error_) read_error_ = ec; }
+  void fail_write(std::error_code ec) noexcept { if (!write_error_) write_error_ = ec; }
+  std::error_code read_error() const noexcept { return read_error_; }
+  std::error_code write_error() const noexcept { return write_error_; }
+  void release_fd() noexcept;
+
+  int fd_ = -1;
+
+ private:
+  std::error_code read_error_{};
+  std::error_code write_error_{};
+  bool write_shut_ = false;
+};
+
+/// socket_listener is a listening stream socket.
+class socket_listener {
+ public:
+  socket_listener() noexcept = default;
+  explicit socket_listener(int fd) noexcept : fd_(fd) {}
+  socket_listener(socket_listener&& other) noexcept;
+  socket_listener& operator=(socket_listener&& other) noexcept;
+  ~socket_listener();
+
+  /// accept_fd waits for a connection and returns its non-blocking descriptor.
+  /// Errors: timed_out, operation_canceled, closed, system errors (EMFILE...).
+  task<result<int>> accept_fd(deadline dl);
+  result<address> local_address() const;
+  int native_handle() const noexcept { return fd_; }
+  void close() noexcept;
+
+ protected:
+  int fd_ = -1;
+};
+
+struct socket_options {
+  int backlog = 128;
+  bool reuse_address = true;
+  bool reuse_port = false;
+};
+
+/// open_listener creates, binds and listens on `where`.
+result<int> open_listener(const address& where, const socket_options& options);
+/// connect_fd connects a non-blocking stream socket to `where` before `dl`.
+task<result<int>> connect_fd(address where, deadline dl);
+
+}  // namespace strata::detail

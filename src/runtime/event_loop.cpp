@@ -1,0 +1,408 @@
+#include "strata/runtime/event_loop.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace strata {
+namespace {
+
+thread_local event_loop* current_loop = nullptr;
+constexpr std::size_t no_index = static_cast<std::size_t>(-1);
+// After this many resumptions without polling, the loop polls once so that a task that
+// keeps yielding cannot starve I/O and timers.
+constexpr int resumes_between_polls = 256;
+
+[[noreturn]] void fatal(const char* what) {
+  std::fprintf(stderr, "strata: event loop: %s: %s\n", what, std::strerror(errno));
+  std::abort();
+}
+
+}  // namespace
+
+namespace detail {
+
+cancel_state::cancel_state(cancel_state* parent_state) noexcept : parent(parent_state) {
+  if (parent) {
+    canceled = parent->canceled;
+    next_sibling = parent->first_child;
+    if (next_sibling) next_sibling->prev_sibling = this;
+    parent->first_child = this;
+  }
+}
+
+cancel_state::~cancel_state() {
+  for (auto* c = first_child; c; c = c->next_sibling) c->parent = nullptr;
+  if (parent) {
+    if (prev_sibling) {
+      prev_sibling->next_sibling = next_sibling;
+    } else {
+      parent->first_child = next_sibling;
+    }
+    if (next_sibling) next_sibling->prev_sibling = prev_sibling;
+  }
+}
+
+void cancel_state::cancel() noexcept {
+  canceled = true;
+  while (waiters) waiters->complete(errc::operation_canceled);
+  for (auto* c = first_child; c; c = c->next_sibling) c->cancel();
+}
+
+waiter::~waiter() {
+  if (armed) disarm();
+  if (completed && !resumed && loop) loop->unschedule(handle);
+}
+
+bool waiter::begin(std::coroutine_handle<> h, cancel_state* cancel_domain, deadline dl) noexcept {
+  handle = h;
+  loop = event_loop::current();
+  outcome = {};
+  completed = false;
+  resumed = false;
+  if (cancel_domain && cancel_domain->canceled) {
+    outcome = errc::operation_canceled;
+    return false;
+  }
+  if (dl.expired() || dl == deadline::already()) {
+    outcome = errc::timed_out;
+    return false;
+  }
+  cancel = cancel_domain;
+  return true;
+}
+
+void waiter::finish_arming(deadline dl) noexcept {
+  armed = true;
+  if (!dl.is_never()) {
+    when = dl.time_point();
+    loop->add_timer(*this);
+  }
+  if (cancel) {
+    cancel_prev = nullptr;
+    cancel_next = cancel->waiters;
+    if (cancel_next) cancel_next->cancel_prev = this;
+    cancel->waiters = this;
+  }
+  loop->note_waiter(+1);
+}
+
+void waiter::complete(std::error_code ec) noexcept {
+  if (completed) return;
+  completed = true;
+  outcome = ec;
+  disarm();
+  loop->schedule(handle);
+}
+
+void waiter::disarm() noexcept {
+  if (!armed) return;
+  armed = false;
+  if (heap_index != no_index) loop->remove_timer(*this);
+  if (cancel) {
+    if (cancel_prev) {
+      cancel_prev->cancel_next = cancel_next;
+    } else {
+      cancel->waiters = cancel_next;
+    }
+    if (cancel_next) cancel_next->cancel_prev = cancel_prev;
+    cancel_prev = cancel_next = nullptr;
+    cancel = nullptr;
+  }
+  if (unlink_source) unlink_source(*this);
+  loop->note_waiter(-1);
+}
+
+}  // namespace detail
+
+event_loop::event_loop() : ready_(64) {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) fatal("epoll_create1");
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) fatal("eventfd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_fd_;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) fatal("epoll_ctl(eventfd)");
+  previous_ = current_loop;
+  current_loop = this;
+}
+
+event_loop::~event_loop() {
+  current_loop = previous_;
+  ::close(wake_fd_);
+  ::close(epoll_fd_);
+}
+
+event_loop* event_loop::current() noexcept { return current_loop; }
+
+void event_loop::schedule(std::coroutine_handle<> h) {
+  if (ready_count_ == ready_.size()) {
+    std::vector<std::coroutine_handle<>> bigger(ready_.size() * 2);
+    for (std::size_t i = 0; i < ready_count_; ++i) {
+      bigger[i] = ready_[(ready_head_ + i) & (ready_.size() - 1)];
+    }
+    ready_.swap(bigger);
+    ready_head_ = 0;
+  }
+  ready_[(ready_head_ + ready_count_) & (ready_.size() - 1)] = h;
+  ++ready_count_;
+}
+
+void event_loop::unschedule(std::coroutine_handle<> h) noexcept {
+  for (std::size_t i = 0; i < ready_count_; ++i) {
+    auto& slot_h = ready_[(ready_head_ + i) & (ready_.size() - 1)];
+    if (slot_h == h) slot_h = nullptr;
+  }
+}
+
+void event_loop::post_completion(detail::waiter* w, std::error_code ec) {
+  {
+    std::lock_guard lock(remote_mutex_);
+    remote_.push_back({w, ec});
+  }
+  if (!remote_pending_.exchange(true, std::memory_order_acq_rel)) {
+    std::uint64_t one = 1;
+    // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
+}
+
+void event_loop::withdraw_completion(detail::waiter* w) noexcept {
+  std::lock_guard lock(remote_mutex_);
+  remote_.erase(std::remove_if(remote_.begin(), remote_.end(),
+                               [w](const remote_item& item) { return item.w == w; }),
+                remote_.end());
+}
+
+void event_loop::drain_remote() {
+  if (!remote_pending_.load(std::memory_order_acquire)) return;
+  std::vector<remote_item> items;
+  {
+    std::lock_guard lock(remote_mutex_);
+    remote_pending_.store(false, std::memory_order_release);
+    items.swap(remote_);
+  }
+  for (auto& item : items) {
+    item.w->posted = false;
+    item.w->complete(item.ec);
+  }
+}
+
+void event_loop::run_ready() {
+  int budget = resumes_between_polls;
+  while (ready_count_ > 0) {
+    auto h = ready_[ready_head_];
+    ready_head_ = (ready_head_ + 1) & (ready_.size() - 1);
+    --ready_count_;
+    if (h) h.resume();
+    if (--budget == 0) {
+      budget = resumes_between_polls;
+      poll(false);
+      expire_timers();
+      drain_remote();
+    }
+  }
+}
+
+void event_loop::run_until(std::coroutine_handle<> root) {
+  schedule(root);
+  while (!root.done()) {
+    run_ready();
+    if (root.done()) break;
+    if (ready_count_ == 0 && pending_waits_ == 0 &&
+        !remote_pending_.load(std::memory_order_acquire)) {
+      std::fprintf(stderr,
+                   "strata: event loop: the root task is suspended but nothing can wake it "
+                   "(no pending I/O, timer, channel or event wait)\n");
+      std::abort();
+    }
+    poll(ready_count_ == 0);
+    expire_timers();
+    drain_remote();
+  }
+}
+
+void event_loop::poll(bool block) {
+  int timeout_ms = 0;
+  if (block) {
+    if (timers_.empty()) {
+      timeout_ms = -1;
+    } else {
+      auto now = deadline::clock::now();
+      auto when = timers_.front()->when;
+      if (when <= now) {
+        timeout_ms = 0;
+      } else {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(when - now).count();
+        timeout_ms = static_cast<int>(std::min<long long>((us + 999) / 1000, 1 << 30));
+      }
+    }
+  }
+  epoll_event events[64];
+  int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    fatal("epoll_wait");
+  }
+  for (int i = 0; i < n; ++i) {
+    int fd = events[i].data.fd;
+    auto ev = events[i].events;
+    if (fd == wake_fd_) {
+      std::uint64_t count;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
+      continue;
+    }
+    if (static_cast<std::size_t>(fd) >= io_.size()) continue;
+    auto& s = io_[fd];
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      s.read_ready = true;
+      if (auto* w = std::exchange(s.reader, nullptr)) w->complete({});
+    }
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+      s.write_ready = true;
+      if (auto* w = std::exchange(s.writer, nullptr)) w->complete({});
+    }
+  }
+}
+
+void event_loop::expire_timers() {
+  if (timers_.empty()) return;
+  auto now = deadline::clock::now();
+  while (!timers_.empty() && timers_.front()->when <= now) {
+    timers_.front()->complete(errc::timed_out);
+  }
+}
+
+// -- deadline heap ---------------------------------------------------------------------
+
+void event_loop::add_timer(detail::waiter& w) {
+  w.heap_index = timers_.size();
+  timers_.push_back(&w);
+  heap_up(w.heap_index);
+}
+
+void event_loop::remove_timer(detail::waiter& w) noexcept {
+  std::size_t i = w.heap_index;
+  if (i == no_index) return;
+  std::size_t last = timers_.size() - 1;
+  if (i != last) heap_swap(i, last);
+  timers_.pop_back();
+  w.heap_index = no_index;
+  if (i < timers_.size()) {
+    heap_up(i);
+    heap_down(i);
+  }
+}
+
+void event_loop::heap_swap(std::size_t a, std::size_t b) noexcept {
+  std::swap(timers_[a], timers_[b]);
+  timers_[a]->heap_index = a;
+  timers_[b]->heap_index = b;
+}
+
+void event_loop::heap_up(std::size_t i) noexcept {
+  while (i > 0) {
+    std::size_t parent = (i - 1) / 2;
+    if (timers_[parent]->when <= timers_[i]->when) break;
+    heap_swap(i, parent);
+    i = parent;
+  }
+}
+
+void event_loop::heap_down(std::size_t i) noexcept {
+  for (;;) {
+    std::size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < timers_.size() && timers_[l]->when < timers_[m]->when) m = l;
+    if (r < timers_.size() && timers_[r]->when < timers_[m]->when) m = r;
+    if (m == i) return;
+    heap_swap(i, m);
+    i = m;
+  }
+}
+
+// -- file descriptors ------------------------------------------------------------------
+//
+// Descriptors are registered edge-triggered for both directions on first wait. The
+// ready flags remember the last edge so that a read that returned less than asked (or
+// EAGAIN) waits before trying again: every arrival after that read raises a new edge that
+// the next epoll_wait reports, so the hint never hides data.
+
+event_loop::io_slot& event_loop::slot(int fd) {
+  if (static_cast<std::size_t>(fd) >= io_.size()) io_.resize(std::max<std::size_t>(fd + 1, io_.size() * 2));
+  return io_[fd];
+}
+
+void event_loop::unlink_io(detail::waiter& w) noexcept {
+  auto* loop = static_cast<event_loop*>(w.source);
+  int fd = static_cast<int>(w.source_tag >> 1);
+  bool write = w.source_tag & 1;
+  if (static_cast<std::size_t>(fd) >= loop->io_.size()) return;
+  auto& s = loop->io_[fd];
+  auto*& parked = write ? s.writer : s.reader;
+  if (parked == &w) parked = nullptr;
+}
+
+bool event_loop::watch_io(int fd, bool write, detail::waiter& w) {
+  auto& s = slot(fd);
+  if (!s.registered) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+      if (errno == EEXIST) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+      } else if (errno == EPERM) {
+        // Regular files are always ready; let the caller retry at once.
+        w.outcome = {};
+        return false;
+      } else {
+        fatal("epoll_ctl(ADD)");
+      }
+    }
+    s.registered = true;
+  }
+  auto*& parked = write ? s.writer : s.reader;
+  if (parked) {
+    // Two tasks waiting on one direction of one descriptor is a usage error.
+    w.outcome = errc::invalid_argument;
+    return false;
+  }
+  parked = &w;
+  w.source = this;
+  w.source_tag = (static_cast<std::uintptr_t>(fd) << 1) | (write ? 1 : 0);
+  w.unlink_source = &event_loop::unlink_io;
+  return true;
+}
+
+bool event_loop::io_ready(int fd, bool write) const noexcept {
+  if (static_cast<std::size_t>(fd) >= io_.size()) return true;
+  const auto& s = io_[fd];
+  return write ? s.write_ready : s.read_ready;
+}
+
+void event_loop::io_drained(int fd, bool write) noexcept {
+  auto& s = slot(fd);
+  // Registration (on the wait that follows) reports the current state, so clearing the
+  // hint before the descriptor is registered loses no edge either.
+  (write ? s.write_ready : s.read_ready) = false;
+}
+
+void event_loop::forget_fd(int fd) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= io_.size()) return;
+  auto& s = io_[fd];
+  if (s.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  auto* r = std::exchange(s.reader, nullptr);
+  auto* w = std::exchange(s.writer, nullptr);
+  s = io_slot{};
+  if (r) r->complete(errc::closed);
+  if (w) w->complete(errc::closed);
+}
+
+}  // namespace strata

@@ -1,0 +1,309 @@
+#include "strata/transport/socket.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <utility>
+#include <vector>
+
+#include "strata/runtime/event_loop.hpp"
+
+namespace strata::detail {
+namespace {
+
+constexpr std::size_t inline_iovecs = 16;
+
+void forget(int fd) noexcept {
+  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
+}
+
+}  // namespace
+
+result<void> set_nonblocking_cloexec(int fd) noexcept {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return from_errno(errno);
+  int fdflags = ::fcntl(fd, F_GETFD);
+  if (fdflags < 0 || ::fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) < 0) return from_errno(errno);
+  return {};
+}
+
+// -- socket_stream -----------------------------------------------------------------------
+
+socket_stream::socket_stream(socket_stream&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      read_error_(std::exchange(other.read_error_, errc::closed)),
+      write_error_(std::exchange(other.write_error_, errc::closed)),
+      write_shut_(other.write_shut_) {}
+
+socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
+  if (this != &other) {
+    release_fd();
+    fd_ = std::exchange(other.fd_, -1);
+    read_error_ = std::exchange(other.read_error_, errc::closed);
+    write_error_ = std::exchange(other.write_error_, errc::closed);
+    write_shut_ = other.write_shut_;
+  }
+  return *this;
+}
+
+socket_stream::~socket_stream() { release_fd(); }
+
+void socket_stream::release_fd() noexcept {
+  if (fd_ < 0) return;
+  forget(fd_);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+int socket_stream::release() noexcept {
+  if (fd_ >= 0) forget(fd_);
+  read_error_ = write_error_ = errc::closed;
+  return std::exchange(fd_, -1);
+}
+
+void socket_stream::reset() noexcept {
+  if (fd_ < 0) return;
+  linger lg{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  release_fd();
+  read_error_ = write_error_ = errc::closed;
+}
+
+task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline dl) {
+  if (read_error_) co_return unexpected(read_error_);
+  if (buf.empty()) co_return std::size_t{0};
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd_, false)) {
+      if (auto ec = co_await wait_readable(fd_, dl)) {
+        if (ec == errc::closed) fail_read(ec);
+        co_return unexpected(ec);
+      }
+      if (read_error_) co_return unexpected(read_error_);
+    }
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    if (n > 0) {
+      if (static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd_, false);
+      co_return static_cast<std::size_t>(n);
+    }
+    if (n == 0) {
+      fail_read(errc::end_of_stream);
+      co_return unexpected(read_error_);
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      loop->io_drained(fd_, false);
+      continue;
+    }
+    fail_read(from_errno(errno));
+    co_return unexpected(read_error_);
+  }
+}
+
+task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
+  if (write_error_) co_return write_error_;
+  auto* loop = event_loop::current();
+  auto view = bufs.view();
+  std::array<iovec, inline_iovecs> small;
+  std::vector<iovec> large;
+  iovec* iov = small.data();
+  if (view.size() > inline_iovecs) {
+    large.resize(view.size());
+    iov = large.data();
+  }
+  std::size_t count = 0;
+  std::size_t total = 0;
+  for (auto b : view) {
+    if (b.empty()) continue;
+    iov[count++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
+    total += b.size();
+  }
+  std::size_t sent = 0;
+  std::size_t first = 0;
+  while (sent < total) {
+    if (!loop->io_ready(fd_, true)) {
+      if (auto ec = co_await wait_writable(fd_, dl)) {
+        // A partial write leaves the peer with an unknown prefix: the direction is lost.
+        if (sent > 0 || ec == errc::closed) fail_write(ec);
+        co_return ec;
+      }
+      if (write_error_) co_return write_error_;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = std::min<std::size_t>(count - first, IOV_MAX);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        loop->io_drained(fd_, true);
+        continue;
+      }
+      fail_write(from_errno(errno));
+      co_return write_error_;
+    }
+    sent += static_cast<std::size_t>(n);
+    auto left = static_cast<std::size_t>(n);
+    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (left) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  co_return result<void>{};
+}
+
+task<result<void>> socket_stream::shutdown_write(deadline) {
+  if (fd_ < 0) co_return errc::closed;
+  if (write_shut_) co_return result<void>{};
+  write_shut_ = true;
+  if (::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) {
+    fail_write(from_errno(errno));
+    co_return write_error_;
+  }
+  fail_write(errc::closed);
+  co_return result<void>{};
+}
+
+task<result<void>> socket_stream::close(deadline dl) {
+  if (fd_ < 0) co_return errc::closed;
+  // Wake any task parked on this descriptor: it gets `closed`.
+  forget(fd_);
+  if (!write_shut_) {
+    write_shut_ = true;
+    ::shutdown(fd_, SHUT_WR);
+  }
+  fail_write(errc::closed);
+  // Orderly end: drop what the peer still sends until it finishes, so the kernel does
+  // not answer unread data with a reset that could destroy our last bytes in flight.
+  std::error_code outcome;
+  if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
+    thread_local std::array<std::byte, 4096> scratch;
+    for (;;) {
+      ssize_t n = ::recv(fd_, scratch.data(), scratch.size(), 0);
+      if (n > 0) continue;
+      if (n == 0) break;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+      if (auto ec = co_await wait_readable(fd_, dl)) {
+        outcome = ec;
+        break;
+      }
+    }
+  }
+  if (outcome) {
+    reset();
+  } else {
+    release_fd();
+  }
+  read_error_ = write_error_ = errc::closed;
+  co_return outcome;
+}
+
+result<address> socket_stream::local_address() const {
+  if (fd_ < 0) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+result<address> socket_stream::peer_address() const {
+  if (fd_ < 0) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// -- socket_listener -------------------------------------------------------------------
+
+socket_listener::socket_listener(socket_listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+socket_listener& socket_listener::operator=(socket_listener&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+socket_listener::~socket_listener() { close(); }
+
+void socket_listener::close() noexcept {
+  if (fd_ < 0) return;
+  forget(fd_);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+task<result<int>> socket_listener::accept_fd(deadline dl) {
+  for (;;) {
+    if (fd_ < 0) co_return errc::closed;
+    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) co_return fd;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) co_return unexpected(from_errno(errno));
+    if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+  }
+}
+
+result<address> socket_listener::local_address() const {
+  if (fd_ < 0) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+result<int> open_listener(const address& where, const socket_options& options) {
+  int fd = ::socket(where.socket_family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return unexpected(from_errno(errno));
+  int one = 1;
+  if (where.is_ip() && options.reuse_address) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    int err = errno;
+    ::close(fd);
+    return unexpected(from_errno(err));
+  }
+  if (::bind(fd, where.data(), static_cast<socklen_t>(where.size())) < 0 ||
+      ::listen(fd, options.backlog) < 0) {
+    int err = errno;
+    ::close(fd);
+    return unexpected(from_errno(err));
+  }
+  return fd;
+}
+
+task<result<int>> connect_fd(address where, deadline dl) {
+  int fd = ::socket(where.socket_family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return unexpected(from_errno(errno));
+  int rc = ::connect(fd, where.data(), static_cast<socklen_t>(where.size()));
+  if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    int err = errno;
+    ::close(fd);
+    co_return unexpected(from_errno(err));
+  }
+  if (rc < 0) {
+    if (auto ec = co_await wait_writable(fd, dl)) {
+      forget(fd);
+      ::close(fd);
+      co_return unexpected(ec);
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      forget(fd);
+      ::close(fd);
+      co_return unexpected(from_errno(err));
+    }
+  }
+  co_return fd;
+}
+
+}  // namespace strata::detail

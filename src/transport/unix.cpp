@@ -1,0 +1,167 @@
+#include "strata/transport/unix.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "strata/runtime/event_loop.hpp"
+
+namespace strata::uds {
+
+result<std::pair<stream, stream>> stream::pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+    return unexpected(from_errno(errno));
+  }
+  return std::pair<stream, stream>{stream{fds[0]}, stream{fds[1]}};
+}
+
+result<stream> stream::adopt(int fd) {
+  if (auto r = detail::set_nonblocking_cloexec(fd); !r) return unexpected(r.error());
+  return stream{fd};
+}
+
+task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds, deadline dl) {
+  if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
+  if (write_error()) co_return write_error();
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  for (;;) {
+    iovec iov{const_cast<std::byte*>(data.data()), data.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n >= 0) {
+      // The descriptors travelled with the first byte; the rest is an ordinary write.
+      if (static_cast<std::size_t>(n) < data.size()) co_return co_await write(data.subspan(n), dl);
+      co_return result<void>{};
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      fail_write(from_errno(errno));
+      co_return write_error();
+    }
+    if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
+  }
+}
+
+task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
+  if (read_error()) co_return unexpected(read_error());
+  if (buf.empty()) co_return std::size_t{0};
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds_per_message));
+  for (;;) {
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    if (n >= 0) {
+      for (auto* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+          fds.push_back(fd);
+        }
+      }
+      if (n == 0) {
+        fail_read(errc::end_of_stream);
+        co_return unexpected(read_error());
+      }
+      co_return static_cast<std::size_t>(n);
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      fail_read(from_errno(errno));
+      co_return unexpected(read_error());
+    }
+    event_loop::current()->io_drained(fd_, false);
+    if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+  }
+}
+
+result<credentials> stream::peer_credentials() const {
+  if (fd_ < 0) return errc::closed;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
+  return credentials{cred.pid, cred.uid, cred.gid};
+}
+
+task<result<stream>> connect(address where, deadline dl) {
+  if (!where.is_unix()) co_return errc::invalid_argument;
+  auto fd = co_await detail::connect_fd(where, dl);
+  if (!fd) co_return unexpected(fd.error());
+  co_return stream{*fd};
+}
+
+task<result<stream>> connect(std::string_view path, deadline dl) {
+  auto where = address::parse_unix(path);
+  if (!where) co_return unexpected(where.error());
+  co_return co_await connect(*where, dl);
+}
+
+listener::listener(listener&& other) noexcept
+    : detail::socket_listener(std::move(other)), path_(std::move(other.path_)) {
+  other.path_.clear();
+}
+
+listener& listener::operator=(listener&& other) noexcept {
+  if (this != &other) {
+    close();
+    detail::socket_listener::operator=(std::move(other));
+    path_ = std::move(other.path_);
+    other.path_.clear();
+  }
+  return *this;
+}
+
+listener::~listener() { close(); }
+
+void listener::close() noexcept {
+  if (fd_ >= 0 && !path_.empty()) ::unlink(path_.c_str());
+  path_.clear();
+  detail::socket_listener::close();
+}
+
+result<listener> listener::bind(const address& where, listen_options options) {
+  if (!where.is_unix()) return errc::invalid_argument;
+  std::string path;
+  if (where.kind() == address::family::unix_path) {
+    path = where.to_string();
+    struct stat st{};
+    if (options.unlink_stale && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      ::unlink(path.c_str());
+    }
+  }
+  auto fd = detail::open_listener(where, {.backlog = options.backlog, .reuse_address = false});
+  if (!fd) return unexpected(fd.error());
+  return listener{*fd, std::move(path)};
+}
+
+result<listener> listener::bind(std::string_view path, listen_options options) {
+  auto where = address::parse_unix(path);
+  if (!where) return unexpected(where.error());
+  return bind(*where, options);
+}
+
+task<result<stream>> listener::accept(deadline dl) {
+  auto fd = co_await accept_fd(dl);
+  if (!fd) co_return unexpected(fd.error());
+  co_return stream{*fd};
+}
+
+}  // namespace strata::uds

@@ -1,0 +1,1 @@
+// Placeholder translation unit; the support library grows with mem_stream and conformance.

@@ -142,8 +142,12 @@ address address::from_sockaddr(const sockaddr* sa, std::size_t len) noexcept {
   std::memcpy(a.storage_, sa, len);
   a.len_ = len;
   switch (sa->sa_family) {
-    case AF_INET: a.family_ = family::ipv4; break;
-    case AF_INET6: a.family_ = family::ipv6; break;
+    case AF_INET:
+      a.family_ = family::ipv4;
+      break;
+    case AF_INET6:
+      a.family_ = family::ipv6;
+      break;
     case AF_UNIX: {
       auto* un = reinterpret_cast<const sockaddr_un*>(a.storage_);
       if (len <= offsetof(sockaddr_un, sun_path)) {
@@ -153,7 +157,8 @@ address address::from_sockaddr(const sockaddr* sa, std::size_t len) noexcept {
       }
       break;
     }
-    default: a.family_ = family::none;
+    default:
+      a.family_ = family::none;
   }
   return a;
 }
@@ -174,11 +179,15 @@ sockaddr* address::data() noexcept { return reinterpret_cast<sockaddr*>(storage_
 
 int address::socket_family() const noexcept {
   switch (family_) {
-    case family::ipv4: return AF_INET;
-    case family::ipv6: return AF_INET6;
+    case family::ipv4:
+      return AF_INET;
+    case family::ipv6:
+      return AF_INET6;
     case family::unix_path:
-    case family::unix_abstract: return AF_UNIX;
-    default: return AF_UNSPEC;
+    case family::unix_abstract:
+      return AF_UNIX;
+    default:
+      return AF_UNSPEC;
   }
 }
 
@@ -204,7 +213,8 @@ std::string address::to_string() const {
       auto* un = reinterpret_cast<const sockaddr_un*>(storage_);
       return "@" + std::string(un->sun_path + 1, len_ - offsetof(sockaddr_un, sun_path) - 1);
     }
-    default: return "(none)";
+    default:
+      return "(none)";
   }
 }
 

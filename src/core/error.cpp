@@ -10,27 +10,43 @@ class strata_error_category final : public std::error_category {
   const char* name() const noexcept override { return "strata"; }
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
-      case errc::timed_out: return "deadline expired";
-      case errc::operation_canceled: return "operation canceled";
-      case errc::end_of_stream: return "end of stream";
-      case errc::broken: return "connection broken";
-      case errc::protocol_error: return "protocol error";
-      case errc::message_too_large: return "message too large";
-      case errc::not_supported: return "not supported by this layer";
-      case errc::invalid_argument: return "invalid argument";
-      case errc::closed: return "closed";
-      case errc::peer_died: return "peer process died";
+      case errc::timed_out:
+        return "deadline expired";
+      case errc::operation_canceled:
+        return "operation canceled";
+      case errc::end_of_stream:
+        return "end of stream";
+      case errc::broken:
+        return "connection broken";
+      case errc::protocol_error:
+        return "protocol error";
+      case errc::message_too_large:
+        return "message too large";
+      case errc::not_supported:
+        return "not supported by this layer";
+      case errc::invalid_argument:
+        return "invalid argument";
+      case errc::closed:
+        return "closed";
+      case errc::peer_died:
+        return "peer process died";
     }
     return "unknown strata error " + std::to_string(value);
   }
   std::error_condition default_error_condition(int value) const noexcept override {
     switch (static_cast<errc>(value)) {
-      case errc::timed_out: return std::errc::timed_out;
-      case errc::operation_canceled: return std::errc::operation_canceled;
-      case errc::message_too_large: return std::errc::message_size;
-      case errc::not_supported: return std::errc::operation_not_supported;
-      case errc::invalid_argument: return std::errc::invalid_argument;
-      default: return {value, *this};
+      case errc::timed_out:
+        return std::errc::timed_out;
+      case errc::operation_canceled:
+        return std::errc::operation_canceled;
+      case errc::message_too_large:
+        return std::errc::message_size;
+      case errc::not_supported:
+        return std::errc::operation_not_supported;
+      case errc::invalid_argument:
+        return std::errc::invalid_argument;
+      default:
+        return {value, *this};
     }
   }
 };
@@ -46,11 +62,16 @@ std::error_code from_errno(int err) noexcept {
   switch (err) {
     case ECONNRESET:
     case EPIPE:
-    case ECONNABORTED: return errc::broken;
-    case ETIMEDOUT: return errc::timed_out;
-    case ECANCELED: return errc::operation_canceled;
-    case EMSGSIZE: return errc::message_too_large;
-    default: return {err, std::system_category()};
+    case ECONNABORTED:
+      return errc::broken;
+    case ETIMEDOUT:
+      return errc::timed_out;
+    case ECANCELED:
+      return errc::operation_canceled;
+    case EMSGSIZE:
+      return errc::message_too_large;
+    default:
+      return {err, std::system_category()};
   }
 }
 

@@ -176,9 +176,9 @@ void event_loop::post_completion(detail::waiter* w, std::error_code ec) {
 
 void event_loop::withdraw_completion(detail::waiter* w) noexcept {
   std::lock_guard lock(remote_mutex_);
-  remote_.erase(std::remove_if(remote_.begin(), remote_.end(),
-                               [w](const remote_item& item) { return item.w == w; }),
-                remote_.end());
+  remote_.erase(
+      std::remove_if(remote_.begin(), remote_.end(), [w](const remote_item& item) { return item.w == w; }),
+      remote_.end());
 }
 
 void event_loop::drain_remote() {
@@ -216,8 +216,7 @@ void event_loop::run_until(std::coroutine_handle<> root) {
   while (!root.done()) {
     run_ready();
     if (root.done()) break;
-    if (ready_count_ == 0 && pending_waits_ == 0 &&
-        !remote_pending_.load(std::memory_order_acquire)) {
+    if (ready_count_ == 0 && pending_waits_ == 0 && !remote_pending_.load(std::memory_order_acquire)) {
       std::fprintf(stderr,
                    "strata: event loop: the root task is suspended but nothing can wake it "
                    "(no pending I/O, timer, channel or event wait)\n");

@@ -142,7 +142,7 @@ result<listener> listener::bind(const address& where, listen_options options) {
   std::string path;
   if (where.kind() == address::family::unix_path) {
     path = where.to_string();
-    struct stat st{};
+    struct stat st {};
     if (options.unlink_stale && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       ::unlink(path.c_str());
     }

@@ -18,8 +18,8 @@ class any_stream {
 
   any_stream() = default;
   template <byte_stream S>
-    requires(!std::same_as<std::remove_cvref_t<S>, any_stream>)
-  explicit any_stream(S s) : impl_(std::make_unique<model<S>>(std::move(s))) {}
+  requires(!std::same_as<std::remove_cvref_t<S>, any_stream>) explicit any_stream(S s)
+      : impl_(std::make_unique<model<S>>(std::move(s))) {}
 
   explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
 
@@ -46,7 +46,9 @@ class any_stream {
   template <class S>
   struct model final : iface {
     explicit model(S s) : inner(std::move(s)) {}
-    task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) override { return inner.read_some(b, dl); }
+    task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) override {
+      return inner.read_some(b, dl);
+    }
     task<result<void>> write(const_buffers b, deadline dl) override { return inner.write(b, dl); }
     task<result<void>> shutdown_write(deadline dl) override { return inner.shutdown_write(dl); }
     task<result<void>> close(deadline dl) override { return inner.close(dl); }
@@ -71,8 +73,8 @@ class any_message {
 
   any_message() = default;
   template <message_socket M>
-    requires(!std::same_as<std::remove_cvref_t<M>, any_message>)
-  explicit any_message(M m) : impl_(std::make_unique<model<M>>(std::move(m))) {}
+  requires(!std::same_as<std::remove_cvref_t<M>, any_message>) explicit any_message(M m)
+      : impl_(std::make_unique<model<M>>(std::move(m))) {}
 
   explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
 

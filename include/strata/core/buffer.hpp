@@ -29,9 +29,9 @@ inline std::string_view as_text(const_buffer b) noexcept {
 class const_buffers {
  public:
   const_buffers() noexcept = default;
-  const_buffers(const_buffer one) noexcept : one_(one) {}  // NOLINT implicit
+  const_buffers(const_buffer one) noexcept : one_(one) {}                                   // NOLINT implicit
   const_buffers(std::span<const const_buffer> list) noexcept : list_(list), many_(true) {}  // NOLINT
-  const_buffers(const std::vector<const_buffer>& list) noexcept  // NOLINT implicit
+  const_buffers(const std::vector<const_buffer>& list) noexcept                             // NOLINT implicit
       : list_(list), many_(true) {}
 
   /// view is the list of buffers (valid as long as this object and the caller's list).
@@ -62,9 +62,7 @@ class byte_buffer {
   explicit byte_buffer(std::size_t capacity) { storage_.resize(capacity); }
 
   std::span<std::byte> readable() noexcept { return {storage_.data() + begin_, end_ - begin_}; }
-  std::span<const std::byte> readable() const noexcept {
-    return {storage_.data() + begin_, end_ - begin_};
-  }
+  std::span<const std::byte> readable() const noexcept { return {storage_.data() + begin_, end_ - begin_}; }
   std::size_t size() const noexcept { return end_ - begin_; }
   bool empty() const noexcept { return begin_ == end_; }
   void consume(std::size_t n) noexcept {

@@ -81,11 +81,11 @@ struct properties {
 /// capability_row is one protocol's declaration: requires / provides / passes.
 struct capability_row {
   std::string_view name;
-  prop_set required;      ///< which properties the layer below must have...
+  prop_set required;          ///< which properties the layer below must have...
   properties required_value;  ///< ...with these values (booleans: must be true)
-  prop_set provided;      ///< which properties this layer sets...
+  prop_set provided;          ///< which properties this layer sets...
   properties provided_value;  ///< ...to these values
-  prop_set passed;        ///< which properties are inherited unchanged from below
+  prop_set passed;            ///< which properties are inherited unchanged from below
 };
 
 /// stack_on computes what `row` offers when placed on a layer offering `below`.
@@ -126,73 +126,109 @@ constexpr properties transport_properties(const capability_row& row) noexcept {
 /// unmet is the first requirement of a row that the layer below does not meet.
 struct unmet {
   prop property;
-  std::string_view needed;  ///< e.g. "stream", "reliable"
-  std::string_view offered; ///< e.g. "message", "unreliable"
+  std::string_view needed;   ///< e.g. "stream", "reliable"
+  std::string_view offered;  ///< e.g. "message", "unreliable"
 };
 
 constexpr std::string_view to_string(strata::unit u) noexcept {
   switch (u) {
-    case unit::stream: return "stream";
-    case unit::message: return "message";
-    default: return "nothing";
+    case unit::stream:
+      return "stream";
+    case unit::message:
+      return "message";
+    default:
+      return "nothing";
   }
 }
 constexpr std::string_view to_string(strata::connection c) noexcept {
   switch (c) {
-    case connection::based: return "connection-based";
-    case connection::less: return "connection-less";
-    default: return "unspecified";
+    case connection::based:
+      return "connection-based";
+    case connection::less:
+      return "connection-less";
+    default:
+      return "unspecified";
   }
 }
 constexpr std::string_view to_string(strata::domain d) noexcept {
   switch (d) {
-    case domain::inproc: return "inproc";
-    case domain::ipc: return "ipc";
-    case domain::net: return "net";
-    default: return "unspecified";
+    case domain::inproc:
+      return "inproc";
+    case domain::ipc:
+      return "ipc";
+    case domain::net:
+      return "net";
+    default:
+      return "unspecified";
   }
 }
 constexpr std::string_view to_string(strata::topology t) noexcept {
   switch (t) {
-    case topology::p2p: return "p2p";
-    case topology::multicast: return "multicast";
-    case topology::mpmc: return "mpmc";
-    default: return "unspecified";
+    case topology::p2p:
+      return "p2p";
+    case topology::multicast:
+      return "multicast";
+    case topology::mpmc:
+      return "mpmc";
+    default:
+      return "unspecified";
   }
 }
 constexpr std::string_view to_string(strata::sharing s) noexcept {
   switch (s) {
-    case sharing::any_process: return "any-process";
-    case sharing::related_only: return "related-only";
-    default: return "unspecified";
+    case sharing::any_process:
+      return "any-process";
+    case sharing::related_only:
+      return "related-only";
+    default:
+      return "unspecified";
   }
 }
 constexpr std::string_view to_string(strata::direction d) noexcept {
   switch (d) {
-    case direction::duplex: return "duplex";
-    case direction::simplex: return "simplex";
-    default: return "unspecified";
+    case direction::duplex:
+      return "duplex";
+    case direction::simplex:
+      return "simplex";
+    default:
+      return "unspecified";
   }
 }
 /// to_string names a property as the docs, the CLI and the errors spell it.
 constexpr std::string_view to_string(prop p) noexcept {
   switch (p) {
-    case prop::connection: return "connection";
-    case prop::unit: return "unit";
-    case prop::reliable: return "reliable";
-    case prop::ordered: return "ordered";
-    case prop::dup_free: return "dup_free";
-    case prop::secure: return "secure";
-    case prop::authenticated: return "authenticated";
-    case prop::domain: return "domain";
-    case prop::topology: return "topology";
-    case prop::sharing: return "sharing";
-    case prop::direction: return "direction";
-    case prop::multiplexed: return "multiplexed";
-    case prop::congestion_controlled: return "congestion_controlled";
-    case prop::fd_passing: return "fd_passing";
-    case prop::priority_ordered: return "priority_ordered";
-    case prop::max_message: return "max_message";
+    case prop::connection:
+      return "connection";
+    case prop::unit:
+      return "unit";
+    case prop::reliable:
+      return "reliable";
+    case prop::ordered:
+      return "ordered";
+    case prop::dup_free:
+      return "dup_free";
+    case prop::secure:
+      return "secure";
+    case prop::authenticated:
+      return "authenticated";
+    case prop::domain:
+      return "domain";
+    case prop::topology:
+      return "topology";
+    case prop::sharing:
+      return "sharing";
+    case prop::direction:
+      return "direction";
+    case prop::multiplexed:
+      return "multiplexed";
+    case prop::congestion_controlled:
+      return "congestion_controlled";
+    case prop::fd_passing:
+      return "fd_passing";
+    case prop::priority_ordered:
+      return "priority_ordered";
+    case prop::max_message:
+      return "max_message";
   }
   return "?";
 }
@@ -248,32 +284,31 @@ constexpr bool needs(const capability_row& row, prop p) noexcept { return row.re
 }  // namespace detail
 
 template <class Lower, class Layer>
-concept lower_is_stream = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::unit) ||
-                          Layer::row.required_value.unit != unit::stream ||
-                          Lower::capabilities.unit == unit::stream;
+concept lower_is_stream =
+    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::unit) ||
+    Layer::row.required_value.unit != unit::stream || Lower::capabilities.unit == unit::stream;
 template <class Lower, class Layer>
-concept lower_is_message = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::unit) ||
-                           Layer::row.required_value.unit != unit::message ||
-                           Lower::capabilities.unit == unit::message;
+concept lower_is_message =
+    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::unit) ||
+    Layer::row.required_value.unit != unit::message || Lower::capabilities.unit == unit::message;
 template <class Lower, class Layer>
-concept lower_is_reliable = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::reliable) ||
-                            Lower::capabilities.reliable;
+concept lower_is_reliable =
+    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::reliable) || Lower::capabilities.reliable;
 template <class Lower, class Layer>
-concept lower_is_ordered = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::ordered) ||
-                           Lower::capabilities.ordered;
+concept lower_is_ordered =
+    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::ordered) || Lower::capabilities.ordered;
 template <class Lower, class Layer>
 concept lower_is_connection_based =
     checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::connection) ||
     Layer::row.required_value.connection != connection::based ||
     Lower::capabilities.connection == connection::based;
 template <class Lower, class Layer>
-concept lower_is_connectionless =
-    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::connection) ||
-    Layer::row.required_value.connection != connection::less ||
-    Lower::capabilities.connection == connection::less;
+concept lower_is_connectionless = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::connection) ||
+                                  Layer::row.required_value.connection != connection::less ||
+                                  Lower::capabilities.connection == connection::less;
 template <class Lower, class Layer>
-concept lower_is_secure = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::secure) ||
-                          Lower::capabilities.secure;
+concept lower_is_secure =
+    checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::secure) || Lower::capabilities.secure;
 template <class Lower, class Layer>
 concept lower_is_multiplexed = checked_at_runtime<Lower> || !detail::needs(Layer::row, prop::multiplexed) ||
                                Lower::capabilities.multiplexed;
@@ -284,11 +319,14 @@ concept lower_is_duplex = checked_at_runtime<Lower> || !detail::needs(Layer::row
 /// stacks_on holds when `Layer` (a type with a static capability_row `row`) may be placed
 /// directly on `Lower`; the unmet conjunct names the missing property.
 template <class Lower, class Layer>
-concept stacks_on = (checked_at_runtime<Lower> || has_capabilities<Lower>) &&
-                    lower_is_stream<Lower, Layer> && lower_is_message<Lower, Layer> &&
-                    lower_is_reliable<Lower, Layer> && lower_is_ordered<Lower, Layer> &&
-                    lower_is_connection_based<Lower, Layer> && lower_is_connectionless<Lower, Layer> &&
-                    lower_is_secure<Lower, Layer> && lower_is_multiplexed<Lower, Layer> &&
-                    lower_is_duplex<Lower, Layer>;
+concept stacks_on =
+    (checked_at_runtime<Lower> || has_capabilities<Lower>)&&lower_is_stream<Lower, Layer>&& lower_is_message<Lower, Layer>&& lower_is_reliable<Lower, Layer>&& lower_is_ordered<
+        Lower,
+        Layer>&& lower_is_connection_based<Lower,
+                                           Layer>&& lower_is_connectionless<Lower,
+                                                                            Layer>&& lower_is_secure<Lower,
+                                                                                                     Layer>&& lower_is_multiplexed<Lower,
+                                                                                                                                   Layer>&& lower_is_duplex<Lower,
+                                                                                                                                                            Layer>;
 
 }  // namespace strata

@@ -27,9 +27,7 @@ enum class errc {
 /// strata_category is the std::error_category of strata::errc.
 const std::error_category& strata_category() noexcept;
 
-inline std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), strata_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), strata_category()}; }
 
 /// from_errno maps an errno value to strata's vocabulary where one applies
 /// (ECONNRESET/EPIPE -> broken, ETIMEDOUT -> timed_out, ECANCELED -> operation_canceled,

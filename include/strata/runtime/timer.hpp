@@ -37,9 +37,7 @@ struct yield_wait {
 /// scope is canceled first. sleep_until(deadline::never()) waits for cancellation.
 inline detail::sleep_wait sleep_until(deadline dl) noexcept { return {dl}; }
 /// sleep_for suspends for `d` (see sleep_until).
-inline detail::sleep_wait sleep_for(deadline::clock::duration d) noexcept {
-  return {deadline::after(d)};
-}
+inline detail::sleep_wait sleep_for(deadline::clock::duration d) noexcept { return {deadline::after(d)}; }
 /// yield lets every other ready task run once before this one continues.
 inline detail::yield_wait yield() noexcept { return {}; }
 

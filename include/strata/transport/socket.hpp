@@ -43,8 +43,12 @@ class socket_stream {
 
  protected:
   /// fail_read / fail_write record a sticky error for one direction.
-  void fail_read(std::error_code ec) noexcept { if (!read_error_) read_error_ = ec; }
-  void fail_write(std::error_code ec) noexcept { if (!write_error_) write_error_ = ec; }
+  void fail_read(std::error_code ec) noexcept {
+    if (!read_error_) read_error_ = ec;
+  }
+  void fail_write(std::error_code ec) noexcept {
+    if (!write_error_) write_error_ = ec;
+  }
   std::error_code read_error() const noexcept { return read_error_; }
   std::error_code write_error() const noexcept { return write_error_; }
   void release_fd() noexcept;

@@ -56,6 +56,39 @@ concept message_socket = requires(M& m, mutable_buffer in, const_buffers out, de
   { m.close(dl) } -> std::same_as<task<result<void>>>;
 };
 
+/// received is what a connection-less receive returns: the message size and its sender.
+struct received {
+  std::size_t size = 0;
+  address from;
+};
+
+/// datagram_socket (connection-less messages, e.g. a bound UDP socket):
+///   send_to(bufs, to, dl)  sends one message to `to`; message_too_large over max_message.
+///   recv_from(buf, dl)     receives one whole message and its sender; message_too_large
+///                          when `buf` is too small (whether the message is then dropped is
+///                          the protocol's to document: datagram sockets drop it).
+template <class D>
+concept datagram_socket = requires(D& d, mutable_buffer in, const_buffers out, const address& to, deadline dl) {
+  { d.send_to(out, to, dl) } -> std::same_as<task<result<void>>>;
+  { d.recv_from(in, dl) } -> std::same_as<task<result<received>>>;
+  { d.close(dl) } -> std::same_as<task<result<void>>>;
+};
+
+/// byte_source is the read half of a stream (a pipe's read end): read_some and close.
+template <class S>
+concept byte_source = requires(S& s, mutable_buffer in, deadline dl) {
+  { s.read_some(in, dl) } -> std::same_as<task<result<std::size_t>>>;
+  { s.close(dl) } -> std::same_as<task<result<void>>>;
+};
+
+/// byte_sink is the write half of a stream (a pipe's write end): write, shutdown_write
+/// (which for a simplex end is its close) and close.
+template <class S>
+concept byte_sink = requires(S& s, const_buffers out, deadline dl) {
+  { s.write(out, dl) } -> std::same_as<task<result<void>>>;
+  { s.close(dl) } -> std::same_as<task<result<void>>>;
+};
+
 template <class L>
 concept listener = requires(L& l, deadline dl) {
   l.accept(dl);

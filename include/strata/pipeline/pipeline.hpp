@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,8 +47,11 @@ class pipeline {
 
   /// connect builds the stack bottom up (connector pipelines only). Errors: as the
   /// layers' (timed_out, ECONNREFUSED, ...); invalid_argument for a listener pipeline.
+  /// The task keeps its own copy of the layers: the pipeline may go away before it runs.
   task<result<any_connection>> connect(deadline dl) const;
   /// listen binds the bottom layer; each accepted connection gets the upper layers.
+  /// Errors: as the transport's bind (EADDRINUSE, ...); invalid_argument for a
+  /// connector pipeline. The listener keeps its own copy of the layers.
   result<any_listener> listen() const;
 
  private:
@@ -58,6 +62,13 @@ class pipeline {
 /// check_stack checks parsed layers against the registry (used by pipeline::parse;
 /// public for tests and tools). Fills `layers` on success.
 bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeline_error& error);
+
+/// find_adapters searches `entries` for the shortest chain of adapters (one, else two)
+/// that can stand on a layer offering `below` and under which `upper`'s requirements
+/// are met; the checker uses it to suggest a fix. Empty when there is none. Adapters'
+/// parameters are not considered (their rows as declared).
+std::vector<const protocol_entry*> find_adapters(const properties& below, const capability_row& upper,
+                                                 std::span<const protocol_entry> entries = registry());
 
 /// connect parses, checks and connects a spec in one call; refused specs yield
 /// errc::invalid_argument (use pipeline::parse to get the message).

@@ -1,0 +1,264 @@
+// crlf — message boundaries on a byte stream: every message ends with a delimiter
+// ("\r\n" by default; any 1..16 bytes, which is the `term` protocol). Messages cannot
+// contain the delimiter.
+//
+// row: requires stream reliable ordered
+//      provides message, max_message (bytes before the delimiter, from the options)
+//      passes   connection reliable ordered dup_free secure authenticated domain topology
+//               sharing direction multiplexed congestion_controlled priority_ordered
+//               (not fd_passing: crlf has no call that carries descriptors)
+// spec: crlf, crlf(max=4096), crlf(delim="\n"), term(delim="\n", max=1k)
+//
+// The codec is sans-I/O (crlf_decoder, check_crlf_message); crlf<Lower> is a thin
+// coroutine driver over it that reads the lower stream in large chunks.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "strata/adapt/prefix.hpp"  // decode_step, shared by the framing decoders
+#include "strata/core/any.hpp"
+#include "strata/core/buffer.hpp"
+#include "strata/core/capability.hpp"
+#include "strata/core/result.hpp"
+#include "strata/core/stream.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/task.hpp"
+#include "strata/transport/tcp.hpp"
+#include "strata/transport/unix.hpp"
+
+namespace strata {
+
+/// crlf_options configure the delimiter and the size limit. Bad values (see validate)
+/// are not refused by the constructor: send and recv then fail with invalid_argument.
+struct crlf_options {
+  /// max_delimiter is the longest delimiter accepted.
+  static constexpr std::size_t max_delimiter = 16;
+
+  std::string delimiter = "\r\n";       ///< ends every message; 1..max_delimiter bytes
+  std::size_t max_message = 64 * 1024;  ///< largest message (bytes before the delimiter)
+};
+
+/// crlf_row is crlf's capability declaration.
+inline constexpr capability_row crlf_row{
+    .name = "crlf",
+    .required = prop::unit | prop::reliable | prop::ordered,
+    .required_value = {.unit = unit::stream, .reliable = true, .ordered = true},
+    .provided = prop::unit | prop::max_message,
+    .provided_value = {.unit = unit::message, .max_message = 64 * 1024},
+    .passed = prop_set::all() - (prop::unit | prop::max_message | prop::fd_passing),
+};
+
+/// term_row is the same declaration under the name of the `term` spec (crlf with a
+/// delimiter the user chooses).
+inline constexpr capability_row term_row{
+    .name = "term",
+    .required = crlf_row.required,
+    .required_value = crlf_row.required_value,
+    .provided = crlf_row.provided,
+    .provided_value = crlf_row.provided_value,
+    .passed = crlf_row.passed,
+};
+
+/// crlf_layer names the row for the stacks_on concept.
+struct crlf_layer {
+  static constexpr const capability_row& row = crlf_row;
+};
+
+/// validate checks crlf options: the delimiter must have 1..max_delimiter bytes.
+/// Errors: invalid_argument.
+result<void> validate(const crlf_options& options) noexcept;
+
+/// check_crlf_message tells whether `message` can be sent: invalid_argument when the
+/// delimiter occurs in it, or would occur early once the delimiter is appended (only
+/// possible with self-overlapping delimiters such as "abab" and a message ending in
+/// "ab"), or when the options are bad; message_too_large when it exceeds max_message.
+/// Reads the gather list without copying it.
+result<void> check_crlf_message(const crlf_options& options, const_buffers message) noexcept;
+
+/// crlf_decoder is the sans-I/O receive side of crlf: it looks at the unconsumed bytes,
+/// which always start at a message boundary, and finds the first delimiter. It
+/// remembers how far it has searched, so feeding a long line in small pieces costs
+/// linear time; call reset() after consuming a frame. It keeps no reference to the
+/// input and allocates nothing. Once it reported an error it reports it for every later
+/// input (no resynchronisation).
+class crlf_decoder {
+ public:
+  explicit crlf_decoder(const crlf_options& options) noexcept;
+
+  /// decode inspects `input` (bytes received and not yet consumed, starting at a message
+  /// boundary; each call's input extends the previous one's until reset()).
+  /// need_more: no delimiter yet. message: payload is input[0, length), the frame adds
+  /// the delimiter. error: invalid_argument (bad options) or message_too_large (more
+  /// than max_message bytes without a delimiter).
+  decode_step decode(const_buffer input) noexcept;
+  /// reset starts a new message: call it after consuming a frame. A sticky error survives.
+  void reset() noexcept { scanned_ = 0; }
+  bool failed() const noexcept { return failed_ != errc{}; }
+
+ private:
+  std::array<char, crlf_options::max_delimiter> delimiter_{};
+  std::size_t delimiter_size_ = 0;
+  std::size_t max_message_;
+  std::size_t scanned_ = 0;  ///< no delimiter starts before this offset of the input
+  errc failed_{};
+};
+
+/// crlf carries delimited messages over the byte stream `Lower`, which it owns.
+///
+/// recv returns exactly one message (without its delimiter) per call. Reads from `Lower`
+/// are buffered: one read_some into 16 KiB or more of free space serves every message
+/// that arrived with it. Not thread-safe; one send and one recv may be pending at the
+/// same time (from different tasks).
+template <class Lower>
+requires stacks_on<Lower, crlf_layer> && byte_stream<Lower>
+class crlf {
+ public:
+  static constexpr properties capabilities = stack_on(Lower::capabilities, crlf_row);
+
+  /// crlf takes ownership of `lower`. `unread` are bytes a previous layer had already
+  /// read from `lower` (see detach); they are decoded before anything read from `lower`.
+  explicit crlf(Lower lower, crlf_options options = {}, std::vector<std::byte> unread = {})
+      : lower_(std::move(lower)),
+        options_(std::move(options)),
+        decoder_(options_),
+        valid_(static_cast<bool>(strata::validate(options_))) {
+    if (!unread.empty()) in_.append(unread);
+  }
+
+  /// validate checks `options` (see the free function validate).
+  static result<void> validate(const crlf_options& options) noexcept { return strata::validate(options); }
+
+  /// send writes `message` (a gather list, not copied) followed by the delimiter with a
+  /// single write of the lower layer. Errors: invalid_argument (bad options, or the
+  /// message contains the delimiter; see check_crlf_message; nothing sent),
+  /// message_too_large (over max_message; nothing sent), closed (detached), else the
+  /// lower layer's write errors: timed_out or operation_canceled before any byte left
+  /// send nothing; after a partial write the direction is broken for good.
+  task<result<void>> send(const_buffers message, deadline dl) {
+    if (!valid_) co_return errc::invalid_argument;
+    if (detached_) co_return errc::closed;
+    if (auto ok = check_crlf_message(options_, message); !ok) co_return ok;
+    auto parts = message.view();
+    constexpr std::size_t inline_parts = 8;
+    std::array<const_buffer, inline_parts> small;
+    std::vector<const_buffer> large;  // only for gather lists of more than 7 parts
+    std::span<const_buffer> list(small);
+    if (parts.size() + 1 > inline_parts) {
+      large.resize(parts.size() + 1);
+      list = large;
+    }
+    std::copy(parts.begin(), parts.end(), list.begin());
+    list[parts.size()] = as_bytes(options_.delimiter);
+    co_return co_await lower_.write(
+        const_buffers(std::span<const const_buffer>(list.data(), parts.size() + 1)), dl);
+  }
+
+  /// recv waits for the next message and copies it, without the delimiter, into `buf`;
+  /// returns its size. Errors:
+  /// - message_too_large: `buf` is smaller than the message, which stays pending (a
+  ///   retry with a larger buffer gets it); or more than max_message bytes arrived
+  ///   without a delimiter: then the read direction fails for good.
+  /// - end_of_stream: the peer finished at a message boundary (sticky).
+  /// - protocol_error: the stream ended inside a message (no delimiter; sticky).
+  /// - timed_out, operation_canceled: nothing is lost; bytes received so far stay buffered.
+  /// - invalid_argument (bad options), closed (detached), the lower layer's read errors.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
+    if (!valid_) co_return errc::invalid_argument;
+    if (read_error_) co_return unexpected(read_error_);
+    for (;;) {
+      auto step = decoder_.decode(in_.readable());
+      if (step.state == decode_step::status::message) {
+        if (step.length > buf.size()) co_return errc::message_too_large;
+        if (step.length != 0) std::memcpy(buf.data(), in_.readable().data() + step.offset, step.length);
+        in_.consume(step.frame);
+        decoder_.reset();
+        co_return step.length;
+      }
+      if (step.state == decode_step::status::error) {
+        read_error_ = make_error_code(step.error);
+        co_return unexpected(read_error_);
+      }
+      auto space = in_.writable(std::max(step.need, read_chunk));
+      auto n = co_await lower_.read_some(space, dl);
+      if (!n) {
+        auto ec = n.error();
+        if (ec == errc::end_of_stream) {
+          read_error_ = in_.empty() ? ec : make_error_code(errc::protocol_error);
+          co_return unexpected(read_error_);
+        }
+        co_return unexpected(ec);
+      }
+      in_.commit(*n);
+    }
+  }
+
+  /// shutdown_write half-closes: the peer's recv reports end_of_stream after the last
+  /// message. Errors: as the lower layer's shutdown_write.
+  task<result<void>> shutdown_write(deadline dl) {
+    if (detached_) co_return errc::closed;
+    co_return co_await lower_.shutdown_write(dl);
+  }
+  /// close closes the lower layer (its orderly close; see core/stream.hpp) and drops
+  /// buffered input.
+  task<result<void>> close(deadline dl) {
+    if (detached_) co_return errc::closed;
+    (void)in_.take();
+    read_error_ = make_error_code(errc::closed);
+    co_return co_await lower_.close(dl);
+  }
+
+  /// detach hands back the lower layer and the bytes read from it but not consumed
+  /// (a partial line included), in order. crlf has no closing handshake. Afterwards
+  /// every call on this object fails with `closed`.
+  detached<Lower> detach() {
+    detached_ = true;
+    read_error_ = make_error_code(errc::closed);
+    return detached<Lower>{std::move(lower_), in_.take()};
+  }
+
+  /// next_layer is the owned lower layer.
+  Lower& next_layer() noexcept { return lower_; }
+  const Lower& next_layer() const noexcept { return lower_; }
+  result<address> local_address() const { return local_address_of(lower_); }
+  result<address> peer_address() const { return peer_address_of(lower_); }
+
+  /// runtime_capabilities is what this stack offers, with max_message from the options.
+  properties runtime_capabilities() const {
+    properties below;
+    if constexpr (requires { lower_.runtime_capabilities(); }) {
+      below = lower_.runtime_capabilities();
+    } else {
+      below = Lower::capabilities;
+    }
+    auto out = stack_on(below, crlf_row);
+    out.max_message = options_.max_message;
+    return out;
+  }
+  const crlf_options& options() const noexcept { return options_; }
+
+ private:
+  // Free space offered to each read_some: several small messages arrive per syscall,
+  // and compaction (moving a partial line to the front) happens once per chunk.
+  static constexpr std::size_t read_chunk = 16 * 1024;
+
+  Lower lower_;
+  crlf_options options_;
+  crlf_decoder decoder_;
+  bool valid_;
+  bool detached_ = false;
+  byte_buffer in_;
+  std::error_code read_error_{};
+};
+
+extern template class crlf<tcp::stream>;
+extern template class crlf<uds::stream>;
+extern template class crlf<any_stream>;
+
+}  // namespace strata

@@ -15,6 +15,7 @@ struct split_result {
   std::string_view host;
   std::string_view port;
   std::string error;
+  bool bracketed = false;  // "[HOST]:PORT": HOST must be IPv6
 };
 
 split_result split_host_port(std::string_view text) {
@@ -30,6 +31,7 @@ split_result split_host_port(std::string_view text) {
       return r;
     }
     r.host = text.substr(1, close - 1);
+    r.bracketed = true;
     auto rest = text.substr(close + 1);
     if (rest.empty() || rest.front() != ':') {
       r.error = "missing ':PORT' after ']'";
@@ -71,9 +73,13 @@ std::string address::explain_ip(std::string_view text) {
   std::uint16_t port;
   if (!parse_port(parts.port, port)) return "bad port '" + std::string(parts.port) + "' (0-65535)";
   std::string host(parts.host);
-  if (host == "localhost" || host.empty()) return {};
   in_addr v4;
   in6_addr v6;
+  if (parts.bracketed) {
+    if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return {};
+    return "'" + host + "' in brackets is not an IPv6 address";
+  }
+  if (host == "localhost" || host.empty()) return {};
   if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return {};
   if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return {};
   return "'" + host + "' is not a numeric IPv4/IPv6 address or localhost (names need DNS, not yet supported)";

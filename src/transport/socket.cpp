@@ -37,7 +37,8 @@ socket_stream::socket_stream(socket_stream&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       read_error_(std::exchange(other.read_error_, errc::closed)),
       write_error_(std::exchange(other.write_error_, errc::closed)),
-      write_shut_(other.write_shut_) {}
+      write_shut_(other.write_shut_),
+      short_read_drains_(other.short_read_drains_) {}
 
 socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
   if (this != &other) {
@@ -46,6 +47,7 @@ socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
     read_error_ = std::exchange(other.read_error_, errc::closed);
     write_error_ = std::exchange(other.write_error_, errc::closed);
     write_shut_ = other.write_shut_;
+    short_read_drains_ = other.short_read_drains_;
   }
   return *this;
 }
@@ -75,6 +77,7 @@ void socket_stream::reset() noexcept {
 
 task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline dl) {
   if (read_error_) co_return unexpected(read_error_);
+  if (fd_ < 0) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
   auto* loop = event_loop::current();
   for (;;) {
@@ -87,7 +90,7 @@ task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline 
     }
     ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
     if (n > 0) {
-      if (static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd_, false);
+      if (short_read_drains_ && static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd_, false);
       co_return static_cast<std::size_t>(n);
     }
     if (n == 0) {
@@ -106,6 +109,7 @@ task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline 
 
 task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
   if (write_error_) co_return write_error_;
+  if (fd_ < 0) co_return errc::closed;
   auto* loop = event_loop::current();
   auto view = bufs.view();
   std::array<iovec, inline_iovecs> small;
@@ -283,7 +287,9 @@ task<result<int>> connect_fd(address where, deadline dl) {
   int fd = ::socket(where.socket_family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) co_return unexpected(from_errno(errno));
   int rc = ::connect(fd, where.data(), static_cast<socklen_t>(where.size()));
-  if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+  // Only EINPROGRESS means "connecting". EAGAIN is a failure: a unix listener's queue is
+  // full (the socket stays unconnected, yet polls writable) or TCP ran out of ports.
+  if (rc < 0 && errno != EINPROGRESS) {
     int err = errno;
     ::close(fd);
     co_return unexpected(from_errno(err));

@@ -10,6 +10,22 @@
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::uds {
+namespace {
+
+// accepts_connections reports whether a listener answers at the socket file `where`, so
+// that bind replaces only a stale file (its server gone) and never steals a live one.
+// The probe connection, if accepted, is closed at once. A socket file of another type
+// (EPROTOTYPE) counts as in use: nothing tells whether its owner is still alive.
+bool accepts_connections(const address& where) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int rc = ::connect(fd, where.data(), static_cast<socklen_t>(where.size()));
+  int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err != ECONNREFUSED && err != ENOENT;
+}
+
+}  // namespace
 
 result<std::pair<stream, stream>> stream::pair() {
   int fds[2];
@@ -27,6 +43,7 @@ result<stream> stream::adopt(int fd) {
 task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds, deadline dl) {
   if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
   if (write_error()) co_return write_error();
+  if (fd_ < 0) co_return errc::closed;
   std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
   for (;;) {
     iovec iov{const_cast<std::byte*>(data.data()), data.size()};
@@ -57,6 +74,7 @@ task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds,
 
 task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
   if (read_error()) co_return unexpected(read_error());
+  if (fd_ < 0) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
   std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds_per_message));
   for (;;) {
@@ -144,6 +162,7 @@ result<listener> listener::bind(const address& where, listen_options options) {
     path = where.to_string();
     struct stat st {};
     if (options.unlink_stale && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      if (accepts_connections(where)) return unexpected(from_errno(EADDRINUSE));
       ::unlink(path.c_str());
     }
   }

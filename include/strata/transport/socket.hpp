@@ -21,7 +21,12 @@ result<void> set_nonblocking_cloexec(int fd) noexcept;
 class socket_stream {
  public:
   socket_stream() noexcept = default;
-  explicit socket_stream(int fd) noexcept : fd_(fd) {}
+  /// socket_stream owns `fd`. `short_read_drains` says whether a read that returns less
+  /// than asked proves the receive queue empty (true for TCP). Unix sockets end a read
+  /// early at bytes that carried descriptors with more bytes queued behind them, so for
+  /// them only EAGAIN proves it.
+  explicit socket_stream(int fd, bool short_read_drains = true) noexcept
+      : fd_(fd), short_read_drains_(short_read_drains) {}
   socket_stream(socket_stream&& other) noexcept;
   socket_stream& operator=(socket_stream&& other) noexcept;
   ~socket_stream();
@@ -59,6 +64,7 @@ class socket_stream {
   std::error_code read_error_{};
   std::error_code write_error_{};
   bool write_shut_ = false;
+  bool short_read_drains_ = true;
 };
 
 /// socket_listener is a listening stream socket.

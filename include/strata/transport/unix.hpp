@@ -55,7 +55,7 @@ class stream : public detail::socket_stream {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
-  stream() noexcept = default;
+  stream() noexcept : detail::socket_stream(-1, false) {}
   /// pair returns two connected streams (socketpair), e.g. to hand one to a child.
   static result<std::pair<stream, stream>> pair();
   /// adopt takes ownership of a connected unix stream socket descriptor.
@@ -75,7 +75,7 @@ class stream : public detail::socket_stream {
  private:
   friend task<result<stream>> connect(address, deadline);
   friend class listener;
-  explicit stream(int fd) noexcept : detail::socket_stream(fd) {}
+  explicit stream(int fd) noexcept : detail::socket_stream(fd, false) {}
 };
 
 /// connect opens a connection to a unix socket address before `dl`.
@@ -87,7 +87,10 @@ task<result<stream>> connect(std::string_view path, deadline dl);
 /// listen_options tune a unix listener.
 struct listen_options {
   int backlog = 128;
-  bool unlink_stale = true;  ///< remove a leftover socket file at PATH before binding
+  /// unlink_stale removes a leftover socket file at PATH before binding, when no listener
+  /// answers behind it (a probe connect is refused). A live listener's file is never
+  /// replaced: bind then fails with EADDRINUSE, as it does for a file that is not a socket.
+  bool unlink_stale = true;
 };
 
 /// listener accepts unix stream connections. A listener bound to a path removes the

@@ -1,1 +1,0 @@
-// Placeholder translation unit; the support library grows with mem_stream and conformance.

@@ -1,0 +1,668 @@
+// End-to-end tests of the `strata` command-line tool: the built binary (STRATA_CLI_PATH)
+// runs as a child process and talks to socat, a peer the project did not write, over
+// loopback TCP and Unix sockets. Every child is started with pipes on its stdin, stdout
+// and stderr, driven with poll() against a deadline, and killed by its PID in teardown.
+// Ports are learned from the `listening on` lines that strata and `socat -d -d` print.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+const std::string strata_cli = STRATA_CLI_PATH;
+
+// find_program searches PATH like a shell; empty when absent.
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  std::size_t begin = 0;
+  while (begin <= dirs.size()) {
+    auto end = dirs.find(':', begin);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(begin, end - begin) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    begin = end + 1;
+  }
+  return {};
+}
+
+// process is one child with its three standard streams on pipes. The destructor kills
+// it (SIGKILL, by PID) and reaps it if it is still running.
+class process {
+ public:
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  static std::unique_ptr<process> start(std::vector<std::string> argv) {
+    auto p = std::unique_ptr<process>(new process());
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+      return nullptr;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    // The child starts with default signal dispositions and an empty mask, whatever
+    // the test runner set up for itself.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    int rc = ::posix_spawn(&p->pid_, cargv[0], &actions, &attr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    p->in_ = in[1];
+    p->out_ = out[0];
+    p->err_ = err[0];
+    if (rc != 0) {
+      p->pid_ = -1;
+      return nullptr;
+    }
+    ::fcntl(p->in_, F_SETFL, O_NONBLOCK);
+    p->pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, p->pid_, 0));
+    p->argv0_ = argv[0];
+    return p;
+  }
+
+  ~process() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {in_, out_, err_, pidfd_})
+      if (fd >= 0) ::close(fd);
+  }
+
+  pid_t pid() const { return pid_; }
+  const std::string& out() const { return out_data_; }
+  const std::string& err() const { return err_data_; }
+  bool exited() const { return exited_; }
+  /// exit_code is the exit status, or 128 + signal for a child killed by a signal.
+  int exit_code() const {
+    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+    return -1;
+  }
+  /// finished: exited and both output pipes at end of file.
+  bool finished() const { return exited_ && out_ < 0 && err_ < 0; }
+
+  /// send queues `data` for stdin; with `then_close` stdin is closed once written.
+  void send(std::string data, bool then_close) {
+    to_send_ += data;
+    close_after_ = close_after_ || then_close;
+    flush_stdin();
+  }
+  void close_stdin() {
+    close_after_ = true;
+    flush_stdin();
+  }
+
+  /// drive polls every process's pipes and exit until `done()` holds or `until` passes.
+  static bool drive(std::initializer_list<process*> procs, steady::time_point until,
+                    const std::function<bool()>& done) {
+    for (;;) {
+      if (done()) return true;
+      auto now = steady::now();
+      if (now >= until) return false;
+      std::vector<pollfd> fds;
+      std::vector<std::pair<process*, int>> owners;
+      for (auto* p : procs) {
+        auto add = [&](int fd, short events, int which) {
+          if (fd < 0) return;
+          fds.push_back(pollfd{fd, events, 0});
+          owners.emplace_back(p, which);
+        };
+        if (!p->to_send_.empty()) add(p->in_, POLLOUT, 0);
+        add(p->out_, POLLIN, 1);
+        add(p->err_, POLLIN, 2);
+        if (!p->exited_) add(p->pidfd_, POLLIN, 3);
+      }
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+      int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(ms, 1000)));
+      if (n < 0 && errno != EINTR) return false;
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        auto [p, which] = owners[i];
+        switch (which) {
+          case 0:
+            p->flush_stdin();
+            break;
+          case 1:
+            p->read_from(p->out_, p->out_data_);
+            break;
+          case 2:
+            p->read_from(p->err_, p->err_data_);
+            break;
+          case 3:
+            p->reap();
+            break;
+        }
+      }
+    }
+  }
+
+  /// wait_finished drives until the process has exited and closed its outputs.
+  bool wait_finished(steady::time_point until) {
+    return drive({this}, until, [&] { return finished(); });
+  }
+
+ private:
+  process() = default;
+
+  void flush_stdin() {
+    while (in_ >= 0 && !to_send_.empty()) {
+      ssize_t n = ::write(in_, to_send_.data(), to_send_.size());
+      if (n > 0) {
+        to_send_.erase(0, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      // EPIPE: the child closed its stdin; nothing more can be delivered.
+      to_send_.clear();
+      break;
+    }
+    if (in_ >= 0 && to_send_.empty() && close_after_) {
+      ::close(in_);
+      in_ = -1;
+    }
+  }
+
+  void read_from(int& fd, std::string& sink) {
+    char buf[65536];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      sink.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+
+  void reap() {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      status_ = status;
+      exited_ = true;
+    }
+  }
+
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1, pidfd_ = -1;
+  std::string argv0_;
+  std::string to_send_;
+  bool close_after_ = false;
+  std::string out_data_, err_data_;
+  int status_ = 0;
+  bool exited_ = false;
+};
+
+// port_after finds the port at the end of the first line of `text` that contains
+// "listening on" (strata: "listening on 127.0.0.1:PORT"; socat -d -d: "listening on
+// AF=2 127.0.0.1:PORT").
+std::optional<int> listening_port(const std::string& text) {
+  auto at = text.find("listening on");
+  if (at == std::string::npos) return std::nullopt;
+  auto eol = text.find('\n', at);
+  if (eol == std::string::npos) return std::nullopt;  // the line is not complete yet
+  auto colon = text.rfind(':', eol);
+  if (colon == std::string::npos || colon < at) return std::nullopt;
+  int port = std::atoi(text.c_str() + colon + 1);
+  if (port <= 0) return std::nullopt;
+  return port;
+}
+
+bool has_line(const std::string& text, std::string_view needle) {
+  auto at = text.find(needle);
+  return at != std::string::npos && text.find('\n', at) != std::string::npos;
+}
+
+std::string random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937_64 gen(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(gen());
+  return s;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);  // a child that exits early must not kill the runner
+    until_ = steady::now() + 10s;
+    char pattern[] = "/tmp/strata-cli-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    ASSERT_EQ(::access(strata_cli.c_str(), X_OK), 0) << "the CLI is not built: " << strata_cli;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // socat is the third-party peer of these tests: every test that talks to it starts
+  // with ASSERT_TRUE(have_socat()), so a missing socat fails the test (never skips it).
+  static ::testing::AssertionResult have_socat() {
+    if (find_program("socat").empty())
+      return ::testing::AssertionFailure() << "socat is not installed (apt-get install socat); "
+                                              "the CLI interop tests need it";
+    return ::testing::AssertionSuccess();
+  }
+  static std::string socat() { return find_program("socat"); }
+
+  std::unique_ptr<process> strata(std::vector<std::string> args) {
+    args.insert(args.begin(), strata_cli);
+    auto p = process::start(std::move(args));
+    EXPECT_NE(p, nullptr);
+    return p;
+  }
+
+  std::unique_ptr<process> spawn(std::vector<std::string> argv) {
+    auto p = process::start(std::move(argv));
+    EXPECT_NE(p, nullptr);
+    return p;
+  }
+
+  // run starts strata with `args` and `input` on stdin and waits for it to finish.
+  std::unique_ptr<process> run(std::vector<std::string> args, std::string input = {}) {
+    auto p = strata(std::move(args));
+    if (!p) return p;
+    p->send(std::move(input), true);
+    EXPECT_TRUE(p->wait_finished(until_)) << "strata did not finish; stderr: " << p->err();
+    return p;
+  }
+
+  // port_of waits for the `listening on` line of `p` and returns its port.
+  int port_of(process& p) {
+    bool ok = process::drive({&p}, until_, [&] { return listening_port(p.err()).has_value() || p.exited(); });
+    EXPECT_TRUE(ok && listening_port(p.err())) << "no 'listening on' line; stderr: " << p.err();
+    return listening_port(p.err()).value_or(0);
+  }
+
+  // wait_listening waits until `p` wrote a complete line containing `needle` to stderr.
+  bool wait_line(process& p, std::string_view needle) {
+    return process::drive({&p}, until_, [&] { return has_line(p.err(), needle) || p.exited(); }) &&
+           has_line(p.err(), needle);
+  }
+
+  steady::time_point until_;
+  std::string dir_;
+};
+
+// -- help, caps, spec errors ---------------------------------------------------------------
+
+TEST_F(Cli, HelpListsEveryCommandAndExitCodes) {
+  auto p = run({"--help"});
+  EXPECT_EQ(p->exit_code(), 0);
+  for (const char* cmd : {"connect", "listen", "bridge", "caps", "demo"})
+    EXPECT_NE(p->out().find(cmd), std::string::npos) << cmd;
+  EXPECT_NE(p->out().find("exit status"), std::string::npos);
+}
+
+TEST_F(Cli, EveryCommandHasHelp) {
+  for (const char* cmd : {"connect", "listen", "bridge", "caps", "demo"}) {
+    auto p = run({cmd, "--help"});
+    EXPECT_EQ(p->exit_code(), 0) << cmd;
+    EXPECT_EQ(p->out().rfind(std::string("usage: strata ") + cmd, 0), 0u) << p->out();
+    EXPECT_NE(p->out().find("exit status"), std::string::npos) << cmd;
+  }
+}
+
+TEST_F(Cli, UnknownCommandIsAUsageError) {
+  auto p = run({"frobnicate"});
+  EXPECT_EQ(p->exit_code(), 2);
+  EXPECT_NE(p->err().find("unknown command 'frobnicate'"), std::string::npos) << p->err();
+}
+
+// line_starting returns the line of `text` that starts with `prefix` + ' '.
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::size_t begin = 0;
+  while (begin < text.size()) {
+    auto end = text.find('\n', begin);
+    if (end == std::string::npos) end = text.size();
+    auto line = text.substr(begin, end - begin);
+    if (line.rfind(prefix + " ", 0) == 0) return line;
+    begin = end + 1;
+  }
+  return {};
+}
+
+TEST_F(Cli, CapsListsProtocolsWithTheirRows) {
+  auto p = run({"caps"});
+  ASSERT_EQ(p->exit_code(), 0) << p->err();
+  auto tcp = line_starting(p->out(), "tcp");
+  auto unix_line = line_starting(p->out(), "unix");
+  auto prefix = line_starting(p->out(), "prefix");
+  auto crlf = line_starting(p->out(), "crlf");
+  EXPECT_NE(tcp.find("connector"), std::string::npos) << tcp;
+  EXPECT_NE(tcp.find("connection-based stream reliable ordered"), std::string::npos) << tcp;
+  EXPECT_NE(tcp.find(" net "), std::string::npos) << tcp;
+  EXPECT_NE(unix_line.find("ipc"), std::string::npos) << unix_line;
+  EXPECT_NE(unix_line.find("fd_passing"), std::string::npos) << unix_line;
+  EXPECT_FALSE(line_starting(p->out(), "tcp-listen").empty());
+  EXPECT_FALSE(line_starting(p->out(), "unix-listen").empty());
+  for (const auto& adapter : {prefix, crlf}) {
+    EXPECT_NE(adapter.find("adapter"), std::string::npos) << adapter;
+    EXPECT_NE(adapter.find("stream reliable ordered"), std::string::npos) << adapter;  // requires
+    EXPECT_NE(adapter.find("message"), std::string::npos) << adapter;                  // provides
+    EXPECT_NE(adapter.find("passes"), std::string::npos) << adapter;
+  }
+  EXPECT_NE(prefix.find("prefix([bytes=]4"), std::string::npos) << prefix;
+}
+
+TEST_F(Cli, CapsShowsOneProtocolInDetail) {
+  auto p = run({"caps", "prefix"});
+  ASSERT_EQ(p->exit_code(), 0) << p->err();
+  const auto& out = p->out();
+  EXPECT_NE(out.find("requires  stream reliable ordered"), std::string::npos) << out;
+  EXPECT_NE(out.find("provides  message"), std::string::npos) << out;
+  EXPECT_NE(out.find("bytes"), std::string::npos) << out;
+  EXPECT_NE(out.find("default 4"), std::string::npos) << out;
+  EXPECT_NE(out.find("over tcp it offers: connection-based message"), std::string::npos) << out;
+
+  auto unknown = run({"caps", "tpc"});
+  EXPECT_EQ(unknown->exit_code(), 2);
+  EXPECT_NE(unknown->err().find("unknown protocol 'tpc'"), std::string::npos) << unknown->err();
+}
+
+// caret_column returns the column of '^' in the line after the one that shows `spec`,
+// and the column where `word` starts in that spec line.
+std::pair<std::size_t, std::size_t> caret_and_word(const std::string& err, const std::string& spec,
+                                                   const std::string& word) {
+  auto at = err.find(spec);
+  if (at == std::string::npos) return {1, 0};
+  auto line_begin = err.rfind('\n', at);
+  line_begin = line_begin == std::string::npos ? 0 : line_begin + 1;
+  auto line_end = err.find('\n', at);
+  if (line_end == std::string::npos) return {2, 0};
+  auto caret_line_end = err.find('\n', line_end + 1);
+  auto caret_line = err.substr(line_end + 1, caret_line_end - line_end - 1);
+  auto word_col = err.find(word, at) - line_begin;
+  return {caret_line.find('^'), word_col};
+}
+
+TEST_F(Cli, SpecErrorShowsCaretAndProperty) {
+  const std::string spec = "tcp:127.0.0.1:1 | prefix(4) | crlf";
+  auto p = run({"connect", spec});
+  EXPECT_EQ(p->exit_code(), 2);
+  EXPECT_NE(p->err().find("stream"), std::string::npos) << p->err();
+  auto [caret, word] = caret_and_word(p->err(), spec, "crlf");
+  EXPECT_EQ(caret, word) << p->err();
+}
+
+TEST_F(Cli, SpecErrorTransportMustComeFirst) {
+  const std::string spec = "prefix(4) | tcp";
+  auto p = run({"connect", spec});
+  EXPECT_EQ(p->exit_code(), 2);
+  EXPECT_NE(p->err().find("stream"), std::string::npos) << p->err();
+  auto [caret, word] = caret_and_word(p->err(), spec, "prefix");
+  EXPECT_EQ(caret, word) << p->err();
+}
+
+TEST_F(Cli, WrongRoleAndMissingSpecAreUsageErrors) {
+  EXPECT_EQ(run({"connect", "tcp-listen:127.0.0.1:0"})->exit_code(), 2);
+  EXPECT_EQ(run({"listen", "tcp:127.0.0.1:1"})->exit_code(), 2);
+  EXPECT_EQ(run({"connect"})->exit_code(), 2);
+  EXPECT_EQ(run({"connect", "--timeout", "soon", "tcp:127.0.0.1:1"})->exit_code(), 2);
+  EXPECT_EQ(run({"bridge", "tcp-listen:127.0.0.1:0"})->exit_code(), 2);
+}
+
+TEST_F(Cli, ConnectionRefusedExitsOne) {
+  // A bound socket that does not listen: connecting to its port is refused, and no
+  // other process can take the port while we hold it.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  std::string spec = "tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  auto p = run({"connect", spec});
+  ::close(fd);
+  EXPECT_EQ(p->exit_code(), 1);
+  EXPECT_NE(p->err().find("strata: connect " + spec + ": connection refused"), std::string::npos) << p->err();
+  EXPECT_TRUE(p->out().empty());
+}
+
+// -- connect / listen against socat ------------------------------------------------------------
+
+TEST_F(Cli, ConnectTcpToSocatEchoServer) {
+  ASSERT_TRUE(have_socat());
+  auto peer = spawn({socat(), "-d", "-d", "-t", "5", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "EXEC:cat"});
+  int port = port_of(*peer);
+  ASSERT_GT(port, 0);
+  auto data = random_bytes(300000, 1);
+  auto p = run({"connect", "tcp:127.0.0.1:" + std::to_string(port)}, data);
+  EXPECT_EQ(p->exit_code(), 0) << p->err();
+  EXPECT_TRUE(p->out() == data) << "echoed " << p->out().size() << " of " << data.size() << " bytes";
+  EXPECT_TRUE(peer->wait_finished(until_));
+  EXPECT_EQ(peer->exit_code(), 0) << peer->err();
+}
+
+TEST_F(Cli, ListenTcpReceivesAFileFromSocat) {
+  ASSERT_TRUE(have_socat());
+  auto file = dir_ + "/payload.bin";
+  auto data = random_bytes(1 << 20, 2);
+  {
+    FILE* f = std::fopen(file.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(data.data(), 1, data.size(), f);
+    std::fclose(f);
+  }
+  auto server = strata({"listen", "tcp-listen:127.0.0.1:0"});
+  int port = port_of(*server);
+  ASSERT_GT(port, 0);
+  EXPECT_TRUE(server->out().empty());  // stdout carries data only
+  auto client = spawn({socat(), "-u", "FILE:" + file, "TCP:127.0.0.1:" + std::to_string(port)});
+  server->close_stdin();
+  ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                             [&] { return server->finished() && client->finished(); }))
+      << "server stderr: " << server->err() << " client stderr: " << client->err();
+  EXPECT_EQ(client->exit_code(), 0) << client->err();
+  EXPECT_EQ(server->exit_code(), 0) << server->err();
+  EXPECT_TRUE(server->out() == data) << "received " << server->out().size() << " of " << data.size();
+}
+
+TEST_F(Cli, ListenAndConnectOverUnixPathsWithSocat) {
+  ASSERT_TRUE(have_socat());
+  // strata listens on a path; socat connects and sends, strata answers.
+  auto path = dir_ + "/strata.sock";
+  auto server = strata({"listen", "unix-listen:" + path});
+  ASSERT_TRUE(wait_line(*server, "listening on " + path)) << server->err();
+  auto client = spawn({socat(), "-t", "5", "-", "UNIX-CONNECT:" + path});
+  auto up = random_bytes(100000, 3);
+  auto down = random_bytes(70000, 4);
+  client->send(up, true);
+  server->send(down, true);
+  ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                             [&] { return server->finished() && client->finished(); }))
+      << "server: " << server->err() << " client: " << client->err();
+  EXPECT_EQ(server->exit_code(), 0) << server->err();
+  EXPECT_EQ(client->exit_code(), 0) << client->err();
+  EXPECT_TRUE(server->out() == up);
+  EXPECT_TRUE(client->out() == down);
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the listener leaves its socket file behind";
+
+  // socat listens on a path and echoes; strata connects.
+  auto echo_path = dir_ + "/echo.sock";
+  auto echo = spawn({socat(), "-d", "-d", "-t", "5", "UNIX-LISTEN:" + echo_path, "EXEC:cat"});
+  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
+  auto data = random_bytes(200000, 5);
+  auto p = run({"connect", "unix:" + echo_path}, data);
+  EXPECT_EQ(p->exit_code(), 0) << p->err();
+  EXPECT_TRUE(p->out() == data);
+  EXPECT_TRUE(echo->wait_finished(until_));
+}
+
+// -- message stacks -------------------------------------------------------------------------------
+
+TEST_F(Cli, PrefixMessagesBetweenTwoStrataProcesses) {
+  auto server = strata({"listen", "tcp-listen:127.0.0.1:0 | prefix(4)"});
+  int port = port_of(*server);
+  ASSERT_GT(port, 0);
+  auto client = strata({"connect", "tcp:127.0.0.1:" + std::to_string(port) + " | prefix(4)"});
+  std::string long_line(100000, 'x');  // larger than the relay's first receive buffer
+  const std::string expected = "first\n\nthird has spaces\n" + long_line + "\nno newline at end\n";
+  client->send("first\n\nthird has spaces\n" + long_line + "\nno newline at end", true);
+  // The server's stdin ends only once all the client's lines arrived, so the client
+  // never sees the server finish while it still has input to send.
+  server->send("s1\ns2\n", false);
+  ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                             [&] { return server->out().size() >= expected.size(); }))
+      << "server: " << server->err() << " client: " << client->err();
+  server->close_stdin();
+  ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                             [&] { return server->finished() && client->finished(); }))
+      << "server: " << server->err() << " client: " << client->err();
+  EXPECT_EQ(server->exit_code(), 0) << server->err();
+  EXPECT_EQ(client->exit_code(), 0) << client->err();
+  EXPECT_TRUE(server->out() == expected) << server->out().size();
+  EXPECT_EQ(client->out(), "s1\ns2\n");
+}
+
+TEST_F(Cli, PrefixFramesOnTheWireAsSocatSeesThem) {
+  ASSERT_TRUE(have_socat());
+  auto sink = spawn({socat(), "-d", "-d", "-u", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "STDOUT"});
+  int port = port_of(*sink);
+  ASSERT_GT(port, 0);
+  auto p = run({"connect", "tcp:127.0.0.1:" + std::to_string(port) + " | prefix(4)"}, "hello\nab\n");
+  EXPECT_EQ(p->exit_code(), 0) << p->err();
+  ASSERT_TRUE(sink->wait_finished(until_)) << sink->err();
+  EXPECT_EQ(sink->out(), std::string("\0\0\0\5hello\0\0\0\2ab", 15));
+}
+
+TEST_F(Cli, CrlfLinesWithSocat) {
+  ASSERT_TRUE(have_socat());
+  auto server = strata({"listen", "tcp-listen:127.0.0.1:0 | crlf"});
+  int port = port_of(*server);
+  ASSERT_GT(port, 0);
+  // socat's crlf option turns its '\n' into "\r\n" on the wire and back.
+  auto client = spawn({socat(), "-t", "5", "-", "TCP:127.0.0.1:" + std::to_string(port) + ",crlf"});
+  client->send("alpha\nbeta gamma\n", true);
+  server->send("one\ntwo\n", true);
+  ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                             [&] { return server->finished() && client->finished(); }))
+      << "server: " << server->err() << " client: " << client->err();
+  EXPECT_EQ(server->exit_code(), 0) << server->err();
+  EXPECT_EQ(client->exit_code(), 0) << client->err();
+  EXPECT_EQ(server->out(), "alpha\nbeta gamma\n");
+  EXPECT_EQ(client->out(), "one\ntwo\n");
+
+  // Raw bytes: what strata's crlf layer puts on the wire.
+  auto sink = spawn({socat(), "-d", "-d", "-u", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "STDOUT"});
+  int sink_port = port_of(*sink);
+  ASSERT_GT(sink_port, 0);
+  auto p = run({"connect", "tcp:127.0.0.1:" + std::to_string(sink_port) + " | crlf"}, "x\nyz\n");
+  EXPECT_EQ(p->exit_code(), 0) << p->err();
+  ASSERT_TRUE(sink->wait_finished(until_));
+  EXPECT_EQ(sink->out(), "x\r\nyz\r\n");
+}
+
+// -- bridge -------------------------------------------------------------------------------------------
+
+TEST_F(Cli, BridgeTcpToUnixWithSocatOnBothSides) {
+  ASSERT_TRUE(have_socat());
+  auto echo_path = dir_ + "/echo.sock";
+  auto echo = spawn({socat(), "-d", "-d", "-t", "5", "UNIX-LISTEN:" + echo_path, "EXEC:cat"});
+  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
+  auto bridge = strata({"bridge", "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
+  int port = port_of(*bridge);
+  ASSERT_GT(port, 0);
+  auto client = spawn({socat(), "-t", "5", "-", "TCP:127.0.0.1:" + std::to_string(port)});
+  auto data = random_bytes(500000, 6);
+  client->send(data, true);
+  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), client.get()}, until_,
+                             [&] { return echo->finished() && bridge->finished() && client->finished(); }))
+      << "bridge: " << bridge->err() << " client: " << client->err() << " echo: " << echo->err();
+  EXPECT_EQ(client->exit_code(), 0) << client->err();
+  EXPECT_EQ(bridge->exit_code(), 0) << bridge->err();
+  EXPECT_EQ(echo->exit_code(), 0) << echo->err();
+  EXPECT_TRUE(client->out() == data) << "echoed " << client->out().size() << " of " << data.size();
+}
+
+TEST_F(Cli, BridgeRefusesMismatchedUnitsBeforeConnecting) {
+  auto p = run({"bridge", "tcp-listen:127.0.0.1:0 | prefix(4)", "unix:" + dir_ + "/none.sock"});
+  EXPECT_EQ(p->exit_code(), 2);
+  EXPECT_NE(p->err().find("gives messages"), std::string::npos) << p->err();
+  EXPECT_NE(p->err().find("gives a byte stream"), std::string::npos) << p->err();
+  EXPECT_NE(p->err().find("prefix"), std::string::npos) << p->err();
+  EXPECT_EQ(p->err().find("listening on"), std::string::npos) << "refused only after binding";
+}
+
+// -- idle, signals, demo -----------------------------------------------------------------------------------
+
+TEST_F(Cli, IdleTimeoutEndsAQuietConnection) {
+  ASSERT_TRUE(have_socat());
+  auto peer = spawn({socat(), "-d", "-d", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "EXEC:cat"});
+  int port = port_of(*peer);
+  ASSERT_GT(port, 0);
+  // stdin stays open and nothing is sent: only --idle can end this.
+  auto p = strata({"connect", "--idle", "300ms", "tcp:127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(p->wait_finished(until_)) << p->err();
+  EXPECT_EQ(p->exit_code(), 1);
+  EXPECT_NE(p->err().find("no data for 300ms"), std::string::npos) << p->err();
+}
+
+TEST_F(Cli, SigtermStopsAListenerCleanly) {
+  auto server = strata({"listen", "tcp-listen:127.0.0.1:0"});
+  ASSERT_GT(port_of(*server), 0);
+  ASSERT_EQ(::kill(server->pid(), SIGTERM), 0);
+  ASSERT_TRUE(server->wait_finished(until_));
+  EXPECT_EQ(server->exit_code(), 128 + SIGTERM) << server->err();
+}
+
+TEST_F(Cli, DemoQuickVerifiesEveryTransfer) {
+  auto p = run({"demo", "--quick"});
+  EXPECT_EQ(p->exit_code(), 0) << p->out() << p->err();
+  const auto& out = p->out();
+  for (const char* title : {"[1] tcp byte stream", "[2] ", "prefix(4)", "[3] ", "crlf", "[4] bridge"})
+    EXPECT_NE(out.find(title), std::string::npos) << title;
+  std::size_t oks = 0;
+  for (auto at = out.find("  ok\n"); at != std::string::npos; at = out.find("  ok\n", at + 1)) ++oks;
+  EXPECT_EQ(oks, 7u) << out;  // 1 + 2 + 2 + 2 receiving-side checks
+  EXPECT_EQ(out.find("MISMATCH"), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: all 4 transfers verified ok"), std::string::npos) << out;
+}
+
+}  // namespace

@@ -1,0 +1,387 @@
+#include "common.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+namespace strata::cli {
+
+// -- options ------------------------------------------------------------------------------
+
+std::optional<std::string_view> option_value(args& a, std::string_view name, bool& missing) {
+  if (a.empty()) return std::nullopt;
+  std::string_view head = a.peek();
+  if (head == name) {
+    a.next();
+    if (a.empty()) {
+      missing = true;
+      return std::nullopt;
+    }
+    return a.next();
+  }
+  if (head.size() > name.size() && head.substr(0, name.size()) == name && head[name.size()] == '=') {
+    a.next();
+    return head.substr(name.size() + 1);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// split_number separates "1.5ms" into 1.5 and "ms".
+bool split_number(std::string_view text, double& number, std::string_view& suffix) {
+  std::size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) return false;
+  std::string digits(text.substr(0, i));
+  char* end = nullptr;
+  errno = 0;
+  number = std::strtod(digits.c_str(), &end);
+  if (errno != 0 || end != digits.c_str() + digits.size() || number < 0) return false;
+  suffix = text.substr(i);
+  return true;
+}
+
+}  // namespace
+
+std::optional<duration> parse_duration(std::string_view text) {
+  double number = 0;
+  std::string_view suffix;
+  if (!split_number(text, number, suffix)) return std::nullopt;
+  double seconds = 0;
+  if (suffix.empty() || suffix == "s") {
+    seconds = number;
+  } else if (suffix == "ms") {
+    seconds = number / 1e3;
+  } else if (suffix == "us") {
+    seconds = number / 1e6;
+  } else if (suffix == "m" || suffix == "min") {
+    seconds = number * 60;
+  } else if (suffix == "h") {
+    seconds = number * 3600;
+  } else {
+    return std::nullopt;
+  }
+  // Bound the value so that deadline arithmetic cannot overflow (a year is plenty).
+  if (seconds > 365.0 * 24 * 3600) return std::nullopt;
+  return std::chrono::duration_cast<duration>(std::chrono::duration<double>(seconds));
+}
+
+std::string format_duration(duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  char text[64];
+  if (ms % 1000 == 0) {
+    std::snprintf(text, sizeof text, "%llds", static_cast<long long>(ms / 1000));
+  } else if (ms < 1000) {
+    std::snprintf(text, sizeof text, "%lldms", static_cast<long long>(ms));
+  } else {
+    std::snprintf(text, sizeof text, "%.3gs", static_cast<double>(ms) / 1000.0);
+  }
+  return text;
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  double number = 0;
+  std::string_view suffix;
+  if (!split_number(text, number, suffix)) return std::nullopt;
+  std::string lower;
+  for (char c : suffix) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.empty() && lower.back() == 'b') lower.pop_back();  // "KiB", "MB", "B"
+  if (lower.size() == 2 && lower[1] == 'i') lower.pop_back();   // "ki" -> "k"
+  double scale = 1;
+  if (lower.empty()) {
+    scale = 1;
+  } else if (lower == "k") {
+    scale = 1024.0;
+  } else if (lower == "m") {
+    scale = 1024.0 * 1024;
+  } else if (lower == "g") {
+    scale = 1024.0 * 1024 * 1024;
+  } else {
+    return std::nullopt;
+  }
+  double bytes = number * scale;
+  if (bytes > 1e15) return std::nullopt;
+  return static_cast<std::uint64_t>(bytes);
+}
+
+// -- reports ------------------------------------------------------------------------------
+
+int usage_error(std::string_view command, std::string_view message) {
+  if (command.empty()) {
+    std::fprintf(stderr, "strata: %.*s\nTry 'strata --help'.\n", static_cast<int>(message.size()),
+                 message.data());
+  } else {
+    std::fprintf(stderr, "strata: %.*s: %.*s\nTry 'strata %.*s --help'.\n", static_cast<int>(command.size()),
+                 command.data(), static_cast<int>(message.size()), message.data(),
+                 static_cast<int>(command.size()), command.data());
+  }
+  return exit_usage;
+}
+
+std::string error_text(std::error_code ec) {
+  std::string text = ec.message();
+  // System messages start with a capital ("Connection refused"); errors read better
+  // inside a sentence in lower case, as strata's own messages are written.
+  if (!text.empty() && ec.category() != strata_category())
+    text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+void report(std::string_view what, std::error_code ec) {
+  std::string line = "strata: ";
+  line += what;
+  line += ": ";
+  line += error_text(ec);
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+void report(std::string_view message) {
+  std::string line = "strata: ";
+  line += message;
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+std::optional<pipeline> parse_pipeline(std::string_view label, std::string_view text) {
+  pipeline_error error;
+  auto p = pipeline::parse(text, error);
+  if (!p) {
+    std::string out = "strata: ";
+    out += label;
+    out += ": ";
+    out += error.render(text);
+    if (out.back() != '\n') out += '\n';
+    std::fwrite(out.data(), 1, out.size(), stderr);
+    std::fflush(stderr);
+  }
+  return p;
+}
+
+std::string_view unit_phrase(unit u) noexcept {
+  switch (u) {
+    case unit::stream:
+      return "a byte stream";
+    case unit::message:
+      return "messages";
+    default:
+      return "no data unit";
+  }
+}
+
+// -- signals ------------------------------------------------------------------------------
+
+signal_guard::signal_guard() {
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+signal_guard::~signal_guard() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+task<void> signal_guard::watch(scope& target) {
+  if (fd_ < 0) co_return;
+  for (;;) {
+    signalfd_siginfo info{};
+    ssize_t n = ::read(fd_, &info, sizeof info);
+    if (n == static_cast<ssize_t>(sizeof info)) {
+      received_ = static_cast<int>(info.ssi_signo);
+      target.cancel();
+      co_return;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (auto ec = co_await wait_readable(fd_, deadline::never())) co_return;
+  }
+}
+
+int run_command(signal_guard& signals, std::function<task<int>()> body) {
+  int code = exit_failure;
+  run([&]() -> task<void> {
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(signals.watch(s));
+      code = co_await body();
+      s.cancel();  // ends the signal watch
+    });
+    if (auto* loop = event_loop::current()) {
+      // The loop dies with run(); drop its registrations of the descriptors we keep.
+      loop->forget_fd(STDIN_FILENO);
+      loop->forget_fd(STDOUT_FILENO);
+      loop->forget_fd(signals.fd());
+    }
+  }());
+  if (signals.received() != 0) return exit_signal(signals.received());
+  return code;
+}
+
+// -- stdin / stdout -----------------------------------------------------------------------
+
+namespace {
+
+// make_nonblocking sets O_NONBLOCK on `fd` unless it is a regular file (or closed);
+// returns the previous flags to restore, or -1 when nothing was changed.
+int make_nonblocking(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return -1;
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return -1;
+  if (flags & O_NONBLOCK) return -1;
+  if (::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -1;
+  return flags;
+}
+
+}  // namespace
+
+stdio_guard::stdio_guard() {
+  in_flags_ = make_nonblocking(STDIN_FILENO);
+  out_flags_ = make_nonblocking(STDOUT_FILENO);
+}
+
+stdio_guard::~stdio_guard() {
+  // fd 0 and fd 1 often share one open file description (a terminal): restore in the
+  // reverse order so the original flags win.
+  if (out_flags_ >= 0) ::fcntl(STDOUT_FILENO, F_SETFL, out_flags_);
+  if (in_flags_ >= 0) ::fcntl(STDIN_FILENO, F_SETFL, in_flags_);
+}
+
+task<result<std::size_t>> read_fd(int fd, mutable_buffer buf, deadline dl) {
+  if (buf.empty()) co_return std::size_t{0};
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd, false)) {
+      if (auto ec = co_await wait_readable(fd, dl)) co_return unexpected(ec);
+    }
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n > 0) {
+      if (static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd, false);
+      co_return static_cast<std::size_t>(n);
+    }
+    if (n == 0) co_return errc::end_of_stream;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      loop->io_drained(fd, false);
+      continue;
+    }
+    co_return unexpected(from_errno(errno));
+  }
+}
+
+task<result<void>> write_fd(int fd, const_buffers bufs, deadline dl) {
+  auto* loop = event_loop::current();
+  std::vector<iovec> iov;
+  for (auto b : bufs.view())
+    if (!b.empty()) iov.push_back(iovec{const_cast<std::byte*>(b.data()), b.size()});
+  std::size_t first = 0;
+  while (first < iov.size()) {
+    if (!loop->io_ready(fd, true)) {
+      if (auto ec = co_await wait_writable(fd, dl)) co_return ec;
+    }
+    int count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = ::writev(fd, iov.data() + first, count);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        loop->io_drained(fd, true);
+        continue;
+      }
+      co_return from_errno(errno);
+    }
+    auto done = static_cast<std::size_t>(n);
+    while (first < iov.size() && done >= iov[first].iov_len) done -= iov[first++].iov_len;
+    if (first < iov.size() && done > 0) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
+      iov[first].iov_len -= done;
+      loop->io_drained(fd, true);  // a short write: the pipe or socket is full
+    }
+  }
+  co_return result<void>{};
+}
+
+// -- checksums ----------------------------------------------------------------------------
+
+void checksum::mix(std::uint64_t word) noexcept {
+  hash_ ^= word;
+  hash_ *= 0x100000001b3ull;
+  hash_ ^= hash_ >> 29;
+}
+
+void checksum::update(const_buffer data) noexcept {
+  total_ += data.size();
+  const std::byte* p = data.data();
+  std::size_t n = data.size();
+  while (carry_len_ != 0 && n != 0) {
+    carry_ |= static_cast<std::uint64_t>(*p++) << (8 * carry_len_);
+    --n;
+    if (++carry_len_ == 8) {
+      mix(carry_);
+      carry_ = 0;
+      carry_len_ = 0;
+    }
+  }
+  while (n >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    mix(word);
+    p += 8;
+    n -= 8;
+  }
+  while (n != 0) {
+    carry_ |= static_cast<std::uint64_t>(*p++) << (8 * carry_len_++);
+    --n;
+  }
+}
+
+void checksum::update_message(const_buffer data) noexcept {
+  std::uint64_t size = data.size();
+  std::array<std::byte, 8> header;
+  std::memcpy(header.data(), &size, 8);
+  update(header);
+  update(data);
+}
+
+std::uint64_t checksum::value() const noexcept {
+  checksum copy = *this;
+  if (copy.carry_len_ != 0) copy.mix(copy.carry_);
+  copy.mix(total_);
+  return copy.hash_;
+}
+
+std::uint64_t pattern::next() noexcept {
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  return state_ * 0x2545f4914f6cdd1dull;
+}
+
+void pattern::fill(mutable_buffer out) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= out.size(); i += 8) {
+    std::uint64_t word = next();
+    std::memcpy(out.data() + i, &word, 8);
+  }
+  if (i < out.size()) {
+    std::uint64_t word = next();
+    std::memcpy(out.data() + i, &word, out.size() - i);
+  }
+}
+
+}  // namespace strata::cli

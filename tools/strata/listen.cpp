@@ -1,0 +1,120 @@
+// strata listen SPEC: accept on a listener pipeline and relay stdin/stdout over the
+// accepted connection.
+#include <cstdio>
+#include <string>
+
+#include "commands.hpp"
+#include "relay.hpp"
+
+namespace strata::cli {
+
+const std::string_view listen_help = R"(usage: strata listen [options] SPEC
+
+Bind the listener pipeline SPEC (e.g. 'tcp-listen:127.0.0.1:0 | crlf'), accept ONE
+connection and relay stdin/stdout over it exactly as 'strata connect' does (see its
+help for when the relay ends), like nc -l.
+The listener is closed as soon as that connection is accepted (a Unix socket file is
+removed), and strata exits when the connection ends.
+
+Once bound, strata writes 'listening on ADDRESS' to stderr, with the real port when
+SPEC asked for port 0. stdout carries nothing but received data.
+
+options:
+  -k, --keep           keep listening: serve connections one after another. stdin is
+                       shared: data read from it goes to the connection being served,
+                       and once stdin has ended later connections get end of stream
+                       right away. Runs until a fatal error or SIGINT/SIGTERM.
+  -v, --verbose        write 'connection from ADDRESS' to stderr for each connection
+  --idle DURATION      fail a connection when no data moves either way for DURATION
+  --linger DURATION    after the peer finished, wait this long for more stdin (default 500ms)
+  -h, --help           show this help
+
+exit status: 0 the connection ended normally; 1 runtime failure (cannot bind, reset,
+idle); 2 usage error or refused SPEC; 130/143 stopped by SIGINT/SIGTERM.
+
+examples:
+  strata listen tcp-listen:127.0.0.1:7000 > received.bin
+  strata listen -k 'unix-listen:/tmp/app.sock | prefix(4)'
+)";
+
+int listen_main(args& a, signal_guard& signals) {
+  relay_options options;
+  bool keep = false;
+  bool verbose = false;
+  std::string_view spec_text;
+  bool have_spec = false;
+  while (!a.empty()) {
+    bool missing = false;
+    if (auto v = option_value(a, "--idle", missing)) {
+      auto d = parse_duration(*v);
+      if (!d || d->count() == 0)
+        return usage_error("listen", "--idle: not a duration: '" + std::string(*v) + "'");
+      options.idle = *d;
+      continue;
+    }
+    if (auto v = option_value(a, "--linger", missing)) {
+      auto d = parse_duration(*v);
+      if (!d) return usage_error("listen", "--linger: not a duration: '" + std::string(*v) + "'");
+      options.linger = *d;
+      continue;
+    }
+    if (missing) return usage_error("listen", std::string(a.peek()) + " needs a value");
+    std::string_view arg = a.next();
+    if (arg == "-k" || arg == "--keep") {
+      keep = true;
+    } else if (arg == "-v" || arg == "--verbose") {
+      verbose = true;
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      return usage_error("listen", "unknown option '" + std::string(arg) + "'");
+    } else if (have_spec) {
+      return usage_error("listen", "one SPEC expected (quote a spec that contains spaces or '|')");
+    } else {
+      spec_text = arg;
+      have_spec = true;
+    }
+  }
+  if (!have_spec) return usage_error("listen", "missing SPEC");
+  auto p = parse_pipeline("listen", spec_text);
+  if (!p) return exit_usage;
+  if (!p->is_listener())
+    return usage_error("listen", "'" + std::string(spec_text) + "' connects; use 'strata connect' for it");
+
+  stdio_guard stdio;
+  return run_command(signals, [&]() -> task<int> {
+    auto listener = p->listen();
+    if (!listener) {
+      report("listen " + p->text(), listener.error());
+      co_return exit_failure;
+    }
+    auto where = listener->local_address();
+    std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : p->text().c_str());
+    std::fflush(stderr);
+
+    stdin_source in;
+    int code = exit_ok;
+    for (;;) {
+      auto conn = co_await listener->accept(deadline::never());
+      if (!conn) {
+        if (conn.error() == errc::operation_canceled) break;
+        report("accept on " + p->text(), conn.error());
+        code = exit_failure;
+        break;
+      }
+      if (!keep) listener->close();
+      options.label = "connection";
+      if (auto peer = conn->peer_address(); peer && !peer->to_string().empty()) {
+        options.label += " from " + peer->to_string();
+        if (verbose) {
+          std::fprintf(stderr, "connection from %s\n", peer->to_string().c_str());
+          std::fflush(stderr);
+        }
+      }
+      code = co_await relay(*conn, in, options);
+      if (!keep) break;
+    }
+    if (keep) listener->close();
+    co_return code;
+  });
+}
+
+}  // namespace strata::cli

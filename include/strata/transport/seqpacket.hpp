@@ -1,0 +1,140 @@
+// seqpacket — a connection carrying whole messages between processes on one host,
+// reliably and in order (unix(7), SOCK_SEQPACKET): what a unix stream plus framing
+// gives, done by the kernel, with descriptor passing and peer credentials.
+//
+// row: requires nothing (bottom layer)
+//      provides connection-based message reliable ordered dup_free ipc p2p any-process
+//               duplex fd_passing max_message=212960 (SO_SNDBUF 212992 by default less
+//               the kernel's 32 bytes; max_message() probes the real socket)
+// spec: seqpacket:PATH or seqpacket:@NAME (connect),
+//       seqpacket-listen:PATH or seqpacket-listen:@NAME (listen)
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "strata/core/capability.hpp"
+#include "strata/core/stream.hpp"
+#include "strata/transport/packet_socket.hpp"
+#include "strata/transport/socket.hpp"
+
+namespace strata::seqpacket {
+
+/// default_max_message is the largest message with the default send buffer:
+/// net.core.wmem_default (212992) less 32. Sockets report their own in max_message().
+inline constexpr std::size_t default_max_message = 212992 - 32;
+
+/// row is the seqpacket socket's capability declaration.
+inline constexpr capability_row row{
+    .name = "seqpacket",
+    .required = {},
+    .required_value = {},
+    .provided = prop_set::all(),
+    .provided_value = {.connection = connection::based,
+                       .unit = unit::message,
+                       .reliable = true,
+                       .ordered = true,
+                       .dup_free = true,
+                       .domain = domain::ipc,
+                       .topology = topology::p2p,
+                       .sharing = sharing::any_process,
+                       .direction = direction::duplex,
+                       .fd_passing = true,
+                       .max_message = default_max_message},
+    .passed = {},
+};
+
+/// socket is a connected seqpacket socket: a message_socket (core/stream.hpp) with
+/// half-close. Thread-compatible: one task receives and one sends at a time.
+class socket : public detail::packet_socket {
+ public:
+  static constexpr properties capabilities = transport_properties(row);
+
+  socket() noexcept = default;
+  /// pair returns two connected sockets (socketpair), e.g. to hand one to a child.
+  static result<std::pair<socket, socket>> pair();
+  /// adopt takes ownership of a connected SOCK_SEQPACKET descriptor.
+  static result<socket> adopt(int fd);
+
+  /// send sends one message. invalid_argument for an empty message: the receiver could
+  /// not tell it from the end of the connection (both read as zero bytes).
+  /// message_too_large (nothing sent) above max_message(). A full send buffer makes it
+  /// wait until `dl`: timed_out / operation_canceled mean nothing was sent. broken (sticky)
+  /// once the peer has closed its receiving side.
+  task<result<void>> send(const_buffers bufs, deadline dl);
+  /// recv receives one whole message. When `buf` is too small: message_too_large, and the
+  /// kernel discards the rest of the message (the whole message is lost to the caller)
+  /// unless keep_too_large is on, which keeps it queued for a retry. end_of_stream
+  /// (sticky) once the peer shut down or closed and every message was read; a peer that
+  /// is not strata and sends an empty message ends the stream too. broken (sticky) when
+  /// the connection was reset. timed_out / operation_canceled consume nothing.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl);
+  /// send_fds sends one message with `fds` attached (at most uds::max_fds_per_message;
+  /// invalid_argument above or for an empty message; they stay owned by the caller). The
+  /// descriptors travel with exactly this message.
+  task<result<void>> send_fds(const_buffers bufs, std::span<const int> fds, deadline dl);
+  /// recv_fds receives one message and appends the descriptors sent with it to `fds`
+  /// (close-on-exec, owned by the caller). A plain recv closes such descriptors.
+  task<result<std::size_t>> recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl);
+  /// recv_with receives one message with its envelope (sender, descriptors, credentials
+  /// when pass_credentials is on).
+  task<result<std::size_t>> recv_with(mutable_buffer buf, envelope& env, deadline dl);
+  /// shutdown_write half-closes: the peer reads end_of_stream after our last message.
+  task<result<void>> shutdown_write(deadline dl);
+  /// close shuts our direction down, drops the peer's remaining messages until it ends or
+  /// `dl` passes (timed_out, and the socket is closed anyway) and releases the socket.
+  /// Waiting tasks and later calls get `closed`.
+  task<result<void>> close(deadline dl);
+
+  /// peer_credentials reports the peer's pid, uid and gid, recorded by the kernel when
+  /// the connection was made (SO_PEERCRED).
+  result<uds::credentials> peer_credentials() const;
+  /// set_pass_credentials turns SO_PASSCRED on: each message then carries its sender's
+  /// credentials (see recv_with).
+  result<void> set_pass_credentials(bool on);
+  std::size_t max_message() const noexcept;
+  properties runtime_capabilities() const noexcept;
+
+ private:
+  friend task<result<socket>> connect(address, deadline);
+  friend class listener;
+  explicit socket(int fd) noexcept;
+};
+
+/// connect opens a connection to the seqpacket listener at `where` before `dl`.
+/// Errors: timed_out, operation_canceled, ENOENT, ECONNREFUSED, EPROTOTYPE (the socket
+/// there is not a seqpacket one), invalid_argument.
+task<result<socket>> connect(address where, deadline dl);
+/// connect parses "PATH" or "@NAME" and connects.
+task<result<socket>> connect(std::string_view path, deadline dl);
+
+/// listen_options tune a listener.
+struct listen_options {
+  int backlog = 128;
+  /// unlink_stale replaces a socket file at PATH that nobody listens behind; a live one
+  /// (or a file that is not a socket) makes bind fail with EADDRINUSE.
+  bool unlink_stale = true;
+};
+
+/// listener accepts seqpacket connections. A listener bound to a path removes the file
+/// when it is closed or destroyed.
+class listener : public detail::socket_listener {
+ public:
+  listener() noexcept = default;
+  static result<listener> bind(const address& where, listen_options options = {});
+  static result<listener> bind(std::string_view path, listen_options options = {});
+  /// accept waits for the next connection. Errors: timed_out, operation_canceled, closed.
+  task<result<socket>> accept(deadline dl);
+  void close() noexcept;
+
+ private:
+  listener(int fd, detail::unix_socket_file file) noexcept
+      : detail::socket_listener(fd), file_(std::move(file)) {}
+  detail::unix_socket_file file_;
+};
+
+}  // namespace strata::seqpacket

@@ -1,0 +1,236 @@
+// udp — connection-less datagrams between hosts, one message per datagram (RFC 768),
+// with batching (sendmmsg/recvmmsg) and IPv4 multicast (RFC 1112).
+//
+// row: requires nothing (bottom layer)
+//      provides connection-less message unreliable unordered net multicast any-process
+//               duplex max_message=65507 (IPv4; 65527 over IPv6)
+// spec: udp:HOST:PORT (a message socket connected to HOST:PORT),
+//       udp-listen:HOST:PORT (socat-like: accept waits for the first datagram and returns
+//       a message socket connected to its sender, that datagram pending)
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "strata/core/capability.hpp"
+#include "strata/core/stream.hpp"
+#include "strata/transport/packet_socket.hpp"
+
+namespace strata::udp {
+
+/// max_ipv4_message is the largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP).
+inline constexpr std::size_t max_ipv4_message = 65507;
+/// max_ipv6_message is the largest UDP payload over IPv6 without jumbograms: 65535 - 8.
+inline constexpr std::size_t max_ipv6_message = 65527;
+
+/// row is udp's capability declaration. Datagrams may be lost, duplicated or reordered;
+/// one sent datagram arrives whole or not at all.
+inline constexpr capability_row row{
+    .name = "udp",
+    .required = {},
+    .required_value = {},
+    .provided = prop_set::all(),
+    .provided_value = {.connection = connection::less,
+                       .unit = unit::message,
+                       .reliable = false,
+                       .ordered = false,
+                       .dup_free = false,
+                       .domain = domain::net,
+                       .topology = topology::multicast,
+                       .sharing = sharing::any_process,
+                       .direction = direction::duplex,
+                       .max_message = max_ipv4_message},
+    .passed = {},
+};
+
+using outgoing = outgoing_datagram;
+using incoming = incoming_datagram;
+
+/// bind_options tune a bound socket.
+struct bind_options {
+  bool reuse_address = false;   ///< SO_REUSEADDR: several sockets on one port (multicast receivers)
+  bool reuse_port = false;      ///< SO_REUSEPORT: the kernel spreads datagrams over the sockets
+  int receive_buffer = 0;       ///< SO_RCVBUF in bytes; 0 keeps the system default
+  int send_buffer = 0;          ///< SO_SNDBUF in bytes; 0 keeps the system default
+  bool keep_too_large = false;  ///< see packet_socket::set_keep_too_large
+};
+
+/// multicast_options say how a socket sends to and receives from IPv4 groups.
+struct multicast_options {
+  std::optional<address> group{};       ///< join this group (its port is ignored)
+  std::optional<address> interface {};  ///< the local interface address for joins and sends
+                                        ///< (IP_MULTICAST_IF); none: the kernel's choice
+  std::optional<bool> loop{};           ///< IP_MULTICAST_LOOP: receive our own group sends
+  std::optional<int> ttl{};             ///< IP_MULTICAST_TTL (0..255; the default is 1)
+};
+
+class connected;
+
+/// socket is a bound, connection-less UDP socket (a datagram_socket; core/stream.hpp).
+/// Thread-compatible: one task receives and one sends at a time.
+class socket : public detail::packet_socket {
+ public:
+  static constexpr properties capabilities = transport_properties(row);
+
+  socket() noexcept = default;
+  /// bind opens a socket on `where` (IPv4 or IPv6; port 0: an ephemeral port, see
+  /// local_address()). Errors: invalid_argument (not an IP address), EADDRINUSE, ...
+  static result<socket> bind(const address& where, bind_options options = {});
+  /// bind parses "HOST:PORT" ("0.0.0.0:0", "[::1]:0", "localhost:0") and binds.
+  static result<socket> bind(std::string_view host_port, bind_options options = {});
+  /// adopt takes ownership of a UDP socket descriptor (made non-blocking, close-on-exec).
+  static result<socket> adopt(int fd);
+
+  /// send_to sends one datagram to `to`. message_too_large, without a system call, above
+  /// max_message() (nothing sent). timed_out / operation_canceled: nothing was sent. A
+  /// datagram that was sent may still be lost. System errors: ENETUNREACH, EACCES (to a
+  /// broadcast address), EAFNOSUPPORT / EINVAL for an address of the wrong family, ...
+  task<result<void>> send_to(const_buffers bufs, const address& to, deadline dl);
+  /// recv_from waits for one datagram and returns its size and sender. When `buf` is too
+  /// small: message_too_large, and the datagram is dropped (the kernel's rule) unless
+  /// keep_too_large is on. timed_out / operation_canceled consume nothing.
+  task<result<received>> recv_from(mutable_buffer buf, deadline dl);
+  /// send_batch sends `msgs` (each with its `to`) in order with sendmmsg; returns how many
+  /// went (see packet_socket::send_batch_packets for partial results).
+  task<result<std::size_t>> send_batch(std::span<const outgoing> msgs, deadline dl);
+  /// recv_batch waits for one datagram, then fills up to slots.size() slots with what is
+  /// queued (one recvmmsg) and returns how many. A datagram larger than its slot is cut
+  /// and flagged `truncated`; the rest of it is lost.
+  task<result<std::size_t>> recv_batch(std::span<incoming> slots, deadline dl);
+  /// close releases the socket; waiting tasks and later calls get `closed`.
+  task<result<void>> close(deadline dl);
+
+  /// connect fixes the peer (the kernel then filters and addresses datagrams) and returns
+  /// the socket as a message socket. Datagrams from other senders already queued are
+  /// dropped on receive. Errors: as connect(2).
+  result<connected> connect(const address& peer) &&;
+
+  /// join_group subscribes to the IPv4 group `group` on the interface whose address is
+  /// `interface` (nullopt: the kernel's choice) with IP_ADD_MEMBERSHIP, and turns
+  /// IP_MULTICAST_ALL off so that the socket hears only the groups it joined (Linux
+  /// otherwise delivers every group any local socket joined to every socket on the port).
+  /// Several sockets on one port need reuse_address. A socket bound to a unicast address
+  /// hears no group: bind 0.0.0.0 or the group itself. not_supported for IPv6 groups
+  /// (IPv6 multicast does not work on the test machines' loopback, so it is not offered).
+  result<void> join_group(const address& group, const std::optional<address>& interface = std::nullopt);
+  /// leave_group drops a membership join_group made (IP_DROP_MEMBERSHIP).
+  result<void> leave_group(const address& group, const std::optional<address>& interface = std::nullopt);
+  /// set_multicast_loop chooses whether our own group sends come back to local members
+  /// (IP_MULTICAST_LOOP, on by default). Sends that leave by the loopback interface come
+  /// back through it whatever this says.
+  result<void> set_multicast_loop(bool on);
+  /// set_multicast_interface picks the interface (by its address) group sends leave by.
+  result<void> set_multicast_interface(const address& interface);
+  /// set_multicast_ttl sets the hop limit of group sends (0..255).
+  result<void> set_multicast_ttl(int ttl);
+  /// apply sets every option `options` gives, joining its group last.
+  result<void> apply(const multicast_options& options);
+
+  /// max_message is the largest datagram the socket's family can carry.
+  std::size_t max_message() const noexcept { return max_send_; }
+  properties runtime_capabilities() const noexcept;
+
+ private:
+  friend class listener;
+  friend class connected;
+  socket(int fd, int family) noexcept;
+};
+
+/// connected is a UDP socket with a fixed peer: a message_socket (core/stream.hpp) whose
+/// send goes to the peer and whose recv takes only the peer's datagrams. Datagrams may
+/// be lost or reordered; there is no end of stream (recv waits until its deadline).
+class connected : public detail::packet_socket {
+ public:
+  static constexpr properties capabilities = transport_properties(row);
+
+  connected() noexcept = default;
+  /// send sends one datagram to the peer. message_too_large above max_message() without a
+  /// system call. connection_refused (a system error) when an earlier datagram drew an
+  /// ICMP port unreachable: reported once, not sticky.
+  task<result<void>> send(const_buffers bufs, deadline dl);
+  /// recv waits for one datagram from the peer (see socket::recv_from for too-small
+  /// buffers); connection_refused as for send.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl);
+  /// send_batch / recv_batch as on socket; `to` is ignored and `from` is the peer.
+  task<result<std::size_t>> send_batch(std::span<const outgoing> msgs, deadline dl);
+  task<result<std::size_t>> recv_batch(std::span<incoming> slots, deadline dl);
+  task<result<void>> close(deadline dl);
+
+  /// The multicast setters of socket, for a socket connected to a group.
+  result<void> set_multicast_loop(bool on);
+  result<void> set_multicast_interface(const address& interface);
+  result<void> set_multicast_ttl(int ttl);
+  /// set_ttl sets the unicast hop limit (IP_TTL / IPV6_UNICAST_HOPS).
+  result<void> set_ttl(int ttl);
+
+  std::size_t max_message() const noexcept { return max_send_; }
+  properties runtime_capabilities() const noexcept;
+
+ private:
+  friend class socket;
+  friend class listener;
+  explicit connected(socket s, bool kernel_connected) noexcept;
+  bool kernel_connected_ = true;  // false: the peer is kept in user space (only_from_)
+};
+
+/// connect_options tune udp::connect.
+struct connect_options {
+  std::optional<address> bind{};  ///< local address (default: any address, ephemeral port)
+  multicast_options multicast{};  ///< for a group peer: interface, loop and ttl of the sends
+  std::optional<int> ttl{};       ///< unicast hop limit
+  bool keep_too_large = false;    ///< see packet_socket::set_keep_too_large
+};
+
+/// connect opens a socket connected to `peer` (a unicast or multicast address). It does
+/// not block: UDP has no handshake, so an absent peer shows up later, as
+/// connection_refused on a send or recv. Errors: invalid_argument, ENETUNREACH, ...
+result<connected> connect(const address& peer, connect_options options = {});
+/// connect parses "HOST:PORT" and connects.
+result<connected> connect(std::string_view host_port, connect_options options = {});
+
+/// listen_options tune a listener.
+struct listen_options {
+  multicast_options multicast{};  ///< join a group: the listener's sockets are members
+  bool keep_too_large = false;    ///< for the accepted sockets
+};
+
+/// listener gives UDP listener semantics the way socat's UDP-LISTEN does: accept waits
+/// for the first datagram on the bound address and returns a message socket connected to
+/// its sender with that datagram (and whatever else the sender queued) pending.
+/// Unicast: the accepted socket is the listening one, now connected to its peer (the
+/// kernel delivers that peer's datagrams to it); the listener binds a fresh socket on the
+/// same address (SO_REUSEADDR) for the next accept. Datagrams other senders had queued on
+/// the handed-over socket before the accept are dropped; one arriving while the new
+/// socket is being bound may be lost (UDP offers no more).
+/// Multicast (a group is joined): the accepted socket keeps its peer in user space (a
+/// kernel-connected socket would stop receiving group datagrams) and the listener accepts
+/// only once: later accepts fail with not_supported.
+class listener {
+ public:
+  listener() noexcept = default;
+  /// bind binds `where` (port 0: ephemeral; local_address() tells the port).
+  static result<listener> bind(const address& where, listen_options options = {});
+  static result<listener> bind(std::string_view host_port, listen_options options = {});
+
+  /// accept waits for the first datagram of a new peer. Errors: timed_out,
+  /// operation_canceled (nothing consumed), closed, not_supported (see above), and the
+  /// error of re-binding the address after the previous accept.
+  task<result<connected>> accept(deadline dl);
+  result<address> local_address() const;
+  /// close releases the listening socket; a waiting accept gets `closed`.
+  void close() noexcept;
+  /// listening_socket is the socket the next accept hands over (e.g. for more options).
+  udp::socket& listening_socket() noexcept { return socket_; }
+
+ private:
+  listener(udp::socket s, address where, listen_options options) noexcept;
+  udp::socket socket_;
+  address where_;
+  listen_options options_;
+  std::error_code rebind_error_{};
+  bool accepted_once_ = false;
+};
+
+}  // namespace strata::udp

@@ -1,0 +1,603 @@
+#include "strata/transport/packet_socket.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/timer.hpp"
+
+namespace strata::detail {
+namespace {
+
+constexpr std::size_t inline_iovecs = 16;
+// Room for the most descriptors a message may carry plus one set of credentials.
+constexpr std::size_t control_bytes =
+    CMSG_SPACE(sizeof(int) * uds::max_fds_per_message) + CMSG_SPACE(sizeof(ucred));
+
+void forget(int fd) noexcept {
+  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
+}
+
+void close_all(std::span<const int> fds) noexcept {
+  for (int fd : fds) ::close(fd);
+}
+
+/// iovec_list turns a gather list into iovecs without allocating for short lists.
+class iovec_list {
+ public:
+  explicit iovec_list(const_buffers bufs) {
+    auto view = bufs.view();
+    iovec* out = small_.data();
+    if (view.size() > inline_iovecs) {
+      large_.resize(view.size());
+      out = large_.data();
+    }
+    for (auto b : view) {
+      if (b.empty()) continue;
+      out[count_++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
+      total_ += b.size();
+    }
+    data_ = out;
+  }
+  iovec_list(const iovec_list&) = delete;
+  iovec_list& operator=(const iovec_list&) = delete;
+  iovec* data() noexcept { return data_; }
+  std::size_t count() const noexcept { return count_; }
+  std::size_t total() const noexcept { return total_; }
+
+ private:
+  std::array<iovec, inline_iovecs> small_;
+  std::vector<iovec> large_;
+  iovec* data_ = nullptr;
+  std::size_t count_ = 0;
+  std::size_t total_ = 0;
+};
+
+/// ancillary collects what a recvmsg delivered besides the bytes.
+struct ancillary {
+  std::vector<int> fds;
+  std::optional<uds::credentials> credentials;
+
+  void take(msghdr& msg) {
+    for (auto* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET) continue;
+      if (cm->cmsg_type == SCM_RIGHTS) {
+        std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+          fds.push_back(fd);
+        }
+      } else if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+        ucred cred;
+        std::memcpy(&cred, CMSG_DATA(cm), sizeof cred);
+        credentials = uds::credentials{cred.pid, cred.uid, cred.gid};
+      }
+    }
+  }
+  void drop() noexcept {
+    close_all(fds);
+    fds.clear();
+  }
+};
+
+address sender_of(const sockaddr_storage& ss, socklen_t len) {
+  return address::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+}
+
+address unnamed_unix() {
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  return address::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof(sa_family_t));
+}
+
+}  // namespace
+
+bool same_sender(const address& a, const address& b) noexcept {
+  if (a.kind() != b.kind()) return false;
+  if (a.kind() == address::family::ipv4) {
+    auto* x = reinterpret_cast<const sockaddr_in*>(a.data());
+    auto* y = reinterpret_cast<const sockaddr_in*>(b.data());
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a.kind() == address::family::ipv6) {
+    auto* x = reinterpret_cast<const sockaddr_in6*>(a.data());
+    auto* y = reinterpret_cast<const sockaddr_in6*>(b.data());
+    return x->sin6_port == y->sin6_port &&
+           std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return a == b;
+}
+
+bool unix_socket_in_use(const address& where, int type) noexcept {
+  int fd = ::socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int rc = ::connect(fd, where.data(), static_cast<socklen_t>(where.size()));
+  int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err != ECONNREFUSED && err != ENOENT;
+}
+
+unix_socket_file& unix_socket_file::operator=(unix_socket_file&& other) noexcept {
+  if (this != &other) {
+    reset();
+    path_ = std::exchange(other.path_, {});
+  }
+  return *this;
+}
+
+void unix_socket_file::reset() noexcept {
+  if (!path_.empty()) ::unlink(path_.c_str());
+  path_.clear();
+}
+
+result<bound_unix_socket> bind_unix(const address& where, int type, bool unlink_stale) {
+  if (!where.is_unix()) return errc::invalid_argument;
+  std::string path;
+  if (where.kind() == address::family::unix_path) {
+    path = where.to_string();
+    struct stat st {};
+    if (unlink_stale && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      if (unix_socket_in_use(where, type)) return unexpected(from_errno(EADDRINUSE));
+      ::unlink(path.c_str());
+    }
+  }
+  int fd = ::socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return unexpected(from_errno(errno));
+  if (::bind(fd, where.data(), static_cast<socklen_t>(where.size())) < 0) {
+    int err = errno;
+    ::close(fd);
+    return unexpected(from_errno(err));
+  }
+  return bound_unix_socket{fd, unix_socket_file{std::move(path)}};
+}
+
+std::size_t unix_max_message(int fd) noexcept {
+  int size = 0;
+  socklen_t len = sizeof size;
+  if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len) < 0 || size <= 32) return 0;
+  return static_cast<std::size_t>(size) - 32;
+}
+
+result<uds::credentials> unix_peer_credentials(int fd) {
+  if (fd < 0) return errc::closed;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
+  if (cred.pid == 0) return errc::not_supported;
+  return uds::credentials{cred.pid, cred.uid, cred.gid};
+}
+
+result<void> set_pass_credentials(int fd, bool on) {
+  if (fd < 0) return errc::closed;
+  int value = on ? 1 : 0;
+  if (::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &value, sizeof value) < 0) return from_errno(errno);
+  return {};
+}
+
+// -- life cycle ----------------------------------------------------------------------------
+
+packet_socket::packet_socket(packet_socket&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      kind_(other.kind_),
+      unix_(other.unix_),
+      keep_too_large_(other.keep_too_large_),
+      sends_poll_on_full_(other.sends_poll_on_full_),
+      max_send_(other.max_send_),
+      max_recv_(other.max_recv_),
+      only_from_(std::move(other.only_from_)),
+      read_error_(std::exchange(other.read_error_, errc::closed)),
+      write_error_(std::exchange(other.write_error_, errc::closed)),
+      write_shut_(other.write_shut_) {
+  other.only_from_.reset();
+}
+
+packet_socket& packet_socket::operator=(packet_socket&& other) noexcept {
+  if (this != &other) {
+    close_now();
+    fd_ = std::exchange(other.fd_, -1);
+    kind_ = other.kind_;
+    unix_ = other.unix_;
+    keep_too_large_ = other.keep_too_large_;
+    sends_poll_on_full_ = other.sends_poll_on_full_;
+    max_send_ = other.max_send_;
+    max_recv_ = other.max_recv_;
+    only_from_ = std::move(other.only_from_);
+    other.only_from_.reset();
+    read_error_ = std::exchange(other.read_error_, errc::closed);
+    write_error_ = std::exchange(other.write_error_, errc::closed);
+    write_shut_ = other.write_shut_;
+  }
+  return *this;
+}
+
+packet_socket::~packet_socket() {
+  if (fd_ >= 0) {
+    forget(fd_);
+    ::close(fd_);
+  }
+}
+
+void packet_socket::close_now() noexcept {
+  if (fd_ >= 0) {
+    forget(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  read_error_ = write_error_ = errc::closed;
+}
+
+int packet_socket::release() noexcept {
+  if (fd_ >= 0) forget(fd_);
+  read_error_ = write_error_ = errc::closed;
+  return std::exchange(fd_, -1);
+}
+
+address packet_socket::sender(const void* name, unsigned len) const {
+  if (len == 0 && unix_) return unnamed_unix();
+  return address::from_sockaddr(static_cast<const sockaddr*>(name), len);
+}
+
+result<address> packet_socket::local_address() const {
+  if (fd_ < 0) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  return sender_of(ss, len);
+}
+
+result<address> packet_socket::peer_address() const {
+  if (fd_ < 0) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) {
+    // A peer kept in user space (see only_from_) is still the peer.
+    if (errno == ENOTCONN && only_from_) return *only_from_;
+    return unexpected(from_errno(errno));
+  }
+  return sender_of(ss, len);
+}
+
+// -- send ------------------------------------------------------------------------------------
+
+task<result<void>> packet_socket::send_packet(const_buffers bufs, const address* to, std::span<const int> fds,
+                                              deadline dl) {
+  if (write_error_) co_return write_error_;
+  if (fd_ < 0) co_return errc::closed;
+  if (fds.size() > uds::max_fds_per_message) co_return errc::invalid_argument;
+  iovec_list iov(bufs);
+  if (max_send_ && iov.total() > max_send_) co_return errc::message_too_large;
+  alignas(cmsghdr) std::array<char, control_bytes> control{};
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.count();
+  if (to) {
+    msg.msg_name = const_cast<sockaddr*>(to->data());
+    msg.msg_namelen = static_cast<socklen_t>(to->size());
+  }
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+  }
+  auto* loop = event_loop::current();
+  auto backoff = std::chrono::microseconds(50);
+  for (;;) {
+    if (!loop->io_ready(fd_, true)) {
+      if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
+      if (write_error_) co_return write_error_;
+    }
+    // A message goes whole or not at all, so a successful sendmsg sent all of it.
+    if (::sendmsg(fd_, &msg, MSG_NOSIGNAL) >= 0) co_return result<void>{};
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      if (to && sends_poll_on_full_) {
+        // TODO(perf): nothing announces room in another socket's queue; poll on a timer.
+        if (dl.expired()) co_return errc::timed_out;
+        auto wake = deadline::earlier(dl, deadline::after(backoff));
+        if (auto slept = co_await sleep_until(wake); !slept) co_return slept.error();
+        backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(5));
+        continue;
+      }
+      loop->io_drained(fd_, true);
+      continue;
+    }
+    auto ec = from_errno(err);
+    if (kind_ == packet_kind::sequenced && ec == errc::broken) fail_write(ec);
+    co_return ec;
+  }
+}
+
+task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outgoing_datagram> msgs,
+                                                            deadline dl) {
+  if (write_error_) co_return unexpected(write_error_);
+  if (fd_ < 0) co_return errc::closed;
+  if (msgs.empty()) co_return std::size_t{0};
+  std::size_t parts = 0;
+  for (const auto& m : msgs) {
+    if (max_send_ && m.data.total_size() > max_send_) co_return errc::message_too_large;
+    parts += m.data.view().size();
+  }
+  std::vector<mmsghdr> headers(msgs.size());
+  std::vector<iovec> iovs(parts);
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    auto& h = headers[i].msg_hdr;
+    h = msghdr{};
+    h.msg_iov = iovs.data() + at;
+    for (auto b : msgs[i].data.view()) {
+      if (b.empty()) continue;
+      iovs[at++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
+      ++h.msg_iovlen;
+    }
+    if (msgs[i].to) {
+      h.msg_name = const_cast<sockaddr*>(msgs[i].to->data());
+      h.msg_namelen = static_cast<socklen_t>(msgs[i].to->size());
+    }
+  }
+  auto* loop = event_loop::current();
+  std::size_t done = 0;
+  while (done < msgs.size()) {
+    if (!loop->io_ready(fd_, true)) {
+      if (auto ec = co_await wait_writable(fd_, dl)) {
+        if (done > 0) break;
+        co_return unexpected(ec);
+      }
+    }
+    if (fd_ < 0) break;
+    auto chunk = static_cast<unsigned>(std::min<std::size_t>(msgs.size() - done, UIO_MAXIOV));
+    int n = ::sendmmsg(fd_, headers.data() + done, chunk, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    int err = n < 0 ? errno : EAGAIN;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      loop->io_drained(fd_, true);
+      continue;
+    }
+    if (done > 0) break;
+    co_return unexpected(from_errno(err));
+  }
+  if (fd_ < 0 && done == 0) co_return errc::closed;
+  co_return done;
+}
+
+// -- receive ---------------------------------------------------------------------------------
+
+std::error_code packet_socket::receive_failed(int err) noexcept {
+  auto ec = from_errno(err);
+  if (kind_ != packet_kind::sequenced) return ec;
+  fail_read(ec);
+  return read_error_;
+}
+
+task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address* from, envelope* env,
+                                                     deadline dl) {
+  if (read_error_) co_return unexpected(read_error_);
+  if (fd_ < 0) co_return errc::closed;
+  auto* loop = event_loop::current();
+  alignas(cmsghdr) std::array<char, control_bytes> control;
+  for (;;) {
+    if (!loop->io_ready(fd_, false)) {
+      if (auto ec = co_await wait_readable(fd_, dl)) {
+        if (ec == errc::closed) fail_read(ec);
+        co_return unexpected(ec);
+      }
+      if (read_error_) co_return unexpected(read_error_);
+    }
+    sockaddr_storage ss{};
+    if (keep_too_large_ && buf.size() < max_recv_) {
+      // Learn the size (and the sender) without taking the message.
+      msghdr peek{};
+      peek.msg_name = &ss;
+      peek.msg_namelen = sizeof ss;
+      ssize_t size = ::recvmsg(fd_, &peek, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+      if (size < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          loop->io_drained(fd_, false);
+          continue;
+        }
+        // The peek took a pending error (e.g. an ICMP port unreachable): report it now.
+        co_return unexpected(receive_failed(err));
+      }
+      if (static_cast<std::size_t>(size) > buf.size()) {
+        if (!only_from_ || same_sender(sender(&ss, peek.msg_namelen), *only_from_)) {
+          co_return errc::message_too_large;
+        }
+        // Someone else's message: the receive below drops it.
+      }
+    }
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_name = &ss;
+    msg.msg_namelen = sizeof ss;
+    // Without room for ancillary data the kernel closes descriptors sent along.
+    if (env) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+    }
+    ssize_t n = ::recvmsg(fd_, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        loop->io_drained(fd_, false);
+        continue;
+      }
+      co_return unexpected(receive_failed(err));
+    }
+    ancillary extra;
+    if (env) extra.take(msg);
+    address from_addr = sender(&ss, msg.msg_namelen);
+    if (only_from_ && kind_ == packet_kind::datagram && !same_sender(from_addr, *only_from_)) {
+      extra.drop();
+      continue;
+    }
+    if (n == 0 && kind_ == packet_kind::sequenced) {
+      extra.drop();
+      fail_read(errc::end_of_stream);
+      co_return unexpected(read_error_);
+    }
+    if (static_cast<std::size_t>(n) > buf.size()) {
+      // The kernel dropped what did not fit; descriptors sent with it go too.
+      extra.drop();
+      co_return errc::message_too_large;
+    }
+    if (from) *from = from_addr;
+    if (env) {
+      env->from = from_addr;
+      env->fds.insert(env->fds.end(), extra.fds.begin(), extra.fds.end());
+      env->credentials = extra.credentials;
+    }
+    co_return static_cast<std::size_t>(n);
+  }
+}
+
+task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_datagram> slots, deadline dl) {
+  if (read_error_) co_return unexpected(read_error_);
+  if (fd_ < 0) co_return errc::closed;
+  if (slots.empty()) co_return std::size_t{0};
+  auto count = std::min<std::size_t>(slots.size(), UIO_MAXIOV);
+  std::vector<mmsghdr> headers(count);
+  std::vector<iovec> iovs(count);
+  std::vector<sockaddr_storage> names(count);
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd_, false)) {
+      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+    }
+    if (fd_ < 0) co_return errc::closed;
+    for (std::size_t i = 0; i < count; ++i) {
+      iovs[i] = iovec{slots[i].buf.data(), slots[i].buf.size()};
+      auto& h = headers[i].msg_hdr;
+      h = msghdr{};
+      h.msg_iov = &iovs[i];
+      h.msg_iovlen = 1;
+      h.msg_name = &names[i];
+      h.msg_namelen = sizeof(sockaddr_storage);
+      headers[i].msg_len = 0;
+    }
+    int n = ::recvmmsg(fd_, headers.data(), static_cast<unsigned>(count), MSG_TRUNC | MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        loop->io_drained(fd_, false);
+        continue;
+      }
+      co_return unexpected(from_errno(err));
+    }
+    // Keep the wanted messages, in order, at the front of `slots`. A slot whose message
+    // moves down is copied: its bytes sit in its own buffer.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+      auto from_addr = sender(&names[i], headers[i].msg_hdr.msg_namelen);
+      if (only_from_ && !same_sender(from_addr, *only_from_)) continue;
+      std::size_t size = headers[i].msg_len;
+      bool truncated = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || size > slots[i].buf.size();
+      if (kept != i) {
+        auto in = std::min(size, slots[i].buf.size());
+        auto fit = std::min(in, slots[kept].buf.size());
+        std::memmove(slots[kept].buf.data(), slots[i].buf.data(), fit);
+        truncated = truncated || fit < size;
+      }
+      slots[kept].size = size;
+      slots[kept].from = from_addr;
+      slots[kept].truncated = truncated;
+      ++kept;
+    }
+    if (kept > 0) co_return kept;
+  }
+}
+
+task<result<address>> packet_socket::peek_sender(deadline dl) {
+  if (fd_ < 0) co_return errc::closed;
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd_, false)) {
+      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+    }
+    if (fd_ < 0) co_return errc::closed;
+    sockaddr_storage ss{};
+    msghdr msg{};
+    msg.msg_name = &ss;
+    msg.msg_namelen = sizeof ss;
+    if (::recvmsg(fd_, &msg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT) >= 0)
+      co_return sender(&ss, msg.msg_namelen);
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      loop->io_drained(fd_, false);
+      continue;
+    }
+    co_return unexpected(from_errno(err));
+  }
+}
+
+// -- shutdown and close --------------------------------------------------------------------
+
+result<void> packet_socket::shutdown_packet_write() {
+  if (fd_ < 0) return errc::closed;
+  if (write_shut_) return {};
+  write_shut_ = true;
+  if (::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) {
+    fail_write(from_errno(errno));
+    return write_error_;
+  }
+  fail_write(errc::closed);
+  return {};
+}
+
+task<result<void>> packet_socket::close_packet(deadline dl) {
+  if (fd_ < 0) co_return errc::closed;
+  // Wake any task parked on this descriptor: it gets `closed`.
+  forget(fd_);
+  std::error_code outcome;
+  if (kind_ == packet_kind::sequenced) {
+    if (!write_shut_) {
+      write_shut_ = true;
+      ::shutdown(fd_, SHUT_WR);
+    }
+    // Orderly end, as for streams: drop what the peer still sends until it finishes.
+    if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
+      thread_local std::array<std::byte, 4096> scratch;
+      for (;;) {
+        ssize_t n = ::recv(fd_, scratch.data(), scratch.size(), MSG_TRUNC);
+        if (n > 0) continue;
+        if (n == 0) break;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+        if (auto ec = co_await wait_readable(fd_, dl)) {
+          outcome = ec;
+          break;
+        }
+      }
+    }
+  }
+  close_now();
+  co_return outcome;
+}
+
+}  // namespace strata::detail

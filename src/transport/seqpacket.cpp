@@ -1,0 +1,134 @@
+#include "strata/transport/seqpacket.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+
+#include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/timer.hpp"
+
+namespace strata::seqpacket {
+namespace {
+
+task<result<void>> fail_with(errc e) { co_return e; }
+
+}  // namespace
+
+socket::socket(int fd) noexcept : detail::packet_socket(fd, detail::packet_kind::sequenced) { unix_ = true; }
+
+result<std::pair<socket, socket>> socket::pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+    return unexpected(from_errno(errno));
+  }
+  return std::pair<socket, socket>{socket{fds[0]}, socket{fds[1]}};
+}
+
+result<socket> socket::adopt(int fd) {
+  if (auto r = detail::set_nonblocking_cloexec(fd); !r) return unexpected(r.error());
+  return socket{fd};
+}
+
+task<result<void>> socket::send(const_buffers bufs, deadline dl) {
+  if (bufs.total_size() == 0) return fail_with(errc::invalid_argument);
+  return send_packet(bufs, nullptr, {}, dl);
+}
+
+task<result<std::size_t>> socket::recv(mutable_buffer buf, deadline dl) {
+  return recv_packet(buf, nullptr, nullptr, dl);
+}
+
+task<result<void>> socket::send_fds(const_buffers bufs, std::span<const int> fds, deadline dl) {
+  if (bufs.total_size() == 0) return fail_with(errc::invalid_argument);
+  return send_packet(bufs, nullptr, fds, dl);
+}
+
+task<result<std::size_t>> socket::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
+  envelope env;
+  auto n = co_await recv_packet(buf, nullptr, &env, dl);
+  fds.insert(fds.end(), env.fds.begin(), env.fds.end());
+  co_return n;
+}
+
+task<result<std::size_t>> socket::recv_with(mutable_buffer buf, envelope& env, deadline dl) {
+  return recv_packet(buf, nullptr, &env, dl);
+}
+
+task<result<void>> socket::shutdown_write(deadline) { co_return shutdown_packet_write(); }
+
+task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
+
+result<uds::credentials> socket::peer_credentials() const { return detail::unix_peer_credentials(fd_); }
+
+result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_, on); }
+
+std::size_t socket::max_message() const noexcept {
+  auto n = detail::unix_max_message(fd_);
+  return n ? n : default_max_message;
+}
+
+properties socket::runtime_capabilities() const noexcept {
+  auto caps = transport_properties(row);
+  caps.max_message = max_message();
+  return caps;
+}
+
+task<result<socket>> connect(address where, deadline dl) {
+  if (!where.is_unix()) co_return errc::invalid_argument;
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return unexpected(from_errno(errno));
+  socket s{fd};
+  auto backoff = std::chrono::microseconds(50);
+  for (;;) {
+    if (::connect(fd, where.data(), static_cast<socklen_t>(where.size())) == 0) co_return s;
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err != EAGAIN) co_return unexpected(from_errno(err));
+    // The listener's backlog is full. A unix connect that cannot complete at once is not
+    // left in progress (unlike TCP) and nothing announces room: retry on a growing timer.
+    if (dl.expired()) co_return errc::timed_out;
+    if (auto slept = co_await sleep_until(deadline::earlier(dl, deadline::after(backoff))); !slept) {
+      co_return unexpected(slept.error());
+    }
+    backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(5));
+  }
+}
+
+task<result<socket>> connect(std::string_view path, deadline dl) {
+  auto where = address::parse_unix(path);
+  if (!where) co_return unexpected(where.error());
+  co_return co_await connect(*where, dl);
+}
+
+result<listener> listener::bind(const address& where, listen_options options) {
+  auto bound = detail::bind_unix(where, SOCK_SEQPACKET, options.unlink_stale);
+  if (!bound) return unexpected(bound.error());
+  if (::listen(bound->fd, options.backlog) < 0) {
+    int err = errno;
+    ::close(bound->fd);
+    return unexpected(from_errno(err));
+  }
+  return listener{bound->fd, std::move(bound->file)};
+}
+
+result<listener> listener::bind(std::string_view path, listen_options options) {
+  auto where = address::parse_unix(path);
+  if (!where) return unexpected(where.error());
+  return bind(*where, options);
+}
+
+task<result<socket>> listener::accept(deadline dl) {
+  auto fd = co_await accept_fd(dl);
+  if (!fd) co_return unexpected(fd.error());
+  co_return socket{*fd};
+}
+
+void listener::close() noexcept {
+  if (fd_ >= 0) file_.reset();
+  detail::socket_listener::close();
+}
+
+}  // namespace strata::seqpacket

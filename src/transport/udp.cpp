@@ -1,0 +1,330 @@
+#include "strata/transport/udp.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+#include <vector>
+
+#include "strata/runtime/event_loop.hpp"
+
+namespace strata::udp {
+namespace {
+
+result<void> set_int(int fd, int level, int name, int value) {
+  if (fd < 0) return errc::closed;
+  if (::setsockopt(fd, level, name, &value, sizeof value) < 0) return from_errno(errno);
+  return {};
+}
+
+std::size_t max_for(int family) noexcept { return family == AF_INET6 ? max_ipv6_message : max_ipv4_message; }
+
+/// ipv4_of reads the IPv4 address out of `a`; invalid_argument for another family.
+result<in_addr> ipv4_of(const address& a) {
+  if (a.kind() != address::family::ipv4) return errc::invalid_argument;
+  return reinterpret_cast<const sockaddr_in*>(a.data())->sin_addr;
+}
+
+result<void> membership(int fd, int option, const address& group, const std::optional<address>& interface) {
+  if (fd < 0) return errc::closed;
+  if (group.kind() == address::family::ipv6) return errc::not_supported;
+  auto g = ipv4_of(group);
+  if (!g) return unexpected(g.error());
+  if (!IN_MULTICAST(ntohl(g->s_addr))) return errc::invalid_argument;
+  ip_mreqn req{};
+  req.imr_multiaddr = *g;
+  req.imr_address.s_addr = htonl(INADDR_ANY);
+  if (interface) {
+    auto i = ipv4_of(*interface);
+    if (!i) return unexpected(i.error());
+    req.imr_address = *i;
+  }
+  if (option == IP_ADD_MEMBERSHIP) {
+    // Linux delivers every group joined by any socket on the host to a socket bound to
+    // the port unless IP_MULTICAST_ALL is off: a member hears only its own groups.
+    if (auto r = set_int(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0); !r) return r;
+  }
+  if (::setsockopt(fd, IPPROTO_IP, option, &req, sizeof req) < 0) return from_errno(errno);
+  return {};
+}
+
+result<void> multicast_interface(int fd, const address& interface) {
+  if (fd < 0) return errc::closed;
+  auto i = ipv4_of(interface);
+  if (!i) return unexpected(i.error());
+  ip_mreqn req{};
+  req.imr_address = *i;
+  if (::setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &req, sizeof req) < 0) return from_errno(errno);
+  return {};
+}
+
+result<void> multicast_ttl(int fd, int ttl) {
+  if (ttl < 0 || ttl > 255) return errc::invalid_argument;
+  return set_int(fd, IPPROTO_IP, IP_MULTICAST_TTL, ttl);
+}
+
+result<void> apply_multicast(int fd, const multicast_options& o) {
+  if (o.interface) {
+    if (auto r = multicast_interface(fd, *o.interface); !r) return r;
+  }
+  if (o.loop) {
+    if (auto r = set_int(fd, IPPROTO_IP, IP_MULTICAST_LOOP, *o.loop ? 1 : 0); !r) return r;
+  }
+  if (o.ttl) {
+    if (auto r = multicast_ttl(fd, *o.ttl); !r) return r;
+  }
+  if (o.group) return membership(fd, IP_ADD_MEMBERSHIP, *o.group, o.interface);
+  return {};
+}
+
+properties capabilities_for(std::size_t max_message) noexcept {
+  auto caps = transport_properties(row);
+  caps.max_message = max_message;
+  return caps;
+}
+
+address any_address(int family) { return *address::parse_ip(family == AF_INET6 ? "[::]:0" : "0.0.0.0:0"); }
+
+}  // namespace
+
+// -- socket ----------------------------------------------------------------------------------
+
+socket::socket(int fd, int family) noexcept : detail::packet_socket(fd, detail::packet_kind::datagram) {
+  max_send_ = max_for(family);
+  max_recv_ = max_send_;
+}
+
+result<socket> socket::bind(const address& where, bind_options options) {
+  if (!where.is_ip()) return errc::invalid_argument;
+  int fd = ::socket(where.socket_family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return unexpected(from_errno(errno));
+  socket s{fd, where.socket_family()};
+  s.set_keep_too_large(options.keep_too_large);
+  auto set = [&](bool wanted, int level, int name, int value) -> result<void> {
+    return wanted ? set_int(fd, level, name, value) : result<void>{};
+  };
+  if (auto r = set(options.reuse_address, SOL_SOCKET, SO_REUSEADDR, 1); !r) return unexpected(r.error());
+  if (auto r = set(options.reuse_port, SOL_SOCKET, SO_REUSEPORT, 1); !r) return unexpected(r.error());
+  if (auto r = set(options.receive_buffer > 0, SOL_SOCKET, SO_RCVBUF, options.receive_buffer); !r)
+    return unexpected(r.error());
+  if (auto r = set(options.send_buffer > 0, SOL_SOCKET, SO_SNDBUF, options.send_buffer); !r)
+    return unexpected(r.error());
+  if (::bind(fd, where.data(), static_cast<socklen_t>(where.size())) < 0)
+    return unexpected(from_errno(errno));
+  return s;
+}
+
+result<socket> socket::bind(std::string_view host_port, bind_options options) {
+  auto where = address::parse_ip(host_port);
+  if (!where) return unexpected(where.error());
+  return bind(*where, options);
+}
+
+result<socket> socket::adopt(int fd) {
+  if (auto r = detail::set_nonblocking_cloexec(fd); !r) return unexpected(r.error());
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0 ||
+      ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) < 0) {
+    return unexpected(from_errno(errno));
+  }
+  if ((ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || type != SOCK_DGRAM)
+    return errc::invalid_argument;
+  return socket{fd, ss.ss_family};
+}
+
+task<result<void>> socket::send_to(const_buffers bufs, const address& to, deadline dl) {
+  return send_packet(bufs, &to, {}, dl);
+}
+
+task<result<received>> socket::recv_from(mutable_buffer buf, deadline dl) {
+  received r;
+  auto n = co_await recv_packet(buf, &r.from, nullptr, dl);
+  if (!n) co_return unexpected(n.error());
+  r.size = *n;
+  co_return r;
+}
+
+task<result<std::size_t>> socket::send_batch(std::span<const outgoing> msgs, deadline dl) {
+  return send_batch_packets(msgs, dl);
+}
+
+task<result<std::size_t>> socket::recv_batch(std::span<incoming> slots, deadline dl) {
+  return recv_batch_packets(slots, dl);
+}
+
+task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
+
+result<connected> socket::connect(const address& peer) && {
+  if (fd_ < 0) return errc::closed;
+  if (!peer.is_ip()) return errc::invalid_argument;
+  if (::connect(fd_, peer.data(), static_cast<socklen_t>(peer.size())) < 0)
+    return unexpected(from_errno(errno));
+  // Datagrams from others may have queued before the kernel began to filter.
+  if (auto kernel_peer = peer_address()) only_from_ = *kernel_peer;
+  return connected{std::move(*this), true};
+}
+
+result<void> socket::join_group(const address& group, const std::optional<address>& interface) {
+  return membership(fd_, IP_ADD_MEMBERSHIP, group, interface);
+}
+
+result<void> socket::leave_group(const address& group, const std::optional<address>& interface) {
+  return membership(fd_, IP_DROP_MEMBERSHIP, group, interface);
+}
+
+result<void> socket::set_multicast_loop(bool on) {
+  return set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+}
+
+result<void> socket::set_multicast_interface(const address& interface) {
+  return multicast_interface(fd_, interface);
+}
+
+result<void> socket::set_multicast_ttl(int ttl) { return multicast_ttl(fd_, ttl); }
+
+result<void> socket::apply(const multicast_options& options) { return apply_multicast(fd_, options); }
+
+properties socket::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }
+
+// -- connected -------------------------------------------------------------------------------
+
+connected::connected(socket s, bool kernel_connected) noexcept
+    : detail::packet_socket(std::move(s)), kernel_connected_(kernel_connected) {}
+
+task<result<void>> connected::send(const_buffers bufs, deadline dl) {
+  return send_packet(bufs, kernel_connected_ || !only_from_ ? nullptr : &*only_from_, {}, dl);
+}
+
+task<result<std::size_t>> connected::recv(mutable_buffer buf, deadline dl) {
+  return recv_packet(buf, nullptr, nullptr, dl);
+}
+
+task<result<std::size_t>> connected::send_batch(std::span<const outgoing> msgs, deadline dl) {
+  // Every message goes to the peer, whatever its `to` says.
+  std::vector<outgoing> to_peer(msgs.begin(), msgs.end());
+  const address* peer = kernel_connected_ || !only_from_ ? nullptr : &*only_from_;
+  for (auto& m : to_peer) m.to = peer;
+  co_return co_await send_batch_packets(to_peer, dl);
+}
+
+task<result<std::size_t>> connected::recv_batch(std::span<incoming> slots, deadline dl) {
+  return recv_batch_packets(slots, dl);
+}
+
+task<result<void>> connected::close(deadline dl) { return close_packet(dl); }
+
+result<void> connected::set_multicast_loop(bool on) {
+  return set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+}
+
+result<void> connected::set_multicast_interface(const address& interface) {
+  return multicast_interface(fd_, interface);
+}
+
+result<void> connected::set_multicast_ttl(int ttl) { return multicast_ttl(fd_, ttl); }
+
+result<void> connected::set_ttl(int ttl) {
+  if (ttl < 1 || ttl > 255) return errc::invalid_argument;
+  auto here = local_address();
+  if (!here) return unexpected(here.error());
+  if (here->kind() == address::family::ipv6) return set_int(fd_, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+  return set_int(fd_, IPPROTO_IP, IP_TTL, ttl);
+}
+
+properties connected::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }
+
+result<connected> connect(const address& peer, connect_options options) {
+  if (!peer.is_ip()) return errc::invalid_argument;
+  auto local = options.bind ? *options.bind : any_address(peer.socket_family());
+  auto s = socket::bind(local, {.keep_too_large = options.keep_too_large});
+  if (!s) return unexpected(s.error());
+  if (auto r = s->apply(options.multicast); !r) return unexpected(r.error());
+  auto c = std::move(*s).connect(peer);
+  if (c && options.ttl) {
+    if (auto r = c->set_ttl(*options.ttl); !r) return unexpected(r.error());
+  }
+  return c;
+}
+
+result<connected> connect(std::string_view host_port, connect_options options) {
+  auto where = address::parse_ip(host_port);
+  if (!where) return unexpected(where.error());
+  return connect(*where, std::move(options));
+}
+
+// -- listener --------------------------------------------------------------------------------
+
+namespace {
+
+result<socket> open_listening(const address& where, const listen_options& options) {
+  auto s = socket::bind(where, {.reuse_address = true, .keep_too_large = options.keep_too_large});
+  if (!s) return s;
+  if (auto r = s->apply(options.multicast); !r) return unexpected(r.error());
+  return s;
+}
+
+}  // namespace
+
+listener::listener(udp::socket s, address where, listen_options options) noexcept
+    : socket_(std::move(s)), where_(where), options_(std::move(options)) {}
+
+result<listener> listener::bind(const address& where, listen_options options) {
+  auto s = open_listening(where, options);
+  if (!s) return unexpected(s.error());
+  // The successors bind the real port, not 0.
+  auto bound = s->local_address();
+  if (!bound) return unexpected(bound.error());
+  return listener{std::move(*s), *bound, std::move(options)};
+}
+
+result<listener> listener::bind(std::string_view host_port, listen_options options) {
+  auto where = address::parse_ip(host_port);
+  if (!where) return unexpected(where.error());
+  return bind(*where, std::move(options));
+}
+
+task<result<connected>> listener::accept(deadline dl) {
+  if (!socket_.is_open()) {
+    if (rebind_error_) co_return unexpected(rebind_error_);
+    if (accepted_once_) co_return errc::not_supported;
+    co_return errc::closed;
+  }
+  auto sender = co_await socket_.peek_sender(dl);
+  if (!sender) co_return unexpected(sender.error());
+  if (options_.multicast.group) {
+    // A kernel-connected socket stops receiving group datagrams: keep the peer ourselves.
+    accepted_once_ = true;
+    socket_.only_from_ = *sender;
+    co_return connected{std::move(socket_), false};
+  }
+  // Bind the successor before the current socket narrows to its peer, so the port stays
+  // open to other senders throughout.
+  auto next = open_listening(where_, options_);
+  int fd = socket_.native_handle();
+  if (::connect(fd, sender->data(), static_cast<socklen_t>(sender->size())) < 0) {
+    co_return unexpected(from_errno(errno));
+  }
+  socket_.only_from_ = *sender;
+  connected accepted{std::move(socket_), true};
+  if (next) {
+    socket_ = std::move(*next);
+  } else {
+    rebind_error_ = next.error();
+  }
+  co_return accepted;
+}
+
+result<address> listener::local_address() const {
+  if (!socket_.is_open()) return errc::closed;
+  return socket_.local_address();
+}
+
+void listener::close() noexcept { socket_.close_now(); }
+
+}  // namespace strata::udp

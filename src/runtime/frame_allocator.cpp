@@ -31,13 +31,27 @@ struct frame_pool {
 
 thread_local frame_pool pool;
 
+// Under AddressSanitizer frames go straight to malloc/free, so that a resumed or touched
+// frame that was already destroyed is reported (a recycled block would hide it).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool pooling = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool pooling = false;
+#else
+constexpr bool pooling = true;
+#endif
+#else
+constexpr bool pooling = true;
+#endif
+
 std::size_t size_class(std::size_t size) noexcept { return (size + granule - 1) / granule - 1; }
 
 }  // namespace
 
 void* allocate_frame(std::size_t size) {
   auto cls = size_class(size);
-  if (cls < classes) {
+  if (pooling && cls < classes) {
     if (auto* block = pool.heads[cls]) {
       pool.heads[cls] = block->next;
       --pool.counts[cls];
@@ -52,7 +66,7 @@ void* allocate_frame(std::size_t size) {
 
 void deallocate_frame(void* p, std::size_t size) noexcept {
   auto cls = size_class(size);
-  if (cls < classes && pool.counts[cls] < max_cached_per_class) {
+  if (pooling && cls < classes && pool.counts[cls] < max_cached_per_class) {
     auto* block = static_cast<free_block*>(p);
     block->next = pool.heads[cls];
     pool.heads[cls] = block;

@@ -23,12 +23,17 @@ std::coroutine_handle<> scope_task_finished(promise_base& p) noexcept {
 
 scope::~scope() {
   if (!tasks_) return;
+  // Canceling first completes the waits (and cascades to nested domains); each waiter then
+  // takes its completed-but-not-resumed coroutine back out of the ready queue as its frame
+  // is destroyed. A task that never started is still queued by spawn(): unqueue it here.
   state_.cancel();
+  auto* loop = event_loop::current();
   while (tasks_) {
     auto* p = tasks_;
     tasks_ = p->scope_next_;
     if (tasks_) tasks_->scope_prev_ = nullptr;
     --count_;
+    if (!p->started_ && loop) loop->unschedule(p->self_);
     p->self_.destroy();
   }
 }
@@ -51,9 +56,13 @@ struct scope::join_wait {
   deadline dl;
   detail::waiter w{};
 
+  // A join is woken only by one of the scope's tasks finishing, never from outside, so
+  // it does not count as a pending wait for the loop's deadlock check: a loop whose only
+  // waits are joins can never make progress again. (disarm subtracts one; give it back.)
   static void unlink(detail::waiter& w) noexcept {
     auto* s = static_cast<scope*>(w.source);
     if (s->joiner_ == &w) s->joiner_ = nullptr;
+    w.loop->note_waiter(+1);
   }
   bool await_ready() const noexcept { return self->count_ == 0; }
   bool await_suspend(std::coroutine_handle<> h) noexcept {
@@ -64,6 +73,7 @@ struct scope::join_wait {
     w.unlink_source = &unlink;
     self->joiner_ = &w;
     w.finish_arming(dl);
+    w.loop->note_waiter(-1);
     return true;
   }
   std::error_code await_resume() noexcept {

@@ -3,7 +3,9 @@
 // Values live only in the channel's buffer, never in a waiter: a woken task retries its
 // operation. So a receive that is canceled or times out never loses a value, and a wake-up
 // that crosses threads (posted to the other loop, woken through its eventfd) only says
-// "look again".
+// "look again". A wake-up that its waiter will not use (the waiter timed out, was canceled
+// or destroyed first) is handed on to the next waiter, so no value or slot is left with
+// tasks still waiting for it.
 #pragma once
 
 #include <cstddef>
@@ -91,20 +93,34 @@ class channel {
     deadline dl;
     detail::waiter w{};
 
+    wait_awaiter(channel* ch, std::deque<detail::waiter*>* l, deadline d) noexcept
+        : self(ch), list(l), dl(d) {}
+    wait_awaiter(const wait_awaiter&) = delete;
+    wait_awaiter& operator=(const wait_awaiter&) = delete;
+    // Destroyed after a wake-up from the channel but before running (its scope was
+    // destroyed): the wake-up would be lost, so hand it on.
+    ~wait_awaiter() {
+      if (w.completed && !w.resumed && !w.outcome) {
+        std::unique_lock lock(self->mutex_);
+        self->pass_on(*list, lock);
+      }
+    }
+
     static void unlink(detail::waiter& w) noexcept {
       auto* ch = static_cast<channel*>(w.source);
-      std::lock_guard lock(ch->mutex_);
-      for (auto* l : {&ch->senders_, &ch->receivers_}) {
-        for (auto it = l->begin(); it != l->end(); ++it) {
-          if (*it == &w) {
-            l->erase(it);
-            return;
-          }
+      auto& l = w.source_tag ? ch->senders_ : ch->receivers_;
+      std::unique_lock lock(ch->mutex_);
+      for (auto it = l.begin(); it != l.end(); ++it) {
+        if (*it == &w) {
+          l.erase(it);
+          return;
         }
       }
       if (w.posted) {
+        // Another thread woke us but we complete otherwise (deadline, cancel, destroyed).
         w.posted = false;
         w.loop->withdraw_completion(&w);
+        ch->pass_on(l, lock);
       }
     }
     bool await_ready() const noexcept { return false; }
@@ -112,14 +128,12 @@ class channel {
     bool await_suspend(std::coroutine_handle<P> h) {
       if (!w.begin(h, detail::cancel_state_of(h), dl)) return false;
       std::lock_guard lock(self->mutex_);
-      // Re-check under the lock: a value or room may have appeared since the try.
-      bool ready = (list == &self->receivers_) ? (!self->buffer_.empty() || self->closed_)
-                                               : (self->buffer_.size() < self->capacity_ || self->closed_);
-      if (ready) {
+      if (self->can_proceed(*list)) {  // re-checked under the lock: it may have changed
         w.outcome = {};
         return false;
       }
       w.source = self;
+      w.source_tag = (list == &self->senders_) ? 1 : 0;
       w.unlink_source = &unlink;
       list->push_back(&w);
       w.finish_arming(dl);
@@ -130,6 +144,21 @@ class channel {
       return w.outcome;
     }
   };
+
+  // can_proceed tells whether a waiter of `list` would now succeed or see closed (locked).
+  bool can_proceed(const std::deque<detail::waiter*>& list) const noexcept {
+    if (closed_) return true;
+    return &list == &receivers_ ? !buffer_.empty() : buffer_.size() < capacity_;
+  }
+
+  // pass_on wakes the next waiter of `list` when it could proceed, and releases the lock.
+  void pass_on(std::deque<detail::waiter*>& list, std::unique_lock<std::mutex>& lock) {
+    if (can_proceed(list)) {
+      wake_one(list, lock);
+    } else {
+      lock.unlock();
+    }
+  }
 
   // wake_one wakes the oldest waiter of `list` and releases the lock.
   void wake_one(std::deque<detail::waiter*>& list, std::unique_lock<std::mutex>& lock) {

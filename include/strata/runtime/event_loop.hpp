@@ -93,10 +93,15 @@ class event_loop {
   event_loop& operator=(const event_loop&) = delete;
 
   /// current returns this thread's loop, or nullptr outside run().
-  static event_loop* current() noexcept;
+  static event_loop* current() noexcept { return current_; }
 
   /// schedule queues `h` to be resumed by this loop (owning thread only).
-  void schedule(std::coroutine_handle<> h);
+  void schedule(std::coroutine_handle<> h) {
+    // Inline: every yield, spawn and wake-up passes here (bench/runtime_bench switch_yield).
+    if (ready_count_ == ready_.size()) grow_ready();
+    ready_[(ready_head_ + ready_count_) & (ready_.size() - 1)] = h;
+    ++ready_count_;
+  }
   /// unschedule removes `h` from the ready queue (a frame destroyed while queued).
   void unschedule(std::coroutine_handle<> h) noexcept;
 
@@ -106,7 +111,9 @@ class event_loop {
   void withdraw_completion(detail::waiter* w) noexcept;
 
   /// run_until runs until `root` is done. Aborts with a message when nothing can ever
-  /// wake the loop again (every task waits on something no one will signal).
+  /// wake the loop again: no task is ready and no I/O, timer, channel or event wait nor
+  /// posted completion is pending (joins do not count: only a task can end them). A wait
+  /// on a foreign awaitable, or an event no one will set, is not detected.
   void run_until(std::coroutine_handle<> root);
 
   /// root_cancel is the cancellation domain of tasks started by run().
@@ -132,6 +139,7 @@ class event_loop {
     detail::waiter* writer = nullptr;
     bool registered = false;
     bool read_ready = true;
+    bool read_final = false;  // RDHUP/HUP reported since the last drain (see io_drained)
     bool write_ready = true;
   };
   struct remote_item {
@@ -140,6 +148,9 @@ class event_loop {
   };
 
   static void unlink_io(detail::waiter& w) noexcept;
+  void grow_ready();
+  // This thread's loop; constinit so that access from inline code needs no init guard.
+  static constinit inline thread_local event_loop* current_ = nullptr;
   void run_ready();
   void poll(bool block);
   void expire_timers();
@@ -201,9 +212,13 @@ struct io_wait {
 
 }  // namespace detail
 
-/// wait_readable suspends until `fd` is readable. Errors: timed_out, operation_canceled.
+/// wait_readable suspends until `fd` becomes readable. Descriptors are edge-triggered:
+/// call it after a read returned EAGAIN (or short, see io_drained), not to poll a
+/// descriptor that may already hold unread data. Errors: timed_out, operation_canceled,
+/// closed (forget_fd while waiting), invalid_argument (fd < 0, or another task already
+/// waits on this direction of `fd`), system errors such as EBADF.
 inline detail::io_wait wait_readable(int fd, deadline dl) noexcept { return {fd, false, dl}; }
-/// wait_writable suspends until `fd` is writable. Errors: timed_out, operation_canceled.
+/// wait_writable suspends until `fd` becomes writable; see wait_readable.
 inline detail::io_wait wait_writable(int fd, deadline dl) noexcept { return {fd, true, dl}; }
 
 }  // namespace strata

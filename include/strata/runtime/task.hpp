@@ -1,6 +1,13 @@
 // task<T>: a lazy, move-only coroutine that produces a T. Awaiting a task starts it and
-// resumes the awaiter by symmetric transfer when it finishes, so chains of tasks use no
-// stack and no scheduler round trip. Frames come from a per-thread recycling allocator.
+// resumes the awaiter by symmetric transfer when it finishes, so chains of tasks need no
+// scheduler round trip. Frames come from a per-thread recycling allocator.
+//
+// Symmetric transfer only uses no stack when the compiler turns it into a tail call, which
+// g++ does at -O2 without sanitizers but not at -O0/-O1 or under ASan. So that a loop of a
+// million synchronously finishing awaits (or a recursion 100000 awaits deep) cannot
+// overflow the stack in those builds either, every transfer is counted: after
+// max_transfer_depth transfers without returning to the event loop, the next one hands the
+// coroutine to the loop's resume_chain (a trampoline) instead, which unwinds the stack.
 #pragma once
 
 #include <coroutine>
@@ -19,6 +26,42 @@ namespace detail {
 
 struct cancel_state;
 
+/// trampoline is this thread's resume_chain state (see transfer_to).
+struct trampoline {
+  std::coroutine_handle<> next{};
+  unsigned depth = 0;
+  bool active = false;
+};
+inline constinit thread_local trampoline trampoline_state{};
+inline constexpr unsigned max_transfer_depth = 64;
+
+/// transfer_to is what an await_suspend returns to switch to `h`: `h` itself (symmetric
+/// transfer) while the chain is shallow, or noop_coroutine() after parking `h` for the
+/// resume_chain that runs this thread's coroutines, which resumes it with an empty stack.
+inline std::coroutine_handle<> transfer_to(std::coroutine_handle<> h) noexcept {
+  auto& t = trampoline_state;
+  if (t.active && ++t.depth >= max_transfer_depth) {
+    t.next = h;
+    return std::noop_coroutine();
+  }
+  return h;
+}
+
+/// resume_chain resumes `h` and then every coroutine that transfer_to parked meanwhile.
+/// The event loop resumes coroutines only through it; strata code never calls resume().
+inline void resume_chain(std::coroutine_handle<> h) {
+  auto& t = trampoline_state;
+  const trampoline saved = t;  // a nested run() on this thread keeps the outer chain
+  t.active = true;
+  while (h) {
+    t.depth = 0;
+    t.next = {};
+    h.resume();
+    h = t.next;
+  }
+  t = saved;
+}
+
 /// promise_base is shared by every strata coroutine: the continuation to resume, the
 /// cancellation domain inherited from the awaiter, and the scope that owns a spawned task.
 struct promise_base {
@@ -29,6 +72,7 @@ struct promise_base {
   promise_base* scope_next_ = nullptr;
   std::coroutine_handle<> self_{};
   std::exception_ptr exception_{};
+  bool started_ = false;  // left initial_suspend (so it is not waiting in a ready queue)
 
   static void* operator new(std::size_t size) { return allocate_frame(size); }
   static void operator delete(void* p, std::size_t size) noexcept { deallocate_frame(p, size); }
@@ -40,12 +84,19 @@ struct promise_base {
 /// destroys the frame and returns the coroutine to run next.
 std::coroutine_handle<> scope_task_finished(promise_base& promise) noexcept;
 
+struct initial_awaiter {
+  promise_base* promise;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  void await_resume() const noexcept { promise->started_ = true; }
+};
+
 struct final_awaiter {
   bool await_ready() const noexcept { return false; }
   template <class P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
     promise_base& p = h.promise();
-    if (p.continuation_) return p.continuation_;
+    if (p.continuation_) return transfer_to(p.continuation_);
     if (p.owner_) return scope_task_finished(p);
     return std::noop_coroutine();
   }
@@ -93,7 +144,7 @@ class [[nodiscard]] task {
       self_ = h;
       return task{h};
     }
-    std::suspend_always initial_suspend() const noexcept { return {}; }
+    detail::initial_awaiter initial_suspend() noexcept { return {this}; }
     detail::final_awaiter final_suspend() const noexcept { return {}; }
   };
   using handle_type = std::coroutine_handle<promise_type>;
@@ -124,7 +175,7 @@ class [[nodiscard]] task {
       auto& p = h.promise();
       p.continuation_ = caller;
       if (!p.cancel_) p.cancel_ = detail::cancel_state_of(caller);
-      return h;
+      return detail::transfer_to(h);
     }
     T await_resume() {
       auto& p = h.promise();

@@ -26,9 +26,23 @@ struct sleep_wait {
 };
 
 struct yield_wait {
+  std::coroutine_handle<> handle{};
+  event_loop* loop = nullptr;  // set while `handle` sits in the ready queue
+  yield_wait() noexcept = default;
+  yield_wait(const yield_wait&) = delete;
+  yield_wait& operator=(const yield_wait&) = delete;
+  // A frame destroyed while it waits in the ready queue (its scope was destroyed) must
+  // not be resumed later.
+  ~yield_wait() {
+    if (loop) loop->unschedule(handle);
+  }
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) { event_loop::current()->schedule(h); }
-  void await_resume() const noexcept {}
+  void await_suspend(std::coroutine_handle<> h) {
+    handle = h;
+    loop = event_loop::current();
+    loop->schedule(h);
+  }
+  void await_resume() noexcept { loop = nullptr; }
 };
 
 }  // namespace detail

@@ -1,0 +1,339 @@
+// scope and with_scope: joining, exceptions, and destroying a scope whose tasks are
+// suspended in every possible state (not started, queued by yield, woken but not yet
+// resumed, parked on a socket, a timer or a nested scope). Run under ASan: a frame that
+// is resumed or a waiter that is touched after its scope was destroyed is reported.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "strata/runtime.hpp"
+
+using namespace std::chrono_literals;
+
+namespace strata {
+namespace {
+
+using clock_type = deadline::clock;
+
+template <class F>
+task<void> call(F f) {
+  co_await f();
+}
+
+// counted is passed by value into coroutines: the frame's copy counts its destruction.
+struct counted {
+  int* destroyed;
+  explicit counted(int* d) : destroyed(d) {}
+  counted(counted&& o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+  ~counted() {
+    if (destroyed) ++*destroyed;
+  }
+};
+
+struct socket_pair {
+  int fd[2] = {-1, -1};
+  socket_pair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd), 0); }
+  ~socket_pair() {
+    for (int f : fd) {
+      if (auto* loop = event_loop::current()) loop->forget_fd(f);
+      ::close(f);
+    }
+  }
+};
+
+TEST(Scope, JoinWaitsForAllTasks) {
+  int done = 0;
+  run([](int& done) -> task<void> {
+    scope s;
+    for (int i = 0; i < 5; ++i) {
+      s.spawn(call([&done, i]() -> task<void> {
+        (void)co_await sleep_for(std::chrono::milliseconds(i));
+        ++done;
+      }));
+    }
+    EXPECT_EQ(s.active(), 5u);
+    auto r = co_await s.join(deadline::after(5s));
+    EXPECT_TRUE(r);
+    EXPECT_EQ(done, 5);
+    EXPECT_EQ(s.active(), 0u);
+  }(done));
+  EXPECT_EQ(done, 5);
+}
+
+TEST(Scope, JoinWithNoTasksDoesNotSuspend) {
+  run([]() -> task<void> {
+    scope other;
+    bool other_ran = false;
+    other.spawn(call([&other_ran]() -> task<void> {
+      other_ran = true;
+      co_return;
+    }));
+    scope empty;
+    auto r = co_await empty.join(deadline::already());  // even an expired deadline is fine
+    EXPECT_TRUE(r);
+    EXPECT_FALSE(other_ran);
+    (void)co_await other.join();
+    EXPECT_TRUE(other_ran);
+  }());
+}
+
+TEST(Scope, JoinAgainAfterMoreSpawns) {
+  run([]() -> task<void> {
+    scope s;
+    int n = 0;
+    for (int round = 0; round < 3; ++round) {
+      s.spawn(call([&n]() -> task<void> {
+        co_await yield();
+        ++n;
+      }));
+      (void)co_await s.join();
+      EXPECT_EQ(n, round + 1);
+    }
+  }());
+}
+
+TEST(Scope, ExceptionInASpawnedTaskIsRethrownByJoin) {
+  bool sibling_finished = false;
+  auto what = run([](bool& sibling_finished) -> task<std::string> {
+    scope s;
+    s.spawn([]() -> task<void> {
+      co_await yield();
+      throw std::runtime_error("child failed");
+    }());
+    s.spawn(call([&sibling_finished]() -> task<void> {
+      (void)co_await sleep_for(5ms);
+      sibling_finished = true;  // the failure does not cancel siblings
+    }));
+    try {
+      (void)co_await s.join(deadline::after(5s));
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(s.active(), 0u);  // join rethrows only once every task has finished
+      co_return e.what();
+    }
+    co_return "nothing thrown";
+  }(sibling_finished));
+  EXPECT_EQ(what, "child failed");
+  EXPECT_TRUE(sibling_finished);
+}
+
+TEST(Scope, WithScopeRethrowsAChildException) {
+  EXPECT_THROW(run([]() -> task<void> {
+                 co_await with_scope([](scope& s) -> task<void> {
+                   s.spawn([]() -> task<void> {
+                     throw std::logic_error("child");
+                     co_return;
+                   }());
+                   co_return;
+                 });
+               }()),
+               std::logic_error);
+}
+
+TEST(Scope, WithScopeBodyExceptionCancelsTheChildrenThenPropagates) {
+  std::error_code child = make_error_code(errc::protocol_error);
+  auto what = run([](std::error_code& child) -> task<std::string> {
+    try {
+      co_await with_scope([&child](scope& s) -> task<void> {
+        s.spawn(call([&child]() -> task<void> { child = (co_await sleep_for(10s)).error(); }));
+        co_await yield();
+        throw std::runtime_error("body failed");
+      });
+    } catch (const std::runtime_error& e) {
+      co_return e.what();
+    }
+    co_return "nothing thrown";
+  }(child));
+  EXPECT_EQ(what, "body failed");
+  EXPECT_EQ(child, make_error_code(errc::operation_canceled));
+}
+
+// -- destroying a scope with suspended tasks -------------------------------------------
+
+TEST(ScopeDestroy, TaskSpawnedButNotStarted) {
+  int destroyed = 0;
+  bool ran = false;
+  run([](int& destroyed, bool& ran) -> task<void> {
+    {
+      scope s;
+      s.spawn([](counted, bool& ran) -> task<void> {
+        ran = true;
+        co_return;
+      }(counted(&destroyed), ran));
+    }
+    EXPECT_EQ(destroyed, 1);
+    co_await yield();  // the loop must not resume the destroyed frame
+    co_await yield();
+  }(destroyed, ran));
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(destroyed, 1);
+}
+
+TEST(ScopeDestroy, TaskQueuedByYield) {
+  int steps = 0;
+  run([](int& steps) -> task<void> {
+    {
+      scope s;
+      s.spawn(call([&steps]() -> task<void> {
+        ++steps;
+        co_await yield();
+        ++steps;
+      }));
+      co_await yield();  // the child ran up to its yield and is queued again
+      EXPECT_EQ(steps, 1);
+    }
+    co_await yield();
+    co_await yield();
+  }(steps));
+  EXPECT_EQ(steps, 1);
+}
+
+TEST(ScopeDestroy, TaskWokenButNotYetResumed) {
+  bool resumed = false;
+  run([](bool& resumed) -> task<void> {
+    event ev;
+    {
+      scope s;
+      s.spawn(call([&]() -> task<void> {
+        (void)co_await ev.wait(deadline::after(10s));
+        resumed = true;
+      }));
+      co_await yield();
+      ev.set();  // completes the waiter and queues the task ...
+    }            // ... whose frame is destroyed before it runs
+    co_await yield();
+    co_await yield();
+  }(resumed));
+  EXPECT_FALSE(resumed);
+}
+
+TEST(ScopeDestroy, SleeperDoesNotFireLater) {
+  bool fired = false;
+  run([](bool& fired) -> task<void> {
+    {
+      scope s;
+      s.spawn(call([&fired]() -> task<void> {
+        (void)co_await sleep_for(5ms);
+        fired = true;
+      }));
+      co_await yield();
+    }
+    (void)co_await sleep_for(20ms);  // well past the destroyed sleeper's deadline
+  }(fired));
+  EXPECT_FALSE(fired);
+}
+
+TEST(ScopeDestroy, SocketReaderIsDeregistered) {
+  run([]() -> task<void> {
+    socket_pair sp;
+    bool first_reader_woke = false;
+    {
+      scope s;
+      s.spawn(call([&]() -> task<void> {
+        (void)co_await wait_readable(sp.fd[1], deadline::after(10s));
+        first_reader_woke = true;
+      }));
+      co_await yield();
+    }
+    // The descriptor is free again: a new task can wait on it and is woken by data.
+    scope s2;
+    std::error_code second = make_error_code(errc::protocol_error);
+    s2.spawn(call([&]() -> task<void> { second = co_await wait_readable(sp.fd[1], deadline::after(5s)); }));
+    s2.spawn(call([&]() -> task<void> {
+      co_await yield();
+      EXPECT_EQ(::write(sp.fd[0], "x", 1), 1);
+    }));
+    (void)co_await s2.join(deadline::after(5s));
+    EXPECT_EQ(second, std::error_code{});
+    EXPECT_FALSE(first_reader_woke);
+  }());
+}
+
+task<void> sleeper_chain(int depth, counted, int& woke) {
+  if (depth == 0) {
+    (void)co_await sleep_for(5ms);
+    ++woke;
+    co_return;
+  }
+  co_await with_scope([depth, &woke](scope& s) -> task<void> {
+    s.spawn(sleeper_chain(depth - 1, counted(nullptr), woke));
+    (void)co_await sleep_for(5ms);
+    ++woke;
+  });
+}
+
+TEST(ScopeDestroy, NestedTasksAndScopesAreAllDestroyed) {
+  int destroyed = 0, woke = 0;
+  run([](int& destroyed, int& woke) -> task<void> {
+    {
+      scope s;
+      for (int i = 0; i < 10; ++i) s.spawn(sleeper_chain(4, counted(&destroyed), woke));
+      co_await yield();
+      co_await yield();
+      co_await yield();
+    }
+    EXPECT_EQ(destroyed, 10);
+    (void)co_await sleep_for(20ms);
+  }(destroyed, woke));
+  EXPECT_EQ(woke, 0);
+  EXPECT_EQ(destroyed, 10);
+}
+
+TEST(ScopeDestroy, OtherWorkKeepsRunning) {
+  // Tasks of a surviving scope are interleaved in the ready queue with tasks of a scope
+  // that is destroyed; the survivors keep their order and nothing else runs.
+  std::string trace;
+  run([](std::string& trace) -> task<void> {
+    scope keep;
+    auto doomed = std::make_unique<scope>();
+    for (int i = 0; i < 3; ++i) {
+      keep.spawn(call([&trace, i]() -> task<void> {
+        for (int k = 0; k < 3; ++k) {
+          trace += static_cast<char>('a' + i);
+          co_await yield();
+        }
+      }));
+      doomed->spawn(call([&trace]() -> task<void> {
+        for (;;) {
+          trace += 'X';
+          co_await yield();
+        }
+      }));
+    }
+    co_await yield();
+    doomed.reset();
+    (void)co_await keep.join(deadline::after(5s));
+  }(trace));
+  EXPECT_EQ(trace, "aXbXcXabcabc");
+}
+
+TEST(ScopeDestroy, ManySuspendedTasks) {
+  int destroyed = 0;
+  run([](int& destroyed) -> task<void> {
+    event never;
+    {
+      scope s;
+      for (int i = 0; i < 2000; ++i) {
+        s.spawn([](counted, event& ev, int i) -> task<void> {
+          if (i % 3 == 0) {
+            (void)co_await ev.wait(deadline::never());
+          } else if (i % 3 == 1) {
+            (void)co_await sleep_for(10s);
+          } else {
+            for (;;) co_await yield();
+          }
+        }(counted(&destroyed), never, i));
+      }
+      co_await yield();
+    }
+    co_await yield();
+  }(destroyed));
+  EXPECT_EQ(destroyed, 2000);
+}
+
+}  // namespace
+}  // namespace strata

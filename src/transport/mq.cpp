@@ -1,0 +1,282 @@
+#include "strata/transport/mq.hpp"
+
+#include <fcntl.h>
+#include <mqueue.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
+#include <utility>
+
+#include "strata/runtime/event_loop.hpp"
+
+namespace strata::mq {
+namespace {
+
+constexpr const char* limits_dir = "/proc/sys/fs/mqueue/";
+
+void forget(int fd) noexcept {
+  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
+}
+
+bool valid_name(std::string_view name) noexcept {
+  return name.size() >= 2 && name.size() <= NAME_MAX + 1 && name[0] == '/' &&
+         name.find('/', 1) == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+result<long> read_limit(const char* file) {
+  std::ifstream in(std::string(limits_dir) + file);
+  long value = 0;
+  if (!(in >> value)) return unexpected(std::make_error_code(std::errc::no_such_file_or_directory));
+  return value;
+}
+
+}  // namespace
+
+result<system_limits> read_system_limits() {
+  system_limits limits;
+  auto msg_max = read_limit("msg_max");
+  auto msgsize_max = read_limit("msgsize_max");
+  auto queues_max = read_limit("queues_max");
+  if (!msg_max) return unexpected(msg_max.error());
+  if (!msgsize_max) return unexpected(msgsize_max.error());
+  limits.msg_max = *msg_max;
+  limits.msgsize_max = *msgsize_max;
+  limits.queues_max = queues_max ? *queues_max : 0;
+  return limits;
+}
+
+std::string explain_attributes(const attributes& attr) {
+  if (attr.max_messages < 1) return "maxmsg must be at least 1, got " + std::to_string(attr.max_messages);
+  if (attr.message_size < 1) return "msgsize must be at least 1, got " + std::to_string(attr.message_size);
+  auto limits = read_system_limits();
+  if (!limits) return {};
+  if (attr.max_messages > limits->msg_max) {
+    return "maxmsg " + std::to_string(attr.max_messages) + " exceeds the system limit " +
+           std::to_string(limits->msg_max) + " (" + limits_dir + "msg_max)";
+  }
+  if (attr.message_size > limits->msgsize_max) {
+    return "msgsize " + std::to_string(attr.message_size) + " exceeds the system limit " +
+           std::to_string(limits->msgsize_max) + " (" + limits_dir + "msgsize_max)";
+  }
+  return {};
+}
+
+// -- queue --------------------------------------------------------------------------------
+
+queue::queue(queue&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      mode_(other.mode_),
+      priority_(other.priority_),
+      message_size_(other.message_size_),
+      name_(std::move(other.name_)),
+      scratch_(std::move(other.scratch_)),
+      pending_(std::exchange(other.pending_, std::nullopt)),
+      gather_(std::move(other.gather_)) {}
+
+queue& queue::operator=(queue&& other) noexcept {
+  if (this != &other) {
+    release_fd();
+    fd_ = std::exchange(other.fd_, -1);
+    mode_ = other.mode_;
+    priority_ = other.priority_;
+    message_size_ = other.message_size_;
+    name_ = std::move(other.name_);
+    scratch_ = std::move(other.scratch_);
+    pending_ = std::exchange(other.pending_, std::nullopt);
+    gather_ = std::move(other.gather_);
+  }
+  return *this;
+}
+
+queue::~queue() { release_fd(); }
+
+void queue::release_fd() noexcept {
+  if (fd_ < 0) return;
+  forget(fd_);
+  ::mq_close(fd_);
+  fd_ = -1;
+  pending_.reset();
+}
+
+result<queue> queue::open(std::string_view name, open_options options) {
+  if (!valid_name(name)) return errc::invalid_argument;
+  if (options.priority > max_priority) return errc::invalid_argument;
+  int flags = O_NONBLOCK | O_CLOEXEC;
+  switch (options.mode) {
+    case access::send:
+      flags |= O_WRONLY;
+      break;
+    case access::receive:
+      flags |= O_RDONLY;
+      break;
+    case access::both:
+      flags |= O_RDWR;
+      break;
+  }
+  if (options.create) flags |= O_CREAT;
+  if (options.create && options.exclusive) flags |= O_EXCL;
+  mq_attr attr{};
+  attr.mq_maxmsg = options.attr.max_messages;
+  attr.mq_msgsize = options.attr.message_size;
+  std::string path(name);
+  mqd_t fd = ::mq_open(path.c_str(), flags, options.permissions, options.create ? &attr : nullptr);
+  if (fd == static_cast<mqd_t>(-1)) {
+    int err = errno;
+    // EINVAL here means attributes the kernel refuses (the name was checked above).
+    if (err == EINVAL) return errc::invalid_argument;
+    return unexpected(from_errno(err));
+  }
+  mq_attr actual{};
+  if (::mq_getattr(fd, &actual) < 0) {
+    int err = errno;
+    ::mq_close(fd);
+    return unexpected(from_errno(err));
+  }
+  queue q;
+  q.fd_ = fd;
+  q.mode_ = options.mode;
+  q.priority_ = options.priority;
+  q.message_size_ = static_cast<std::size_t>(actual.mq_msgsize);
+  q.name_ = std::move(path);
+  return q;
+}
+
+task<result<void>> queue::send(const_buffers msg, unsigned priority, deadline dl) {
+  if (fd_ < 0) co_return errc::closed;
+  if (mode_ == access::receive) co_return errc::not_supported;
+  if (priority > max_priority) co_return errc::invalid_argument;
+  std::size_t size = msg.total_size();
+  if (size > message_size_) co_return errc::message_too_large;
+  auto view = msg.view();
+  static constexpr char empty = 0;
+  const char* data = &empty;
+  if (view.size() == 1 && size > 0) {
+    data = reinterpret_cast<const char*>(view[0].data());
+  } else if (size > 0) {
+    // The kernel takes one buffer per message: gather into the scratch buffer.
+    gather_.clear();
+    msg.copy_to(gather_);
+    data = reinterpret_cast<const char*>(gather_.data());
+  }
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd_, true)) {
+      if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
+      if (fd_ < 0) co_return errc::closed;
+    }
+    if (::mq_send(fd_, data, size, priority) == 0) co_return result<void>{};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      loop->io_drained(fd_, true);
+      continue;
+    }
+    co_return from_errno(errno);
+  }
+}
+
+task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
+  auto r = co_await recv_with_priority(buf, dl);
+  if (!r) co_return unexpected(r.error());
+  co_return r->size;
+}
+
+task<result<message_info>> queue::recv_with_priority(mutable_buffer buf, deadline dl) {
+  if (fd_ < 0) co_return errc::closed;
+  if (mode_ == access::send) co_return errc::not_supported;
+  if (pending_) {
+    if (pending_->size > buf.size()) co_return errc::message_too_large;
+    std::memcpy(buf.data(), scratch_.data(), pending_->size);
+    co_return *std::exchange(pending_, std::nullopt);
+  }
+  // mq_receive refuses (EMSGSIZE) any buffer smaller than msgsize, whatever the message.
+  bool direct = buf.size() >= message_size_;
+  if (!direct && scratch_.size() < message_size_) scratch_.resize(message_size_);
+  auto* loop = event_loop::current();
+  for (;;) {
+    if (!loop->io_ready(fd_, false)) {
+      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+      if (fd_ < 0) co_return errc::closed;
+    }
+    unsigned priority = 0;
+    char* target = reinterpret_cast<char*>(direct ? buf.data() : scratch_.data());
+    ssize_t n = ::mq_receive(fd_, target, direct ? buf.size() : message_size_, &priority);
+    if (n >= 0) {
+      message_info info{static_cast<std::size_t>(n), priority};
+      if (!direct) {
+        if (info.size > buf.size()) {
+          pending_ = info;  // kept in scratch_ for the next recv
+          co_return errc::message_too_large;
+        }
+        std::memcpy(buf.data(), scratch_.data(), info.size);
+      }
+      co_return info;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      loop->io_drained(fd_, false);
+      continue;
+    }
+    co_return unexpected(from_errno(errno));
+  }
+}
+
+task<result<void>> queue::close(deadline) {
+  if (fd_ < 0) co_return errc::closed;
+  release_fd();  // wakes tasks parked on the descriptor with `closed`
+  co_return result<void>{};
+}
+
+result<void> queue::unlink() {
+  if (name_.empty()) return errc::closed;
+  return mq::unlink(name_);
+}
+
+result<attributes> queue::get_attributes() const {
+  if (fd_ < 0) return errc::closed;
+  mq_attr a{};
+  if (::mq_getattr(fd_, &a) < 0) return unexpected(from_errno(errno));
+  return attributes{a.mq_maxmsg, a.mq_msgsize};
+}
+
+result<std::size_t> queue::queued() const {
+  if (fd_ < 0) return errc::closed;
+  mq_attr a{};
+  if (::mq_getattr(fd_, &a) < 0) return unexpected(from_errno(errno));
+  return static_cast<std::size_t>(a.mq_curmsgs);
+}
+
+properties queue::runtime_capabilities() const noexcept {
+  auto caps = capabilities;
+  if (message_size_) caps.max_message = message_size_;
+  return caps;
+}
+
+result<void> unlink(std::string_view name) {
+  if (!valid_name(name)) return errc::invalid_argument;
+  std::string path(name);
+  if (::mq_unlink(path.c_str()) < 0) return from_errno(errno);
+  return {};
+}
+
+// -- duplex -------------------------------------------------------------------------------
+
+task<result<void>> duplex::close(deadline dl) {
+  if (!out_.is_open() && !in_.is_open()) co_return errc::closed;
+  (void)co_await out_.close(dl);
+  (void)co_await in_.close(dl);
+  co_return result<void>{};
+}
+
+properties duplex::runtime_capabilities() const noexcept {
+  auto caps = capabilities;
+  std::size_t a = out_.max_message();
+  std::size_t b = in_.max_message();
+  caps.max_message = a && b ? std::min(a, b) : std::max(a, b);
+  return caps;
+}
+
+}  // namespace strata::mq

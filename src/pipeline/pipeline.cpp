@@ -49,10 +49,13 @@ std::string written(const spec_layer& layer, const protocol_entry& entry) {
   return layer.text();
 }
 
-std::string transport_names() {
+/// transport_names lists the bottom layers that `upper` could stand on directly.
+std::string transport_names(const protocol_entry& upper) {
   std::vector<std::string_view> names;
   for (const auto& e : registry()) {
-    if (e.role != layer_role::adapter) names.push_back(e.name);
+    if (e.role != layer_role::adapter && !first_unmet(transport_properties(*e.row), *upper.row)) {
+      names.push_back(e.name);
+    }
   }
   std::string out;
   for (std::size_t i = 0; i < names.size(); ++i) {
@@ -83,7 +86,7 @@ std::string adapter_first(const spec& parsed, const protocol_entry& entry) {
   auto u = first_unmet(properties{}, *entry.row);
   std::string message = first.name + " needs " + (u ? needs_phrase(*u) : std::string("a transport")) +
                         " below it, but it is the first layer; a pipeline starts with a transport (" +
-                        transport_names() + ")";
+                        transport_names(entry) + ")";
   for (std::size_t i = 1; i < parsed.layers.size(); ++i) {
     const auto* later = find_protocol(parsed.layers[i].name);
     if (!later || later->role == layer_role::adapter) continue;

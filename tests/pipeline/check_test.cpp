@@ -83,8 +83,10 @@ TEST(Check, AdapterFirstSaysATransportComesFirst) {
   auto e = refused("prefix(4) | tcp");
   EXPECT_EQ(e.position, 0u);
   expect_words(e, {"prefix needs a stream below it", "first layer", "starts with a transport",
-                   "tcp, tcp-listen, unix or unix-listen", "tcp must be the first layer",
+                   "(tcp, tcp-listen, unix, unix-listen,", "tcp must be the first layer",
                    "`tcp:HOST:PORT | prefix(4)`"});
+  // Only transports that give what prefix needs are offered: no message transports.
+  EXPECT_EQ(e.message.find("udp"), std::string::npos) << e.message;
   auto alone = refused("crlf");
   expect_words(alone, {"crlf needs a stream below it", "e.g. `tcp:HOST:PORT | crlf`"});
 }

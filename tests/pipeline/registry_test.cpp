@@ -22,8 +22,20 @@ const fs::path source_dir = STRATA_SOURCE_DIR;
 TEST(Registry, ListsTheExpectedSpecNames) {
   std::vector<std::string_view> names;
   for (const auto& e : registry()) names.push_back(e.name);
-  std::vector<std::string_view> expected = {"tcp",    "tcp-listen", "unix", "unix-listen",
-                                            "prefix", "crlf",       "term"};
+  // Transports first, then adapters: the order `strata caps` prints.
+  std::vector<std::string_view> expected = {"tcp",           "tcp-listen",
+                                            "unix",          "unix-listen",
+                                            "udp",           "udp-listen",
+                                            "unix-dgram",    "unix-dgram-listen",
+                                            "seqpacket",     "seqpacket-listen",
+                                            "exec",          "fifo-read",
+                                            "fifo-write",    "mq",
+                                            "mq-listen",     "inproc",
+                                            "inproc-listen", "shm",
+                                            "shm-listen",    "shm-pub",
+                                            "shm-sub",       "shm-queue",
+                                            "prefix",        "crlf",
+                                            "term"};
   EXPECT_EQ(names, expected);
 }
 

@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include "strata/adapt/prefix.hpp"  // decode_step, shared by the framing decoders
+#include "strata/adapt/framing.hpp"
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
@@ -118,19 +118,18 @@ class crlf_decoder {
 /// same time (from different tasks).
 template <class Lower>
 requires stacks_on<Lower, crlf_layer> && byte_stream<Lower>
-class crlf {
+class crlf : public detail::framed_stream<Lower, crlf_decoder> {
+  using base = detail::framed_stream<Lower, crlf_decoder>;
+
  public:
   static constexpr properties capabilities = stack_on(Lower::capabilities, crlf_row);
 
   /// crlf takes ownership of `lower`. `unread` are bytes a previous layer had already
   /// read from `lower` (see detach); they are decoded before anything read from `lower`.
   explicit crlf(Lower lower, crlf_options options = {}, std::vector<std::byte> unread = {})
-      : lower_(std::move(lower)),
-        options_(std::move(options)),
-        decoder_(options_),
-        valid_(static_cast<bool>(strata::validate(options_))) {
-    if (!unread.empty()) in_.append(unread);
-  }
+      : base(std::move(lower), crlf_decoder(options), static_cast<bool>(strata::validate(options)),
+             std::move(unread)),
+        options_(std::move(options)) {}
 
   /// validate checks `options` (see the free function validate).
   static result<void> validate(const crlf_options& options) noexcept { return strata::validate(options); }
@@ -142,121 +141,31 @@ class crlf {
   /// lower layer's write errors: timed_out or operation_canceled before any byte left
   /// send nothing; after a partial write the direction is broken for good.
   task<result<void>> send(const_buffers message, deadline dl) {
-    if (!valid_) co_return errc::invalid_argument;
-    if (detached_) co_return errc::closed;
+    if (!this->valid()) co_return errc::invalid_argument;
     if (auto ok = check_crlf_message(options_, message); !ok) co_return ok;
-    auto parts = message.view();
-    constexpr std::size_t inline_parts = 8;
-    std::array<const_buffer, inline_parts> small;
-    std::vector<const_buffer> large;  // only for gather lists of more than 7 parts
-    std::span<const_buffer> list(small);
-    if (parts.size() + 1 > inline_parts) {
-      large.resize(parts.size() + 1);
-      list = large;
-    }
-    std::copy(parts.begin(), parts.end(), list.begin());
-    list[parts.size()] = as_bytes(options_.delimiter);
-    co_return co_await lower_.write(
-        const_buffers(std::span<const const_buffer>(list.data(), parts.size() + 1)), dl);
+    detail::frame_parts frame({}, message.view(), as_bytes(options_.delimiter));
+    co_return co_await this->send_frame(frame, dl);
   }
 
-  /// recv waits for the next message and copies it, without the delimiter, into `buf`;
-  /// returns its size. Errors:
-  /// - message_too_large: `buf` is smaller than the message, which stays pending (a
-  ///   retry with a larger buffer gets it); or more than max_message bytes arrived
-  ///   without a delimiter: then the read direction fails for good.
-  /// - end_of_stream: the peer finished at a message boundary (sticky).
-  /// - protocol_error: the stream ended inside a message (no delimiter; sticky).
-  /// - timed_out, operation_canceled: nothing is lost; bytes received so far stay buffered.
-  /// - invalid_argument (bad options), closed (detached), the lower layer's read errors.
-  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
-    if (!valid_) co_return errc::invalid_argument;
-    if (read_error_) co_return unexpected(read_error_);
-    for (;;) {
-      auto step = decoder_.decode(in_.readable());
-      if (step.state == decode_step::status::message) {
-        if (step.length > buf.size()) co_return errc::message_too_large;
-        if (step.length != 0) std::memcpy(buf.data(), in_.readable().data() + step.offset, step.length);
-        in_.consume(step.frame);
-        decoder_.reset();
-        co_return step.length;
-      }
-      if (step.state == decode_step::status::error) {
-        read_error_ = make_error_code(step.error);
-        co_return unexpected(read_error_);
-      }
-      auto space = in_.writable(std::max(step.need, read_chunk));
-      auto n = co_await lower_.read_some(space, dl);
-      if (!n) {
-        auto ec = n.error();
-        if (ec == errc::end_of_stream) {
-          read_error_ = in_.empty() ? ec : make_error_code(errc::protocol_error);
-          co_return unexpected(read_error_);
-        }
-        co_return unexpected(ec);
-      }
-      in_.commit(*n);
-    }
-  }
-
-  /// shutdown_write half-closes: the peer's recv reports end_of_stream after the last
-  /// message. Errors: as the lower layer's shutdown_write.
-  task<result<void>> shutdown_write(deadline dl) {
-    if (detached_) co_return errc::closed;
-    co_return co_await lower_.shutdown_write(dl);
-  }
-  /// close closes the lower layer (its orderly close; see core/stream.hpp) and drops
-  /// buffered input.
-  task<result<void>> close(deadline dl) {
-    if (detached_) co_return errc::closed;
-    (void)in_.take();
-    read_error_ = make_error_code(errc::closed);
-    co_return co_await lower_.close(dl);
-  }
-
-  /// detach hands back the lower layer and the bytes read from it but not consumed
-  /// (a partial line included), in order. crlf has no closing handshake. Afterwards
-  /// every call on this object fails with `closed`.
-  detached<Lower> detach() {
-    detached_ = true;
-    read_error_ = make_error_code(errc::closed);
-    return detached<Lower>{std::move(lower_), in_.take()};
-  }
-
-  /// next_layer is the owned lower layer.
-  Lower& next_layer() noexcept { return lower_; }
-  const Lower& next_layer() const noexcept { return lower_; }
-  result<address> local_address() const { return local_address_of(lower_); }
-  result<address> peer_address() const { return peer_address_of(lower_); }
+  // recv (which returns a message without its delimiter), shutdown_write, close,
+  // detach, next_layer and the address queries come from detail::framed_stream
+  // (adapt/framing.hpp), with their contracts written there.
 
   /// runtime_capabilities is what this stack offers, with max_message from the options.
   properties runtime_capabilities() const {
-    properties below;
-    if constexpr (requires { lower_.runtime_capabilities(); }) {
-      below = lower_.runtime_capabilities();
-    } else {
-      below = Lower::capabilities;
-    }
-    auto out = stack_on(below, crlf_row);
+    auto out = stack_on(this->lower_capabilities(), crlf_row);
     out.max_message = options_.max_message;
     return out;
   }
   const crlf_options& options() const noexcept { return options_; }
 
  private:
-  // Free space offered to each read_some: several small messages arrive per syscall,
-  // and compaction (moving a partial line to the front) happens once per chunk.
-  static constexpr std::size_t read_chunk = 16 * 1024;
-
-  Lower lower_;
   crlf_options options_;
-  crlf_decoder decoder_;
-  bool valid_;
-  bool detached_ = false;
-  byte_buffer in_;
-  std::error_code read_error_{};
 };
 
+extern template class detail::framed_stream<tcp::stream, crlf_decoder>;
+extern template class detail::framed_stream<uds::stream, crlf_decoder>;
+extern template class detail::framed_stream<any_stream, crlf_decoder>;
 extern template class crlf<tcp::stream>;
 extern template class crlf<uds::stream>;
 extern template class crlf<any_stream>;

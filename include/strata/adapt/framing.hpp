@@ -1,0 +1,196 @@
+// framing — what the stream-to-message adapters (prefix, crlf) share: the decoder's
+// answer type, a gather list for one outgoing frame, and framed_stream, the driver that
+// owns the lower stream and the receive buffer. A framing adapter is then its sans-I/O
+// decoder, its options and row, and how it writes a frame; receiving, half-close,
+// orderly close and detach are the same for all of them and live here once.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "strata/core/buffer.hpp"
+#include "strata/core/capability.hpp"
+#include "strata/core/result.hpp"
+#include "strata/core/stream.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/task.hpp"
+
+namespace strata {
+
+/// decode_step is a decoder's answer about the bytes at the front of its input.
+struct decode_step {
+  enum class status : std::uint8_t {
+    need_more,  ///< no whole message yet; `need` more bytes at least
+    message,    ///< payload is input[offset, offset + length); the frame is `frame` bytes
+    error,      ///< the input is unusable; `error` says why (sticky)
+  };
+  status state = status::need_more;
+  std::size_t need = 0;               ///< need_more: lower bound of bytes still missing (>= 1)
+  std::size_t offset = 0;             ///< message: where the payload starts
+  std::size_t length = 0;             ///< message: payload size
+  std::size_t frame = 0;              ///< message: bytes to consume (header + payload + trailer)
+  errc error = errc::protocol_error;  ///< error: message_too_large or invalid_argument
+};
+
+namespace detail {
+
+/// frame_parts is the gather list of one frame: an optional header, the caller's parts
+/// (not copied) and an optional trailer. Up to 6 parts live inline, so sending a
+/// message allocates nothing; it must stay alive until the write completes (keep it in
+/// the sending coroutine's frame).
+class frame_parts {
+ public:
+  frame_parts(const_buffer header, std::span<const const_buffer> parts, const_buffer trailer) {
+    std::size_t count = parts.size() + (header.empty() ? 0 : 1) + (trailer.empty() ? 0 : 1);
+    std::span<const_buffer> list(small_);
+    if (count > small_.size()) {
+      large_.resize(count);
+      list = large_;
+    }
+    std::size_t i = 0;
+    if (!header.empty()) list[i++] = header;
+    for (auto p : parts) list[i++] = p;
+    if (!trailer.empty()) list[i++] = trailer;
+    view_ = std::span<const const_buffer>(list.data(), count);
+  }
+  frame_parts(const frame_parts&) = delete;
+  frame_parts& operator=(const frame_parts&) = delete;
+
+  const_buffers view() const noexcept { return const_buffers(view_); }
+
+ private:
+  std::array<const_buffer, 8> small_{};
+  std::vector<const_buffer> large_;
+  std::span<const const_buffer> view_;
+};
+
+/// framed_stream owns a byte stream and turns it into messages with `Decoder` (a class
+/// with `decode_step decode(const_buffer)` and `void reset()`). Reads are buffered: one
+/// read_some into read_chunk or more bytes of free space serves every message that
+/// arrived with it. One send and one recv may be pending at the same time (from
+/// different tasks); not thread-safe.
+template <class Lower, class Decoder>
+class framed_stream {
+ public:
+  /// recv waits for the next message and copies its payload into `buf`; returns its size.
+  /// Errors:
+  /// - message_too_large: `buf` is smaller than the message, which stays pending (a
+  ///   retry with a larger buffer gets it); or the peer sent more than the adapter's
+  ///   max_message: then the read direction fails for good.
+  /// - end_of_stream: the peer finished at a message boundary (sticky).
+  /// - protocol_error: the stream ended inside a message (sticky).
+  /// - timed_out, operation_canceled: nothing is lost; bytes received so far stay buffered.
+  /// - invalid_argument (bad options), closed (detached or closed), the lower layer's
+  ///   read errors.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
+    if (!valid_) co_return errc::invalid_argument;
+    if (read_error_) co_return unexpected(read_error_);
+    for (;;) {
+      auto step = decoder_.decode(in_.readable());
+      if (step.state == decode_step::status::message) {
+        if (step.length > buf.size()) co_return errc::message_too_large;
+        if (step.length != 0) std::memcpy(buf.data(), in_.readable().data() + step.offset, step.length);
+        in_.consume(step.frame);
+        decoder_.reset();
+        co_return step.length;
+      }
+      if (step.state == decode_step::status::error) {
+        read_error_ = make_error_code(step.error);
+        co_return unexpected(read_error_);
+      }
+      auto space = in_.writable(std::max(step.need, read_chunk));
+      auto n = co_await lower_.read_some(space, dl);
+      if (!n) {
+        auto ec = n.error();
+        if (ec == errc::end_of_stream) {
+          read_error_ = in_.empty() ? ec : make_error_code(errc::protocol_error);
+          co_return unexpected(read_error_);
+        }
+        co_return unexpected(ec);
+      }
+      in_.commit(*n);
+    }
+  }
+
+  /// shutdown_write half-closes: the peer's recv reports end_of_stream after the last
+  /// message. Errors: closed (detached), the lower layer's shutdown_write errors.
+  task<result<void>> shutdown_write(deadline dl) {
+    if (detached_) co_return errc::closed;
+    co_return co_await lower_.shutdown_write(dl);
+  }
+
+  /// close closes the lower layer (its orderly close; see core/stream.hpp) and drops
+  /// buffered input. Errors: closed (detached), the lower layer's close errors.
+  task<result<void>> close(deadline dl) {
+    if (detached_) co_return errc::closed;
+    (void)in_.take();
+    read_error_ = make_error_code(errc::closed);
+    co_return co_await lower_.close(dl);
+  }
+
+  /// detach hands back the lower layer and the bytes read from it but not consumed (a
+  /// partial frame included), in order. Framing has no closing handshake. Afterwards
+  /// every call on this object fails with `closed`.
+  detached<Lower> detach() {
+    detached_ = true;
+    read_error_ = make_error_code(errc::closed);
+    return detached<Lower>{std::move(lower_), in_.take()};
+  }
+
+  /// next_layer is the owned lower layer.
+  Lower& next_layer() noexcept { return lower_; }
+  const Lower& next_layer() const noexcept { return lower_; }
+  result<address> local_address() const { return local_address_of(lower_); }
+  result<address> peer_address() const { return peer_address_of(lower_); }
+
+ protected:
+  /// framed_stream takes ownership of `lower`. `unread` are bytes a previous layer had
+  /// already read from `lower` (see detach); they are decoded before anything new.
+  framed_stream(Lower lower, Decoder decoder, bool valid, std::vector<std::byte> unread)
+      : lower_(std::move(lower)), decoder_(std::move(decoder)), valid_(valid) {
+    if (!unread.empty()) in_.append(unread);
+  }
+
+  /// send_frame writes one frame with a single write of the lower layer. Errors: closed
+  /// (detached), else the lower layer's write errors (timed_out or operation_canceled
+  /// before any byte left send nothing; after a partial write the direction is broken).
+  task<result<void>> send_frame(const frame_parts& frame, deadline dl) {
+    if (detached_) return closed_write();
+    return lower_.write(frame.view(), dl);
+  }
+
+  /// lower_capabilities is what the layer below offers (known at run time for any_stream).
+  properties lower_capabilities() const {
+    if constexpr (requires { lower_.runtime_capabilities(); }) {
+      return lower_.runtime_capabilities();
+    } else {
+      return Lower::capabilities;
+    }
+  }
+
+  bool valid() const noexcept { return valid_; }
+  bool is_detached() const noexcept { return detached_; }
+
+ private:
+  // Free space offered to each read_some: several small messages arrive per syscall,
+  // and compaction (moving a partial frame to the front) happens once per chunk.
+  static constexpr std::size_t read_chunk = 16 * 1024;
+
+  static task<result<void>> closed_write() { co_return errc::closed; }
+
+  Lower lower_;
+  Decoder decoder_;
+  bool valid_;
+  bool detached_ = false;
+  byte_buffer in_;
+  std::error_code read_error_{};
+};
+
+}  // namespace detail
+}  // namespace strata

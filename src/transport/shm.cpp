@@ -1,0 +1,605 @@
+// shm: the machinery shared by every ring (segments, wait sets, the rendezvous) and the
+// duplex byte stream with its listener. Broadcast rings are in shm_broadcast.cpp, the
+// MPMC queue in shm_queue.cpp, the ring algorithms in shm_ring.cpp.
+#include "strata/transport/shm.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <string>
+
+#include "shm_internal.hpp"
+#include "strata/runtime/event_loop.hpp"
+#include "strata/transport/socket.hpp"
+
+namespace strata::shm {
+namespace detail {
+
+// -- descriptors and mappings ------------------------------------------------------------
+
+void unique_fd::reset() noexcept {
+  if (fd_ < 0) return;
+  if (auto* loop = event_loop::current()) loop->forget_fd(fd_);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+void mapping::reset() noexcept {
+  if (base_) ::munmap(base_, size_);
+  base_ = nullptr;
+  size_ = 0;
+}
+
+result<segment> create_segment(const layout& l) {
+  segment seg;
+  int fd = ::memfd_create("strata-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return unexpected(from_errno(errno));
+  seg.memfd = unique_fd(fd);
+  if (::ftruncate(fd, static_cast<off_t>(l.size)) < 0) return unexpected(from_errno(errno));
+  // Sealed size: a peer can neither shrink the object under our mapping (SIGBUS) nor grow it.
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+    return unexpected(from_errno(errno));
+  void* p = ::mmap(nullptr, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return unexpected(from_errno(errno));
+  seg.map = mapping(static_cast<std::byte*>(p), l.size);
+  seg.shape = l;
+  auto h = header_of(l);
+  std::memcpy(seg.map.base(), &h, sizeof h);
+  if (l.kind == segment_kind::queue) {
+    auto v = ring_view::of(seg.map.base(), l);
+    for (std::uint64_t i = 0; i < l.capacity; ++i) atom(v.slot(i)->seq).store(i, std::memory_order_relaxed);
+  }
+  if (l.kind != segment_kind::stream) {
+    auto v = ring_view::of(seg.map.base(), l);
+    for (std::uint32_t i = 0; i < l.members; ++i) {
+      atom(v.table[i].send_claim).store(no_claim, std::memory_order_relaxed);
+      atom(v.table[i].recv_claim).store(no_claim, std::memory_order_relaxed);
+    }
+  }
+  std::atomic_thread_fence(std::memory_order_release);
+  return seg;
+}
+
+result<segment> attach_segment(int memfd, segment_kind expected) {
+  int seals = ::fcntl(memfd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK)) return errc::protocol_error;
+  struct stat st {};
+  if (::fstat(memfd, &st) < 0) return unexpected(from_errno(errno));
+  auto file_size = static_cast<std::uint64_t>(st.st_size);
+  if (file_size < line_size || file_size > max_segment_bytes) return errc::protocol_error;
+  void* p = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  if (p == MAP_FAILED) return unexpected(from_errno(errno));
+  segment seg;
+  seg.map = mapping(static_cast<std::byte*>(p), file_size);
+  // Validate a private copy: the creator could rewrite the header after we looked.
+  std::array<std::byte, sizeof(segment_header)> copy;
+  std::memcpy(copy.data(), seg.map.base(), copy.size());
+  auto l = parse_layout(copy, file_size);
+  if (!l) return unexpected(l.error());
+  if (l->kind != expected) return errc::protocol_error;
+  seg.shape = *l;
+  return seg;
+}
+
+result<unique_fd> make_eventfd() {
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return unexpected(from_errno(errno));
+  return unique_fd(fd);
+}
+
+void wake(int efd) noexcept {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+}
+
+// -- waitset --------------------------------------------------------------------------------
+
+result<void> waitset::open(std::span<const int> wake_fds, int hangup_fd) {
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return from_errno(errno);
+  epoll_.reset();
+  epoll_ = unique_fd(ep);
+  for (int fd : wake_fds) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.fd = fd;
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) return from_errno(errno);
+  }
+  hangup_fd_ = hangup_fd;
+  hung_up_ = false;
+  if (hangup_fd >= 0) {
+    epoll_event ev{};
+    // Only the hang-up: bytes on the control connection (there should be none) must not
+    // wake us. A hang-up that happened before registration is reported at once.
+    ev.events = EPOLLRDHUP | EPOLLET;
+    ev.data.fd = hangup_fd;
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, hangup_fd, &ev) < 0) return from_errno(errno);
+  }
+  return {};
+}
+
+int waitset::refresh() noexcept {
+  if (!epoll_) return 0;
+  std::array<epoll_event, 8> events;
+  int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 0);
+  if (n <= 0) return 0;
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd == hangup_fd_ && (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+      hung_up_ = true;
+  }
+  return n;
+}
+
+bool waitset::hung_up() noexcept {
+  if (hung_up_ || hangup_fd_ < 0 || !epoll_) return hung_up_;
+  auto* loop = event_loop::current();
+  // The loop's readiness hint is set by every event it saw on the set since the last
+  // drain; without one, nothing new can have arrived and no system call is needed.
+  if (loop->io_ready(epoll_.get(), false) && refresh() == 0) loop->io_drained(epoll_.get(), false);
+  return hung_up_;
+}
+
+task<std::error_code> waitset::wait(deadline dl) {
+  if (!epoll_) co_return errc::closed;
+  auto* loop = event_loop::current();
+  if (loop->io_ready(epoll_.get(), false)) {
+    // Events the loop reported while nobody waited raised no edge we could wait for:
+    // collect them now. After this, any new event raises an edge on the set.
+    if (refresh() > 0) co_return std::error_code{};
+    loop->io_drained(epoll_.get(), false);
+  }
+  co_return co_await wait_readable(epoll_.get(), dl);
+}
+
+// -- rendezvous -------------------------------------------------------------------------------
+
+task<result<void>> send_reply(uds::stream& ctrl, const hello& reply, std::span<const int> fds, deadline dl) {
+  std::array<std::byte, hello_size> wire;
+  encode_hello(reply, wire);
+  if (fds.empty()) co_return co_await ctrl.write(const_buffer(wire), dl);
+  co_return co_await ctrl.send_fds(const_buffer(wire), fds, dl);
+}
+
+task<result<hello>> read_request(uds::stream& ctrl, deadline dl) {
+  std::array<std::byte, hello_size> wire;
+  auto r = co_await read_exact(ctrl, wire, dl);
+  if (!r)
+    co_return unexpected(r.error() == errc::end_of_stream ? make_error_code(errc::protocol_error)
+                                                          : r.error());
+  co_return decode_hello(wire);
+}
+
+task<result<hello>> exchange_hello(uds::stream& ctrl, const hello& request, std::vector<unique_fd>& fds,
+                                   deadline dl) {
+  std::array<std::byte, hello_size> wire;
+  encode_hello(request, wire);
+  if (auto w = co_await ctrl.write(const_buffer(wire), dl); !w) co_return unexpected(w.error());
+  std::size_t got = 0;
+  std::vector<int> raw;
+  while (got < wire.size()) {
+    raw.clear();
+    auto n = co_await ctrl.recv_fds(mutable_buffer(wire).subspan(got), raw, dl);
+    for (int fd : raw) fds.emplace_back(fd);
+    if (!n) {
+      co_return unexpected(n.error() == errc::end_of_stream ? make_error_code(errc::protocol_error)
+                                                            : n.error());
+    }
+    got += *n;
+  }
+  auto reply = decode_hello(wire);
+  if (!reply) co_return reply;
+  if (reply->fds != fds.size()) co_return errc::protocol_error;
+  for (auto& fd : fds) {
+    if (!strata::detail::set_nonblocking_cloexec(fd.get())) co_return errc::protocol_error;
+  }
+  co_return reply;
+}
+
+task<result<rendezvous>> connect_rendezvous(std::string_view name, segment_kind kind,
+                                            std::uint32_t fds_expected, deadline dl) {
+  auto where = rendezvous_address(name);
+  if (!where) co_return unexpected(where.error());
+  auto ctrl = co_await uds::connect(*where, dl);
+  if (!ctrl) co_return unexpected(ctrl.error());
+  rendezvous out{std::move(*ctrl), {}, {}};
+  hello request;
+  request.kind = kind;
+  auto reply = co_await exchange_hello(out.ctrl, request, out.fds, dl);
+  if (!reply) co_return unexpected(reply.error());
+  switch (reply->status) {
+    case hello_status::ok:
+      break;
+    case hello_status::wrong_kind:
+      co_return errc::protocol_error;
+    case hello_status::full:
+      co_return unexpected(from_errno(EUSERS));
+    case hello_status::failed:
+      co_return unexpected(from_errno(EIO));
+  }
+  if (reply->kind != kind || reply->fds != fds_expected) co_return errc::protocol_error;
+  out.reply = *reply;
+  co_return out;
+}
+
+std::uint32_t peer_pid(int fd) noexcept {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return 0;
+  return static_cast<std::uint32_t>(cred.pid);
+}
+
+}  // namespace detail
+
+result<address> rendezvous_address(std::string_view name) {
+  if (name.empty() || name.find('\0') != std::string_view::npos) return errc::invalid_argument;
+  if (name.front() == '/' || name.substr(0, 2) == "./") return address::unix_path(name);
+  if (name.front() == '@') {
+    if (name.size() == 1) return errc::invalid_argument;
+    return address::abstract(name.substr(1));
+  }
+  return address::abstract("strata-shm-" + std::string(name));
+}
+
+// -- stream -----------------------------------------------------------------------------------
+//
+// Ring r of a stream segment carries bytes from side r to side 1 - r (side 0 accepted,
+// side 1 connected). Its eventfds: data(r) = efd[2r] wakes its sleeping reader, space(r)
+// = efd[2r + 1] its sleeping writer.
+
+namespace {
+
+constexpr std::uint32_t stream_fds = 5;  // memfd, then data(0), space(0), data(1), space(1)
+
+}  // namespace
+
+struct stream::state {
+  detail::segment seg;
+  uds::stream ctrl;
+  std::array<detail::unique_fd, 4> efd;
+  spsc_reader rx;
+  spsc_writer tx;
+  int rx_space = -1;  ///< we wake the peer's writer here after reading
+  int tx_data = -1;   ///< we wake the peer's reader here after writing
+  detail::waitset read_ws, write_ws;
+  detail::spinner read_spin, write_spin;
+  wait_options wait;
+  std::error_code read_error, write_error;
+  bool alive = true;
+  bool peer_gone = false;
+
+  state(detail::segment s, uds::stream c, std::array<detail::unique_fd, 4> e, int side, wait_options w)
+      : seg(std::move(s)),
+        ctrl(std::move(c)),
+        efd(std::move(e)),
+        read_spin(w.spin_limit),
+        write_spin(w.spin_limit),
+        wait(w) {
+    int tx_ring = side, rx_ring = 1 - side;
+    auto ring = [&](int r) { return reinterpret_cast<spsc_control*>(seg.map.base() + seg.shape.ring[r]); };
+    auto data = [&](int r) { return seg.map.base() + seg.shape.ring[r] + sizeof(spsc_control); };
+    rx = spsc_reader(ring(rx_ring), data(rx_ring), seg.shape.capacity);
+    tx = spsc_writer(ring(tx_ring), data(tx_ring), seg.shape.capacity);
+    rx_space = efd[2 * rx_ring + 1].get();
+    tx_data = efd[2 * tx_ring].get();
+  }
+
+  result<void> open_waits(int side) {
+    int tx_ring = side, rx_ring = 1 - side;
+    int rx_data = efd[2 * rx_ring].get(), tx_space = efd[2 * tx_ring + 1].get();
+    if (auto r = read_ws.open(std::span<const int>(&rx_data, 1), ctrl.native_handle()); !r) return r;
+    return write_ws.open(std::span<const int>(&tx_space, 1), ctrl.native_handle());
+  }
+
+  void fail_read(std::error_code ec) noexcept {
+    if (!read_error) read_error = ec;
+  }
+  void fail_write(std::error_code ec) noexcept {
+    if (!write_error) write_error = ec;
+  }
+
+  bool rx_ready() const noexcept {
+    auto a = rx.available();
+    return !a || *a > 0 || rx.finished();
+  }
+  bool tx_ready() const noexcept {
+    auto s = tx.space();
+    return !s || *s > 0 || tx.reader_closed();
+  }
+
+  // finish_tx ends our direction: the peer reads end_of_stream after the last byte.
+  void finish_tx() noexcept {
+    tx.finish();
+    if (tx.reader_needs_wake()) detail::wake(tx_data);
+  }
+
+  // release is close() without the coroutine: flags for the peer, wake our own waiters
+  // (closed), then unmap. The peer keeps its own mapping of the segment.
+  void release() noexcept {
+    if (!alive) return;
+    tx.finish();
+    rx.close();
+    // Wake the peer's reader (end of stream) and writer (broken) whether or not they
+    // announced a sleep: cheaper to reason about than the flags on this rare path.
+    detail::wake(tx_data);
+    detail::wake(rx_space);
+    alive = false;
+    read_ws.close();
+    write_ws.close();
+    ctrl.reset();
+    for (auto& e : efd) e.reset();
+    seg.map.reset();
+    seg.memfd.reset();
+    read_error = write_error = errc::closed;
+  }
+};
+
+stream::stream() noexcept = default;
+stream::stream(std::unique_ptr<state> s) noexcept : s_(std::move(s)) {}
+stream::stream(stream&&) noexcept = default;
+stream& stream::operator=(stream&& other) noexcept {
+  if (this != &other) {
+    if (s_) s_->release();
+    s_ = std::move(other.s_);
+  }
+  return *this;
+}
+stream::~stream() {
+  if (s_) s_->release();
+}
+
+std::size_t stream::ring_bytes() const noexcept {
+  return s_ ? static_cast<std::size_t>(s_->seg.shape.capacity) : 0;
+}
+
+result<address> stream::local_address() const {
+  if (!s_ || !s_->alive) return errc::closed;
+  return s_->ctrl.local_address();
+}
+
+result<address> stream::peer_address() const {
+  if (!s_ || !s_->alive) return errc::closed;
+  return s_->ctrl.peer_address();
+}
+
+task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
+  state* st = s_.get();
+  if (!st) co_return errc::closed;
+  if (st->read_error) co_return unexpected(st->read_error);
+  if (buf.empty()) co_return std::size_t{0};
+  for (;;) {
+    auto avail = st->rx.available();
+    if (!avail) {
+      st->fail_read(avail.error());
+      co_return unexpected(st->read_error);
+    }
+    if (*avail > 0) {
+      std::size_t n = st->rx.read(buf, *avail);
+      if (st->rx.writer_needs_wake()) detail::wake(st->rx_space);
+      co_return n;
+    }
+    if (st->rx.finished()) {
+      // finished() is an acquire: bytes published before it are visible now.
+      auto last = st->rx.available();
+      if (last && *last > 0) continue;
+      st->fail_read(last ? make_error_code(errc::end_of_stream) : last.error());
+      co_return unexpected(st->read_error);
+    }
+    if (st->peer_gone) {
+      st->fail_read(errc::peer_died);
+      co_return unexpected(st->read_error);
+    }
+    auto w = co_await detail::await_ready(
+        st->read_ws, st->read_spin, st->wait, st->alive, dl, [st] { return st->rx_ready(); },
+        [st] { st->rx.prepare_wait(); }, [st] { st->rx.end_wait(); });
+    if (!w) {
+      if (w.error() == errc::closed) co_return errc::closed;
+      co_return unexpected(w.error());
+    }
+    // A hang-up: look at the ring once more (bytes written before the death are still
+    // ours, and a peer that finished orderly reads as end_of_stream), then report it.
+    if (*w == detail::wait_outcome::hung_up) st->peer_gone = true;
+  }
+}
+
+task<result<void>> stream::write(const_buffers bufs, deadline dl) {
+  state* st = s_.get();
+  if (!st) co_return errc::closed;
+  if (st->write_error) co_return st->write_error;
+  auto view = bufs.view();
+  std::size_t index = 0, offset = 0, written = 0;
+  auto skip_empty = [&] {
+    while (index < view.size() && offset == view[index].size()) {
+      ++index;
+      offset = 0;
+    }
+  };
+  skip_empty();
+  while (index < view.size()) {
+    if (st->tx.reader_closed()) {
+      st->fail_write(errc::broken);
+      co_return st->write_error;
+    }
+    auto space = st->tx.space();
+    if (!space) {
+      st->fail_write(space.error());
+      co_return st->write_error;
+    }
+    if (*space > 0) {
+      std::size_t room = *space;
+      while (room > 0 && index < view.size()) {
+        std::size_t n = st->tx.write(view[index].subspan(offset), room);
+        room -= n;
+        offset += n;
+        written += n;
+        skip_empty();
+      }
+      st->tx.publish();
+      if (st->tx.reader_needs_wake()) detail::wake(st->tx_data);
+      continue;
+    }
+    if (st->peer_gone) {
+      st->fail_write(errc::peer_died);
+      co_return st->write_error;
+    }
+    auto w = co_await detail::await_ready(
+        st->write_ws, st->write_spin, st->wait, st->alive, dl, [st] { return st->tx_ready(); },
+        [st] { st->tx.prepare_wait(); }, [st] { st->tx.end_wait(); });
+    if (!w) {
+      if (w.error() == errc::closed) co_return errc::closed;
+      // A partial write leaves the peer with an unknown prefix: the direction is lost.
+      if (written > 0) st->fail_write(w.error());
+      co_return w.error();
+    }
+    if (*w == detail::wait_outcome::hung_up) st->peer_gone = true;
+  }
+  co_return result<void>{};
+}
+
+task<result<void>> stream::shutdown_write(deadline) {
+  state* st = s_.get();
+  if (!st || !st->alive) co_return errc::closed;
+  if (st->write_error == errc::closed) co_return result<void>{};
+  st->finish_tx();
+  st->fail_write(errc::closed);
+  co_return result<void>{};
+}
+
+task<result<void>> stream::close(deadline) {
+  state* st = s_.get();
+  if (!st || !st->alive) co_return errc::closed;
+  st->release();
+  co_return result<void>{};
+}
+
+// -- listener ---------------------------------------------------------------------------------
+
+struct listener::state {
+  uds::listener sock;
+  listen_options options;
+  uds::stream* pending = nullptr;  ///< a connection whose request accept is reading
+  bool open = true;
+};
+
+listener::listener() noexcept = default;
+listener::listener(listener&&) noexcept = default;
+listener& listener::operator=(listener&&) noexcept = default;
+listener::~listener() { close(); }
+
+result<listener> listener::bind(std::string_view name, listen_options options) {
+  auto l = make_layout(segment_kind::stream, options.ring_bytes, 0, overflow_policy::block, 0);
+  if (!l) return unexpected(l.error());
+  auto where = rendezvous_address(name);
+  if (!where) return unexpected(where.error());
+  auto sock = uds::listener::bind(*where, {.backlog = options.backlog});
+  if (!sock) return unexpected(sock.error());
+  listener out;
+  out.s_ = std::make_unique<state>(state{std::move(*sock), options});
+  return out;
+}
+
+result<address> listener::local_address() const {
+  if (!s_ || !s_->open) return errc::closed;
+  return s_->sock.local_address();
+}
+
+void listener::close() noexcept {
+  if (!s_ || !s_->open) return;
+  s_->open = false;
+  if (s_->pending) s_->pending->reset();  // wakes accept's pending read with closed
+  s_->sock.close();
+}
+
+namespace {
+
+// serve_stream serves one rendezvous connection: reads its request, creates the stream's
+// segment and eventfds, hands them over. nullptr when the connector is dropped (bad or
+// slow request, other kind); the listener goes on.
+task<result<std::unique_ptr<stream::state>>> serve_stream(uds::stream& ctrl, const listen_options& options,
+                                                          deadline dl) {
+  using namespace detail;
+  // A connector gets 2 s to say what it wants; a silent one must not stall the listener.
+  auto request_dl = deadline::earlier(dl, deadline::after(std::chrono::seconds(2)));
+  auto req = co_await read_request(ctrl, request_dl);
+  if (!req) {
+    if (req.error() == errc::operation_canceled || req.error() == errc::closed ||
+        (req.error() == errc::timed_out && dl.expired()))
+      co_return unexpected(req.error());
+    co_return std::unique_ptr<stream::state>{};
+  }
+  hello reply;
+  reply.kind = segment_kind::stream;
+  if (req->kind != segment_kind::stream) {
+    reply.status = hello_status::wrong_kind;
+    (void)co_await send_reply(ctrl, reply, {}, request_dl);
+    co_return std::unique_ptr<stream::state>{};
+  }
+  auto shape = make_layout(segment_kind::stream, options.ring_bytes, 0, overflow_policy::block, 0);
+  auto seg = shape ? create_segment(*shape) : result<segment>(unexpected(shape.error()));
+  std::array<unique_fd, 4> efd;
+  std::error_code failure = seg ? std::error_code{} : seg.error();
+  for (auto& e : efd) {
+    if (failure) break;
+    auto fd = make_eventfd();
+    if (!fd)
+      failure = fd.error();
+    else
+      e = std::move(*fd);
+  }
+  if (failure) {
+    reply.status = hello_status::failed;
+    (void)co_await send_reply(ctrl, reply, {}, request_dl);
+    co_return unexpected(failure);
+  }
+  std::array<int, stream_fds> fds{seg->memfd.get(), efd[0].get(), efd[1].get(), efd[2].get(), efd[3].get()};
+  reply.fds = stream_fds;
+  if (auto w = co_await send_reply(ctrl, reply, fds, request_dl); !w) {
+    if (w.error() == errc::operation_canceled || w.error() == errc::closed) co_return unexpected(w.error());
+    co_return std::unique_ptr<stream::state>{};
+  }
+  seg->memfd.reset();  // the mapping keeps the segment; the peer has its own descriptor
+  auto st =
+      std::make_unique<stream::state>(std::move(*seg), std::move(ctrl), std::move(efd), 0, options.wait);
+  if (auto r = st->open_waits(0); !r) co_return unexpected(r.error());
+  co_return st;
+}
+
+}  // namespace
+
+task<result<stream>> listener::accept(deadline dl) {
+  for (;;) {
+    if (!s_ || !s_->open) co_return errc::closed;
+    auto c = co_await s_->sock.accept(dl);
+    if (!c) co_return unexpected(c.error());
+    state* st = s_.get();
+    st->pending = &*c;
+    auto served = co_await serve_stream(*c, st->options, dl);
+    st->pending = nullptr;
+    if (!st->open) co_return errc::closed;
+    if (!served) co_return unexpected(served.error());
+    if (*served) co_return stream(std::move(*served));
+  }
+}
+
+task<result<stream>> connect(std::string_view name, deadline dl, wait_options options) {
+  using namespace detail;
+  auto rv = co_await connect_rendezvous(name, segment_kind::stream, stream_fds, dl);
+  if (!rv) co_return unexpected(rv.error());
+  auto seg = attach_segment(rv->fds[0].get(), segment_kind::stream);
+  if (!seg) co_return unexpected(seg.error());
+  seg->memfd.reset();
+  rv->fds[0].reset();
+  std::array<unique_fd, 4> efd{std::move(rv->fds[1]), std::move(rv->fds[2]), std::move(rv->fds[3]),
+                               std::move(rv->fds[4])};
+  auto st = std::make_unique<stream::state>(std::move(*seg), std::move(rv->ctrl), std::move(efd), 1, options);
+  if (auto r = st->open_waits(1); !r) co_return unexpected(r.error());
+  co_return stream(std::move(st));
+}
+
+}  // namespace strata::shm

@@ -1,0 +1,180 @@
+// The service thread of rings with many members (broadcast, queue): it answers the
+// rendezvous while the owner's tasks are busy or idle, and turns the hang-up of a
+// member's control connection into a call of `leave`. It shares nothing with the owner's
+// thread but the segment (atomics) and eventfds, exactly like a member in another
+// process, so the same reasoning covers both.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "shm_internal.hpp"
+
+namespace strata::shm::detail {
+namespace {
+
+// A joining process gets this long to send its request; the service answers members
+// one at a time, so a silent one must not hold up the others for long.
+constexpr int request_timeout_ms = 1000;
+// How often claims that could not be resolved yet are retried.
+constexpr int retry_interval_ms = 5;
+
+// read_exactly reads `out.size()` bytes from a non-blocking socket within `timeout_ms`.
+bool read_exactly(int fd, std::span<std::byte> out, int timeout_ms) noexcept {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+  }
+  return true;
+}
+
+// send_hello_fds writes a hello with descriptors in one sendmsg (a fresh connection's
+// send buffer always has room for 32 bytes).
+bool send_hello_fds(int fd, const hello& h, std::span<const int> fds) noexcept {
+  std::array<std::byte, hello_size> wire;
+  encode_hello(h, wire);
+  iovec iov{wire.data(), wire.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * max_hello_fds)> control{};
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(wire.size())) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+}  // namespace
+
+result<void> service::start(uds::listener listener, std::vector<int> fds, hooks h) {
+  listener_ = std::move(listener);
+  int s = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s < 0) return from_errno(errno);
+  stop_ = unique_fd(s);
+  fds_ = std::move(fds);
+  hooks_ = std::move(h);
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    return e.code();
+  }
+  return {};
+}
+
+void service::stop() noexcept {
+  if (!thread_.joinable()) return;
+  wake(stop_.get());
+  thread_.join();
+  // The thread closed the members' connections; the listener and the stop eventfd
+  // are closed by their owners (a path listener removes its socket file).
+  listener_.close();
+  stop_.reset();
+}
+
+void service::admit(int fd) noexcept {
+  unique_fd conn(fd);
+  std::array<std::byte, hello_size> wire;
+  if (!read_exactly(fd, wire, request_timeout_ms)) return;
+  auto req = decode_hello(wire);
+  if (!req) return;
+  hello reply;
+  reply.kind = hooks_.kind;
+  if (req->kind != hooks_.kind) {
+    reply.status = hello_status::wrong_kind;
+    send_hello_fds(fd, reply, {});
+    return;
+  }
+  auto member = hooks_.join(peer_pid(fd));
+  if (!member) {
+    reply.status = hello_status::full;
+    send_hello_fds(fd, reply, {});
+    return;
+  }
+  reply.member = *member;
+  reply.fds = static_cast<std::uint32_t>(fds_.size());
+  if (!send_hello_fds(fd, reply, fds_)) {
+    if (!hooks_.leave(*member)) pending_leaves_.push_back(*member);
+    return;
+  }
+  connected_.push_back({std::move(conn), *member});
+  members_.store(connected_.size(), std::memory_order_relaxed);
+}
+
+void service::run() noexcept {
+  std::vector<pollfd> polled;
+  for (;;) {
+    polled.clear();
+    polled.push_back({stop_.get(), POLLIN, 0});
+    polled.push_back({listener_.native_handle(), POLLIN, 0});
+    for (auto& m : connected_) polled.push_back({m.ctrl.get(), POLLRDHUP, 0});
+    int timeout = pending_leaves_.empty() ? -1 : retry_interval_ms;
+    int n = ::poll(polled.data(), polled.size(), timeout);
+    if (n < 0 && errno != EINTR) break;
+    if (!pending_leaves_.empty()) {
+      std::erase_if(pending_leaves_, [this](std::uint32_t m) { return hooks_.leave(m); });
+    }
+    if (n <= 0) continue;
+    if (polled[0].revents) break;
+    // Departures first: an entry freed now can serve a joiner below.
+    for (std::size_t i = connected_.size(); i-- > 0;) {
+      auto ev = polled[2 + i].revents;
+      if (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
+      std::uint32_t member = connected_[i].index;
+      // The connection is closed before the entry is freed: a member's death is final.
+      ::close(connected_[i].ctrl.release());
+      connected_.erase(connected_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (!hooks_.leave(member)) pending_leaves_.push_back(member);
+    }
+    members_.store(connected_.size(), std::memory_order_relaxed);
+    if (polled[1].revents & POLLIN) {
+      for (;;) {
+        int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+          admit(fd);
+          continue;
+        }
+        // Out of descriptors (EMFILE...): the connection stays queued and the socket
+        // readable; back off instead of spinning on poll.
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED) continue;
+        if (err != EAGAIN && err != EWOULDBLOCK)
+          std::this_thread::sleep_for(std::chrono::milliseconds(retry_interval_ms));
+        break;
+      }
+    }
+  }
+  for (auto& m : connected_) ::close(m.ctrl.release());
+  connected_.clear();
+  members_.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace strata::shm::detail

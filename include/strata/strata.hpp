@@ -18,6 +18,9 @@
 // transport (L4)
 #include "strata/transport/tcp.hpp"
 #include "strata/transport/unix.hpp"
+#include "strata/transport/udp.hpp"
+#include "strata/transport/unix_dgram.hpp"
+#include "strata/transport/seqpacket.hpp"
 
 // adapt (L5)
 #include "strata/adapt/crlf.hpp"

@@ -24,6 +24,11 @@ extern const protocol_entry mq_connect_entry;     ///< mq:/NAME
 extern const protocol_entry mq_listen_entry;      ///< mq-listen:/NAME
 extern const protocol_entry inproc_connect_entry; ///< inproc:NAME
 extern const protocol_entry inproc_listen_entry;  ///< inproc-listen:NAME
+extern const protocol_entry shm_connect_entry;    ///< shm:NAME
+extern const protocol_entry shm_listen_entry;     ///< shm-listen:NAME
+extern const protocol_entry shm_pub_entry;        ///< shm-pub:NAME
+extern const protocol_entry shm_sub_entry;        ///< shm-sub:NAME
+extern const protocol_entry shm_queue_entry;      ///< shm-queue:NAME
 extern const protocol_entry prefix_entry;        ///< prefix(BYTES, order=, max=)
 extern const protocol_entry crlf_entry;          ///< crlf(max=, delim=)
 extern const protocol_entry term_entry;          ///< term(DELIM, max=)

@@ -78,7 +78,9 @@ strata::task<int> server_forever(std::string where) {
 }
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "server") return strata::run(server_forever(std::string("127.0.0.1:") + argv[2]));
-  if (argc == 3 && std::string(argv[1]) == "client") return strata::run(client(std::string("127.0.0.1:") + argv[2]));
+  if (argc == 3 && std::string(argv[1]) == "server")
+    return strata::run(server_forever(std::string("127.0.0.1:") + argv[2]));
+  if (argc == 3 && std::string(argv[1]) == "client")
+    return strata::run(client(std::string("127.0.0.1:") + argv[2]));
   return strata::run(both());
 }

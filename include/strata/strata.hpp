@@ -16,11 +16,11 @@
 #include "strata/core/stream.hpp"
 
 // transport (L4)
-#include "strata/transport/tcp.hpp"
-#include "strata/transport/unix.hpp"
-#include "strata/transport/udp.hpp"
-#include "strata/transport/unix_dgram.hpp"
 #include "strata/transport/seqpacket.hpp"
+#include "strata/transport/tcp.hpp"
+#include "strata/transport/udp.hpp"
+#include "strata/transport/unix.hpp"
+#include "strata/transport/unix_dgram.hpp"
 
 // adapt (L5)
 #include "strata/adapt/crlf.hpp"

@@ -68,7 +68,8 @@ struct received {
 ///                          when `buf` is too small (whether the message is then dropped is
 ///                          the protocol's to document: datagram sockets drop it).
 template <class D>
-concept datagram_socket = requires(D& d, mutable_buffer in, const_buffers out, const address& to, deadline dl) {
+concept datagram_socket = requires(D& d, mutable_buffer in, const_buffers out, const address& to,
+                                   deadline dl) {
   { d.send_to(out, to, dl) } -> std::same_as<task<result<void>>>;
   { d.recv_from(in, dl) } -> std::same_as<task<result<received>>>;
   { d.close(dl) } -> std::same_as<task<result<void>>>;

@@ -1,5 +1,7 @@
 #include "entry_support.hpp"
 
+#include <sys/un.h>
+
 #include <limits>
 
 namespace strata::pipeline_detail {
@@ -45,6 +47,34 @@ bool fail(spec_error& error, std::string message, std::size_t position) {
   error.message = std::move(message);
   error.position = position;
   return false;
+}
+
+namespace {
+// sun_path holds a path plus its terminating NUL, or '\0' plus an abstract name.
+constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
+constexpr std::size_t max_unix_abstract = sizeof(sockaddr_un{}.sun_path) - 2;
+}  // namespace
+
+std::string explain_unix(const std::string& text) {
+  if (text.empty()) return "empty socket address";
+  if (text.find('\0') != std::string::npos) return "a socket path cannot contain a NUL byte";
+  if (text.front() == '@') {
+    if (text.size() == 1) return "empty abstract name after '@'";
+    if (text.size() - 1 > max_unix_abstract) {
+      return "abstract name too long (" + std::to_string(text.size() - 1) + " bytes; at most " +
+             std::to_string(max_unix_abstract) + ")";
+    }
+  } else if (text.size() > max_unix_path) {
+    return "path too long (" + std::to_string(text.size()) + " bytes; at most " +
+           std::to_string(max_unix_path) + ")";
+  }
+  return {};
+}
+
+bool check_unix_target(const protocol_entry& entry, const spec_layer& layer, spec_error& error) {
+  auto why = explain_unix(layer.target);
+  if (!why.empty()) return fail(error, std::string(entry.name) + ": " + why, layer.target_position);
+  return true;
 }
 
 bool check_shape(const protocol_entry& entry, const spec_layer& layer, spec_error& error) {

@@ -25,6 +25,13 @@ bool fail(spec_error& error, std::string message, std::size_t position);
 /// and missing required parameters.
 bool check_shape(const protocol_entry& entry, const spec_layer& layer, spec_error& error);
 
+/// explain_unix says why `text` is not a unix socket address (PATH or @NAME, within
+/// sun_path's size); empty when it is one.
+std::string explain_unix(const std::string& text);
+
+/// check_unix_target refuses a target that explain_unix objects to, naming the entry.
+bool check_unix_target(const protocol_entry& entry, const spec_layer& layer, spec_error& error);
+
 /// parse_size reads "4096", "64k", "1M", "2g" (k = 1024); false on anything else or
 /// on overflow.
 bool parse_size(std::string_view text, std::uint64_t& out) noexcept;

@@ -5,7 +5,6 @@
 //       ordered dup_free ipc p2p any-process duplex fd_passing max_message=212960)
 // spec: seqpacket:PATH or seqpacket:@NAME
 //       seqpacket-listen:PATH or seqpacket-listen:@NAME (backlog=N)
-#include <sys/un.h>
 
 #include "../entry_support.hpp"
 #include "entries.hpp"
@@ -18,43 +17,15 @@ constexpr param_info listen_params[] = {
     {.name = "backlog", .default_value = "128", .help = "pending connections the kernel queues (1..65535)"},
 };
 
-// sun_path holds a path plus its terminating NUL, or '\0' plus an abstract name.
-constexpr std::size_t max_path = sizeof(sockaddr_un{}.sun_path) - 1;
-constexpr std::size_t max_abstract = sizeof(sockaddr_un{}.sun_path) - 2;
-
-bool check_address(const protocol_entry& entry, const spec_layer& layer, spec_error& error) {
-  std::string name(entry.name);
-  const std::string& target = layer.target;
-  if (target.find('\0') != std::string::npos) {
-    return fail(error, name + ": a socket path cannot contain a NUL byte", layer.target_position);
-  }
-  if (target.front() == '@') {
-    if (target.size() == 1)
-      return fail(error, name + ": empty abstract name after '@'", layer.target_position);
-    if (target.size() - 1 > max_abstract) {
-      return fail(error,
-                  name + ": abstract name too long (" + std::to_string(target.size() - 1) +
-                      " bytes; at most " + std::to_string(max_abstract) + ")",
-                  layer.target_position);
-    }
-  } else if (target.size() > max_path) {
-    return fail(error,
-                name + ": path too long (" + std::to_string(target.size()) + " bytes; at most " +
-                    std::to_string(max_path) + ")",
-                layer.target_position);
-  }
-  return true;
-}
-
 bool validate_connect(const spec_layer& layer, spec_error& error) {
   return check_shape(seqpacket_connect_entry, layer, error) &&
-         check_address(seqpacket_connect_entry, layer, error);
+         check_unix_target(seqpacket_connect_entry, layer, error);
 }
 
 bool validate_listen(const spec_layer& layer, spec_error& error) {
   std::uint64_t backlog = 0;
   return check_shape(seqpacket_listen_entry, layer, error) &&
-         check_address(seqpacket_listen_entry, layer, error) &&
+         check_unix_target(seqpacket_listen_entry, layer, error) &&
          uint_param(seqpacket_listen_entry, layer, "backlog", 128, 1, 65535, backlog, error);
 }
 

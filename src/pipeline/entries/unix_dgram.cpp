@@ -5,7 +5,6 @@
 //       ordered dup_free ipc p2p any-process duplex fd_passing max_message=212960)
 // spec: unix-dgram:PATH or unix-dgram:@NAME (bind=PATH|@NAME)
 //       unix-dgram-listen:PATH or unix-dgram-listen:@NAME   (accepts one sender)
-#include <sys/un.h>
 
 #include "../entry_support.hpp"
 #include "entries.hpp"
@@ -21,33 +20,6 @@ constexpr param_info connect_params[] = {
      .optional = true},
 };
 
-// sun_path holds a path plus its terminating NUL, or '\0' plus an abstract name.
-constexpr std::size_t max_path = sizeof(sockaddr_un{}.sun_path) - 1;
-constexpr std::size_t max_abstract = sizeof(sockaddr_un{}.sun_path) - 2;
-
-/// explain_unix says why `text` is not a unix socket address (empty when it is one).
-std::string explain_unix(const std::string& text) {
-  if (text.empty()) return "empty socket address";
-  if (text.find('\0') != std::string::npos) return "a socket path cannot contain a NUL byte";
-  if (text.front() == '@') {
-    if (text.size() == 1) return "empty abstract name after '@'";
-    if (text.size() - 1 > max_abstract) {
-      return "abstract name too long (" + std::to_string(text.size() - 1) + " bytes; at most " +
-             std::to_string(max_abstract) + ")";
-    }
-  } else if (text.size() > max_path) {
-    return "path too long (" + std::to_string(text.size()) + " bytes; at most " + std::to_string(max_path) +
-           ")";
-  }
-  return {};
-}
-
-bool check_address(const protocol_entry& entry, const spec_layer& layer, spec_error& error) {
-  auto why = explain_unix(layer.target);
-  if (!why.empty()) return fail(error, std::string(entry.name) + ": " + why, layer.target_position);
-  return true;
-}
-
 bool connect_options_of(const spec_layer& layer, unix_dgram::connect_options& options, spec_error& error) {
   options.keep_too_large = true;
   const auto* b = unix_dgram_connect_entry.find_param(layer, "bind");
@@ -61,12 +33,13 @@ bool connect_options_of(const spec_layer& layer, unix_dgram::connect_options& op
 bool validate_connect(const spec_layer& layer, spec_error& error) {
   unix_dgram::connect_options options;
   return check_shape(unix_dgram_connect_entry, layer, error) &&
-         check_address(unix_dgram_connect_entry, layer, error) && connect_options_of(layer, options, error);
+         check_unix_target(unix_dgram_connect_entry, layer, error) &&
+         connect_options_of(layer, options, error);
 }
 
 bool validate_listen(const spec_layer& layer, spec_error& error) {
   return check_shape(unix_dgram_listen_entry, layer, error) &&
-         check_address(unix_dgram_listen_entry, layer, error);
+         check_unix_target(unix_dgram_listen_entry, layer, error);
 }
 
 task<result<any_connection>> connected_task(unix_dgram::connected c) {

@@ -140,6 +140,8 @@ void fuzz_spsc(const std::uint8_t* data, std::size_t size) {
       case 5:
         atom(control->reader_waiting).store(static_cast<std::uint32_t>(value));
         atom(control->writer_waiting).store(static_cast<std::uint32_t>(value >> 32));
+        atom(control->reader_spins).store(static_cast<std::uint32_t>(value >> 8) & 1);
+        atom(control->writer_spins).store(static_cast<std::uint32_t>(value >> 40) & 1);
         (void)reader.writer_needs_wake();
         (void)writer.reader_needs_wake();
         break;

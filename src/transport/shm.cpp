@@ -288,6 +288,10 @@ struct stream::state {
     tx = spsc_writer(ring(tx_ring), data(tx_ring), seg.shape.capacity);
     rx_space = efd[2 * rx_ring + 1].get();
     tx_data = efd[2 * tx_ring].get();
+    if (w.spin) {
+      rx.declare_spinning();
+      tx.declare_spinning();
+    }
   }
 
   result<void> open_waits(int side) {
@@ -304,11 +308,11 @@ struct stream::state {
     if (!write_error) write_error = ec;
   }
 
-  bool rx_ready() const noexcept {
+  bool rx_ready() noexcept {
     auto a = rx.available();
     return !a || *a > 0 || rx.finished();
   }
-  bool tx_ready() const noexcept {
+  bool tx_ready() noexcept {
     auto s = tx.space();
     return !s || *s > 0 || tx.reader_closed();
   }
@@ -426,7 +430,8 @@ task<result<void>> stream::write(const_buffers bufs, deadline dl) {
       st->fail_write(errc::broken);
       co_return st->write_error;
     }
-    auto space = st->tx.space();
+    auto space =
+        st->tx.space(std::min(bufs.total_size() - written, static_cast<std::size_t>(st->tx.capacity())));
     if (!space) {
       st->fail_write(space.error());
       co_return st->write_error;

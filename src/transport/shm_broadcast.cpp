@@ -1,7 +1,8 @@
 // shm broadcast: one publisher, N subscribers on one ring (shm_ring.hpp has the
 // algorithm). The publisher owns the segment, two eventfds (data: subscribers sleep on
 // it, one write wakes them all; space: the publisher sleeps on it under `block`) and a
-// service thread that admits subscribers and drops the dead ones.
+// service thread that admits subscribers, drops the dead ones and wakes many sleeping
+// subscribers on the publisher's behalf (reader_wake::fan_out).
 #include <unistd.h>
 
 #include "shm_internal.hpp"
@@ -119,6 +120,7 @@ result<publisher> publisher::bind(std::string_view name, publish_options options
             wake(raw->space_efd.get());
             return true;
           },
+      .fan_out = [raw] { wake(raw->data_efd.get()); },
   };
   std::vector<int> fds{st->seg.memfd.get(), st->data_efd.get(), st->space_efd.get()};
   if (auto r = st->service.start(std::move(*sock), std::move(fds), std::move(hooks)); !r)
@@ -134,7 +136,16 @@ task<result<void>> publisher::send(const_buffers msg, deadline dl) {
     if (st->writer.can_publish()) {
       st->writer.publish(msg);
       ++st->sent;
-      if (st->writer.readers_need_wake()) detail::wake(st->data_efd.get());
+      switch (st->writer.readers_to_wake()) {
+        case reader_wake::none:
+          break;
+        case reader_wake::direct:
+          detail::wake(st->data_efd.get());
+          break;
+        case reader_wake::fan_out:
+          st->service.fan_out();
+          break;
+      }
       co_return result<void>{};
     }
     auto w = co_await detail::await_ready(
@@ -236,10 +247,13 @@ task<result<subscriber>> subscribe(std::string_view name, deadline dl, wait_opti
   rv->fds[0].reset();
   if (rv->reply.member >= seg->shape.members) co_return errc::protocol_error;
   auto view = ring_view::of(seg->map.base(), seg->shape);
-  // Our first message, set by the publisher's service before it answered.
+  // Our first message, set by the publisher's service before it answered. Under block
+  // the publisher cannot lap it; under overwrite it may have, between the answer and
+  // now, and the reader counts those messages as lost like any later lap.
   std::uint64_t start = atom(view.table[rv->reply.member].cursor).load(std::memory_order_acquire);
   std::uint64_t head = atom(view.control->head).load(std::memory_order_acquire);
-  if (head - start > seg->shape.capacity) co_return errc::protocol_error;
+  if (seg->shape.policy == overflow_policy::block && head - start > seg->shape.capacity)
+    co_return errc::protocol_error;
   auto st = std::make_unique<subscriber::state>(options);
   st->seg = std::move(*seg);
   st->ctrl = std::move(rv->ctrl);

@@ -233,6 +233,8 @@ class service {
     std::function<std::optional<std::uint32_t>(std::uint32_t pid)> join;
     /// leave frees a member entry; false asks to be called again later.
     std::function<bool(std::uint32_t member)> leave;
+    /// fan_out runs on the service thread after fan_out() was called (once for a burst).
+    std::function<void()> fan_out;
   };
 
   service() = default;
@@ -248,6 +250,9 @@ class service {
   void stop() noexcept;
   /// local_address is where the service listens.
   result<address> local_address() const { return listener_.local_address(); }
+  /// fan_out asks the thread to run hooks::fan_out: one eventfd write, whatever the hook
+  /// costs.
+  void fan_out() noexcept { wake(fan_out_.get()); }
   /// members is the number of connected members.
   std::size_t members() const noexcept { return members_.load(std::memory_order_relaxed); }
 
@@ -257,6 +262,7 @@ class service {
 
   uds::listener listener_;
   unique_fd stop_;
+  unique_fd fan_out_;
   std::vector<int> fds_;
   hooks hooks_;
   std::thread thread_;

@@ -138,6 +138,7 @@ result<std::unique_ptr<queue::state>> create_queue(std::string_view name, const 
             wake(raw->space_efd.get());
             return true;
           },
+      .fan_out = {},  // members wake each other directly
   };
   std::vector<int> fds{st->seg.memfd.get(), st->data_efd.get(), st->space_efd.get()};
   if (auto r = st->service.start(std::move(*sock), std::move(fds), std::move(hooks)); !r)

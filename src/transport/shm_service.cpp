@@ -80,6 +80,9 @@ result<void> service::start(uds::listener listener, std::vector<int> fds, hooks 
   int s = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s < 0) return from_errno(errno);
   stop_ = unique_fd(s);
+  int f = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (f < 0) return from_errno(errno);
+  fan_out_ = unique_fd(f);
   fds_ = std::move(fds);
   hooks_ = std::move(h);
   try {
@@ -98,6 +101,7 @@ void service::stop() noexcept {
   // are closed by their owners (a path listener removes its socket file).
   listener_.close();
   stop_.reset();
+  fan_out_.reset();
 }
 
 void service::admit(int fd) noexcept {
@@ -134,6 +138,7 @@ void service::run() noexcept {
   for (;;) {
     polled.clear();
     polled.push_back({stop_.get(), POLLIN, 0});
+    polled.push_back({fan_out_.get(), POLLIN, 0});
     polled.push_back({listener_.native_handle(), POLLIN, 0});
     for (auto& m : connected_) polled.push_back({m.ctrl.get(), POLLRDHUP, 0});
     int timeout = pending_leaves_.empty() ? -1 : retry_interval_ms;
@@ -144,9 +149,14 @@ void service::run() noexcept {
     }
     if (n <= 0) continue;
     if (polled[0].revents) break;
+    if (polled[1].revents & POLLIN) {
+      std::uint64_t count;
+      [[maybe_unused]] auto r = ::read(fan_out_.get(), &count, sizeof count);
+      if (hooks_.fan_out) hooks_.fan_out();
+    }
     // Departures first: an entry freed now can serve a joiner below.
     for (std::size_t i = connected_.size(); i-- > 0;) {
-      auto ev = polled[2 + i].revents;
+      auto ev = polled[3 + i].revents;
       if (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
       std::uint32_t member = connected_[i].index;
       // The connection is closed before the entry is freed: a member's death is final.
@@ -155,7 +165,7 @@ void service::run() noexcept {
       if (!hooks_.leave(member)) pending_leaves_.push_back(member);
     }
     members_.store(connected_.size(), std::memory_order_relaxed);
-    if (polled[1].revents & POLLIN) {
+    if (polled[2].revents & POLLIN) {
       for (;;) {
         int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {

@@ -607,10 +607,13 @@ TEST(ShmHostile, ImpossibleRingStateIsAProtocolError) {
     shm::atom(ring0->tail).store(3);  // even honest state afterwards: the error is sticky
     auto still = co_await c->read_some(buf, dl);
     EXPECT_EQ(still.error(), errc::protocol_error);
-    // The same for our writer: the peer's head claims to be ahead of our tail.
+    // The same for our writer: the peer's head claims to be far ahead of our tail. The
+    // writer reads the head when it needs more room than it knows of: a write larger
+    // than the ring.
     auto* ring1 = reinterpret_cast<shm::spsc_control*>(f->base + shape.ring[1]);
-    shm::atom(ring1->head).store(1000);
-    auto w = co_await c->write(as_bytes("x"), dl);
+    shm::atom(ring1->head).store(std::uint64_t{1} << 40);
+    std::vector<std::byte> big(shm::min_ring_bytes + 1, std::byte{'x'});
+    auto w = co_await c->write(const_buffer(big), dl);
     EXPECT_EQ(w.error(), errc::protocol_error);
   });
 }
@@ -927,6 +930,82 @@ TEST(ShmBroadcast, SlowSubscriberLosesTheOldestUnderOverwriteAndIsTold) {
     auto none = co_await slow->recv(buf, deadline::after(5ms));
     EXPECT_EQ(none.error(), errc::timed_out);
   });
+}
+
+// A subscriber whose join was answered, but whose thread did not run before the
+// publisher lapped its first message (overwrite), joins anyway and is told what it lost.
+// Regression: this was a protocol_error, seen with several threads subscribing at once.
+TEST(ShmBroadcast, SubscriberLappedWhileJoiningCountsTheLoss) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("lapjoin");
+    auto pub = shm::publisher::bind(name, {.policy = shm::overflow_policy::overwrite, .slots = 4});
+    CO_ASSERT_OK(pub);
+    auto dl = deadline::after(5s);
+    result<shm::subscriber> sub = errc::timed_out;
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](std::string name, result<shm::subscriber>& out, deadline dl) -> task<void> {
+        out = co_await shm::subscribe(name, dl);
+      }(name, sub, dl));
+      // Hold this thread (and so the subscribing task) until the service has answered,
+      // then publish three rings' worth before the subscriber looks at the ring.
+      sc.spawn([](shm::publisher& pub) -> task<void> {
+        auto until = std::chrono::steady_clock::now() + 5s;
+        while (pub.subscribers() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        CO_ASSERT_EQ(pub.subscribers(), 1u);
+        for (std::size_t i = 0; i < 12; ++i) {
+          auto sent = co_await pub.send(as_bytes(number(i)), deadline::already());  // overwrite: never waits
+          CO_ASSERT_OK(sent);
+        }
+      }(*pub));
+      co_return;
+    });
+    CO_ASSERT_OK(sub);
+    std::uint64_t lost = 0;
+    auto first = co_await receive_text(*sub, dl, &lost);
+    CO_ASSERT_OK(first);
+    EXPECT_EQ(*first, number(8));
+    EXPECT_EQ(lost, 8u);
+  });
+}
+
+// Subscribers that sleep at once (no spin): with one asleep the publisher wakes it
+// itself, with more it hands the wake-up to its service thread (reader_wake). Either way
+// each message reaches every sleeper.
+TEST(ShmBroadcast, SleepingSubscribersAreWokenOneOrMany) {
+  for (int sleepers : {1, 4}) {
+    SCOPED_TRACE(sleepers);
+    run_test([sleepers]() -> task<void> {
+      auto name = unique_name("sleepers");
+      auto pub = shm::publisher::bind(name);
+      CO_ASSERT_OK(pub);
+      auto dl = deadline::after(5s);
+      std::vector<shm::subscriber> subs;
+      for (int i = 0; i < sleepers; ++i) {
+        auto s = co_await shm::subscribe(name, dl, {.spin_limit = 0ns});
+        CO_ASSERT_OK(s);
+        subs.push_back(std::move(*s));
+      }
+      std::vector<int> got(subs.size());
+      co_await with_scope([&](scope& sc) -> task<void> {
+        for (std::size_t k = 0; k < subs.size(); ++k) {
+          sc.spawn([](shm::subscriber& sub, int& got, deadline dl) -> task<void> {
+            for (std::size_t i = 0; i < 3; ++i) {
+              auto m = co_await receive_text(sub, dl);
+              CO_ASSERT_OK(m);
+              CO_ASSERT_EQ(*m, number(i));
+              ++got;
+            }
+          }(subs[k], got[k], dl));
+        }
+        for (std::size_t i = 0; i < 3; ++i) {
+          (void)co_await sleep_for(2ms);  // lets the subscribers park again (not needed for correctness)
+          auto w = co_await pub->send(as_bytes(number(i)), dl);
+          CO_ASSERT_OK(w);
+        }
+      });
+      for (int g : got) EXPECT_EQ(g, 3);
+    });
+  }
 }
 
 TEST(ShmBroadcast, TooManySubscribersAreRefused) {

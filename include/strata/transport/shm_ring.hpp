@@ -40,7 +40,7 @@ inline constexpr std::uint64_t segment_magic = 0x314d485341525453ull;
 /// hello_magic opens every rendezvous message ("STRAHLO1").
 inline constexpr std::uint64_t hello_magic = 0x314f4c4841525453ull;
 /// layout_version is the version of the segment layout and of the hello.
-inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t layout_version = 2;
 
 /// segment_kind says which ring a segment holds.
 enum class segment_kind : std::uint32_t { stream = 1, broadcast = 2, queue = 3 };
@@ -81,16 +81,19 @@ struct segment_header {
 
 /// spsc_control is the control block of one SPSC byte ring. The producer writes line 0
 /// and writer_waiting, the consumer line 1 and reader_waiting; each flag is exchanged to 0
-/// by the side that acts on it.
+/// by the side that acts on it. Line 4 is written about once per connection, so reading
+/// it on every operation costs no cache-line transfer.
 struct spsc_control {
   alignas(line_size) std::uint64_t tail;  ///< bytes ever published (producer)
   std::uint32_t finished;                 ///< the producer will publish nothing more
   alignas(line_size) std::uint64_t head;  ///< bytes ever consumed (consumer)
-  std::uint32_t reader_closed;            ///< the consumer is gone: writes fail with broken
   alignas(line_size) std::uint32_t reader_waiting;
   alignas(line_size) std::uint32_t writer_waiting;
+  alignas(line_size) std::uint32_t reader_closed;  ///< the consumer is gone: writes fail with broken
+  std::uint32_t reader_spins;                      ///< the consumer never sleeps: needs no wake-up
+  std::uint32_t writer_spins;                      ///< the producer never sleeps: needs no wake-up
 };
-static_assert(sizeof(spsc_control) == 4 * line_size);
+static_assert(sizeof(spsc_control) == 5 * line_size);
 
 /// ring_control is the control block of a broadcast ring or a queue.
 struct ring_control {
@@ -98,6 +101,7 @@ struct ring_control {
   std::uint32_t finished;                             ///< broadcast: the publisher finished
   alignas(line_size) std::uint64_t tail;              ///< queue: dequeue position; broadcast: unused
   alignas(line_size) std::uint32_t readers_sleeping;  ///< readers parked on the data eventfd
+  std::uint32_t readers_armed;                        ///< broadcast: a reader parked since the last wake-up
   alignas(line_size) std::uint32_t writers_sleeping;  ///< writers parked on the space eventfd
 };
 static_assert(sizeof(ring_control) == 4 * line_size);
@@ -211,12 +215,21 @@ class spsc_reader {
   spsc_reader(spsc_control* control, std::byte* data, std::uint64_t capacity) noexcept
       : c_(control), data_(data), capacity_(capacity) {}
 
-  /// available is how many published bytes we have not consumed yet. protocol_error when
-  /// the producer's tail is impossible (behind our head or more than a ring ahead).
-  result<std::size_t> available() const noexcept {
+  /// available is how many published bytes we have not consumed yet (at least; the
+  /// producer's tail is read again only when the last one read is used up).
+  /// protocol_error when the tail is impossible (behind our head or more than a ring
+  /// ahead).
+  result<std::size_t> available() noexcept {
+    if (tail_ != head_) return static_cast<std::size_t>(tail_ - head_);
     std::uint64_t tail = atom(c_->tail).load(std::memory_order_acquire);
     std::uint64_t used = tail - head_;
     if (used > capacity_) return errc::protocol_error;
+    if (used == 0) {
+      // Ask for the next bytes' line together with the tail's, so that a polling reader
+      // pays one cache-line transfer for both once the producer wrote them.
+      __builtin_prefetch(data_ + (head_ & (capacity_ - 1)));
+    }
+    tail_ = tail;
     return static_cast<std::size_t>(used);
   }
   /// read copies min(buf.size(), avail) bytes, `avail` as returned by available(), and
@@ -242,14 +255,19 @@ class spsc_reader {
   /// end_wait withdraws the announcement.
   void end_wait() noexcept { atom(c_->reader_waiting).store(0, std::memory_order_relaxed); }
   /// writer_needs_wake is called after read(): true (once) when the producer sleeps on a
-  /// full ring and must be woken.
+  /// full ring and must be woken. A producer that declared it never sleeps costs no
+  /// fence (the fence waits for our stores to reach the other core).
   bool writer_needs_wake() noexcept {
+    if (atom(c_->writer_spins).load(std::memory_order_relaxed) != 0) return false;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     auto flag = atom(c_->writer_waiting);
     return flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0, std::memory_order_relaxed) != 0;
   }
   /// close tells the producer that nobody reads any more.
   void close() noexcept { atom(c_->reader_closed).store(1, std::memory_order_release); }
+  /// declare_spinning promises that this reader never sleeps (spin mode), so the
+  /// producer skips the wake-up handshake.
+  void declare_spinning() noexcept { atom(c_->reader_spins).store(1, std::memory_order_relaxed); }
   std::uint64_t position() const noexcept { return head_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
 
@@ -258,6 +276,7 @@ class spsc_reader {
   std::byte* data_ = nullptr;
   std::uint64_t capacity_ = 0;
   std::uint64_t head_ = 0;
+  std::uint64_t tail_ = 0;  ///< the producer's tail as last read (validated)
 };
 
 /// spsc_writer is the producing side of one SPSC byte ring.
@@ -267,13 +286,17 @@ class spsc_writer {
   spsc_writer(spsc_control* control, std::byte* data, std::uint64_t capacity) noexcept
       : c_(control), data_(data), capacity_(capacity) {}
 
-  /// space is how many bytes may be written without overwriting unread ones.
-  /// protocol_error when the consumer's head is impossible (ahead of our tail or more than
-  /// a ring behind it).
-  result<std::size_t> space() const noexcept {
+  /// space is how many bytes may be written without overwriting unread ones (at least;
+  /// the consumer's head is read again only when the last one read leaves less than
+  /// `wanted` bytes). protocol_error when the head is impossible (ahead of our tail or
+  /// more than a ring behind it).
+  result<std::size_t> space(std::size_t wanted = 1) noexcept {
+    std::uint64_t room = capacity_ - (tail_ - head_);
+    if (room >= wanted && room > 0) return static_cast<std::size_t>(room);
     std::uint64_t head = atom(c_->head).load(std::memory_order_acquire);
     std::uint64_t used = tail_ - head;
     if (used > capacity_) return errc::protocol_error;
+    head_ = head;
     return static_cast<std::size_t>(capacity_ - used);
   }
   /// write copies min(data.size(), space) bytes (space from space()) without publishing
@@ -290,8 +313,9 @@ class spsc_writer {
   /// publish makes the written bytes visible to the consumer.
   void publish() noexcept { atom(c_->tail).store(tail_, std::memory_order_release); }
   /// reader_needs_wake is called after publish(): true (once) when the consumer sleeps on
-  /// an empty ring and must be woken.
+  /// an empty ring and must be woken. Free when the consumer declared it never sleeps.
   bool reader_needs_wake() noexcept {
+    if (atom(c_->reader_spins).load(std::memory_order_relaxed) != 0) return false;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     auto flag = atom(c_->reader_waiting);
     return flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0, std::memory_order_relaxed) != 0;
@@ -305,6 +329,8 @@ class spsc_writer {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   void end_wait() noexcept { atom(c_->writer_waiting).store(0, std::memory_order_relaxed); }
+  /// declare_spinning promises that this producer never sleeps (spin mode).
+  void declare_spinning() noexcept { atom(c_->writer_spins).store(1, std::memory_order_relaxed); }
   std::uint64_t position() const noexcept { return tail_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
 
@@ -313,6 +339,7 @@ class spsc_writer {
   std::byte* data_ = nullptr;
   std::uint64_t capacity_ = 0;
   std::uint64_t tail_ = 0;
+  std::uint64_t head_ = 0;  ///< the consumer's head as last read (validated)
 };
 
 // -- broadcast ring ---------------------------------------------------------------------
@@ -377,6 +404,7 @@ class broadcast_reader {
   void prepare_wait() noexcept {
     atom(me_->waiting).store(1, std::memory_order_relaxed);
     atom(v_.control->readers_sleeping).fetch_add(1, std::memory_order_seq_cst);
+    atom(v_.control->readers_armed).store(1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   void end_wait() noexcept {
@@ -401,6 +429,14 @@ class broadcast_reader {
   std::uint64_t lost_ = 0;  ///< skipped, not yet reported with a message
 };
 
+/// reader_wake says how a publisher wakes sleeping subscribers. All of them sleep on one
+/// eventfd and one write wakes them all, but the kernel does that work per sleeper in the
+/// writer's system call. With more than direct_wake_limit sleepers the publisher hands
+/// the write to its service thread (one wake-up of one thread), so its own cost per
+/// message stays the same whatever the number of subscribers.
+enum class reader_wake { none, direct, fan_out };
+inline constexpr std::uint32_t direct_wake_limit = 1;
+
 /// broadcast_writer is the publisher's view of a broadcast ring.
 class broadcast_writer {
  public:
@@ -414,10 +450,17 @@ class broadcast_writer {
   /// publish writes one message (the gather list, at most max_payload bytes: checked by
   /// the caller) and makes it visible.
   void publish(const_buffers msg) noexcept;
-  /// readers_need_wake is called after publish(): true when a subscriber sleeps.
-  bool readers_need_wake() noexcept {
+  /// readers_to_wake is called after publish(): whether subscribers went to sleep since
+  /// the last wake-up, and so who should wake them (see reader_wake). A burst of messages
+  /// costs one wake-up per sleep, not one per message.
+  reader_wake readers_to_wake() noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    return atom(v_.control->readers_sleeping).load(std::memory_order_relaxed) != 0;
+    auto armed = atom(v_.control->readers_armed);
+    if (armed.load(std::memory_order_relaxed) == 0 || armed.exchange(0, std::memory_order_relaxed) == 0)
+      return reader_wake::none;
+    return atom(v_.control->readers_sleeping).load(std::memory_order_relaxed) <= direct_wake_limit
+               ? reader_wake::direct
+               : reader_wake::fan_out;
   }
   void finish() noexcept { atom(v_.control->finished).store(1, std::memory_order_release); }
   void prepare_wait() noexcept {

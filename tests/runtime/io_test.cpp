@@ -54,6 +54,47 @@ TEST(IoReadiness, WaitReadableWakesOnData) {
   }());
 }
 
+// The loop watches writability only while writes block: a write edge that finds no
+// writer waiting drops the interest (Unix sockets raise one each time the peer reads),
+// and the next writer that waits must still be woken. Three rounds of block, wake, drop.
+TEST(IoReadiness, WriterIsWokenAfterTheWriteInterestWasDropped) {
+  run([]() -> task<void> {
+    socket_pair sp;
+    auto* loop = event_loop::current();
+    std::array<char, 4096> chunk{};
+    auto fill = [&] {
+      while (::write(sp.fd[0], chunk.data(), chunk.size()) > 0) {
+      }
+      EXPECT_EQ(errno, EAGAIN);
+      loop->io_drained(sp.fd[0], true);
+    };
+    auto drain = [&] {
+      std::array<char, 65536> sink;
+      while (::read(sp.fd[1], sink.data(), sink.size()) > 0) {
+      }
+    };
+    for (int round = 0; round < 3; ++round) {
+      SCOPED_TRACE(round);
+      fill();
+      std::error_code seen = make_error_code(errc::protocol_error);
+      co_await with_scope([&](scope& s) -> task<void> {
+        s.spawn(call([&]() -> task<void> { seen = co_await wait_writable(sp.fd[0], deadline::after(5s)); }));
+        co_await yield();
+        EXPECT_EQ(seen, make_error_code(errc::protocol_error));  // still waiting
+        drain();
+      });
+      EXPECT_EQ(seen, std::error_code{});
+      // Traffic with nobody waiting to write: the peer's reads raise write edges that the
+      // loop sees while it sleeps, and it stops watching writability.
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(::write(sp.fd[0], "x", 1), 1);
+        drain();
+        (void)co_await sleep_for(1ms);  // let the loop poll (and see the edge)
+      }
+    }
+  }());
+}
+
 TEST(IoReadiness, WaitReadableTimesOut) {
   run([]() -> task<void> {
     socket_pair sp;

@@ -138,6 +138,7 @@ class event_loop {
     detail::waiter* reader = nullptr;
     detail::waiter* writer = nullptr;
     bool registered = false;
+    std::uint32_t interest = 0;  // the epoll events registered (see watch_io)
     bool read_ready = true;
     bool read_final = false;  // RDHUP/HUP reported since the last drain (see io_drained)
     bool write_ready = true;
@@ -148,6 +149,7 @@ class event_loop {
   };
 
   static void unlink_io(detail::waiter& w) noexcept;
+  void drop_write_interest(int fd, io_slot& s) noexcept;
   void grow_ready();
   // This thread's loop; constinit so that access from inline code needs no init guard.
   static constinit inline thread_local event_loop* current_ = nullptr;

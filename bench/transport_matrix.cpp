@@ -24,12 +24,15 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -83,6 +86,75 @@ std::string size_name(std::size_t n) {
 }
 
 std::vector<std::string> notes;  // n/a cells and skipped rows, printed after the table
+
+// -- thread placement ----------------------------------------------------------------------
+
+// Where the client and server threads of an RTT run. A ping-pong's latency depends on it
+// more than on any code path: across two CPUs each message pays a cross-CPU wake-up (on
+// a VM, an idle vCPU's exit too: 40-70 us here), on one CPU a context switch. Unpinned,
+// the scheduler picks per thread and the raw and strata pairs can land differently, so
+// figures of one run differed by 4x for reasons that are not the code. Every comparison
+// is therefore made with both sides in the same placement:
+//   auto (default): kernel transports and their raw loops on one CPU (what is measured
+//         is the code path: system calls and switches); shm, which spins for its peer,
+//         and the cache-line limit on two CPUs, and the Unix stream it is compared with
+//         is measured again on two CPUs for that comparison;
+//   same / split / none: everything on one CPU / on two CPUs / where the scheduler puts it
+//         (spinning pairs always split: one CPU cannot spin for itself).
+enum class pin_mode { automatic, none, split, same };
+pin_mode requested = pin_mode::automatic;
+pin_mode placement = pin_mode::same;  // of the transport being measured
+
+// placement_for resolves the requested mode for one transport.
+pin_mode placement_for(bool cross_cpu) {
+  if (requested == pin_mode::automatic) return cross_cpu ? pin_mode::split : pin_mode::same;
+  return requested;
+}
+const char* placement_name(pin_mode m) {
+  switch (m) {
+    case pin_mode::split:
+      return "split";
+    case pin_mode::same:
+      return "same";
+    case pin_mode::none:
+      return "none";
+    case pin_mode::automatic:
+      break;
+  }
+  return "auto";
+}
+
+// The two CPUs used: the first two this process may run on (a CI container's cpuset need
+// not start at 0). Fewer than two: no pinning at all (a note says so).
+cpu_set_t allowed_cpus;
+int cpu_a = -1, cpu_b = -1;
+
+void find_cpus() {
+  CPU_ZERO(&allowed_cpus);
+  if (::sched_getaffinity(0, sizeof allowed_cpus, &allowed_cpus) != 0) return;
+  for (int c = 0; c < CPU_SETSIZE && cpu_b < 0; ++c) {
+    if (!CPU_ISSET(c, &allowed_cpus)) continue;
+    (cpu_a < 0 ? cpu_a : cpu_b) = c;
+  }
+}
+
+void pin_to(int cpu) {
+  if (placement == pin_mode::none || cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0) die("pthread_setaffinity_np");
+}
+// The client (the measuring thread) runs on the first CPU; servers on the second (split)
+// or the first (same). Two spinning threads never share a CPU: they always split.
+void pin_client() { pin_to(cpu_a); }
+void pin_server(bool spinning = false) { pin_to(placement == pin_mode::split || spinning ? cpu_b : cpu_a); }
+// unpin lets the calling thread (and the threads it starts) run where it could before.
+void unpin() {
+  if (placement == pin_mode::none || cpu_a < 0) return;
+  if (::pthread_setaffinity_np(::pthread_self(), sizeof allowed_cpus, &allowed_cpus) != 0)
+    die("pthread_setaffinity_np");
+}
 
 // -- raw ends ------------------------------------------------------------------------------
 
@@ -363,6 +435,8 @@ struct transport {
   std::size_t max_message = 0;  // 0: any size
   std::string max_reason;
   bool kernel = true;        // a raw loop exists: compare with it
+  bool spinning = false;     // the strata ends spin (never share a CPU)
+  bool cross_cpu = false;    // --pin auto puts the two ends on two CPUs
   int tput_per_group = 256;  // messages per ack
   int tput_groups = 1;
   /// make_raw returns {client end, server end} (only when kernel).
@@ -430,6 +504,8 @@ strata::task<void> client_phase(transport<S>& t, const plan& p, int phase, const
 template <class S>
 results run_transport(transport<S>& t, const plan& p) {
   results res;
+  placement = placement_for(t.cross_cpu);
+  pin_client();
   for (int phase = 0; phase < 2; ++phase) {
     bool sink = phase == 1;
     std::size_t group = static_cast<std::size_t>(t.tput_per_group);
@@ -440,6 +516,7 @@ results run_transport(transport<S>& t, const plan& p) {
       auto [cli, srv] = t.make_raw();
       raw_client = cli;
       raw_thread = std::thread([srv = srv, sink, group, stream_group] {
+        pin_server();
         raw_serve(srv, sink, srv.kind == raw_kind::stream ? stream_group : group);
       });
       if (!sink) {
@@ -447,11 +524,15 @@ results run_transport(transport<S>& t, const plan& p) {
         ecli.make_evented();
         esrv.make_evented();
         ep_client = ecli;
-        ep_thread = std::thread([esrv = esrv, group] { raw_serve(esrv, false, group); });
+        ep_thread = std::thread([esrv = esrv, group] {
+          pin_server();
+          raw_serve(esrv, false, group);
+        });
       }
     }
     std::atomic<bool> ready{false};
     std::thread strata_thread([&] {
+      pin_server(t.spinning);
       strata::run([&]() -> strata::task<void> {
         auto s = co_await t.server_end(phase, ready);
         if (!s) die_ec(t.name + " strata server end", s.error());
@@ -474,6 +555,7 @@ results run_transport(transport<S>& t, const plan& p) {
       ::close(ep_client.ep);
     }
   }
+  unpin();
   return res;
 }
 
@@ -638,7 +720,10 @@ inline void cpu_relax() {
 std::vector<double> cacheline_spin(const plan& p) {
   spin_line line;
   constexpr std::uint64_t stop = ~std::uint64_t{0};
+  placement = placement_for(true);
+  pin_client();
   std::thread server([&] {
+    pin_server(true);
     std::uint64_t want = 1;
     for (;;) {
       std::uint64_t v = line.v.load(std::memory_order_acquire);
@@ -665,6 +750,7 @@ std::vector<double> cacheline_spin(const plan& p) {
   }
   line.v.store(stop, std::memory_order_release);
   server.join();
+  unpin();
   return samples;
 }
 
@@ -684,6 +770,10 @@ bcast_result broadcast(const plan& p, int subscribers, int attempt) {
   std::string name = unique_name("bcast") + "-" + std::to_string(subscribers) + "-" + std::to_string(attempt);
   std::atomic<std::uint64_t> lost{0}, received{0};
   std::vector<std::thread> subs;
+  // The publisher on one CPU, every subscriber on the other (auto/split): the producer's
+  // rate is then its own, not its share of two CPUs among N + 1 threads.
+  placement = placement_for(true);
+  pin_client();
   strata::run([&]() -> strata::task<void> {
     strata::shm::publish_options po;
     po.policy = strata::shm::overflow_policy::overwrite;
@@ -693,6 +783,7 @@ bcast_result broadcast(const plan& p, int subscribers, int attempt) {
     if (!pub) die_ec("shm publisher bind", pub.error());
     for (int i = 0; i < subscribers; ++i) {
       subs.emplace_back([&] {
+        pin_server(true);
         strata::run([&]() -> strata::task<void> {
           auto s = co_await strata::shm::subscribe(name, strata::deadline::after(10s));
           if (!s) die_ec("shm subscribe (" + std::to_string(subscribers) + " subscribers)", s.error());
@@ -736,6 +827,7 @@ bcast_result broadcast(const plan& p, int subscribers, int attempt) {
     for (auto& t : subs) t.join();
     (void)co_await pub->close(strata::deadline::after(1s));
   }());
+  unpin();
   res.lost = lost;
   res.received = received;
   return res;
@@ -744,7 +836,34 @@ bcast_result broadcast(const plan& p, int subscribers, int attempt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto opt = bench::parse_options(argc, argv);
+  // --pin is this program's own flag; the rest are every benchmark's.
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--pin") && i + 1 < argc) {
+      std::string_view mode = argv[++i];
+      if (mode == "split") {
+        requested = pin_mode::split;
+      } else if (mode == "same") {
+        requested = pin_mode::same;
+      } else if (mode == "none") {
+        requested = pin_mode::none;
+      } else if (mode == "auto") {
+        requested = pin_mode::automatic;
+      } else {
+        std::fprintf(stderr, "transport_matrix: --pin takes auto, split, same or none, not '%s'\n", argv[i]);
+        return 2;
+      }
+      continue;
+    }
+    args.push_back(argv[i]);
+  }
+  auto opt =
+      bench::parse_options(static_cast<int>(args.size()), args.data(), " [--pin auto|split|same|none]");
+  find_cpus();
+  if (requested != pin_mode::none && cpu_b < 0) {
+    notes.push_back("fewer than two CPUs allowed: nothing pinned (as --pin none)");
+    requested = pin_mode::none;
+  }
   plan p = opt.quick ? plan{100, 4, 100, 4, 3, 5000, 0.2} : plan{300, 20, 250, 20, 10, 20000, 1.5};
   bench::report rep("transport_matrix", opt);
   std::fprintf(stderr, "transport_matrix%s: running\n", opt.quick ? " --quick" : "");
@@ -771,10 +890,10 @@ int main(int argc, char** argv) {
   }
 
   // Unix stream
-  results uds_res;
-  {
+  auto uds_transport = [](std::string name, bool cross_cpu) {
     transport<strata::uds::stream> t;
-    t.name = "uds";
+    t.name = std::move(name);
+    t.cross_cpu = cross_cpu;
     t.make_raw = [] { return raw_socketpair(SOCK_STREAM); };
     auto h = std::make_shared<pair_holder<strata::uds::stream>>();
     for (int i = 0; i < 2; ++i) {
@@ -784,8 +903,9 @@ int main(int argc, char** argv) {
       h->server.push_back(std::move(pr->second));
     }
     pair_ends(t, h);
-    uds_res = bench_transport(rep, p, std::move(t));
-  }
+    return t;
+  };
+  results uds_res = bench_transport(rep, p, uds_transport("uds", false));
 
   // Unix datagram
   {
@@ -876,6 +996,8 @@ int main(int argc, char** argv) {
     transport<strata::shm::stream> t;
     t.name = spin ? "shm_spin" : "shm";
     t.kernel = false;
+    t.spinning = spin;
+    t.cross_cpu = true;
     auto name = std::make_shared<std::string>();
     t.server_end = [name, spin](
                        int phase,
@@ -926,11 +1048,22 @@ int main(int argc, char** argv) {
     } else {
       f.name = "shm.rtt_1B_vs_uds";
       f.baseline_name = "strata_uds_rtt_1B";
-      if (uds_res.s_rtt.empty() || uds_res.s_rtt[0].empty()) {
+      // The Unix stream in the placement shm had (auto: measured again, on two CPUs).
+      results uds_here;
+      if (placement_for(true) != placement_for(false)) {
+        f.baseline_name = "strata_uds_split_rtt_1B";
+        auto t2 = uds_transport("uds_split", true);
+        std::fprintf(stderr, "  %s ...\n", t2.name.c_str());
+        uds_here = run_transport(t2, p);  // also under --only shm: it is this row's baseline
+        report_transport(rep, t2, uds_here);
+      } else {
+        uds_here = uds_res;
+      }
+      if (uds_here.s_rtt.empty() || uds_here.s_rtt[0].empty()) {
         notes.push_back("shm.rtt_1B_vs_uds: not measured (uds did not run: --only)");
         continue;
       }
-      f.baseline = bench::summarize(uds_res.s_rtt[0]);
+      f.baseline = bench::summarize(uds_here.s_rtt[0]);
       f.target_text = "ratio p50 <= 0.1";
       f.target = 0.1;
     }
@@ -987,6 +1120,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  notes.push_back(std::string("placement (--pin): ") + placement_name(requested) +
+                  (requested == pin_mode::automatic
+                       ? ": kernel transports and raw loops on one CPU; shm, shm_spin, cacheline_spin and "
+                         "uds_split on two; bcast: publisher on one CPU, subscribers on the other"
+                       : ""));
   int rc = rep.print(
       "RTT in us (client write -> echo read back complete); tput = one-way 4 KiB messages, MiB/s; "
       "raw = blocking syscalls on two plain threads; bcast = 64-byte messages, producer rate");

@@ -717,41 +717,98 @@ inline void cpu_relax() {
 #endif
 }
 
-std::vector<double> cacheline_spin(const plan& p) {
-  spin_line line;
-  constexpr std::uint64_t stop = ~std::uint64_t{0};
+// spin_pair measures round trips between this thread and a spinning server thread on
+// another CPU: `serve(stop)` runs on the server until `stop` is set, `round_trip()` is
+// one timed round trip on this thread.
+template <class Serve, class RoundTrip>
+std::vector<double> spin_pair(const plan& p, Serve serve, RoundTrip round_trip) {
+  std::atomic<bool> stop{false};
   placement = placement_for(true);
   pin_client();
   std::thread server([&] {
     pin_server(true);
-    std::uint64_t want = 1;
-    for (;;) {
-      std::uint64_t v = line.v.load(std::memory_order_acquire);
-      if (v == stop) break;
-      if (v != want) {
-        cpu_relax();
-        continue;
-      }
-      line.v.store(want + 1, std::memory_order_release);
-      want += 2;
-    }
+    serve(stop);
   });
   std::vector<double> samples;
   int total = p.warmup + p.rounds * p.per_round;
-  std::uint64_t seq = 1;
   auto start = clock::now();
   for (int i = 0; i < total && (i < 2 * p.warmup || ns_between(start, clock::now()) / 1e9 < p.budget_s);
-       ++i, seq += 2) {
+       ++i) {
     auto t0 = clock::now();
-    line.v.store(seq, std::memory_order_release);
-    while (line.v.load(std::memory_order_acquire) != seq + 1) cpu_relax();
+    round_trip();
     auto t1 = clock::now();
     if (i >= p.warmup) samples.push_back(ns_between(t0, t1) / 1000.0);
   }
-  line.v.store(stop, std::memory_order_release);
+  stop.store(true, std::memory_order_release);  // the servers poll it between requests
   server.join();
   unpin();
   return samples;
+}
+
+// cacheline_spin: one shared cache line bounced between two CPUs, the floor of any
+// round trip through shared memory.
+std::vector<double> cacheline_spin(const plan& p) {
+  spin_line line;
+  std::uint64_t seq = 1;
+  return spin_pair(
+      p,
+      [&](std::atomic<bool>& stop) {
+        std::uint64_t want = 1;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (line.v.load(std::memory_order_acquire) != want) {
+            cpu_relax();
+            continue;
+          }
+          line.v.store(want + 1, std::memory_order_release);
+          want += 2;
+        }
+      },
+      [&] {
+        line.v.store(seq, std::memory_order_release);
+        while (line.v.load(std::memory_order_acquire) != seq + 1) cpu_relax();
+        seq += 2;
+      });
+}
+
+// ring_spin: a 1-byte echo through two minimal SPSC rings laid out like strata's (the
+// producer's index, the consumer's index and the data each on lines of their own), with
+// no event loop, coroutine or validation: the floor of this ring design. Each direction
+// moves two lines (index, data) where cacheline_spin moves one.
+struct alignas(128) bare_ring {
+  alignas(128) std::atomic<std::uint64_t> tail{0};
+  alignas(128) std::atomic<std::uint64_t> head{0};
+  alignas(128) std::byte data[4096];
+};
+
+std::vector<double> ring_spin(const plan& p) {
+  auto rings = std::make_unique<std::array<bare_ring, 2>>();
+  auto& up = (*rings)[0];
+  auto& down = (*rings)[1];
+  std::uint64_t sent = 0;
+  return spin_pair(
+      p,
+      [&](std::atomic<bool>& stop) {
+        std::uint64_t got = 0;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (up.tail.load(std::memory_order_acquire) == got) {
+            cpu_relax();
+            continue;
+          }
+          std::byte b = up.data[got & 4095];
+          ++got;
+          up.head.store(got, std::memory_order_release);
+          down.data[(got - 1) & 4095] = b;
+          down.tail.store(got, std::memory_order_release);
+        }
+      },
+      [&] {
+        up.data[sent & 4095] = std::byte{'x'};
+        ++sent;
+        up.tail.store(sent, std::memory_order_release);
+        while (down.tail.load(std::memory_order_acquire) != sent) cpu_relax();
+        if (down.data[(sent - 1) & 4095] != std::byte{'x'}) die("ring_spin: corrupt echo");
+        down.head.store(sent, std::memory_order_release);
+      });
 }
 
 // -- shm broadcast -------------------------------------------------------------------------
@@ -1016,10 +1073,11 @@ int main(int argc, char** argv) {
       co_return co_await strata::shm::connect(*name, strata::deadline::after(10s), w);
     };
     if (!rep.wanted(t.name)) continue;
-    std::vector<double> spin_limit;
+    std::vector<double> spin_limit, ring_limit;
     if (spin) {
       std::fprintf(stderr, "  cache-line spin limit ...\n");
       spin_limit = cacheline_spin(p);
+      ring_limit = ring_spin(p);
     }
     std::fprintf(stderr, "  %s ...\n", t.name.c_str());
     auto res = run_transport(t, p);
@@ -1029,6 +1087,15 @@ int main(int argc, char** argv) {
     f.unit = "us";
     f.value = bench::summarize(res.s_rtt[0]);
     if (spin) {
+      // Informative: the same figure against the bare ring (what the ring design costs
+      // versus what strata's code adds on top of it).
+      bench::figure g;
+      g.unit = "us";
+      g.value = f.value;
+      g.name = "shm_spin.rtt_1B_vs_ring";
+      g.baseline_name = "ring_spin";
+      g.baseline = bench::summarize(ring_limit);
+      rep.add(g);
       f.name = "shm_spin.rtt_1B_vs_line";
       f.baseline_name = "cacheline_spin";
       f.baseline = bench::summarize(spin_limit);

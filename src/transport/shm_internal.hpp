@@ -158,6 +158,9 @@ class spinner {
   std::chrono::nanoseconds budget_;
 };
 
+/// spin_burst is how many times spin mode polls a ring between turns of the event loop.
+inline constexpr int spin_burst = 32;
+
 /// wait_outcome is what await_ready reports.
 enum class wait_outcome { ready, hung_up };
 
@@ -179,7 +182,11 @@ task<result<wait_outcome>> await_ready(waitset& ws, spinner& sp, const wait_opti
       if (cancel && cancel->canceled) co_return errc::operation_canceled;
       co_await yield();
       if (!alive) co_return errc::closed;
-      if (ready()) co_return wait_outcome::ready;
+      // A short burst of plain polls between turns of the loop: a peer that answers
+      // within it is seen within a few nanoseconds, not a loop turn later.
+      for (int k = 0; k < spin_burst; ++k) {
+        if (ready()) co_return wait_outcome::ready;
+      }
       if ((i & 63) == 0 && dl.expired()) co_return errc::timed_out;
       if ((i & 1023) == 0) {
         ws.refresh();

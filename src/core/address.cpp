@@ -126,7 +126,9 @@ result<address> address::unix_path(std::string_view path) {
 
 result<address> address::abstract(std::string_view name) {
   sockaddr_un un{};
-  if (name.empty() || name.size() >= sizeof un.sun_path - 1) return errc::invalid_argument;
+  // sun_path holds the leading NUL and up to 107 name bytes (no terminator: the length
+  // says where the name ends).
+  if (name.empty() || name.size() > sizeof un.sun_path - 1) return errc::invalid_argument;
   un.sun_family = AF_UNIX;
   un.sun_path[0] = '\0';
   std::memcpy(un.sun_path + 1, name.data(), name.size());

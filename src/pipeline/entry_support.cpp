@@ -52,7 +52,7 @@ bool fail(spec_error& error, std::string message, std::size_t position) {
 namespace {
 // sun_path holds a path plus its terminating NUL, or '\0' plus an abstract name.
 constexpr std::size_t max_unix_path = sizeof(sockaddr_un{}.sun_path) - 1;
-constexpr std::size_t max_unix_abstract = sizeof(sockaddr_un{}.sun_path) - 2;
+constexpr std::size_t max_unix_abstract = sizeof(sockaddr_un{}.sun_path) - 1;
 }  // namespace
 
 std::string explain_unix(const std::string& text) {

@@ -162,7 +162,12 @@ TEST(Address, AbstractNames) {
   EXPECT_EQ(odd->to_string(), std::string("@a\0b", 4));
   EXPECT_EQ(address::parse_unix("@").error(), errc::invalid_argument);
   EXPECT_EQ(address::abstract("").error(), errc::invalid_argument);
+  // The kernel takes names of up to 107 bytes (sun_path minus the leading NUL).
   constexpr std::size_t room = sizeof(sockaddr_un{}.sun_path);
+  auto longest = address::abstract(std::string(room - 1, 'n'));
+  ASSERT_TRUE(longest);
+  EXPECT_EQ(longest->size(), sizeof(sockaddr_un));
+  EXPECT_EQ(longest->to_string(), "@" + std::string(room - 1, 'n'));
   EXPECT_EQ(address::abstract(std::string(room, 'n')).error(), errc::invalid_argument);
 }
 

@@ -129,7 +129,8 @@ TEST(Check, MissingAndBadTargets) {
 
   expect_words(refused("unix:@"), {"empty abstract name"});
   expect_words(refused("unix:/" + std::string(200, 'x')), {"path too long (201 bytes; at most 107)"});
-  expect_words(refused("unix:@" + std::string(107, 'x')), {"abstract name too long"});
+  expect_words(refused("unix:@" + std::string(108, 'x')),
+               {"abstract name too long (108 bytes; at most 107)"});
   expect_words(refused("unix:\"a\\0b\""), {"NUL"});
 
   std::string text = "tcp:1.2.3.4:5 | prefix:x";

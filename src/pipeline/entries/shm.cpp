@@ -60,7 +60,7 @@ bool check_name(const protocol_entry& entry, const spec_layer& layer, spec_error
     return fail(error,
                 std::string(entry.name) +
                     ": bad ring name (empty, a NUL byte, or too long for a Unix socket address: "
-                    "at most 95 bytes, or 106 after '@')",
+                    "at most 96 bytes, or 107 after '@')",
                 layer.target_position);
   }
   return true;

@@ -129,19 +129,6 @@ bool unix_socket_in_use(const address& where, int type) noexcept {
   return err != ECONNREFUSED && err != ENOENT;
 }
 
-unix_socket_file& unix_socket_file::operator=(unix_socket_file&& other) noexcept {
-  if (this != &other) {
-    reset();
-    path_ = std::exchange(other.path_, {});
-  }
-  return *this;
-}
-
-void unix_socket_file::reset() noexcept {
-  if (!path_.empty()) ::unlink(path_.c_str());
-  path_.clear();
-}
-
 result<bound_unix_socket> bind_unix(const address& where, int type, bool unlink_stale) {
   if (!where.is_unix()) return errc::invalid_argument;
   std::string path;

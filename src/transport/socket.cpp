@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -310,6 +311,34 @@ task<result<int>> connect_fd(address where, deadline dl) {
     }
   }
   co_return fd;
+}
+
+unix_socket_file::unix_socket_file(std::string path) noexcept : path_(std::move(path)) {
+  struct stat st {};
+  if (path_.empty() || ::lstat(path_.c_str(), &st) != 0) {
+    path_.clear();
+    return;
+  }
+  device_ = st.st_dev;
+  inode_ = st.st_ino;
+}
+
+unix_socket_file& unix_socket_file::operator=(unix_socket_file&& other) noexcept {
+  if (this != &other) {
+    reset();
+    path_ = std::exchange(other.path_, {});
+    device_ = other.device_;
+    inode_ = other.inode_;
+  }
+  return *this;
+}
+
+void unix_socket_file::reset() noexcept {
+  if (path_.empty()) return;
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == device_ && st.st_ino == inode_)
+    ::unlink(path_.c_str());
+  path_.clear();
 }
 
 }  // namespace strata::detail

@@ -133,16 +133,13 @@ task<result<stream>> connect(std::string_view path, deadline dl) {
 }
 
 listener::listener(listener&& other) noexcept
-    : detail::socket_listener(std::move(other)), path_(std::move(other.path_)) {
-  other.path_.clear();
-}
+    : detail::socket_listener(std::move(other)), file_(std::move(other.file_)) {}
 
 listener& listener::operator=(listener&& other) noexcept {
   if (this != &other) {
     close();
     detail::socket_listener::operator=(std::move(other));
-    path_ = std::move(other.path_);
-    other.path_.clear();
+    file_ = std::move(other.file_);
   }
   return *this;
 }
@@ -150,8 +147,7 @@ listener& listener::operator=(listener&& other) noexcept {
 listener::~listener() { close(); }
 
 void listener::close() noexcept {
-  if (fd_ >= 0 && !path_.empty()) ::unlink(path_.c_str());
-  path_.clear();
+  file_.reset();
   detail::socket_listener::close();
 }
 
@@ -168,7 +164,7 @@ result<listener> listener::bind(const address& where, listen_options options) {
   }
   auto fd = detail::open_listener(where, {.backlog = options.backlog, .reuse_address = false});
   if (!fd) return unexpected(fd.error());
-  return listener{*fd, std::move(path)};
+  return listener{*fd, detail::unix_socket_file(std::move(path))};
 }
 
 result<listener> listener::bind(std::string_view path, listen_options options) {

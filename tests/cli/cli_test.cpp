@@ -465,6 +465,32 @@ TEST_F(Cli, ConnectionRefusedExitsOne) {
   EXPECT_TRUE(p->out().empty());
 }
 
+TEST_F(Cli, ConnectTimeoutExpiresOnAListenerThatNeverAnswers) {
+  // A listener with a full accept queue: the kernel drops further SYNs, so a connect
+  // neither completes nor fails until the client gives up.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  int filler = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(::connect(filler, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);  // fills the queue
+  std::string spec = "tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  auto started = steady::now();
+  auto p = run({"connect", "--timeout", "300ms", spec});
+  auto took = steady::now() - started;
+  ::close(filler);
+  ::close(listener);
+  EXPECT_EQ(p->exit_code(), 1) << p->err();
+  EXPECT_NE(p->err().find("timed out after 300ms"), std::string::npos) << p->err();
+  EXPECT_GE(took, 300ms);
+  EXPECT_TRUE(p->out().empty());
+}
+
 // -- connect / listen against socat ------------------------------------------------------------
 
 TEST_F(Cli, ConnectTcpToSocatEchoServer) {
@@ -533,6 +559,29 @@ TEST_F(Cli, ListenAndConnectOverUnixPathsWithSocat) {
   EXPECT_EQ(p->exit_code(), 0) << p->err();
   EXPECT_TRUE(p->out() == data);
   EXPECT_TRUE(echo->wait_finished(until_));
+}
+
+TEST_F(Cli, ListenKeepServesConnectionsOneAfterAnother) {
+  ASSERT_TRUE(have_socat());
+  auto server = strata({"listen", "-k", "tcp-listen:127.0.0.1:0"});
+  int port = port_of(*server);
+  ASSERT_GT(port, 0);
+  server->close_stdin();  // nothing to send: each connection gets end of stream at once
+  std::string expected;
+  for (const char* line : {"first connection\n", "second connection\n", "third connection\n"}) {
+    auto client = spawn({socat(), "-u", "-", "TCP:127.0.0.1:" + std::to_string(port)});
+    client->send(line, true);
+    expected += line;
+    ASSERT_TRUE(process::drive({server.get(), client.get()}, until_,
+                               [&] { return client->finished() && server->out() == expected; }))
+        << "server: " << server->err() << " client: " << client->err() << " out: " << server->out();
+    EXPECT_EQ(client->exit_code(), 0) << client->err();
+    EXPECT_FALSE(server->exited()) << server->err();
+  }
+  ASSERT_EQ(::kill(server->pid(), SIGTERM), 0);
+  ASSERT_TRUE(server->wait_finished(until_));
+  EXPECT_EQ(server->exit_code(), 128 + SIGTERM) << server->err();
+  EXPECT_EQ(server->out(), expected);
 }
 
 // -- message stacks -------------------------------------------------------------------------------
@@ -619,6 +668,41 @@ TEST_F(Cli, BridgeTcpToUnixWithSocatOnBothSides) {
   EXPECT_EQ(bridge->exit_code(), 0) << bridge->err();
   EXPECT_EQ(echo->exit_code(), 0) << echo->err();
   EXPECT_TRUE(client->out() == data) << "echoed " << client->out().size() << " of " << data.size();
+}
+
+TEST_F(Cli, BridgeKeepBridgesConnectionsConcurrently) {
+  ASSERT_TRUE(have_socat());
+  auto echo_path = dir_ + "/echo.sock";
+  auto echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
+  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
+  auto bridge = strata({"bridge", "-k", "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
+  int port = port_of(*bridge);
+  ASSERT_GT(port, 0);
+  auto target = "TCP:127.0.0.1:" + std::to_string(port);
+  // The first client stays connected (its stdin open) while a second one is served.
+  auto first = spawn({socat(), "-", target});
+  first->send("first client\n", false);
+  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get()}, until_,
+                             [&] { return first->out() == "first client\n"; }))
+      << "bridge: " << bridge->err() << " first: " << first->err();
+  auto second = spawn({socat(), "-t", "5", "-", target});
+  second->send("second client\n", true);
+  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get(), second.get()}, until_,
+                             [&] { return second->finished(); }))
+      << "bridge: " << bridge->err() << " second: " << second->err();
+  EXPECT_EQ(second->exit_code(), 0) << second->err();
+  EXPECT_EQ(second->out(), "second client\n");
+  EXPECT_FALSE(first->exited()) << "the first connection should still be open";
+  first->send("first again\n", true);
+  ASSERT_TRUE(
+      process::drive({echo.get(), bridge.get(), first.get()}, until_, [&] { return first->finished(); }))
+      << "bridge: " << bridge->err() << " first: " << first->err();
+  EXPECT_EQ(first->exit_code(), 0) << first->err();
+  EXPECT_EQ(first->out(), "first client\nfirst again\n");
+  EXPECT_FALSE(bridge->exited()) << bridge->err();
+  ASSERT_EQ(::kill(bridge->pid(), SIGTERM), 0);
+  ASSERT_TRUE(bridge->wait_finished(until_));
+  EXPECT_EQ(bridge->exit_code(), 128 + SIGTERM) << bridge->err();
 }
 
 TEST_F(Cli, BridgeRefusesMismatchedUnitsBeforeConnecting) {

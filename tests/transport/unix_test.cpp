@@ -257,6 +257,40 @@ TEST(Unix, AbstractNamesHaveNoFile) {
   });
 }
 
+// The kernel takes abstract names of 107 bytes (sun_path minus the leading NUL); so does
+// strata, and the name comes back whole.
+TEST(Unix, LongestAbstractNameWorks) {
+  auto name = unique_name(true);
+  name += std::string(108 - name.size(), 'z');
+  ASSERT_EQ(name.size(), 108u);  // '@' + 107 bytes
+  auto l = uds::listener::bind(name);
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->local_address()->to_string(), name);
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto c = co_await uds::connect(name, dl);
+    CO_ASSERT_OK(c);
+    auto s = co_await l->accept(dl);
+    CO_ASSERT_OK(s);
+  });
+  EXPECT_FALSE(uds::listener::bind(name + "z")) << "108 bytes do not fit";
+}
+
+// A listener removes its socket file on close only while the path still names the file
+// it bound: here another listener took the path over after the file was removed.
+TEST(Unix, ListenerLeavesAReplacedSocketFileAlone) {
+  auto path = unique_name(false);
+  auto first = uds::listener::bind(path);
+  ASSERT_TRUE(first) << first.error().message();
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  auto second = uds::listener::bind(path);
+  ASSERT_TRUE(second) << second.error().message();
+  first->close();
+  EXPECT_TRUE(std::filesystem::exists(path)) << "the first listener removed the second one's file";
+  second->close();
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
 TEST(Unix, ConnectErrorsNameTheProblem) {
   run_test([]() -> task<void> {
     auto dl = deadline::after(5s);

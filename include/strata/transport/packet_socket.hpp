@@ -162,23 +162,6 @@ bool same_sender(const address& a, const address& b) noexcept;
 /// `where` (a probe connect of `type` is not refused), so a stale file can be replaced.
 bool unix_socket_in_use(const address& where, int type) noexcept;
 
-/// unix_socket_file owns the filesystem entry of a socket bound to a path and removes it
-/// when reset or destroyed (moving hands the duty over). Empty for abstract names.
-class unix_socket_file {
- public:
-  unix_socket_file() noexcept = default;
-  explicit unix_socket_file(std::string path) noexcept : path_(std::move(path)) {}
-  unix_socket_file(unix_socket_file&& other) noexcept : path_(std::exchange(other.path_, {})) {}
-  unix_socket_file& operator=(unix_socket_file&& other) noexcept;
-  ~unix_socket_file() { reset(); }
-  /// reset removes the file (if any) now.
-  void reset() noexcept;
-  const std::string& path() const noexcept { return path_; }
-
- private:
-  std::string path_;
-};
-
 /// bound_unix_socket is a fresh unix socket descriptor bound to `where` and the file it
 /// owns. With `unlink_stale`, a socket file nobody is bound behind is replaced; a live one
 /// (or a file that is not a socket) makes bind fail with EADDRINUSE.

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <utility>
 
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
@@ -97,5 +99,28 @@ struct socket_options {
 result<int> open_listener(const address& where, const socket_options& options);
 /// connect_fd connects a non-blocking stream socket to `where` before `dl`.
 task<result<int>> connect_fd(address where, deadline dl);
+
+/// unix_socket_file owns the filesystem entry of a socket this process bound to a path
+/// and removes it when reset or destroyed (moving hands the duty over). It remembers the
+/// file's device and inode at bind time and removes the path only while it still names
+/// that file: another process may have replaced a socket file it found stale. Empty for
+/// abstract names.
+class unix_socket_file {
+ public:
+  unix_socket_file() noexcept = default;
+  /// claims the socket file just bound at `path` (empty: nothing to own).
+  explicit unix_socket_file(std::string path) noexcept;
+  unix_socket_file(unix_socket_file&& other) noexcept
+      : path_(std::exchange(other.path_, {})), device_(other.device_), inode_(other.inode_) {}
+  unix_socket_file& operator=(unix_socket_file&& other) noexcept;
+  ~unix_socket_file() { reset(); }
+  /// reset removes the file now if it is still ours.
+  void reset() noexcept;
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+  unsigned long long device_ = 0, inode_ = 0;
+};
 
 }  // namespace strata::detail

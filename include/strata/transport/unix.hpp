@@ -109,8 +109,9 @@ class listener : public detail::socket_listener {
   void close() noexcept;
 
  private:
-  listener(int fd, std::string path) noexcept : detail::socket_listener(fd), path_(std::move(path)) {}
-  std::string path_;
+  listener(int fd, detail::unix_socket_file file) noexcept
+      : detail::socket_listener(fd), file_(std::move(file)) {}
+  detail::unix_socket_file file_;
 };
 
 }  // namespace strata::uds

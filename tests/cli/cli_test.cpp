@@ -446,18 +446,31 @@ TEST_F(Cli, WrongRoleAndMissingSpecAreUsageErrors) {
   EXPECT_EQ(run({"bridge", "tcp-listen:127.0.0.1:0"})->exit_code(), 2);
 }
 
-TEST_F(Cli, ConnectionRefusedExitsOne) {
-  // A bound socket that does not listen: connecting to its port is refused, and no
-  // other process can take the port while we hold it.
+// loopback_socket binds a TCP socket to 127.0.0.1 on a free port (listening with
+// `backlog` unless it is negative); -1 on failure. `port` receives the port.
+int loopback_socket(int backlog, int& port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   socklen_t len = sizeof sa;
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
-  std::string spec = "tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      (backlog >= 0 && ::listen(fd, backlog) != 0) ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+TEST_F(Cli, ConnectionRefusedExitsOne) {
+  // A bound socket that does not listen: connecting to its port is refused, and no
+  // other process can take the port while we hold it.
+  int port = 0;
+  int fd = loopback_socket(-1, port);
+  ASSERT_GE(fd, 0);
+  std::string spec = "tcp:127.0.0.1:" + std::to_string(port);
   auto p = run({"connect", spec});
   ::close(fd);
   EXPECT_EQ(p->exit_code(), 1);
@@ -468,18 +481,16 @@ TEST_F(Cli, ConnectionRefusedExitsOne) {
 TEST_F(Cli, ConnectTimeoutExpiresOnAListenerThatNeverAnswers) {
   // A listener with a full accept queue: the kernel drops further SYNs, so a connect
   // neither completes nor fails until the client gives up.
-  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  int listener = loopback_socket(0, port);
   ASSERT_GE(listener, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  ASSERT_EQ(::listen(listener, 0), 0);
-  socklen_t len = sizeof sa;
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
   int filler = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_EQ(::connect(filler, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);  // fills the queue
-  std::string spec = "tcp:127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  std::string spec = "tcp:127.0.0.1:" + std::to_string(port);
   auto started = steady::now();
   auto p = run({"connect", "--timeout", "300ms", spec});
   auto took = steady::now() - started;

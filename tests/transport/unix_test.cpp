@@ -138,6 +138,17 @@ bool leave_stale_socket_file(const std::string& path) {
   return ok && exists(path);
 }
 
+// expect_connects checks that a client reaches listener `l` through `name`.
+void expect_connects(uds::listener& l, const std::string& name) {
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto c = co_await uds::connect(name, dl);
+    CO_ASSERT_OK(c);
+    auto s = co_await l.accept(dl);
+    CO_ASSERT_OK(s);
+  });
+}
+
 TEST(Unix, CapabilityRowIsTheTransportRow) {
   constexpr auto caps = uds::stream::capabilities;
   EXPECT_EQ(caps.connection, connection::based);
@@ -181,13 +192,7 @@ TEST(Unix, StaleSocketFileIsReplaced) {
   // ...replaced otherwise, and the new listener works.
   auto l = uds::listener::bind(path);
   ASSERT_TRUE(l) << l.error().message();
-  run_test([&]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto c = co_await uds::connect(path, dl);
-    CO_ASSERT_OK(c);
-    auto s = co_await l->accept(dl);
-    CO_ASSERT_OK(s);
-  });
+  expect_connects(*l, path);
 }
 
 TEST(Unix, LiveListenerIsNotStolenByASecondBind) {
@@ -266,13 +271,7 @@ TEST(Unix, LongestAbstractNameWorks) {
   auto l = uds::listener::bind(name);
   ASSERT_TRUE(l) << l.error().message();
   EXPECT_EQ(l->local_address()->to_string(), name);
-  run_test([&]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto c = co_await uds::connect(name, dl);
-    CO_ASSERT_OK(c);
-    auto s = co_await l->accept(dl);
-    CO_ASSERT_OK(s);
-  });
+  expect_connects(*l, name);
   EXPECT_FALSE(uds::listener::bind(name + "z")) << "108 bytes do not fit";
 }
 

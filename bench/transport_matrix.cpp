@@ -102,8 +102,9 @@ std::vector<std::string> notes;  // n/a cells and skipped rows, printed after th
 //   same / split / none: everything on one CPU / on two CPUs / where the scheduler puts it
 //         (spinning pairs always split: one CPU cannot spin for itself).
 enum class pin_mode { automatic, none, split, same };
-pin_mode requested = pin_mode::automatic;
-pin_mode placement = pin_mode::same;  // of the transport being measured
+// Atomic: a server thread may give up pinning (pinning_failed) while the client reads them.
+std::atomic<pin_mode> requested{pin_mode::automatic};
+std::atomic<pin_mode> placement{pin_mode::same};  // of the transport being measured
 
 // placement_for resolves the requested mode for one transport.
 pin_mode placement_for(bool cross_cpu) {
@@ -138,12 +139,22 @@ void find_cpus() {
   }
 }
 
+// pinning_failed gives up pinning for the rest of the run (a container may refuse it);
+// the figures are then taken wherever the scheduler puts the threads, and a note says so.
+void pinning_failed(int err) {
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true))
+    std::fprintf(stderr, "transport_matrix: pthread_setaffinity_np: %s; not pinning\n", std::strerror(err));
+  requested = pin_mode::none;
+  placement = pin_mode::none;
+}
+
 void pin_to(int cpu) {
   if (placement == pin_mode::none || cpu < 0) return;
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0) die("pthread_setaffinity_np");
+  if (int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set)) pinning_failed(err);
 }
 // The client (the measuring thread) runs on the first CPU; servers on the second (split)
 // or the first (same). Two spinning threads never share a CPU: they always split.
@@ -152,8 +163,8 @@ void pin_server(bool spinning = false) { pin_to(placement == pin_mode::split || 
 // unpin lets the calling thread (and the threads it starts) run where it could before.
 void unpin() {
   if (placement == pin_mode::none || cpu_a < 0) return;
-  if (::pthread_setaffinity_np(::pthread_self(), sizeof allowed_cpus, &allowed_cpus) != 0)
-    die("pthread_setaffinity_np");
+  if (int err = ::pthread_setaffinity_np(::pthread_self(), sizeof allowed_cpus, &allowed_cpus))
+    pinning_failed(err);
 }
 
 // -- raw ends ------------------------------------------------------------------------------

@@ -21,9 +21,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -1148,6 +1150,57 @@ TEST(ShmBroadcast, CliPublisherFeedsASubscriber) {
 }
 
 // -- queue ------------------------------------------------------------------------------------
+
+// Crash recovery of the queue, at the ring level where the moment of death can be chosen:
+// a consumer that died between claiming a message and freeing its slot, and a producer
+// that died between claiming a slot and committing it. Both are what the service thread
+// resolves (recover_member) when a member's control connection hangs up.
+TEST(ShmQueue, DeadMembersClaimsAreResolved) {
+  auto l = shm::make_layout(shm::segment_kind::queue, 4, 32, shm::overflow_policy::block, 3);
+  ASSERT_TRUE(l);
+  std::size_t bytes = (l->size + shm::line_size - 1) / shm::line_size * shm::line_size;
+  std::unique_ptr<std::byte, decltype(&std::free)> mem(
+      static_cast<std::byte*>(std::aligned_alloc(shm::line_size, bytes)), &std::free);
+  ASSERT_NE(mem, nullptr);
+  std::memset(mem.get(), 0, bytes);
+  auto v = shm::ring_view::of(mem.get(), *l);
+  for (std::uint64_t i = 0; i < l->capacity; ++i) shm::atom(v.slot(i)->seq).store(i);
+  for (std::uint32_t m = 0; m < 3; ++m) shm::join_queue(v, m, 1);
+  shm::queue_core producer(v, 0), consumer(v, 2);
+  std::array<std::byte, 32> buf;
+  auto receive = [&](std::uint64_t* skipped = nullptr) -> std::string {
+    auto step = consumer.try_recv(buf);
+    if (skipped) *skipped = step.skipped;
+    if (step.state != shm::queue_step::status::message) return "(nothing)";
+    return std::string(as_text(const_buffer(buf.data(), step.size)));
+  };
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(producer.try_send(as_bytes("m" + std::to_string(i))));
+
+  // Member 1 claims message 0 (what try_recv leaves after its CAS on the tail) and dies.
+  shm::atom(v.table[1].recv_claim).store(0);
+  shm::atom(v.control->tail).store(1);
+  EXPECT_FALSE(producer.try_send(as_bytes("m4"))) << "slot 0 is still held by the dead consumer";
+  // Another live member records the same position (its own claim in flight): not yet.
+  shm::atom(v.table[2].recv_claim).store(0);
+  EXPECT_FALSE(shm::recover_member(v, 1));
+  shm::atom(v.table[2].recv_claim).store(shm::no_claim);
+  EXPECT_TRUE(shm::recover_member(v, 1));
+  EXPECT_TRUE(producer.try_send(as_bytes("m4"))) << "the freed slot takes the next lap";
+  for (const char* want : {"m1", "m2", "m3", "m4"}) EXPECT_EQ(receive(), want);  // m0 died with it
+  EXPECT_EQ(receive(), "(nothing)");
+
+  // Member 1 again, now a producer that claims a slot and dies before committing it.
+  shm::join_queue(v, 1, 1);
+  std::uint64_t claimed = 0;
+  ASSERT_TRUE(shm::queue_core(v, 1).try_claim(claimed));
+  ASSERT_TRUE(producer.try_send(as_bytes("m5")));
+  EXPECT_EQ(receive(), "(nothing)") << "the uncommitted slot holds back the message behind it";
+  EXPECT_TRUE(shm::recover_member(v, 1));
+  std::uint64_t skipped = 0;
+  EXPECT_EQ(receive(&skipped), "m5");
+  EXPECT_EQ(skipped, 1u) << "the abandoned slot is skipped and counted";
+  EXPECT_EQ(shm::atom(v.table[1].state).load(), static_cast<std::uint32_t>(shm::member_state::free));
+}
 
 TEST(ShmQueue, ManyProducerProcessesOneConsumer) {
   static_assert(message_socket<shm::queue>);

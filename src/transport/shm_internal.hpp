@@ -266,6 +266,10 @@ class service {
  private:
   void run() noexcept;
   void admit(int fd) noexcept;
+  /// read_request reads a joiner's hello within request_timeout_ms, serving fan-out
+  /// requests meanwhile; false on timeout, a short or failed read, or stop().
+  bool read_request(int fd, std::span<std::byte> out) noexcept;
+  void serve_fan_out() noexcept;
 
   uds::listener listener_;
   unique_fd stop_;

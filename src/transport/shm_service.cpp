@@ -24,28 +24,6 @@ constexpr int request_timeout_ms = 1000;
 // How often claims that could not be resolved yet are retried.
 constexpr int retry_interval_ms = 5;
 
-// read_exactly reads `out.size()` bytes from a non-blocking socket within `timeout_ms`.
-bool read_exactly(int fd, std::span<std::byte> out, int timeout_ms) noexcept {
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
-    if (n > 0) {
-      got += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(left.count()));
-  }
-  return true;
-}
-
 // send_hello_fds writes a hello with descriptors in one sendmsg (a fresh connection's
 // send buffer always has room for 32 bytes).
 bool send_hello_fds(int fd, const hello& h, std::span<const int> fds) noexcept {
@@ -104,10 +82,40 @@ void service::stop() noexcept {
   fan_out_.reset();
 }
 
+void service::serve_fan_out() noexcept {
+  std::uint64_t count;
+  [[maybe_unused]] auto r = ::read(fan_out_.get(), &count, sizeof count);
+  if (hooks_.fan_out) hooks_.fan_out();
+}
+
+bool service::read_request(int fd, std::span<std::byte> out) noexcept {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms);
+  std::size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    // While a joiner takes its time, wake-ups still go out and stop() is not held up.
+    std::array<pollfd, 3> p{{{fd, POLLIN, 0}, {fan_out_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}}};
+    if (::poll(p.data(), p.size(), static_cast<int>(left.count())) < 0 && errno != EINTR) return false;
+    if (p[2].revents) return false;  // the stop eventfd stays readable: run() ends next
+    if (p[1].revents & POLLIN) serve_fan_out();
+  }
+  return true;
+}
+
 void service::admit(int fd) noexcept {
   unique_fd conn(fd);
   std::array<std::byte, hello_size> wire;
-  if (!read_exactly(fd, wire, request_timeout_ms)) return;
+  if (!read_request(fd, wire)) return;
   auto req = decode_hello(wire);
   if (!req) return;
   hello reply;
@@ -149,11 +157,7 @@ void service::run() noexcept {
     }
     if (n <= 0) continue;
     if (polled[0].revents) break;
-    if (polled[1].revents & POLLIN) {
-      std::uint64_t count;
-      [[maybe_unused]] auto r = ::read(fan_out_.get(), &count, sizeof count);
-      if (hooks_.fan_out) hooks_.fan_out();
-    }
+    if (polled[1].revents & POLLIN) serve_fan_out();
     // Departures first: an entry freed now can serve a joiner below.
     for (std::size_t i = connected_.size(); i-- > 0;) {
       auto ev = polled[3 + i].revents;

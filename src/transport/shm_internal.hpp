@@ -5,6 +5,8 @@
 // with many members.
 #pragma once
 
+#include <poll.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -270,6 +272,9 @@ class service {
   /// requests meanwhile; false on timeout, a short or failed read, or stop().
   bool read_request(int fd, std::span<std::byte> out) noexcept;
   void serve_fan_out() noexcept;
+  /// drop_departed frees the entries of members whose connection hung up;
+  /// `member_polls[i]` is the poll result of connected_[i].
+  void drop_departed(std::span<const pollfd> member_polls) noexcept;
 
   uds::listener listener_;
   unique_fd stop_;

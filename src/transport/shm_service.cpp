@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -82,6 +83,19 @@ void service::stop() noexcept {
   fan_out_.reset();
 }
 
+void service::drop_departed(std::span<const pollfd> member_polls) noexcept {
+  for (std::size_t i = std::min(connected_.size(), member_polls.size()); i-- > 0;) {
+    auto ev = member_polls[i].revents;
+    if (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
+    std::uint32_t member = connected_[i].index;
+    // The connection is closed before the entry is freed: a member's death is final.
+    ::close(connected_[i].ctrl.release());
+    connected_.erase(connected_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!hooks_.leave(member)) pending_leaves_.push_back(member);
+  }
+  members_.store(connected_.size(), std::memory_order_relaxed);
+}
+
 void service::serve_fan_out() noexcept {
   std::uint64_t count;
   [[maybe_unused]] auto r = ::read(fan_out_.get(), &count, sizeof count);
@@ -103,11 +117,14 @@ bool service::read_request(int fd, std::span<std::byte> out) noexcept {
     auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    // While a joiner takes its time, wake-ups still go out and stop() is not held up.
-    std::array<pollfd, 3> p{{{fd, POLLIN, 0}, {fan_out_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}}};
+    // While a joiner takes its time, wake-ups still go out, departures are still noticed
+    // (a block publisher may be waiting for one) and stop() is not held up.
+    std::vector<pollfd> p{{fd, POLLIN, 0}, {fan_out_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    for (auto& m : connected_) p.push_back({m.ctrl.get(), POLLRDHUP, 0});
     if (::poll(p.data(), p.size(), static_cast<int>(left.count())) < 0 && errno != EINTR) return false;
     if (p[2].revents) return false;  // the stop eventfd stays readable: run() ends next
     if (p[1].revents & POLLIN) serve_fan_out();
+    drop_departed(std::span<const pollfd>(p).subspan(3));
   }
   return true;
 }
@@ -159,16 +176,7 @@ void service::run() noexcept {
     if (polled[0].revents) break;
     if (polled[1].revents & POLLIN) serve_fan_out();
     // Departures first: an entry freed now can serve a joiner below.
-    for (std::size_t i = connected_.size(); i-- > 0;) {
-      auto ev = polled[3 + i].revents;
-      if (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
-      std::uint32_t member = connected_[i].index;
-      // The connection is closed before the entry is freed: a member's death is final.
-      ::close(connected_[i].ctrl.release());
-      connected_.erase(connected_.begin() + static_cast<std::ptrdiff_t>(i));
-      if (!hooks_.leave(member)) pending_leaves_.push_back(member);
-    }
-    members_.store(connected_.size(), std::memory_order_relaxed);
+    drop_departed(std::span<const pollfd>(polled).subspan(3));
     if (polled[2].revents & POLLIN) {
       for (;;) {
         int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

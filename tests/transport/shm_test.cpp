@@ -1013,6 +1013,37 @@ TEST(ShmBroadcast, SleepingSubscribersAreWokenOneOrMany) {
   }
 }
 
+// stall_a_joiner connects to the rendezvous of `name`, sends 31 of the hello's 32 bytes
+// and waits until the service has read them (it then waits up to a second for the last
+// one). Returns the socket (-1 on failure).
+task<int> stall_a_joiner(const std::string& name, deadline dl) {
+  auto where = shm::rendezvous_address(name);
+  if (!where) co_return -1;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return -1;
+  std::array<std::byte, shm::hello_size> hello{};
+  shm::encode_hello(shm::hello{.kind = shm::segment_kind::broadcast}, hello);
+  if (::connect(fd, where->data(), static_cast<socklen_t>(where->size())) != 0 ||
+      ::send(fd, hello.data(), hello.size() - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size() - 1)) {
+    ::close(fd);
+    co_return -1;
+  }
+  for (int unread = 1; unread != 0;) {
+    if (::ioctl(fd, SIOCOUTQ, &unread) != 0 || dl.expired()) {
+      ::close(fd);
+      co_return -1;
+    }
+    if (unread != 0) (void)co_await sleep_for(1ms);
+  }
+  co_return fd;
+}
+
+// still_waited_for: the service has not given up on the stalled joiner `fd` yet.
+bool still_waited_for(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
+
 // The service admits joiners one at a time and gives each up to a second for its hello.
 // Meanwhile it must still pass on the publisher's wake-ups: a joiner that sends half a
 // hello and stalls must not delay messages to subscribers that sleep.
@@ -1028,22 +1059,8 @@ TEST(ShmBroadcast, StalledJoinerDoesNotDelayWakeUps) {
       CO_ASSERT_OK(s);
       subs.push_back(std::move(*s));
     }
-    // The stalled joiner: 31 of the hello's 32 bytes.
-    auto where = shm::rendezvous_address(name);
-    CO_ASSERT_OK(where);
-    int stalled = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int stalled = co_await stall_a_joiner(name, dl);
     CO_ASSERT_TRUE(stalled >= 0);
-    CO_ASSERT_TRUE(::connect(stalled, where->data(), static_cast<socklen_t>(where->size())) == 0);
-    std::array<std::byte, shm::hello_size> hello{};
-    shm::encode_hello(shm::hello{.kind = shm::segment_kind::broadcast}, hello);
-    CO_ASSERT_TRUE(::send(stalled, hello.data(), hello.size() - 1, MSG_NOSIGNAL) ==
-                   static_cast<ssize_t>(hello.size() - 1));
-    // Once the service has read those bytes it is waiting for the last one.
-    for (int unread = 1; unread != 0;) {
-      CO_ASSERT_TRUE(::ioctl(stalled, SIOCOUTQ, &unread) == 0);
-      CO_ASSERT_TRUE(!dl.expired());
-      if (unread != 0) (void)co_await sleep_for(1ms);
-    }
     co_await with_scope([&](scope& sc) -> task<void> {
       for (auto& sub : subs) {
         sc.spawn([](shm::subscriber& sub, deadline dl) -> task<void> {
@@ -1058,8 +1075,37 @@ TEST(ShmBroadcast, StalledJoinerDoesNotDelayWakeUps) {
     });
     // Delivered while the stalled joiner is still being waited for: the service did not
     // sit out its second before passing the wake-up on.
-    pollfd p{stalled, POLLIN | POLLRDHUP, 0};
-    EXPECT_EQ(::poll(&p, 1, 0), 0) << "the service gave up on the joiner before waking the subscribers";
+    EXPECT_TRUE(still_waited_for(stalled))
+        << "the service gave up on the joiner before waking the subscribers";
+    ::close(stalled);
+  });
+}
+
+// The same for departures: under block, a publisher waiting for a subscriber that leaves
+// goes on without waiting for the stalled joiner's second.
+TEST(ShmBroadcast, StalledJoinerDoesNotDelayADeparture) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("stalled-leave");
+    auto pub = shm::publisher::bind(name, {.slots = 4});
+    CO_ASSERT_OK(pub);
+    auto dl = deadline::after(5s);
+    auto sub = co_await shm::subscribe(name, dl);
+    CO_ASSERT_OK(sub);
+    for (std::size_t i = 0; i < 4; ++i) CO_ASSERT_OK(co_await pub->send(as_bytes(number(i)), dl));
+    int stalled = co_await stall_a_joiner(name, dl);
+    CO_ASSERT_TRUE(stalled >= 0);
+    std::error_code outcome = errc::timed_out;
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](shm::publisher& pub, std::error_code& out, deadline dl) -> task<void> {
+        auto w = co_await pub.send(as_bytes(number(4)), dl);  // the ring is full: waits
+        out = w ? std::error_code{} : w.error();
+      }(*pub, outcome, dl));
+      co_await yield();
+      auto closed = co_await sub->close(dl);  // its control connection hangs up
+      CO_ASSERT_OK(closed);
+    });
+    EXPECT_FALSE(outcome) << outcome.message();
+    EXPECT_TRUE(still_waited_for(stalled)) << "the departure waited for the joiner's second";
     ::close(stalled);
   });
 }

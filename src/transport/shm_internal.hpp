@@ -7,6 +7,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -266,11 +267,27 @@ class service {
   std::size_t members() const noexcept { return members_.load(std::memory_order_relaxed); }
 
  private:
+  /// joiner is a connection whose hello is still arriving.
+  struct joiner {
+    unique_fd conn;
+    std::array<std::byte, hello_size> wire;
+    std::size_t got = 0;
+    std::chrono::steady_clock::time_point until;  ///< dropped if the hello is not complete by then
+  };
+  /// max_joining bounds the connections whose hello is awaited at once.
+  static constexpr std::size_t max_joining = 64;
+
   void run() noexcept;
-  void admit(int fd) noexcept;
-  /// read_request reads a joiner's hello within request_timeout_ms, serving fan-out
-  /// requests meanwhile; false on timeout, a short or failed read, or stop().
-  bool read_request(int fd, std::span<std::byte> out) noexcept;
+  /// accept_joiners takes queued connections (up to max_joining awaited at once).
+  void accept_joiners() noexcept;
+  /// serve_joiners reads what arrived of each joiner's hello (`joiner_polls[i]` is the
+  /// poll result of joining_[i]), admits the complete ones and drops the failed or late.
+  void serve_joiners(std::span<const pollfd> joiner_polls) noexcept;
+  /// read_hello reads what has arrived of `j`'s hello.
+  enum class hello_progress { partial, complete, failed };
+  static hello_progress read_hello(joiner& j) noexcept;
+  /// admit answers a complete hello: a member entry and the descriptors, or a refusal.
+  void admit(joiner& j) noexcept;
   void serve_fan_out() noexcept;
   /// drop_departed frees the entries of members whose connection hung up;
   /// `member_polls[i]` is the poll result of connected_[i].
@@ -289,6 +306,7 @@ class service {
     std::uint32_t index;
   };
   std::vector<member> connected_;
+  std::vector<joiner> joining_;
   std::vector<std::uint32_t> pending_leaves_;
 };
 

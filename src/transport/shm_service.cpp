@@ -19,8 +19,8 @@
 namespace strata::shm::detail {
 namespace {
 
-// A joining process gets this long to send its request; the service answers members
-// one at a time, so a silent one must not hold up the others for long.
+// A joining process gets this long to send its request (joiners are served side by side:
+// a silent one holds a descriptor, nothing else).
 constexpr int request_timeout_ms = 1000;
 // How often claims that could not be resolved yet are retried.
 constexpr int retry_interval_ms = 5;
@@ -102,38 +102,23 @@ void service::serve_fan_out() noexcept {
   if (hooks_.fan_out) hooks_.fan_out();
 }
 
-bool service::read_request(int fd, std::span<std::byte> out) noexcept {
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms);
-  std::size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+service::hello_progress service::read_hello(joiner& j) noexcept {
+  while (j.got < j.wire.size()) {
+    ssize_t n = ::recv(j.conn.get(), j.wire.data() + j.got, j.wire.size() - j.got, MSG_DONTWAIT);
     if (n > 0) {
-      got += static_cast<std::size_t>(n);
+      j.got += static_cast<std::size_t>(n);
       continue;
     }
-    if (n == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    // While a joiner takes its time, wake-ups still go out, departures are still noticed
-    // (a block publisher may be waiting for one) and stop() is not held up.
-    std::vector<pollfd> p{{fd, POLLIN, 0}, {fan_out_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    for (auto& m : connected_) p.push_back({m.ctrl.get(), POLLRDHUP, 0});
-    if (::poll(p.data(), p.size(), static_cast<int>(left.count())) < 0 && errno != EINTR) return false;
-    if (p[2].revents) return false;  // the stop eventfd stays readable: run() ends next
-    if (p[1].revents & POLLIN) serve_fan_out();
-    drop_departed(std::span<const pollfd>(p).subspan(3));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return hello_progress::partial;
+    return hello_progress::failed;  // end of stream before the whole hello, or an error
   }
-  return true;
+  return hello_progress::complete;
 }
 
-void service::admit(int fd) noexcept {
-  unique_fd conn(fd);
-  std::array<std::byte, hello_size> wire;
-  if (!read_request(fd, wire)) return;
-  auto req = decode_hello(wire);
+void service::admit(joiner& j) noexcept {
+  int fd = j.conn.get();
+  auto req = decode_hello(j.wire);
   if (!req) return;
   hello reply;
   reply.kind = hooks_.kind;
@@ -154,8 +139,43 @@ void service::admit(int fd) noexcept {
     if (!hooks_.leave(*member)) pending_leaves_.push_back(*member);
     return;
   }
-  connected_.push_back({std::move(conn), *member});
+  connected_.push_back({std::move(j.conn), *member});
   members_.store(connected_.size(), std::memory_order_relaxed);
+}
+
+void service::serve_joiners(std::span<const pollfd> joiner_polls) noexcept {
+  auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = std::min(joining_.size(), joiner_polls.size()); i-- > 0;) {
+    auto& j = joining_[i];
+    bool done = false;
+    if (joiner_polls[i].revents) {
+      auto progress = read_hello(j);
+      if (progress == hello_progress::complete) admit(j);
+      done = progress != hello_progress::partial;
+    }
+    if (!done && now >= j.until) done = true;  // silent for too long
+    if (done) joining_.erase(joining_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
+void service::accept_joiners() noexcept {
+  while (joining_.size() < max_joining) {
+    int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      joining_.push_back({unique_fd(fd),
+                          {},
+                          0,
+                          std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms)});
+      continue;
+    }
+    // Out of descriptors (EMFILE...): the connection stays queued and the socket
+    // readable; back off instead of spinning on poll.
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err != EAGAIN && err != EWOULDBLOCK)
+      std::this_thread::sleep_for(std::chrono::milliseconds(retry_interval_ms));
+    return;
+  }
 }
 
 void service::run() noexcept {
@@ -164,38 +184,37 @@ void service::run() noexcept {
     polled.clear();
     polled.push_back({stop_.get(), POLLIN, 0});
     polled.push_back({fan_out_.get(), POLLIN, 0});
-    polled.push_back({listener_.native_handle(), POLLIN, 0});
+    // A full set of joiners leaves further connections queued in the kernel.
+    polled.push_back(
+        {listener_.native_handle(), static_cast<short>(joining_.size() < max_joining ? POLLIN : 0), 0});
     for (auto& m : connected_) polled.push_back({m.ctrl.get(), POLLRDHUP, 0});
+    for (auto& j : joining_) polled.push_back({j.conn.get(), POLLIN, 0});
     int timeout = pending_leaves_.empty() ? -1 : retry_interval_ms;
+    if (!joining_.empty()) {
+      auto first = std::min_element(joining_.begin(), joining_.end(),
+                                    [](const joiner& a, const joiner& b) { return a.until < b.until; });
+      auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(first->until - std::chrono::steady_clock::now());
+      int ms = static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
+    }
     int n = ::poll(polled.data(), polled.size(), timeout);
     if (n < 0 && errno != EINTR) break;
     if (!pending_leaves_.empty()) {
       std::erase_if(pending_leaves_, [this](std::uint32_t m) { return hooks_.leave(m); });
     }
-    if (n <= 0) continue;
-    if (polled[0].revents) break;
-    if (polled[1].revents & POLLIN) serve_fan_out();
+    if (n > 0 && polled[0].revents) break;
+    if (n > 0 && (polled[1].revents & POLLIN)) serve_fan_out();
+    const std::size_t members = connected_.size();
+    auto rest = std::span<const pollfd>(polled).subspan(3);
     // Departures first: an entry freed now can serve a joiner below.
-    drop_departed(std::span<const pollfd>(polled).subspan(3));
-    if (polled[2].revents & POLLIN) {
-      for (;;) {
-        int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-          admit(fd);
-          continue;
-        }
-        // Out of descriptors (EMFILE...): the connection stays queued and the socket
-        // readable; back off instead of spinning on poll.
-        int err = errno;
-        if (err == EINTR || err == ECONNABORTED) continue;
-        if (err != EAGAIN && err != EWOULDBLOCK)
-          std::this_thread::sleep_for(std::chrono::milliseconds(retry_interval_ms));
-        break;
-      }
-    }
+    if (n > 0) drop_departed(rest.first(members));
+    serve_joiners(rest.subspan(members));  // also drops the joiners that ran out of time
+    if (n > 0 && (polled[2].revents & POLLIN)) accept_joiners();
   }
   for (auto& m : connected_) ::close(m.ctrl.release());
   connected_.clear();
+  joining_.clear();
   members_.store(0, std::memory_order_relaxed);
 }
 

@@ -1110,6 +1110,31 @@ TEST(ShmBroadcast, StalledJoinerDoesNotDelayADeparture) {
   });
 }
 
+// Joiners are served side by side: one that stalls mid-hello does not keep the next
+// subscriber waiting, and is dropped on its own once its second is up.
+TEST(ShmBroadcast, StalledJoinerDoesNotDelayOtherJoiners) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("stalled-join");
+    auto pub = shm::publisher::bind(name);
+    CO_ASSERT_OK(pub);
+    auto dl = deadline::after(5s);
+    int stalled = co_await stall_a_joiner(name, dl);
+    CO_ASSERT_TRUE(stalled >= 0);
+    auto sub = co_await shm::subscribe(name, dl);
+    CO_ASSERT_OK(sub);
+    EXPECT_TRUE(still_waited_for(stalled)) << "the subscriber was admitted only after the stalled joiner";
+    CO_ASSERT_OK(co_await pub->send(as_bytes("after"), dl));
+    auto m = co_await receive_text(*sub, dl);
+    CO_ASSERT_OK(m);
+    EXPECT_EQ(*m, "after");
+    // The stalled joiner is hung up on when its time is up (about a second).
+    pollfd p{stalled, POLLIN | POLLRDHUP, 0};
+    EXPECT_EQ(::poll(&p, 1, 3000), 1) << "the stalled joiner was never dropped";
+    EXPECT_EQ(pub->subscribers(), 1u);
+    ::close(stalled);
+  });
+}
+
 TEST(ShmBroadcast, TooManySubscribersAreRefused) {
   run_test([]() -> task<void> {
     auto name = unique_name("full");

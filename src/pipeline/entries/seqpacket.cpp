@@ -6,9 +6,9 @@
 // spec: seqpacket:PATH or seqpacket:@NAME
 //       seqpacket-listen:PATH or seqpacket-listen:@NAME (backlog=N)
 
+#include "strata/transport/seqpacket.hpp"
 #include "../entry_support.hpp"
 #include "entries.hpp"
-#include "strata/transport/seqpacket.hpp"
 
 namespace strata::pipeline_detail {
 namespace {

@@ -6,9 +6,9 @@
 // spec: unix:PATH or unix:@NAME (abstract)
 //       unix-listen:PATH or unix-listen:@NAME (backlog=N)
 
+#include "strata/transport/unix.hpp"
 #include "../entry_support.hpp"
 #include "entries.hpp"
-#include "strata/transport/unix.hpp"
 
 namespace strata::pipeline_detail {
 namespace {

@@ -6,9 +6,9 @@
 // spec: unix-dgram:PATH or unix-dgram:@NAME (bind=PATH|@NAME)
 //       unix-dgram-listen:PATH or unix-dgram-listen:@NAME   (accepts one sender)
 
+#include "strata/transport/unix_dgram.hpp"
 #include "../entry_support.hpp"
 #include "entries.hpp"
-#include "strata/transport/unix_dgram.hpp"
 
 namespace strata::pipeline_detail {
 namespace {

@@ -14,13 +14,13 @@
 #include <cstring>
 #include <utility>
 
+#include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
 
 namespace strata::detail {
 namespace {
 
-constexpr std::size_t inline_iovecs = 16;
 // Room for the most descriptors a message may carry plus one set of credentials.
 constexpr std::size_t control_bytes =
     CMSG_SPACE(sizeof(int) * uds::max_fds_per_message) + CMSG_SPACE(sizeof(ucred));
@@ -32,37 +32,6 @@ void forget(int fd) noexcept {
 void close_all(std::span<const int> fds) noexcept {
   for (int fd : fds) ::close(fd);
 }
-
-/// iovec_list turns a gather list into iovecs without allocating for short lists.
-class iovec_list {
- public:
-  explicit iovec_list(const_buffers bufs) {
-    auto view = bufs.view();
-    iovec* out = small_.data();
-    if (view.size() > inline_iovecs) {
-      large_.resize(view.size());
-      out = large_.data();
-    }
-    for (auto b : view) {
-      if (b.empty()) continue;
-      out[count_++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
-      total_ += b.size();
-    }
-    data_ = out;
-  }
-  iovec_list(const iovec_list&) = delete;
-  iovec_list& operator=(const iovec_list&) = delete;
-  iovec* data() noexcept { return data_; }
-  std::size_t count() const noexcept { return count_; }
-  std::size_t total() const noexcept { return total_; }
-
- private:
-  std::array<iovec, inline_iovecs> small_;
-  std::vector<iovec> large_;
-  iovec* data_ = nullptr;
-  std::size_t count_ = 0;
-  std::size_t total_ = 0;
-};
 
 /// ancillary collects what a recvmsg delivered besides the bytes.
 struct ancillary {
@@ -273,15 +242,7 @@ task<result<void>> packet_socket::send_packet(const_buffers bufs, const address*
     msg.msg_name = const_cast<sockaddr*>(to->data());
     msg.msg_namelen = static_cast<socklen_t>(to->size());
   }
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    auto* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
+  attach_fds(msg, control, fds);
   auto* loop = event_loop::current();
   auto backoff = std::chrono::microseconds(50);
   for (;;) {

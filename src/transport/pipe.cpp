@@ -16,6 +16,7 @@
 #include <climits>
 #include <vector>
 
+#include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
 #include "strata/transport/socket.hpp"
@@ -42,8 +43,6 @@ namespace strata::pipe {
 namespace {
 
 using detail::pipe_access;
-
-constexpr std::size_t inline_iovecs = 16;
 
 void forget(int fd) noexcept {
   if (auto* loop = event_loop::current()) loop->forget_fd(fd);
@@ -267,24 +266,9 @@ task<result<void>> writer::write(const_buffers bufs, deadline dl) {
   if (fd_ < 0) co_return errc::closed;
   block_sigpipe();
   auto* loop = event_loop::current();
-  auto view = bufs.view();
-  std::array<iovec, inline_iovecs> small;
-  std::vector<iovec> large;
-  iovec* iov = small.data();
-  if (view.size() > inline_iovecs) {
-    large.resize(view.size());
-    iov = large.data();
-  }
-  std::size_t count = 0;
-  std::size_t total = 0;
-  for (auto b : view) {
-    if (b.empty()) continue;
-    iov[count++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
-    total += b.size();
-  }
+  detail::iovec_list iov(bufs);
   std::size_t sent = 0;
-  std::size_t first = 0;
-  while (sent < total) {
+  while (sent < iov.total()) {
     if (!loop->io_ready(fd_, true)) {
       if (auto ec = co_await wait_writable(fd_, dl)) {
         // A partial write leaves the reader with an unknown prefix: the writer is lost.
@@ -293,7 +277,7 @@ task<result<void>> writer::write(const_buffers bufs, deadline dl) {
       }
       if (error_) co_return error_;
     }
-    ssize_t n = ::writev(fd_, iov + first, static_cast<int>(std::min<std::size_t>(count - first, IOV_MAX)));
+    ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(std::min<std::size_t>(iov.count(), IOV_MAX)));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -306,12 +290,7 @@ task<result<void>> writer::write(const_buffers bufs, deadline dl) {
       co_return error_;
     }
     sent += static_cast<std::size_t>(n);
-    auto left = static_cast<std::size_t>(n);
-    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (left) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
+    iov.advance(static_cast<std::size_t>(n));
   }
   co_return result<void>{};
 }

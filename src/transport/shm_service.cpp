@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "io_parts.hpp"
 #include "shm_internal.hpp"
 
 namespace strata::shm::detail {
@@ -34,16 +35,8 @@ bool send_hello_fds(int fd, const hello& h, std::span<const int> fds) noexcept {
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * max_hello_fds)> control{};
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    auto* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
+  alignas(cmsghdr) std::array<char, strata::detail::fd_control_bytes(max_hello_fds)> control{};
+  strata::detail::attach_fds(msg, control, fds);
   for (;;) {
     ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n == static_cast<ssize_t>(wire.size())) return true;

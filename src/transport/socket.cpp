@@ -8,15 +8,15 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 #include <vector>
 
+#include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::detail {
 namespace {
-
-constexpr std::size_t inline_iovecs = 16;
 
 void forget(int fd) noexcept {
   if (auto* loop = event_loop::current()) loop->forget_fd(fd);
@@ -112,24 +112,9 @@ task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
   if (write_error_) co_return write_error_;
   if (fd_ < 0) co_return errc::closed;
   auto* loop = event_loop::current();
-  auto view = bufs.view();
-  std::array<iovec, inline_iovecs> small;
-  std::vector<iovec> large;
-  iovec* iov = small.data();
-  if (view.size() > inline_iovecs) {
-    large.resize(view.size());
-    iov = large.data();
-  }
-  std::size_t count = 0;
-  std::size_t total = 0;
-  for (auto b : view) {
-    if (b.empty()) continue;
-    iov[count++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
-    total += b.size();
-  }
+  iovec_list iov(bufs);
   std::size_t sent = 0;
-  std::size_t first = 0;
-  while (sent < total) {
+  while (sent < iov.total()) {
     if (!loop->io_ready(fd_, true)) {
       if (auto ec = co_await wait_writable(fd_, dl)) {
         // A partial write leaves the peer with an unknown prefix: the direction is lost.
@@ -139,8 +124,8 @@ task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
       if (write_error_) co_return write_error_;
     }
     msghdr msg{};
-    msg.msg_iov = iov + first;
-    msg.msg_iovlen = std::min<std::size_t>(count - first, IOV_MAX);
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = std::min<std::size_t>(iov.count(), IOV_MAX);
     ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -152,12 +137,7 @@ task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
       co_return write_error_;
     }
     sent += static_cast<std::size_t>(n);
-    auto left = static_cast<std::size_t>(n);
-    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (left) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
+    iov.advance(static_cast<std::size_t>(n));
   }
   co_return result<void>{};
 }
@@ -311,6 +291,40 @@ task<result<int>> connect_fd(address where, deadline dl) {
     }
   }
   co_return fd;
+}
+
+iovec_list::iovec_list(const_buffers bufs) {
+  auto view = bufs.view();
+  iovec* out = small_.data();
+  if (view.size() > inline_iovecs) {
+    large_.resize(view.size());
+    out = large_.data();
+  }
+  for (auto b : view) {
+    if (b.empty()) continue;
+    out[count_++] = iovec{const_cast<std::byte*>(b.data()), b.size()};
+    total_ += b.size();
+  }
+  data_ = out;
+}
+
+void iovec_list::advance(std::size_t n) noexcept {
+  while (first_ < count_ && n >= data_[first_].iov_len) n -= data_[first_++].iov_len;
+  if (n) {
+    data_[first_].iov_base = static_cast<char*>(data_[first_].iov_base) + n;
+    data_[first_].iov_len -= n;
+  }
+}
+
+void attach_fds(msghdr& msg, std::span<char> control, std::span<const int> fds) noexcept {
+  if (fds.empty()) return;
+  msg.msg_control = control.data();
+  msg.msg_controllen = fd_control_bytes(fds.size());
+  auto* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
 }
 
 unix_socket_file::unix_socket_file(std::string path) noexcept : path_(std::move(path)) {

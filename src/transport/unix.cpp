@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
+#include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::uds {
@@ -44,19 +46,13 @@ task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds,
   if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
   if (write_error()) co_return write_error();
   if (fd_ < 0) co_return errc::closed;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
   for (;;) {
     iovec iov{const_cast<std::byte*>(data.data()), data.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    auto* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+    detail::attach_fds(msg, control, fds);
     ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n >= 0) {
       // The descriptors travelled with the first byte; the rest is an ordinary write.

@@ -49,4 +49,8 @@ constexpr std::size_t fd_control_bytes(std::size_t fds) noexcept { return CMSG_S
 /// `fds`. Nothing is attached for an empty `fds`.
 void attach_fds(msghdr& msg, std::span<char> control, std::span<const int> fds) noexcept;
 
+/// take_fds appends to `out` the descriptors of every SCM_RIGHTS header in what recvmsg
+/// filled into `msg` (they are the caller's to close).
+void take_fds(msghdr& msg, std::vector<int>& out);
+
 }  // namespace strata::detail

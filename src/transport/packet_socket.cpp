@@ -39,16 +39,10 @@ struct ancillary {
   std::optional<uds::credentials> credentials;
 
   void take(msghdr& msg) {
+    take_fds(msg, fds);
     for (auto* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
       if (cm->cmsg_level != SOL_SOCKET) continue;
-      if (cm->cmsg_type == SCM_RIGHTS) {
-        std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-          fds.push_back(fd);
-        }
-      } else if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
         ucred cred;
         std::memcpy(&cred, CMSG_DATA(cm), sizeof cred);
         credentials = uds::credentials{cred.pid, cred.uid, cred.gid};

@@ -327,6 +327,18 @@ void attach_fds(msghdr& msg, std::span<char> control, std::span<const int> fds) 
   std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
 }
 
+void take_fds(msghdr& msg, std::vector<int>& out) {
+  for (auto* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      out.push_back(fd);
+    }
+  }
+}
+
 unix_socket_file::unix_socket_file(std::string path) noexcept : path_(std::move(path)) {
   struct stat st {};
   if (path_.empty() || ::lstat(path_.c_str(), &st) != 0) {

@@ -72,7 +72,7 @@ task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>&
   if (read_error()) co_return unexpected(read_error());
   if (fd_ < 0) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * max_fds_per_message));
+  alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
   for (;;) {
     iovec iov{buf.data(), buf.size()};
     msghdr msg{};
@@ -82,15 +82,7 @@ task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>&
     msg.msg_controllen = control.size();
     ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
     if (n >= 0) {
-      for (auto* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-          fds.push_back(fd);
-        }
-      }
+      detail::take_fds(msg, fds);
       if (n == 0) {
         fail_read(errc::end_of_stream);
         co_return unexpected(read_error());

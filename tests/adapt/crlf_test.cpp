@@ -16,6 +16,7 @@
 #include "support/co_test.hpp"
 #include "support/conformance.hpp"
 #include "support/mem_stream.hpp"
+#include "support/memory.hpp"
 
 using namespace std::chrono_literals;
 
@@ -435,8 +436,43 @@ TEST(Crlf, SeveralMessagesInOneRead) {
       EXPECT_TRUE(n && *n == 62);
       EXPECT_EQ(buf[61], static_cast<std::byte>('a' + i % 26));
     }
-    EXPECT_EQ(p.next_layer().reads, 1);
+    // The small read that waits for the first bytes, then one read for all the rest:
+    // the lower layer is not asked once per message.
+    EXPECT_EQ(p.next_layer().reads, 2);
     EXPECT_EQ((co_await p.recv(buf, soon())).error(), errc::end_of_stream);
+  }());
+}
+
+// -- memory follows the bytes that arrived ---------------------------------------------
+
+TEST(Crlf, LongLineCostsOneCopyPlusABoundedStep) {
+  // 8 MiB of a line that has not ended yet, allowed by max=1g: the receiver holds the
+  // line once (no zero-filled or copied growth).
+  // (In memory: an expired deadline then reads what was written, with no event loop turn.)
+  run([]() -> task<void> {
+    auto [raw, lower] = test::mem_stream::pair();
+    crlf b{std::move(lower), {.max_message = std::size_t{1} << 30}};
+    constexpr std::size_t piece = 64 * 1024;
+    constexpr std::size_t line = 8u << 20;
+    std::vector<std::byte> bytes(piece, std::byte{'x'});
+    std::array<std::byte, 64> buf;
+    auto before = test::resident_bytes();
+    for (std::size_t sent = 0; sent < line; sent += piece) {
+      auto w = co_await raw.write(const_buffer(bytes), soon());
+      CO_ASSERT_OK(w);
+      // Reads what is there, then times out without waiting: the line goes on.
+      CO_ASSERT_EQ((co_await b.recv(buf, deadline::already())).error(), errc::timed_out);
+    }
+    auto grown = test::resident_bytes() - std::min(before, test::resident_bytes());
+    EXPECT_LT(grown, line + (std::size_t{3} << 20)) << "resident memory grew by " << grown << " bytes";
+    // The line is whole once its delimiter arrives.
+    auto end = co_await raw.write(as_bytes("\r\n"), soon());
+    CO_ASSERT_OK(end);
+    std::vector<std::byte> big(line);
+    auto n = co_await b.recv(big, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, line);
+    EXPECT_EQ(b.buffered_capacity(), 0u) << "the memory of a consumed long line is kept";
   }());
 }
 

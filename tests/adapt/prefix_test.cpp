@@ -17,6 +17,7 @@
 #include "support/co_test.hpp"
 #include "support/conformance.hpp"
 #include "support/mem_stream.hpp"
+#include "support/memory.hpp"
 
 using namespace std::chrono_literals;
 
@@ -472,10 +473,70 @@ TEST(Prefix, SeveralMessagesInOneRead) {
       EXPECT_TRUE(n && *n == 64);
       EXPECT_EQ(buf[0], static_cast<std::byte>('a' + i % 26));
     }
-    // 6800 bytes fit one read: the lower layer was asked once, not once per message.
-    EXPECT_EQ(p.next_layer().reads, 1);
-    EXPECT_EQ((co_await p.recv(buf, soon())).error(), errc::end_of_stream);
+    // 6800 bytes: the small read that waits for the first bytes, then one read for all
+    // the rest (they fit one chunk). The lower layer is not asked once per message.
     EXPECT_EQ(p.next_layer().reads, 2);
+    EXPECT_EQ((co_await p.recv(buf, soon())).error(), errc::end_of_stream);
+    EXPECT_EQ(p.next_layer().reads, 3);
+  }());
+}
+
+// -- memory follows the bytes that arrived ---------------------------------------------
+
+TEST(Prefix, ClaimedSizeCostsNoMemoryUntilTheBytesArrive) {
+  // A 4-byte header claiming just under 1 GiB (allowed by max=1g), then 64 KiB: the
+  // receiver holds what arrived, not what the header announced.
+  run([]() -> task<void> {
+    auto p = uds::stream::pair();
+    CO_ASSERT_TRUE(p);
+    auto& raw = p->first;
+    prefix b{std::move(p->second), {.header_bytes = 4, .max_message = std::size_t{1} << 30}};
+    auto before = test::resident_bytes();
+    std::vector<std::byte> wire(4 + 64 * 1024, std::byte{'x'});
+    wire[0] = std::byte{0x3f};
+    wire[1] = wire[2] = wire[3] = std::byte{0xff};
+    auto w = co_await raw.write(const_buffer(wire), soon());
+    CO_ASSERT_OK(w);
+    std::array<std::byte, 64> buf;
+    // Reads everything that is there, then times out without waiting.
+    EXPECT_EQ((co_await b.recv(buf, deadline::already())).error(), errc::timed_out);
+    auto grown = test::resident_bytes() - std::min(before, test::resident_bytes());
+    EXPECT_LT(grown, std::size_t{4} << 20) << "resident memory grew by " << grown << " bytes";
+    // Nothing was lost: the frame is still pending, and a claim above max is refused at once.
+    EXPECT_EQ((co_await b.recv(buf, deadline::already())).error(), errc::timed_out);
+  }());
+}
+
+TEST(Prefix, ClaimAboveMaxIsRefusedBeforeTheBody) {
+  run([]() -> task<void> {
+    auto p = uds::stream::pair();
+    CO_ASSERT_TRUE(p);
+    auto& raw = p->first;
+    prefix b{std::move(p->second), {.header_bytes = 4, .max_message = 1024}};
+    std::array<std::byte, 4> header{std::byte{0}, std::byte{0}, std::byte{4}, std::byte{1}};  // 1025
+    auto w = co_await raw.write(const_buffer(header), soon());
+    CO_ASSERT_OK(w);
+    std::array<std::byte, 64> buf;
+    EXPECT_EQ((co_await b.recv(buf, soon())).error(), errc::message_too_large);
+  }());
+}
+
+TEST(Prefix, IdleConnectionHoldsNoReceiveBuffer) {
+  run([]() -> task<void> {
+    auto p = uds::stream::pair();
+    CO_ASSERT_TRUE(p);
+    auto& raw = p->first;
+    prefix b{std::move(p->second)};
+    auto f = frame({}, std::string(3000, 'm'));
+    auto w = co_await raw.write(const_buffer(f), soon());
+    CO_ASSERT_OK(w);
+    std::array<std::byte, 4096> buf;
+    auto n = co_await b.recv(buf, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 3000u);
+    // The next recv finds nothing and gives the chunk back before it waits.
+    EXPECT_EQ((co_await b.recv(buf, deadline::already())).error(), errc::timed_out);
+    EXPECT_EQ(b.buffered_capacity(), 0u);
   }());
 }
 

@@ -98,23 +98,39 @@ class framed_stream {
         if (step.length != 0) std::memcpy(buf.data(), in_.readable().data() + step.offset, step.length);
         in_.consume(step.frame);
         decoder_.reset();
+        // A large message grew the buffer: give that memory back once it is consumed.
+        if (in_.empty() && in_.capacity() > 4 * read_chunk) in_.release();
         co_return step.length;
       }
       if (step.state == decode_step::status::error) {
         read_error_ = make_error_code(step.error);
         co_return unexpected(read_error_);
       }
-      auto space = in_.writable(std::max(step.need, read_chunk));
-      auto n = co_await lower_.read_some(space, dl);
-      if (!n) {
-        auto ec = n.error();
-        if (ec == errc::end_of_stream) {
-          read_error_ = in_.empty() ? ec : make_error_code(errc::protocol_error);
-          co_return unexpected(read_error_);
-        }
-        co_return unexpected(ec);
+      // Memory follows the bytes that arrived, never what a header claims: each read
+      // offers read_chunk more bytes of room (`step.need` may be a peer's lie).
+      if (!in_.empty()) {
+        auto n = co_await lower_.read_some(in_.writable(read_chunk), dl);
+        if (!n) co_return unexpected(read_failed(n.error()));
+        in_.commit(*n);
+        continue;
       }
-      in_.commit(*n);
+      // Nothing buffered. Bytes already waiting are read straight into the chunk; if
+      // there are none, the chunk is freed and a small read in this frame does the
+      // waiting, so an idle connection holds no receive buffer.
+      if (in_.capacity() != 0) {
+        auto n = co_await lower_.read_some(in_.writable(read_chunk), deadline::already());
+        if (n) {
+          in_.commit(*n);
+          continue;
+        }
+        if (n.error() != errc::timed_out) co_return unexpected(read_failed(n.error()));
+        in_.release();
+      }
+      std::array<std::byte, wake_read> first;
+      auto n = co_await lower_.read_some(first, dl);
+      if (!n) co_return unexpected(read_failed(n.error()));
+      in_.writable(read_chunk);
+      in_.append(const_buffer(first.data(), *n));
     }
   }
 
@@ -129,7 +145,7 @@ class framed_stream {
   /// buffered input. Errors: closed (detached), the lower layer's close errors.
   task<result<void>> close(deadline dl) {
     if (detached_) co_return errc::closed;
-    (void)in_.take();
+    in_.release();
     read_error_ = make_error_code(errc::closed);
     co_return co_await lower_.close(dl);
   }
@@ -140,8 +156,14 @@ class framed_stream {
   detached<Lower> detach() {
     detached_ = true;
     read_error_ = make_error_code(errc::closed);
-    return detached<Lower>{std::move(lower_), in_.take()};
+    auto unread = in_.take();
+    in_.release();
+    return detached<Lower>{std::move(lower_), std::move(unread)};
   }
+
+  /// buffered_capacity is the receive buffer's memory now: zero while no partial message
+  /// is held and no read is in progress, so an idle connection costs no buffer.
+  std::size_t buffered_capacity() const noexcept { return in_.capacity(); }
 
   /// next_layer is the owned lower layer.
   Lower& next_layer() noexcept { return lower_; }
@@ -182,7 +204,19 @@ class framed_stream {
   // and compaction (moving a partial frame to the front) happens once per chunk.
   static constexpr std::size_t read_chunk = 16 * 1024;
 
+  // Room for the read that waits on an idle connection: one small message fits, so a
+  // request/response exchange of small messages still costs one read per message.
+  static constexpr std::size_t wake_read = 512;
+
   static task<result<void>> closed_write() { co_return errc::closed; }
+
+  // read_failed makes the failure of a lower read sticky where it must be and returns it:
+  // the end of the stream is orderly only at a message boundary.
+  std::error_code read_failed(std::error_code ec) {
+    if (ec != errc::end_of_stream) return ec;
+    read_error_ = in_.empty() ? ec : make_error_code(errc::protocol_error);
+    return read_error_;
+  }
 
   Lower lower_;
   Decoder decoder_;

@@ -101,7 +101,7 @@ void wake(int efd) noexcept {
 
 // -- waitset --------------------------------------------------------------------------------
 
-result<void> waitset::open(std::span<const int> wake_fds, int hangup_fd) {
+result<void> waitset::open(std::span<const int> wake_fds, int hangup_fd, bool records) {
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return from_errno(errno);
   epoll_.reset();
@@ -116,9 +116,9 @@ result<void> waitset::open(std::span<const int> wake_fds, int hangup_fd) {
   hung_up_ = false;
   if (hangup_fd >= 0) {
     epoll_event ev{};
-    // Only the hang-up: bytes on the control connection (there should be none) must not
-    // wake us. A hang-up that happened before registration is reported at once.
-    ev.events = EPOLLRDHUP | EPOLLET;
+    // The hang-up, and end records when asked for. A hang-up that happened before
+    // registration is reported at once.
+    ev.events = EPOLLRDHUP | EPOLLET | (records ? EPOLLIN : 0u);
     ev.data.fd = hangup_fd;
     if (::epoll_ctl(ep, EPOLL_CTL_ADD, hangup_fd, &ev) < 0) return from_errno(errno);
   }
@@ -156,6 +156,50 @@ task<std::error_code> waitset::wait(deadline dl) {
     loop->io_drained(epoll_.get(), false);
   }
   co_return co_await wait_readable(epoll_.get(), dl);
+}
+
+// -- end records ------------------------------------------------------------------------------
+
+result<void> end_records::poll(int fd) noexcept {
+  if (fd < 0) return {};
+  while (!eof) {
+    ssize_t n = ::recv(fd, partial_.data() + got_, partial_.size() - got_, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return {};
+      eof = true;  // reset: the peer is gone
+      break;
+    }
+    if (n == 0) {
+      eof = true;
+      if (got_ != 0) return errc::protocol_error;  // a torn record
+      break;
+    }
+    got_ += static_cast<std::size_t>(n);
+    if (got_ < partial_.size()) continue;
+    got_ = 0;
+    auto r = decode_end(partial_);
+    if (!r) return errc::protocol_error;
+    if (r->kind == end_kind::fin) {
+      if (fin) return errc::protocol_error;
+      fin = r->position;
+    } else {
+      if (bye) return errc::protocol_error;
+      bye = true;
+    }
+  }
+  return {};
+}
+
+void send_end(int fd, const end_record& r) noexcept {
+  if (fd < 0) return;
+  std::array<std::byte, end_record_size> wire;
+  encode_end(r, wire);
+  for (;;) {
+    ssize_t n = ::send(fd, wire.data(), wire.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    return;
+  }
 }
 
 // -- rendezvous -------------------------------------------------------------------------------
@@ -271,6 +315,9 @@ struct stream::state {
   detail::spinner read_spin, write_spin;
   wait_options wait;
   std::error_code read_error, write_error;
+  detail::end_records peer;  ///< what the peer announced on the control connection
+  const char* fault = nullptr;
+  bool fin_sent = false;
   bool alive = true;
   bool peer_gone = false;
 
@@ -297,7 +344,7 @@ struct stream::state {
   result<void> open_waits(int side) {
     int tx_ring = side, rx_ring = 1 - side;
     int rx_data = efd[2 * rx_ring].get(), tx_space = efd[2 * tx_ring + 1].get();
-    if (auto r = read_ws.open(std::span<const int>(&rx_data, 1), ctrl.native_handle()); !r) return r;
+    if (auto r = read_ws.open(std::span<const int>(&rx_data, 1), ctrl.native_handle(), true); !r) return r;
     return write_ws.open(std::span<const int>(&tx_space, 1), ctrl.native_handle());
   }
 
@@ -306,6 +353,50 @@ struct stream::state {
   }
   void fail_write(std::error_code ec) noexcept {
     if (!write_error) write_error = ec;
+  }
+  // corrupt records the first cause of a protocol_error; returns protocol_error.
+  std::error_code corrupt(const char* why) noexcept {
+    if (!fault) fault = why ? why : "shm: impossible ring state";
+    return errc::protocol_error;
+  }
+  // poll_peer reads the end records that arrived; false after a malformed one.
+  bool poll_peer() noexcept {
+    if (peer.poll(ctrl.native_handle())) return true;
+    corrupt("shm: malformed end record on the control connection");
+    return false;
+  }
+
+  // read_end decides what an empty ring means once the peer's end flag is set or its
+  // control connection hung up: end_of_stream (its fin record matches what we read),
+  // peer_died (no record: it died), protocol_error (a flag without a record, or a ring
+  // that disagrees with the record), or nothing (more bytes to read: empty result).
+  std::error_code read_end(bool flagged) noexcept {
+    if (!poll_peer()) return errc::protocol_error;
+    if (peer.fin) {
+      // Every byte up to `end` was published before the record was sent, so the tail
+      // says `end` now; we read on until our head is there too.
+      std::uint64_t end = *peer.fin;
+      std::uint64_t head = rx.position();
+      if (static_cast<std::int64_t>(end - head) < 0) return corrupt("shm: read past the peer's end record");
+      if (rx.tail_now() != end) {
+        return corrupt(rx.tail_now() == head ? "shm: stream ended short of the peer's end record"
+                                             : "shm: ring tail disagrees with the peer's end record");
+      }
+      if (head == end) return errc::end_of_stream;
+      return {};
+    }
+    if (flagged) return corrupt("shm: end flag without the peer's end record");
+    if (peer_gone || peer.eof) return errc::peer_died;
+    return {};
+  }
+
+  // send_fin announces the end of our direction: the record first, then the flag (a
+  // flag without a record is forged).
+  void send_fin() noexcept {
+    if (fin_sent) return;
+    fin_sent = true;
+    detail::send_end(ctrl.native_handle(), {end_kind::fin, tx.published()});
+    tx.finish();
   }
 
   bool rx_ready() noexcept {
@@ -319,7 +410,7 @@ struct stream::state {
 
   // finish_tx ends our direction: the peer reads end_of_stream after the last byte.
   void finish_tx() noexcept {
-    tx.finish();
+    send_fin();
     if (tx.reader_needs_wake()) detail::wake(tx_data);
   }
 
@@ -327,7 +418,8 @@ struct stream::state {
   // (closed), then unmap. The peer keeps its own mapping of the segment.
   void release() noexcept {
     if (!alive) return;
-    tx.finish();
+    send_fin();
+    detail::send_end(ctrl.native_handle(), {end_kind::bye, 0});
     rx.close();
     // Wake the peer's reader (end of stream) and writer (broken) whether or not they
     // announced a sleep: cheaper to reason about than the flags on this rare path.
@@ -362,6 +454,8 @@ std::size_t stream::ring_bytes() const noexcept {
   return s_ ? static_cast<std::size_t>(s_->seg.shape.capacity) : 0;
 }
 
+std::string_view stream::fault() const noexcept { return s_ && s_->fault ? s_->fault : ""; }
+
 result<address> stream::local_address() const {
   if (!s_ || !s_->alive) return errc::closed;
   return s_->ctrl.local_address();
@@ -380,7 +474,7 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
   for (;;) {
     auto avail = st->rx.available();
     if (!avail) {
-      st->fail_read(avail.error());
+      st->fail_read(st->corrupt(st->rx.fault()));
       co_return unexpected(st->read_error);
     }
     if (*avail > 0) {
@@ -388,15 +482,18 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
       if (st->rx.writer_needs_wake()) detail::wake(st->rx_space);
       co_return n;
     }
-    if (st->rx.finished()) {
-      // finished() is an acquire: bytes published before it are visible now.
-      auto last = st->rx.available();
-      if (last && *last > 0) continue;
-      st->fail_read(last ? make_error_code(errc::end_of_stream) : last.error());
-      co_return unexpected(st->read_error);
+    // Empty. The end flag is a hint another process could have forged: the peer's end
+    // record on the control connection decides (read_end).
+    if (bool flagged = st->rx.finished(); flagged || st->peer_gone || st->peer.fin) {
+      if (auto ec = st->read_end(flagged)) {
+        st->fail_read(ec);
+        co_return unexpected(st->read_error);
+      }
+      if (st->peer.fin) continue;  // the rest of the bytes before the end
     }
-    if (st->peer_gone) {
-      st->fail_read(errc::peer_died);
+    // About to wait: the fields only we write must hold what we wrote.
+    if (auto v = st->rx.verify(); !v) {
+      st->fail_read(st->corrupt(st->rx.fault()));
       co_return unexpected(st->read_error);
     }
     auto w = co_await detail::await_ready(
@@ -409,6 +506,14 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
     // A hang-up: look at the ring once more (bytes written before the death are still
     // ours, and a peer that finished orderly reads as end_of_stream), then report it.
     if (*w == detail::wait_outcome::hung_up) st->peer_gone = true;
+    // After a sleep: an end record may be what woke us (its flag may have been wiped).
+    if (*w == detail::wait_outcome::slept && !st->peer.fin) {
+      if (!st->poll_peer()) {
+        st->fail_read(errc::protocol_error);
+        co_return unexpected(st->read_error);
+      }
+      if (st->peer.eof) st->peer_gone = true;
+    }
   }
 }
 
@@ -427,13 +532,20 @@ task<result<void>> stream::write(const_buffers bufs, deadline dl) {
   skip_empty();
   while (index < view.size()) {
     if (st->tx.reader_closed()) {
-      st->fail_write(errc::broken);
+      // A hint: the peer's bye record (sent before the flag) makes it true.
+      if (!st->poll_peer()) {
+        st->fail_write(errc::protocol_error);
+      } else if (st->peer.bye) {
+        st->fail_write(errc::broken);
+      } else {
+        st->fail_write(st->corrupt("shm: reader-closed flag without the peer's close record"));
+      }
       co_return st->write_error;
     }
     auto space =
         st->tx.space(std::min(bufs.total_size() - written, static_cast<std::size_t>(st->tx.capacity())));
     if (!space) {
-      st->fail_write(space.error());
+      st->fail_write(st->corrupt(st->tx.fault()));
       co_return st->write_error;
     }
     if (*space > 0) {
@@ -451,6 +563,10 @@ task<result<void>> stream::write(const_buffers bufs, deadline dl) {
     }
     if (st->peer_gone) {
       st->fail_write(errc::peer_died);
+      co_return st->write_error;
+    }
+    if (auto v = st->tx.verify(); !v) {
+      st->fail_write(st->corrupt(st->tx.fault()));
       co_return st->write_error;
     }
     auto w = co_await detail::await_ready(

@@ -5,6 +5,9 @@
 // subscribers on the publisher's behalf (reader_wake::fan_out).
 #include <unistd.h>
 
+#include <atomic>
+#include <string>
+
 #include "shm_internal.hpp"
 #include "strata/runtime/event.hpp"
 
@@ -43,6 +46,8 @@ struct publisher::state {
   void finish() noexcept {
     if (finished) return;
     finished = true;
+    // The record first, then the flag: subscribers take a flag without one for forged.
+    service.announce_end(writer.head());
     writer.finish();
     detail::wake(data_efd.get());
     finished_event.set();
@@ -133,6 +138,8 @@ task<result<void>> publisher::send(const_buffers msg, deadline dl) {
   if (!st || !st->alive || st->finished) co_return errc::closed;
   if (msg.total_size() > st->seg.shape.max_message) co_return errc::message_too_large;
   for (;;) {
+    // The head and end flag are ours alone: another value means the segment was rewritten.
+    if (auto v = st->writer.verify(); !v) co_return errc::protocol_error;
     if (st->writer.can_publish()) {
       st->writer.publish(msg);
       ++st->sent;
@@ -193,7 +200,14 @@ properties publisher::runtime_capabilities() const noexcept {
 
 // -- subscriber -------------------------------------------------------------------------------
 
+namespace {
+std::atomic<loss_observer> loss_hook{nullptr};
+}  // namespace
+
+void observe_losses(loss_observer observer) noexcept { loss_hook.store(observer, std::memory_order_relaxed); }
+
 struct subscriber::state {
+  std::string name;
   detail::segment seg;
   uds::stream ctrl;
   detail::unique_fd data_efd, space_efd;
@@ -203,6 +217,8 @@ struct subscriber::state {
   wait_options wait;
   std::error_code error;
   std::uint64_t lost = 0;
+  detail::end_records publisher_end;  ///< the publisher's fin record (its final head)
+  const char* fault = nullptr;
   bool alive = true;
   bool peer_gone = false;
 
@@ -210,6 +226,35 @@ struct subscriber::state {
 
   void fail(std::error_code ec) noexcept {
     if (!error) error = ec;
+  }
+  void corrupt(const char* why) noexcept {
+    if (!fault) fault = why ? why : "shm: impossible ring state";
+    fail(errc::protocol_error);
+  }
+  // at_end decides what an empty ring means once the end flag is set, the control
+  // connection hung up or a record came: end_of_stream (the publisher's fin record says
+  // we read everything), peer_died (no record: it died), protocol_error (a flag without
+  // a record, a head that disagrees with it), or nothing (read again).
+  std::error_code at_end(bool flagged) noexcept {
+    if (!publisher_end.poll(ctrl.native_handle())) {
+      corrupt("shm: malformed end record on the control connection");
+      return error;
+    }
+    if (publisher_end.fin) {
+      std::uint64_t end = *publisher_end.fin, next = reader.next();
+      if (next == end) return errc::end_of_stream;
+      // Messages up to `end` were published before the record was sent.
+      corrupt(static_cast<std::int64_t>(end - next) < 0
+                  ? "shm: read past the publisher's end record"
+                  : "shm: broadcast ended short of the publisher's end record");
+      return error;
+    }
+    if (flagged) {
+      corrupt("shm: end flag without the publisher's end record");
+      return error;
+    }
+    if (peer_gone || publisher_end.eof) return errc::peer_died;
+    return {};
   }
   void release() noexcept {
     if (!alive) return;
@@ -259,9 +304,10 @@ task<result<subscriber>> subscribe(std::string_view name, deadline dl, wait_opti
   st->ctrl = std::move(rv->ctrl);
   st->data_efd = std::move(rv->fds[1]);
   st->space_efd = std::move(rv->fds[2]);
+  st->name = std::string(name);
   st->reader = broadcast_reader(view, rv->reply.member, start);
   int data_fd = st->data_efd.get();
-  if (auto r = st->ws.open(std::span<const int>(&data_fd, 1), st->ctrl.native_handle()); !r)
+  if (auto r = st->ws.open(std::span<const int>(&data_fd, 1), st->ctrl.native_handle(), true); !r)
     co_return unexpected(r.error());
   co_return subscriber(std::move(st));
 }
@@ -276,27 +322,36 @@ task<result<delivery>> subscriber::receive(mutable_buffer buf, deadline dl) {
     switch (step.state) {
       case broadcast_step::status::message:
         st->lost += step.lost;
+        if (step.lost > 0) {
+          if (auto hook = loss_hook.load(std::memory_order_relaxed)) hook(st->name, step.lost);
+        }
         if (st->seg.shape.policy == overflow_policy::block && st->reader.publisher_needs_wake())
           detail::wake(st->space_efd.get());
         co_return delivery{step.size, step.lost};
       case broadcast_step::status::too_small:
         co_return errc::message_too_large;
       case broadcast_step::status::error:
-        st->fail(errc::protocol_error);
+        st->corrupt(st->reader.fault());
         co_return unexpected(st->error);
       case broadcast_step::status::empty:
         break;
     }
-    if (saw_end) {
-      st->fail(errc::end_of_stream);
-      co_return unexpected(st->error);
-    }
-    if (st->reader.finished()) {
-      saw_end = true;  // read once more: messages published before the end are visible now
+    // Empty. The end flag is a hint another process could have forged: the publisher's
+    // end record on the control connection decides (at_end). Read once more after the
+    // end is seen: messages published before it are visible now.
+    if (bool flagged = st->reader.finished(); flagged || st->peer_gone || st->publisher_end.fin) {
+      if (saw_end) {
+        if (auto ec = st->at_end(flagged)) {
+          st->fail(ec);
+          co_return unexpected(st->error);
+        }
+      }
+      saw_end = true;
       continue;
     }
-    if (st->peer_gone) {
-      st->fail(errc::peer_died);
+    // About to wait: what only we write must hold what we wrote.
+    if (auto v = st->reader.verify(); !v) {
+      st->corrupt(st->reader.fault());
       co_return unexpected(st->error);
     }
     auto w = co_await detail::await_ready(
@@ -304,6 +359,14 @@ task<result<delivery>> subscriber::receive(mutable_buffer buf, deadline dl) {
         [st] { st->reader.prepare_wait(); }, [st] { st->reader.end_wait(); });
     if (!w) co_return unexpected(w.error());
     if (*w == detail::wait_outcome::hung_up) st->peer_gone = true;
+    // After a sleep: the end record may be what woke us (its flag may have been wiped).
+    if (*w == detail::wait_outcome::slept && !st->publisher_end.fin) {
+      if (!st->publisher_end.poll(st->ctrl.native_handle())) {
+        st->corrupt("shm: malformed end record on the control connection");
+        co_return unexpected(st->error);
+      }
+      if (st->publisher_end.eof) st->peer_gone = true;
+    }
   }
 }
 
@@ -331,6 +394,7 @@ task<result<void>> subscriber::close(deadline) {
 }
 
 std::uint64_t subscriber::loss_count() const noexcept { return s_ ? s_->lost : 0; }
+std::string_view subscriber::fault() const noexcept { return s_ && s_->fault ? s_->fault : ""; }
 std::size_t subscriber::max_message() const noexcept {
   return s_ ? static_cast<std::size_t>(s_->seg.shape.max_message) : 0;
 }

@@ -10,10 +10,12 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
@@ -105,7 +107,9 @@ class waitset {
   waitset(waitset&&) noexcept = default;
   waitset& operator=(waitset&&) noexcept = default;
 
-  result<void> open(std::span<const int> wake_fds, int hangup_fd);
+  /// open makes the set; `hangup_fd` (or -1) is the control connection. With
+  /// `records`, bytes arriving on it (end records) wake the set too.
+  result<void> open(std::span<const int> wake_fds, int hangup_fd, bool records = false);
   /// hung_up reports (sticky) whether the control connection hung up. Costs a system
   /// call only when the event loop saw an event on the set since the last check.
   bool hung_up() noexcept;
@@ -161,11 +165,32 @@ class spinner {
   std::chrono::nanoseconds budget_;
 };
 
+/// end_records collects the end records (shm_ring.hpp) a peer sends on a control
+/// connection. Another process can rewrite the segment, not this connection, so a
+/// record is what makes an end flag true.
+struct end_records {
+  std::optional<std::uint64_t> fin;  ///< the peer finished: its final position
+  bool bye = false;                  ///< the peer reads no more
+  bool eof = false;                  ///< the connection ended (the peer closed or died)
+  /// poll reads what has arrived, without waiting. protocol_error for a malformed or
+  /// repeated record or bytes after the end; `fd` < 0 (no connection) reads nothing.
+  result<void> poll(int fd) noexcept;
+
+ private:
+  std::array<std::byte, end_record_size> partial_{};
+  std::size_t got_ = 0;
+};
+/// send_end sends one end record on a control connection without waiting (it is the
+/// only traffic after the hello, so the socket buffer has room); errors are ignored:
+/// the peer is gone then.
+void send_end(int fd, const end_record& r) noexcept;
+
 /// spin_burst is how many times spin mode polls a ring between turns of the event loop.
 inline constexpr int spin_burst = 32;
 
-/// wait_outcome is what await_ready reports.
-enum class wait_outcome { ready, hung_up };
+/// wait_outcome is what await_ready reports: `ready` (re-check the ring), `slept` (the
+/// same, after a sleep: something on the wait set may have woken us), `hung_up`.
+enum class wait_outcome { ready, slept, hung_up };
 
 /// await_ready parks the calling task until `ready()` may hold. It is the one wait loop
 /// of every ring operation: spin mode polls between turns of the event loop; otherwise
@@ -194,6 +219,7 @@ task<result<wait_outcome>> await_ready(waitset& ws, spinner& sp, const wait_opti
       if ((i & 1023) == 0) {
         ws.refresh();
         if (ws.hung_up()) co_return wait_outcome::hung_up;
+        co_return wait_outcome::ready;  // let the caller validate the ring again
       }
     }
   }
@@ -203,11 +229,14 @@ task<result<wait_outcome>> await_ready(waitset& ws, spinner& sp, const wait_opti
     withdraw();
     co_return wait_outcome::ready;
   }
-  auto ec = co_await ws.wait(dl);
+  // Sleep at most opt.recheck: garbage another process left in the segment may have
+  // swallowed our wake-up, and the caller's loop validates the ring again.
+  auto ec = co_await ws.wait(deadline::earlier(dl, deadline::after(opt.recheck)));
   if (!alive) co_return errc::closed;
   withdraw();
+  if (ec == errc::timed_out && !dl.expired()) ec = {};
   if (ec) co_return unexpected(ec);
-  co_return wait_outcome::ready;  // re-check: the caller's loop also sees a hang-up next time
+  co_return wait_outcome::slept;  // re-check: the caller's loop also sees a hang-up next time
 }
 
 /// exchange_hello sends `request` and receives the reply with its descriptors (owned by
@@ -265,6 +294,10 @@ class service {
   void fan_out() noexcept { wake(fan_out_.get()); }
   /// members is the number of connected members.
   std::size_t members() const noexcept { return members_.load(std::memory_order_relaxed); }
+  /// announce_end has the thread send an end record (fin, `position`) to every member
+  /// and to every member that joins later, and returns once the connected ones have it
+  /// (so the owner may set its end flag afterwards: a flag without a record is forged).
+  void announce_end(std::uint64_t position) noexcept;
 
  private:
   /// joiner is a connection whose hello is still arriving.
@@ -289,6 +322,8 @@ class service {
   /// admit answers a complete hello: a member entry and the descriptors, or a refusal.
   void admit(joiner& j) noexcept;
   void serve_fan_out() noexcept;
+  /// serve_end sends the announced end record to every connected member.
+  void serve_end() noexcept;
   /// drop_departed frees the entries of members whose connection hung up;
   /// `member_polls[i]` is the poll result of connected_[i].
   void drop_departed(std::span<const pollfd> member_polls) noexcept;
@@ -296,6 +331,11 @@ class service {
   uds::listener listener_;
   unique_fd stop_;
   unique_fd fan_out_;
+  unique_fd end_;  ///< announce_end wakes the thread here
+  std::mutex end_mutex_;
+  std::condition_variable end_done_cv_;
+  std::optional<std::uint64_t> end_position_;  ///< announced (under end_mutex_)
+  bool end_done_ = false;                      ///< sent to the connected members (under end_mutex_)
   std::vector<int> fds_;
   hooks hooks_;
   std::thread thread_;
@@ -308,6 +348,7 @@ class service {
   std::vector<member> connected_;
   std::vector<joiner> joining_;
   std::vector<std::uint32_t> pending_leaves_;
+  std::optional<std::uint64_t> ended_;  ///< the thread's copy: joiners get the record too
 };
 
 /// peer_pid reads SO_PEERCRED of a connected Unix socket (0 when unknown).

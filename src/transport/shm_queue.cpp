@@ -30,6 +30,8 @@ struct queue::state {
   event finished_event;     ///< our shutdown_write (role send: ends recv)
   std::error_code read_error, write_error;
   std::uint64_t skipped = 0;
+  detail::end_records creator_end;  ///< members: the creator's fin record
+  const char* fault = nullptr;
   bool creator = false;
   bool alive = true;
   bool creator_gone = false;
@@ -39,8 +41,27 @@ struct queue::state {
   result<void> open_waits() {
     int hangup = creator ? -1 : ctrl.native_handle();
     int data = data_efd.get(), space = space_efd.get();
-    if (auto r = read_ws.open(std::span<const int>(&data, 1), hangup); !r) return r;
-    return write_ws.open(std::span<const int>(&space, 1), hangup);
+    if (auto r = read_ws.open(std::span<const int>(&data, 1), hangup, true); !r) return r;
+    return write_ws.open(std::span<const int>(&space, 1), hangup, true);
+  }
+
+  std::error_code corrupt(const char* why) noexcept {
+    if (!fault) fault = why ? why : "shm: impossible queue state";
+    return errc::protocol_error;
+  }
+  // ended reports whether the creator closed the queue: the end flag is a hint another
+  // process could have forged, the creator's fin record (sent before the flag) decides.
+  // Sets `ec` to protocol_error for a flag without a record (the creator's own queue
+  // has no control connection: any flag it did not set is forged).
+  bool ended(std::error_code& ec) noexcept {
+    if (!creator_end.poll(ctrl.native_handle())) {
+      ec = corrupt("shm: malformed end record on the control connection");
+      return false;
+    }
+    if (creator_end.eof) creator_gone = true;
+    if (creator_end.fin) return true;
+    if (core.finished()) ec = corrupt("shm: end flag without the creator's end record");
+    return false;
   }
 
   void fail_read(std::error_code ec) noexcept {
@@ -54,6 +75,8 @@ struct queue::state {
     if (!alive) return;
     if (creator) {
       // The end for everyone: members drain what is queued, then read end_of_stream.
+      // The record first, then the flag (members take a flag without one for forged).
+      service.announce_end(0);
       core.finish();
       detail::wake(data_efd.get());
       detail::wake(space_efd.get());
@@ -194,16 +217,28 @@ task<result<void>> queue::send(const_buffers msg, deadline dl) {
   if (st->options.role == queue_role::recv) co_return errc::not_supported;
   if (msg.total_size() > st->seg.shape.max_message) co_return errc::message_too_large;
   for (;;) {
-    if (st->core.finished()) {
-      st->fail_write(errc::broken);  // the creator closed the queue
-      co_return st->write_error;
+    if (st->core.finished() || st->creator_end.fin) {
+      std::error_code ec;
+      if (st->ended(ec)) ec = errc::broken;  // the creator closed the queue
+      if (ec) {
+        st->fail_write(ec);
+        co_return st->write_error;
+      }
     }
     if (st->core.try_send(msg)) {
       if (st->core.others_need_wake(true)) detail::wake(st->data_efd.get());
       co_return result<void>{};
     }
+    if (st->core.fault()) {
+      st->fail_write(st->corrupt(st->core.fault()));
+      co_return st->write_error;
+    }
     if (st->creator_gone) {
       st->fail_write(errc::peer_died);
+      co_return st->write_error;
+    }
+    if (auto v = st->core.verify(); !v) {
+      st->fail_write(st->corrupt(st->core.fault()));
       co_return st->write_error;
     }
     auto w = co_await detail::await_ready(
@@ -212,6 +247,10 @@ task<result<void>> queue::send(const_buffers msg, deadline dl) {
         [st] { st->core.end_wait(false); });
     if (!w) co_return w.error();
     if (*w == detail::wait_outcome::hung_up) st->creator_gone = true;
+    if (*w == detail::wait_outcome::slept) {
+      std::error_code ec;
+      (void)st->ended(ec);  // picks up an end record (or a hang-up) that woke us
+    }
   }
 }
 
@@ -235,7 +274,7 @@ task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
       case queue_step::status::too_small:
         co_return errc::message_too_large;
       case queue_step::status::error:
-        st->fail_read(errc::protocol_error);
+        st->fail_read(st->corrupt(st->core.fault()));
         co_return unexpected(st->read_error);
       case queue_step::status::empty:
         if (step.skipped && st->core.others_need_wake(false)) detail::wake(st->space_efd.get());
@@ -245,12 +284,24 @@ task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
       st->fail_read(errc::end_of_stream);
       co_return unexpected(st->read_error);
     }
-    if (st->core.finished()) {
-      saw_end = true;
-      continue;
+    if (st->core.finished() || st->creator_end.fin || st->creator_gone) {
+      std::error_code ec;
+      bool end = st->ended(ec);
+      if (ec) {
+        st->fail_read(ec);
+        co_return unexpected(st->read_error);
+      }
+      if (end) {
+        saw_end = true;  // read once more: what was queued before the end is visible now
+        continue;
+      }
     }
     if (st->creator_gone) {
       st->fail_read(errc::peer_died);
+      co_return unexpected(st->read_error);
+    }
+    if (auto v = st->core.verify(); !v) {
+      st->fail_read(st->corrupt(st->core.fault()));
       co_return unexpected(st->read_error);
     }
     auto w = co_await detail::await_ready(
@@ -259,6 +310,10 @@ task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
         [st] { st->core.end_wait(true); });
     if (!w) co_return unexpected(w.error());
     if (*w == detail::wait_outcome::hung_up) st->creator_gone = true;
+    if (*w == detail::wait_outcome::slept) {
+      std::error_code ec;
+      (void)st->ended(ec);  // picks up an end record (or a hang-up) that woke us
+    }
   }
 }
 
@@ -278,6 +333,7 @@ task<result<void>> queue::close(deadline) {
 }
 
 bool queue::creator() const noexcept { return s_ && s_->creator; }
+std::string_view queue::fault() const noexcept { return s_ && s_->fault ? s_->fault : ""; }
 std::uint64_t queue::skipped() const noexcept { return s_ ? s_->skipped : 0; }
 std::size_t queue::max_message() const noexcept {
   return s_ ? static_cast<std::size_t>(s_->seg.shape.max_message) : 0;

@@ -130,19 +130,51 @@ result<hello> decode_hello(const_buffer in) noexcept {
   return h;
 }
 
+// -- end records ----------------------------------------------------------------------------
+
+void encode_end(const end_record& r, std::span<std::byte, end_record_size> out) noexcept {
+  std::uint32_t words[2] = {static_cast<std::uint32_t>(r.kind), 0};
+  std::memcpy(out.data(), &end_magic, 8);
+  std::memcpy(out.data() + 8, words, sizeof words);
+  std::memcpy(out.data() + 16, &r.position, 8);
+}
+
+result<end_record> decode_end(const_buffer in) noexcept {
+  if (in.size() != end_record_size) return errc::protocol_error;
+  if (load_raw<std::uint64_t>(in.data()) != end_magic) return errc::protocol_error;
+  std::uint32_t w[2];
+  std::memcpy(w, in.data() + 8, sizeof w);
+  if (w[0] < 1 || w[0] > 2 || w[1] != 0) return errc::protocol_error;
+  end_record r;
+  r.kind = static_cast<end_kind>(w[0]);
+  r.position = load_raw<std::uint64_t>(in.data() + 16);
+  return r;
+}
+
 // -- broadcast ------------------------------------------------------------------------------
 
 broadcast_step broadcast_reader::read(mutable_buffer buf) noexcept {
   using status = broadcast_step::status;
   const std::uint64_t capacity = v_.shape.capacity;
   const std::uint64_t max_payload = v_.shape.max_message;
+  const bool block = v_.shape.policy == overflow_policy::block;
+  // load_head reads the head and checks that it never moves backwards.
+  auto load_head = [&](std::uint64_t& head) {
+    head = atom(v_.control->head).load(std::memory_order_acquire);
+    if (static_cast<std::int64_t>(head - head_seen_) < 0) return false;
+    head_seen_ = head;
+    return true;
+  };
   for (int tries = 0; tries < max_retries; ++tries) {
-    std::uint64_t head = atom(v_.control->head).load(std::memory_order_acquire);
+    std::uint64_t head;
+    if (!load_head(head)) return error("shm: broadcast head moved backwards");
     std::uint64_t ahead = head - next_;
     if (ahead == 0) return {status::empty, 0, 0};
     if (ahead > (std::numeric_limits<std::uint64_t>::max() >> 1))
-      return {status::error, 0, 0};  // head went back
+      return error("shm: broadcast head behind the subscriber");
     if (ahead > capacity) {
+      // Under block the publisher waits for us: it cannot be a ring ahead.
+      if (block) return error("shm: broadcast head more than a ring ahead under policy=block");
       // Lapped: everything older than the last `capacity` messages is gone.
       lost_ += ahead - capacity;
       next_ = head - capacity;
@@ -150,13 +182,20 @@ broadcast_step broadcast_reader::read(mutable_buffer buf) noexcept {
     }
     slot_header* s = v_.slot(next_);
     std::uint64_t seq = atom(s->seq).load(std::memory_order_acquire);
-    auto overwritten = [&] {
-      // The publisher rewrites a slot only once it is a ring ahead of it: a wrong
-      // sequence with a head less than a ring ahead is impossible state.
-      return atom(v_.control->head).load(std::memory_order_acquire) - next_ >= capacity;
-    };
     if (seq != next_ + 1) {
-      if (!overwritten()) return {status::error, 0, 0};
+      // The publisher rewrites a slot only once the head is a ring ahead of it, which
+      // `block` never allows for a message we have not read. Otherwise the slot either
+      // is being rewritten (slot_busy) or holds a later message of the same slot, and
+      // either way the head (read after the sequence) has reached that message.
+      if (block) return error("shm: broadcast slot sequence wrong under policy=block");
+      if (!load_head(head)) return error("shm: broadcast head moved backwards");
+      if (seq == slot_busy) {
+        if (head - next_ < capacity) return error("shm: broadcast slot rewritten before the head lapped it");
+      } else if (static_cast<std::int64_t>(seq - (next_ + 1)) < 0) {
+        return error("shm: broadcast slot sequence behind the head");
+      } else if ((seq - (next_ + 1)) % capacity != 0 || static_cast<std::int64_t>(head + 1 - seq) < 0) {
+        return error("shm: broadcast slot sequence out of place");
+      }
       ++lost_;
       ++next_;
       continue;
@@ -166,31 +205,35 @@ broadcast_step broadcast_reader::read(mutable_buffer buf) noexcept {
       std::atomic_thread_fence(std::memory_order_acquire);
       return atom(s->seq).load(std::memory_order_relaxed) == seq;
     };
-    if (size > max_payload) {
-      if (still_intact()) return {status::error, 0, 0};
+    auto torn = [&] {
+      // Changed while we looked: only `overwrite` rewrites a slot we have not read.
       ++lost_;
       ++next_;
+      return !block;
+    };
+    if (size > max_payload) {
+      if (still_intact()) return error("shm: broadcast message size over max_message");
+      if (!torn()) return error("shm: broadcast slot rewritten under policy=block");
       continue;
     }
     if (size > buf.size()) {
       if (still_intact()) return {status::too_small, static_cast<std::size_t>(size), 0};
-      ++lost_;
-      ++next_;
+      if (!torn()) return error("shm: broadcast slot rewritten under policy=block");
       continue;
     }
     std::memcpy(buf.data(), v_.payload(s), static_cast<std::size_t>(size));
     if (!still_intact()) {
-      ++lost_;
-      ++next_;
+      if (!torn()) return error("shm: broadcast slot rewritten under policy=block");
       continue;
     }
     ++next_;
+    cursor_ = next_;
     atom(me_->cursor).store(next_, std::memory_order_release);
     broadcast_step step{status::message, static_cast<std::size_t>(size), lost_};
     lost_ = 0;
     return step;
   }
-  return {status::error, 0, 0};
+  return error("shm: broadcast state never settles");
 }
 
 bool broadcast_writer::can_publish() noexcept {
@@ -263,6 +306,7 @@ void leave_member(const ring_view& v, std::uint32_t member) noexcept {
 // -- queue ----------------------------------------------------------------------------------
 
 bool queue_core::try_claim(std::uint64_t& position) noexcept {
+  const std::uint64_t capacity = v_.shape.capacity;
   auto head = atom(v_.control->head);
   std::uint64_t pos = head.load(std::memory_order_relaxed);
   for (int tries = 0; tries < max_retries; ++tries) {
@@ -279,12 +323,24 @@ bool queue_core::try_claim(std::uint64_t& position) noexcept {
       }
     } else if (dif < 0) {
       atom(me_->send_claim).store(no_claim, std::memory_order_relaxed);
-      return false;  // full: the slot still holds the message of the previous lap
+      // Full: the slot still holds the message of the previous lap (claimed: pos -
+      // capacity, committed: one more). Anything older is impossible.
+      if (dif < -static_cast<std::int64_t>(capacity))
+        fault_ = "shm: queue slot sequence behind the enqueue position";
+      return false;
     } else {
-      pos = head.load(std::memory_order_relaxed);
+      // Another producer claimed pos (and moved the head before committing).
+      std::uint64_t again = head.load(std::memory_order_relaxed);
+      if (again == pos) {
+        atom(me_->send_claim).store(no_claim, std::memory_order_relaxed);
+        fault_ = "shm: queue slot sequence ahead of the enqueue position";
+        return false;
+      }
+      pos = again;
     }
   }
   atom(me_->send_claim).store(no_claim, std::memory_order_relaxed);
+  fault_ = "shm: queue state never settles";
   return false;
 }
 
@@ -314,16 +370,26 @@ queue_step queue_core::try_recv(mutable_buffer buf) noexcept {
     slot_header* s = v_.slot(pos);
     std::uint64_t seq = atom(s->seq).load(std::memory_order_acquire);
     auto dif = static_cast<std::int64_t>(seq - (pos + 1));
-    if (dif < 0) return {status::empty, 0, skipped};
+    if (dif < 0) {
+      // Empty: the slot waits for its producer (pos), or still holds the previous lap
+      // (freed: pos; a consumer of pos - capacity copying: pos + 1 - capacity).
+      if (dif < -static_cast<std::int64_t>(capacity))
+        return error("shm: queue slot sequence behind the dequeue position", skipped);
+      return {status::empty, 0, skipped};
+    }
     if (dif > 0) {
-      pos = tail.load(std::memory_order_relaxed);
+      // Another consumer took pos (and moved the tail before freeing the slot).
+      std::uint64_t again = tail.load(std::memory_order_relaxed);
+      if (again == pos) return error("shm: queue slot sequence ahead of the dequeue position", skipped);
+      pos = again;
       continue;
     }
     std::uint32_t flags = atom(s->flags).load(std::memory_order_relaxed);
     std::uint64_t size = atom(s->size).load(std::memory_order_relaxed);
     bool abandoned = (flags & slot_abandoned) != 0;
+    if (flags & ~slot_abandoned) return error("shm: queue slot flags unknown", skipped);
     if (!abandoned) {
-      if (size > v_.shape.max_message) return {status::error, 0, skipped};
+      if (size > v_.shape.max_message) return error("shm: queue message size over max_message", skipped);
       if (size > buf.size()) return {status::too_small, static_cast<std::size_t>(size), skipped};
     }
     atom(me_->recv_claim).store(pos, std::memory_order_relaxed);
@@ -340,7 +406,7 @@ queue_step queue_core::try_recv(mutable_buffer buf) noexcept {
     return {status::message, static_cast<std::size_t>(size), skipped};
   }
   atom(me_->recv_claim).store(no_claim, std::memory_order_relaxed);
-  return {status::error, 0, skipped};
+  return error("shm: queue state never settles", skipped);
 }
 
 void join_queue(const ring_view& v, std::uint32_t member, std::uint32_t pid) noexcept {

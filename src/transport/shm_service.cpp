@@ -55,6 +55,9 @@ result<void> service::start(uds::listener listener, std::vector<int> fds, hooks 
   int f = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (f < 0) return from_errno(errno);
   fan_out_ = unique_fd(f);
+  int e = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e < 0) return from_errno(errno);
+  end_ = unique_fd(e);
   fds_ = std::move(fds);
   hooks_ = std::move(h);
   try {
@@ -74,6 +77,32 @@ void service::stop() noexcept {
   listener_.close();
   stop_.reset();
   fan_out_.reset();
+  end_.reset();
+}
+
+void service::announce_end(std::uint64_t position) noexcept {
+  if (!thread_.joinable()) return;
+  std::unique_lock lock(end_mutex_);
+  if (end_position_) return;
+  end_position_ = position;
+  wake(end_.get());
+  // The thread answers within one turn of its poll loop; the bound only guards against
+  // a thread that is gone.
+  end_done_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return end_done_; });
+}
+
+void service::serve_end() noexcept {
+  std::uint64_t count;
+  [[maybe_unused]] auto r = ::read(end_.get(), &count, sizeof count);
+  {
+    std::lock_guard lock(end_mutex_);
+    if (!end_position_ || ended_) return;
+    ended_ = end_position_;
+  }
+  for (auto& m : connected_) send_end(m.ctrl.get(), {end_kind::fin, *ended_});
+  std::lock_guard lock(end_mutex_);
+  end_done_ = true;
+  end_done_cv_.notify_all();
 }
 
 void service::drop_departed(std::span<const pollfd> member_polls) noexcept {
@@ -132,6 +161,7 @@ void service::admit(joiner& j) noexcept {
     if (!hooks_.leave(*member)) pending_leaves_.push_back(*member);
     return;
   }
+  if (ended_) send_end(fd, {end_kind::fin, *ended_});
   connected_.push_back({std::move(j.conn), *member});
   members_.store(connected_.size(), std::memory_order_relaxed);
 }
@@ -177,6 +207,7 @@ void service::run() noexcept {
     polled.clear();
     polled.push_back({stop_.get(), POLLIN, 0});
     polled.push_back({fan_out_.get(), POLLIN, 0});
+    polled.push_back({end_.get(), POLLIN, 0});
     // A full set of joiners leaves further connections queued in the kernel.
     polled.push_back(
         {listener_.native_handle(), static_cast<short>(joining_.size() < max_joining ? POLLIN : 0), 0});
@@ -198,12 +229,13 @@ void service::run() noexcept {
     }
     if (n > 0 && polled[0].revents) break;
     if (n > 0 && (polled[1].revents & POLLIN)) serve_fan_out();
+    if (n > 0 && (polled[2].revents & POLLIN)) serve_end();
     const std::size_t members = connected_.size();
-    auto rest = std::span<const pollfd>(polled).subspan(3);
+    auto rest = std::span<const pollfd>(polled).subspan(4);
     // Departures first: an entry freed now can serve a joiner below.
     if (n > 0) drop_departed(rest.first(members));
     serve_joiners(rest.subspan(members));  // also drops the joiners that ran out of time
-    if (n > 0 && (polled[2].revents & POLLIN)) accept_joiners();
+    if (n > 0 && (polled[3].revents & POLLIN)) accept_joiners();
   }
   for (auto& m : connected_) ::close(m.ctrl.release());
   connected_.clear();

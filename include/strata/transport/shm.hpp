@@ -118,6 +118,11 @@ struct wait_options {
   /// at once). The spin adapts between 1 µs and this limit: it grows when spinning found
   /// the peer's answer and shrinks when it did not.
   std::chrono::nanoseconds spin_limit = std::chrono::microseconds(20);
+  /// recheck bounds each sleep: a sleeping side wakes at least this often and validates
+  /// the ring again, so that a segment another process rewrote (a swallowed wake-up,
+  /// indices that keep both sides waiting) ends in protocol_error rather than a hang.
+  /// Spin mode re-validates every 1024 bursts of polls.
+  std::chrono::milliseconds recheck = std::chrono::milliseconds(250);
 };
 
 /// default_ring_bytes is the default size of each direction of a stream.
@@ -169,6 +174,9 @@ class stream {
   result<address> peer_address() const;
   /// ring_bytes is the capacity of each direction.
   std::size_t ring_bytes() const noexcept;
+  /// fault names the cause of a protocol_error this stream reported (e.g. "shm: ring
+  /// head moved backwards"); empty when there was none.
+  std::string_view fault() const noexcept;
 
   struct state;
 
@@ -302,6 +310,8 @@ class subscriber {
 
   /// loss_count is the total of messages lost so far.
   std::uint64_t loss_count() const noexcept;
+  /// fault names the cause of a protocol_error (see stream::fault).
+  std::string_view fault() const noexcept;
   /// max_message is the largest message of the ring.
   std::size_t max_message() const noexcept;
   result<address> peer_address() const;
@@ -318,6 +328,15 @@ class subscriber {
 /// subscribe joins the broadcast ring NAME before `dl`. Errors: as connect, plus EUSERS
 /// when the ring has max_subscribers already.
 task<result<subscriber>> subscribe(std::string_view name, deadline dl, wait_options options = {});
+
+/// loss_observer is told of messages that a subscriber of this process lost (policy
+/// overwrite): `name` is the NAME it subscribed to, `lost` the messages skipped right
+/// before the one it just received. Called on the subscriber's thread, from receive.
+using loss_observer = void (*)(std::string_view name, std::uint64_t lost);
+/// observe_losses installs `observer` for every subscriber of this process (nullptr:
+/// none). For programs that hold subscribers behind type erasure (the CLI's
+/// any_message), where loss_count() is out of reach.
+void observe_losses(loss_observer observer) noexcept;
 
 // -- MPMC queue -----------------------------------------------------------------------------
 
@@ -364,6 +383,8 @@ class queue {
 
   /// creator reports whether this member created the queue (and serves it).
   bool creator() const noexcept;
+  /// fault names the cause of a protocol_error (see stream::fault).
+  std::string_view fault() const noexcept;
   /// skipped counts the slots of dead producers this member skipped.
   std::uint64_t skipped() const noexcept;
   std::size_t max_message() const noexcept;

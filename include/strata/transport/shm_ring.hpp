@@ -205,6 +205,34 @@ void encode_hello(const hello& h, std::span<std::byte, hello_size> out) noexcept
 /// unknown kind or status, more than max_hello_fds descriptors or non-zero flags.
 result<hello> decode_hello(const_buffer in) noexcept;
 
+// -- end records --------------------------------------------------------------------------
+//
+// The segment can be rewritten by any process that reaches the memfd, the control
+// connection only by the two processes at its ends. So the flags that end a ring (a
+// stream's `finished` and `reader_closed`, a broadcast's or queue's `finished`) are
+// only hints: each end is also announced by an end record on the control connection,
+// sent *before* the flag is set. A flag seen without its record is forged
+// (protocol_error); a hang-up without the record is a death (peer_died).
+
+/// end_kind says what an end record announces.
+enum class end_kind : std::uint32_t {
+  fin = 1,  ///< the sender publishes nothing more; `position` is its final ring position
+  bye = 2,  ///< the sender reads nothing more (stream: its close)
+};
+/// end_magic opens every end record ("STRAEND1").
+inline constexpr std::uint64_t end_magic = 0x31444e4541525453ull;
+inline constexpr std::size_t end_record_size = 24;
+
+/// end_record is the 24-byte message {magic, kind, 0, position} of the control connection.
+struct end_record {
+  end_kind kind = end_kind::fin;
+  std::uint64_t position = 0;  ///< fin: stream bytes / broadcast messages ever published
+};
+/// encode_end writes `r` into `out`.
+void encode_end(const end_record& r, std::span<std::byte, end_record_size> out) noexcept;
+/// decode_end reads an end record; protocol_error for a wrong size, magic, kind or pad.
+result<end_record> decode_end(const_buffer in) noexcept;
+
 // -- SPSC byte ring -----------------------------------------------------------------------
 
 /// spsc_reader is the consuming side of one SPSC byte ring. The ring's positions are
@@ -217,13 +245,16 @@ class spsc_reader {
 
   /// available is how many published bytes we have not consumed yet (at least; the
   /// producer's tail is read again only when the last one read is used up).
-  /// protocol_error when the tail is impossible (behind our head or more than a ring
-  /// ahead).
+  /// protocol_error when the tail is impossible (behind the tail read before, which is
+  /// our head, or more than a ring ahead); fault() names the cause.
   result<std::size_t> available() noexcept {
     if (tail_ != head_) return static_cast<std::size_t>(tail_ - head_);
     std::uint64_t tail = atom(c_->tail).load(std::memory_order_acquire);
     std::uint64_t used = tail - head_;
-    if (used > capacity_) return errc::protocol_error;
+    if (used > capacity_) {
+      return fail(static_cast<std::int64_t>(used) < 0 ? "shm: ring tail moved backwards"
+                                                      : "shm: ring tail more than a ring ahead of the head");
+    }
     if (used == 0) {
       // Ask for the next bytes' line together with the tail's, so that a polling reader
       // pays one cache-line transfer for both once the producer wrote them.
@@ -267,16 +298,41 @@ class spsc_reader {
   void close() noexcept { atom(c_->reader_closed).store(1, std::memory_order_release); }
   /// declare_spinning promises that this reader never sleeps (spin mode), so the
   /// producer skips the wake-up handshake.
-  void declare_spinning() noexcept { atom(c_->reader_spins).store(1, std::memory_order_relaxed); }
+  void declare_spinning() noexcept {
+    spins_ = 1;
+    atom(c_->reader_spins).store(1, std::memory_order_relaxed);
+  }
+  /// verify checks the fields only this reader writes (its head, reader_closed,
+  /// reader_spins): someone else changed them when they differ from what we wrote.
+  /// Called before sleeping and on every periodic re-check, so that garbage that would
+  /// keep both sides asleep (a head that says the ring is full) is found.
+  result<void> verify() noexcept {
+    if (atom(c_->head).load(std::memory_order_relaxed) != head_) return fail("shm: ring head overwritten");
+    if (atom(c_->reader_closed).load(std::memory_order_relaxed) != 0)
+      return fail("shm: reader-closed flag set by another process");
+    if (atom(c_->reader_spins).load(std::memory_order_relaxed) != spins_)
+      return fail("shm: reader spin flag overwritten");
+    return {};
+  }
+  /// tail_now reads the producer's tail without caching it (for the end check).
+  std::uint64_t tail_now() const noexcept { return atom(c_->tail).load(std::memory_order_acquire); }
   std::uint64_t position() const noexcept { return head_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
+  /// fault names the last protocol_error's cause (a static string), or nullptr.
+  const char* fault() const noexcept { return fault_; }
 
  private:
+  errc fail(const char* why) noexcept {
+    fault_ = why;
+    return errc::protocol_error;
+  }
   spsc_control* c_ = nullptr;
   std::byte* data_ = nullptr;
   std::uint64_t capacity_ = 0;
   std::uint64_t head_ = 0;
   std::uint64_t tail_ = 0;  ///< the producer's tail as last read (validated)
+  std::uint32_t spins_ = 0;
+  const char* fault_ = nullptr;
 };
 
 /// spsc_writer is the producing side of one SPSC byte ring.
@@ -288,14 +344,16 @@ class spsc_writer {
 
   /// space is how many bytes may be written without overwriting unread ones (at least;
   /// the consumer's head is read again only when the last one read leaves less than
-  /// `wanted` bytes). protocol_error when the head is impossible (ahead of our tail or
-  /// more than a ring behind it).
+  /// `wanted` bytes). protocol_error when the head is impossible (behind the head read
+  /// before, or ahead of our tail); fault() names the cause.
   result<std::size_t> space(std::size_t wanted = 1) noexcept {
     std::uint64_t room = capacity_ - (tail_ - head_);
     if (room >= wanted && room > 0) return static_cast<std::size_t>(room);
     std::uint64_t head = atom(c_->head).load(std::memory_order_acquire);
-    std::uint64_t used = tail_ - head;
-    if (used > capacity_) return errc::protocol_error;
+    if (static_cast<std::int64_t>(head - head_) < 0) return fail("shm: ring head moved backwards");
+    if (static_cast<std::int64_t>(tail_ - head) < 0) return fail("shm: ring head ahead of the tail");
+    std::uint64_t used = tail_ - head;  // <= capacity: head_ was at most a ring behind
+    if (used > capacity_) return fail("shm: ring head more than a ring behind the tail");
     head_ = head;
     return static_cast<std::size_t>(capacity_ - used);
   }
@@ -311,7 +369,7 @@ class spsc_writer {
     return n;
   }
   /// publish makes the written bytes visible to the consumer.
-  void publish() noexcept { atom(c_->tail).store(tail_, std::memory_order_release); }
+  void publish() noexcept { atom(c_->tail).store(published_ = tail_, std::memory_order_release); }
   /// reader_needs_wake is called after publish(): true (once) when the consumer sleeps on
   /// an empty ring and must be woken. Free when the consumer declared it never sleeps.
   bool reader_needs_wake() noexcept {
@@ -321,7 +379,10 @@ class spsc_writer {
     return flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0, std::memory_order_relaxed) != 0;
   }
   /// finish marks the end of the byte stream (after the last publish()).
-  void finish() noexcept { atom(c_->finished).store(1, std::memory_order_release); }
+  void finish() noexcept {
+    finished_ = 1;
+    atom(c_->finished).store(1, std::memory_order_release);
+  }
   /// reader_closed reports that the consumer went away (its close()).
   bool reader_closed() const noexcept { return atom(c_->reader_closed).load(std::memory_order_acquire) != 0; }
   void prepare_wait() noexcept {
@@ -330,16 +391,42 @@ class spsc_writer {
   }
   void end_wait() noexcept { atom(c_->writer_waiting).store(0, std::memory_order_relaxed); }
   /// declare_spinning promises that this producer never sleeps (spin mode).
-  void declare_spinning() noexcept { atom(c_->writer_spins).store(1, std::memory_order_relaxed); }
+  void declare_spinning() noexcept {
+    spins_ = 1;
+    atom(c_->writer_spins).store(1, std::memory_order_relaxed);
+  }
+  /// verify checks the fields only this producer writes (its published tail, finished,
+  /// writer_spins); see spsc_reader::verify.
+  result<void> verify() noexcept {
+    if (atom(c_->tail).load(std::memory_order_relaxed) != published_)
+      return fail("shm: ring tail overwritten");
+    if (atom(c_->finished).load(std::memory_order_relaxed) != finished_)
+      return fail("shm: end flag changed by another process");
+    if (atom(c_->writer_spins).load(std::memory_order_relaxed) != spins_)
+      return fail("shm: writer spin flag overwritten");
+    return {};
+  }
+  /// position is the count of bytes written (published or not).
   std::uint64_t position() const noexcept { return tail_; }
+  /// published is the count of bytes published.
+  std::uint64_t published() const noexcept { return published_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
+  const char* fault() const noexcept { return fault_; }
 
  private:
+  errc fail(const char* why) noexcept {
+    fault_ = why;
+    return errc::protocol_error;
+  }
   spsc_control* c_ = nullptr;
   std::byte* data_ = nullptr;
   std::uint64_t capacity_ = 0;
   std::uint64_t tail_ = 0;
+  std::uint64_t published_ = 0;
   std::uint64_t head_ = 0;  ///< the consumer's head as last read (validated)
+  std::uint32_t spins_ = 0;
+  std::uint32_t finished_ = 0;
+  const char* fault_ = nullptr;
 };
 
 // -- broadcast ring ---------------------------------------------------------------------
@@ -391,10 +478,25 @@ class broadcast_reader {
   broadcast_reader() noexcept = default;
   /// The subscriber owns table entry `member` and starts at message `start`.
   broadcast_reader(ring_view v, std::uint32_t member, std::uint64_t start) noexcept
-      : v_(v), me_(&v.table[member]), next_(start) {}
+      : v_(v), me_(&v.table[member]), next_(start), head_seen_(start), cursor_(start) {}
 
-  /// read copies the next message into `buf` and advances (see broadcast_step).
+  /// read copies the next message into `buf` and advances (see broadcast_step). Checks
+  /// what the publisher wrote: the head never moves backwards; under `block` the head is
+  /// never more than a ring ahead of us and the slot of the next message holds exactly
+  /// it; under `overwrite` a slot holds the next message, a later one of the same slot
+  /// that the head already covers, or is being rewritten for one — a sequence behind the
+  /// head or out of place is error (fault() names the cause).
   broadcast_step read(mutable_buffer buf) noexcept;
+  /// verify checks what only this subscriber writes: its cursor and its entry's state
+  /// (see spsc_reader::verify).
+  result<void> verify() noexcept {
+    if (atom(me_->cursor).load(std::memory_order_relaxed) != cursor_)
+      return fail("shm: subscriber cursor overwritten");
+    if (atom(me_->state).load(std::memory_order_relaxed) != static_cast<std::uint32_t>(member_state::active))
+      return fail("shm: subscriber entry overwritten");
+    return {};
+  }
+  const char* fault() const noexcept { return fault_; }
   /// finished reports the publisher's end; read() again after it returned true.
   bool finished() const noexcept { return atom(v_.control->finished).load(std::memory_order_acquire) != 0; }
   /// has_news reports whether read() could return something other than empty.
@@ -423,10 +525,21 @@ class broadcast_reader {
   std::uint64_t next() const noexcept { return next_; }
 
  private:
+  errc fail(const char* why) noexcept {
+    fault_ = why;
+    return errc::protocol_error;
+  }
+  broadcast_step error(const char* why) noexcept {
+    fault_ = why;
+    return {broadcast_step::status::error, 0, 0};
+  }
   ring_view v_{};
   member_entry* me_ = nullptr;
   std::uint64_t next_ = 0;
-  std::uint64_t lost_ = 0;  ///< skipped, not yet reported with a message
+  std::uint64_t lost_ = 0;       ///< skipped, not yet reported with a message
+  std::uint64_t head_seen_ = 0;  ///< the highest head read (it never moves backwards)
+  std::uint64_t cursor_ = 0;     ///< what our entry's cursor holds
+  const char* fault_ = nullptr;
 };
 
 /// reader_wake says how a publisher wakes sleeping subscribers. All of them sleep on one
@@ -462,7 +575,19 @@ class broadcast_writer {
                ? reader_wake::direct
                : reader_wake::fan_out;
   }
-  void finish() noexcept { atom(v_.control->finished).store(1, std::memory_order_release); }
+  void finish() noexcept {
+    finished_ = 1;
+    atom(v_.control->finished).store(1, std::memory_order_release);
+  }
+  /// verify checks what only the publisher writes: the head and the end flag.
+  result<void> verify() noexcept {
+    if (atom(v_.control->head).load(std::memory_order_relaxed) != head_)
+      return fail("shm: broadcast head overwritten");
+    if (atom(v_.control->finished).load(std::memory_order_relaxed) != finished_)
+      return fail("shm: broadcast end flag changed by another process");
+    return {};
+  }
+  const char* fault() const noexcept { return fault_; }
   void prepare_wait() noexcept {
     atom(v_.control->writers_sleeping).store(1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -471,9 +596,15 @@ class broadcast_writer {
   std::uint64_t head() const noexcept { return head_; }
 
  private:
+  errc fail(const char* why) noexcept {
+    fault_ = why;
+    return errc::protocol_error;
+  }
   ring_view v_{};
   std::uint64_t head_ = 0;
   std::uint64_t slowest_ = 0;  ///< no active subscriber needs a message before this one
+  std::uint32_t finished_ = 0;
+  const char* fault_ = nullptr;
 };
 
 /// join_broadcast registers table entry `member` as an active subscriber whose first
@@ -519,7 +650,8 @@ class queue_core {
   queue_core(ring_view v, std::uint32_t member) noexcept : v_(v), me_(&v.table[member]) {}
 
   /// try_send enqueues one message (at most max_payload bytes: checked by the caller).
-  /// false when the queue is full.
+  /// false when the queue is full, and also when the slot sequences contradict the
+  /// enqueue position: then fault() names the cause (impossible state: protocol_error).
   bool try_send(const_buffers msg) noexcept;
   /// try_recv dequeues one message into `buf` (see queue_step).
   queue_step try_recv(mutable_buffer buf) noexcept;
@@ -536,9 +668,13 @@ class queue_core {
   bool finished() const noexcept { return atom(v_.control->finished).load(std::memory_order_acquire) != 0; }
   void finish() noexcept { atom(v_.control->finished).store(1, std::memory_order_release); }
   /// try_claim reserves the next enqueue position (recorded in our send_claim); false
-  /// when the queue is full. commit writes the message into the claimed slot and
-  /// publishes it. try_send is the two in a row; they are separate for crash tests.
+  /// when the queue is full or its state impossible (fault() set, as try_send). commit
+  /// writes the message into the claimed slot and publishes it. try_send is the two in a
+  /// row; they are separate for crash tests.
   bool try_claim(std::uint64_t& position) noexcept;
+  /// fault names the cause of the last impossible state found (a static string, sticky),
+  /// or nullptr.
+  const char* fault() const noexcept { return fault_; }
   void commit(std::uint64_t position, const_buffers msg) noexcept;
   /// Sleep/wake handshakes: readers sleep on an empty queue, writers on a full one. The
   /// member's waiting bits let the service thread undo a dead member's count.
@@ -562,10 +698,25 @@ class queue_core {
     return atom(wake_readers ? v_.control->readers_sleeping : v_.control->writers_sleeping)
                .load(std::memory_order_relaxed) != 0;
   }
+  /// verify checks our member entry's state (the creator's service frees it only after
+  /// our control connection closed).
+  result<void> verify() noexcept {
+    if (atom(me_->state).load(std::memory_order_relaxed) !=
+        static_cast<std::uint32_t>(member_state::active)) {
+      fault_ = "shm: queue member entry overwritten";
+      return errc::protocol_error;
+    }
+    return {};
+  }
 
  private:
+  queue_step error(const char* why, std::uint64_t skipped) noexcept {
+    fault_ = why;
+    return {queue_step::status::error, 0, skipped};
+  }
   ring_view v_{};
   member_entry* me_ = nullptr;
+  const char* fault_ = nullptr;
 };
 
 /// join_queue registers table entry `member` as an active queue member.

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/timer.hpp"
 
 namespace strata::detail {
 namespace {
@@ -207,12 +209,15 @@ result<address> socket_stream::peer_address() const {
 
 // -- socket_listener -------------------------------------------------------------------
 
-socket_listener::socket_listener(socket_listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+socket_listener::socket_listener(socket_listener&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), stats_(other.stats_), backoff_(other.backoff_) {}
 
 socket_listener& socket_listener::operator=(socket_listener&& other) noexcept {
   if (this != &other) {
     close();
     fd_ = std::exchange(other.fd_, -1);
+    stats_ = other.stats_;
+    backoff_ = other.backoff_;
   }
   return *this;
 }
@@ -226,13 +231,63 @@ void socket_listener::close() noexcept {
   fd_ = -1;
 }
 
+namespace {
+
+// A connection that failed between the kernel's handshake and accept(): the listener is
+// fine, the next connection may be too (accept(2): treat these like EAGAIN).
+bool connection_went_away(int err) noexcept {
+  switch (err) {
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Out of descriptors or memory: temporary for a listener, which must outlive it.
+bool out_of_resources(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
+constexpr std::chrono::milliseconds first_backoff{5};
+constexpr std::chrono::milliseconds max_backoff{1000};
+
+}  // namespace
+
 task<result<int>> socket_listener::accept_fd(deadline dl) {
   for (;;) {
     if (fd_ < 0) co_return errc::closed;
     int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) co_return fd;
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) co_return unexpected(from_errno(errno));
+    if (fd >= 0) {
+      backoff_ = {};
+      co_return fd;
+    }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (connection_went_away(err)) {
+      ++stats_.dropped_connections;
+      continue;
+    }
+    if (out_of_resources(err)) {
+      // Established connections go on; accepting resumes once descriptors or memory
+      // come back. Waiting for readability would not notice that, so retry on a timer
+      // that backs off (bounded) while the shortage lasts.
+      ++stats_.resource_errors;
+      stats_.last_resource_error = from_errno(err);
+      backoff_ = backoff_ == backoff_.zero() ? first_backoff : std::min(backoff_ * 2, max_backoff);
+      auto retry = deadline::after(backoff_);
+      if (!co_await sleep_until(deadline::earlier(retry, dl))) co_return errc::operation_canceled;
+      if (dl.expired()) co_return errc::timed_out;
+      continue;
+    }
+    if (err != EAGAIN && err != EWOULDBLOCK) co_return unexpected(from_errno(err));
     if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
   }
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -583,6 +585,68 @@ TEST(Unix, DefaultConstructedStreamAnswersClosed) {
     EXPECT_EQ(sh.error(), errc::closed);
     auto c = co_await s.close(deadline::after(1s));
     EXPECT_EQ(c.error(), errc::closed);
+  });
+}
+
+// -- a listener outlives running out of descriptors ------------------------------------
+
+// descriptor_famine fills the descriptor table (under a lowered RLIMIT_NOFILE) until
+// the next descriptor cannot be had; ending it closes the fillers and restores the limit.
+class descriptor_famine {
+ public:
+  descriptor_famine() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    int highest = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 16;
+    ::close(highest);
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (;;) {
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      fillers_.push_back(fd);
+    }
+  }
+  descriptor_famine(const descriptor_famine&) = delete;
+  descriptor_famine& operator=(const descriptor_famine&) = delete;
+  ~descriptor_famine() { end(); }
+  void end() {
+    for (int fd : fillers_) ::close(fd);
+    fillers_.clear();
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fillers_;
+};
+
+TEST(Unix, AcceptOutlivesRunningOutOfDescriptors) {
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto l = uds::listener::bind(unique_name(true));
+    CO_ASSERT_OK(l);
+    auto where = l->local_address();
+    CO_ASSERT_OK(where);
+    auto client = co_await uds::connect(*where, dl);  // waits in the backlog
+    CO_ASSERT_OK(client);
+    std::optional<descriptor_famine> famine;
+    famine.emplace();
+    // EMFILE is not an error of the listener: accept backs off and keeps trying.
+    auto starved = co_await l->accept(deadline::after(50ms));
+    EXPECT_EQ(starved.error(), errc::timed_out);
+    EXPECT_GT(l->stats().resource_errors, 0u);
+    EXPECT_EQ(l->stats().last_resource_error, std::errc::too_many_files_open);
+    famine.reset();
+    // Descriptors are back: the waiting connection is accepted and works.
+    auto s = co_await l->accept(dl);
+    CO_ASSERT_OK(s);
+    auto w = co_await client->write(as_bytes("still here"), dl);
+    CO_ASSERT_OK(w);
+    std::array<std::byte, 10> buf;
+    auto r = co_await read_exact(*s, buf, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(as_text(buf), "still here");
   });
 }
 

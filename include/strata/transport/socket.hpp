@@ -4,8 +4,11 @@
 // capability row and their own extras; they are not meant to be used through this type.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "strata/core/address.hpp"
@@ -78,15 +81,32 @@ class socket_listener {
   socket_listener& operator=(socket_listener&& other) noexcept;
   ~socket_listener();
 
-  /// accept_fd waits for a connection and returns its non-blocking descriptor.
-  /// Errors: timed_out, operation_canceled, closed, system errors (EMFILE...).
+  /// accept_stats counts what accept_fd survived instead of failing.
+  struct accept_stats {
+    std::uint64_t resource_errors = 0;      ///< EMFILE, ENFILE, ENOBUFS, ENOMEM: retried after a back-off
+    std::uint64_t dropped_connections = 0;  ///< ECONNABORTED and the like: the next one is taken
+    std::error_code last_resource_error{};  ///< the latest of resource_errors
+  };
+
+  /// accept_fd waits for a connection and returns its non-blocking descriptor. Running
+  /// out of descriptors or memory does not fail it: it retries after a back-off that
+  /// doubles from 5 ms to at most 1 s while the shortage lasts (established connections
+  /// are not affected), and a connection that failed before it was accepted is skipped.
+  /// Errors: timed_out (also while backing off), operation_canceled, closed, other
+  /// system errors.
   task<result<int>> accept_fd(deadline dl);
+  /// stats is what accept_fd has survived so far.
+  const accept_stats& stats() const noexcept { return stats_; }
   result<address> local_address() const;
   int native_handle() const noexcept { return fd_; }
   void close() noexcept;
 
  protected:
   int fd_ = -1;
+
+ private:
+  accept_stats stats_{};
+  std::chrono::milliseconds backoff_{};
 };
 
 struct socket_options {

@@ -1757,5 +1757,346 @@ TEST(ShmStress, SpinModeDataPathMakesNoSystemCalls) {
   EXPECT_LT(after - before, 16u) << "write syscalls during the transfer";
 }
 
+// -- a third process rewrites a live segment ------------------------------------------------
+//
+// Any process that reaches a memfd (e.g. through /proc/PID/map_files) can rewrite the
+// segment under two honest ends. Such garbage must end the connection with
+// protocol_error: never a hang (both ends asleep), never a silent short stream. The test
+// plays that process through its own mapping of the live segment: in one process both
+// ends map it, and /proc/self/maps lists the mappings.
+
+/// live_segment finds a mapping of a live strata segment of `kind` in this process.
+std::byte* live_segment(shm::segment_kind kind) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("memfd:strata-shm") == std::string::npos) continue;
+    auto dash = line.find('-');
+    auto space = line.find(' ');
+    auto lo = std::stoull(line.substr(0, dash), nullptr, 16);
+    auto hi = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+    if (line.substr(space + 1, 2) != "rw" || hi - lo < sizeof(shm::segment_header)) continue;
+    auto* base = reinterpret_cast<std::byte*>(lo);
+    shm::segment_header h;
+    std::memcpy(&h, base, sizeof h);
+    if (h.magic == shm::segment_magic && h.kind == static_cast<std::uint32_t>(kind) && h.size <= hi - lo &&
+        hi - lo - h.size < 4096)  // the mapping is rounded up to whole pages
+      return base;
+  }
+  return nullptr;
+}
+
+/// stream_ring is ring r (carrying bytes from side r: 0 accepted, 1 connected) of the
+/// live stream segment.
+shm::spsc_control* stream_ring(int r) {
+  auto* base = live_segment(shm::segment_kind::stream);
+  if (!base) return nullptr;
+  shm::segment_header h;
+  std::memcpy(&h, base, sizeof h);
+  auto l = shm::parse_layout(const_buffer(base, sizeof h), h.size);
+  if (!l) return nullptr;
+  return reinterpret_cast<shm::spsc_control*>(base + l->ring[r]);
+}
+
+// An end flag set by someone else: the reader has read everything the writer sent so
+// far and finds `finished` set. Before: end_of_stream (a short stream, exit 0). Now the
+// writer's end record is missing: protocol_error.
+TEST(ShmCorrupted, ForgedEndFlagIsAProtocolErrorNotAnEndOfStream) {
+  for (bool spin : {false, true}) {
+    SCOPED_TRACE(spin ? "spin" : "default");
+    run_test([spin]() -> task<void> {
+      auto dl = deadline::after(5s);
+      auto p = co_await shm_conformance::stream_pair({.spin = spin}, dl);
+      CO_ASSERT_OK(p);
+      auto& [writer, reader] = *p;  // connected (side 1) writes ring 1 to the accepted side
+      CO_ASSERT_OK(co_await writer.write(as_bytes("hello"), dl));
+      std::array<std::byte, 16> buf;
+      auto n = co_await reader.read_some(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(*n, 5u);
+      auto* ring = stream_ring(1);
+      CO_ASSERT_TRUE(ring != nullptr);
+      shm::atom(ring->finished).store(1);
+      auto r = co_await reader.read_some(buf, dl);
+      CO_ASSERT_TRUE(!r);
+      EXPECT_EQ(r.error(), errc::protocol_error) << r.error().message();
+      EXPECT_FALSE(reader.fault().empty());
+      auto again = co_await reader.read_some(buf, dl);  // sticky
+      EXPECT_EQ(again.error(), errc::protocol_error);
+    });
+  }
+}
+
+// The writer sent 100 bytes and finished honestly; the tail is rewound to 60 before the
+// reader looks. Before: 60 bytes, then end_of_stream. Now the 60 bytes and then
+// protocol_error: the writer's end record says 100.
+TEST(ShmCorrupted, RewoundTailIsNotASilentShortStream) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto p = co_await shm_conformance::stream_pair({}, dl);
+    CO_ASSERT_OK(p);
+    auto& [writer, reader] = *p;
+    std::vector<std::byte> data(100, std::byte{'x'});
+    CO_ASSERT_OK(co_await writer.write(const_buffer(data), dl));
+    CO_ASSERT_OK(co_await writer.shutdown_write(dl));
+    auto* ring = stream_ring(1);
+    CO_ASSERT_TRUE(ring != nullptr);
+    shm::atom(ring->tail).store(60);
+    std::array<std::byte, 256> buf;
+    std::size_t got = 0;
+    std::error_code end;
+    for (;;) {
+      auto n = co_await reader.read_some(buf, dl);
+      if (!n) {
+        end = n.error();
+        break;
+      }
+      got += *n;
+    }
+    EXPECT_EQ(got, 60u);
+    EXPECT_EQ(end, errc::protocol_error) << end.message();
+    EXPECT_EQ(reader.fault(), "shm: stream ended short of the peer's end record");
+  });
+}
+
+// A head that says the ring is full while the reader has read everything: the writer
+// waits for room, the reader for data, and neither would ever wake the other. Before:
+// both wait until their deadlines (forever in the CLI). Now the reader finds its own
+// head rewritten (before it sleeps or at its next re-check): protocol_error; and once it
+// closes, the writer's wait ends with broken.
+TEST(ShmCorrupted, ForgedFullRingDoesNotHangBothEnds) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(10s);
+    auto p = co_await shm_conformance::stream_pair({}, dl, shm::min_ring_bytes);
+    CO_ASSERT_OK(p);
+    auto& [writer, reader] = *p;
+    std::vector<std::byte> full(shm::min_ring_bytes, std::byte{'f'});
+    CO_ASSERT_OK(co_await writer.write(const_buffer(full), dl));
+    std::vector<std::byte> sink(shm::min_ring_bytes);
+    std::size_t got = 0;
+    while (got < sink.size()) {
+      auto n = co_await reader.read_some(mutable_buffer(sink).subspan(got), dl);
+      CO_ASSERT_OK(n);
+      got += *n;
+    }
+    auto* ring = stream_ring(1);
+    CO_ASSERT_TRUE(ring != nullptr);
+    shm::atom(ring->head).store(0);  // "nothing read": the ring looks full to the writer
+    result<void> w = errc::timed_out;
+    result<std::size_t> r = errc::timed_out;
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](shm::stream& writer, result<void>& out, deadline dl) -> task<void> {
+        out = co_await writer.write(as_bytes("more"), dl);
+      }(writer, w, dl));
+      r = co_await reader.read_some(sink, dl);
+      (void)co_await reader.close(dl);  // what a relay does after the error
+    });
+    CO_ASSERT_TRUE(!r);
+    EXPECT_EQ(r.error(), errc::protocol_error) << r.error().message();
+    CO_ASSERT_TRUE(!w);
+    EXPECT_EQ(w.error(), errc::broken) << w.error().message();
+    EXPECT_FALSE(dl.expired());
+  });
+}
+
+// The reader's own fields rewritten while it sleeps on an empty ring, with a writer that
+// stays alive and silent: the periodic re-check finds it long before the deadline.
+TEST(ShmCorrupted, SleepingReaderFindsItsHeadRewritten) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(10s);
+    auto p = co_await shm_conformance::stream_pair({.recheck = 20ms}, dl);
+    CO_ASSERT_OK(p);
+    auto& [writer, reader] = *p;
+    std::array<std::byte, 16> buf;
+    result<std::size_t> r = errc::timed_out;
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn(
+          [](shm::stream& reader, mutable_buffer buf, result<std::size_t>& out, deadline dl) -> task<void> {
+            out = co_await reader.read_some(buf, dl);
+          }(reader, buf, r, dl));
+      co_await yield();  // the reader is asleep now (or will check before it sleeps)
+      shm::atom(stream_ring(1)->head).store(12345);
+    });
+    CO_ASSERT_TRUE(!r);
+    EXPECT_EQ(r.error(), errc::protocol_error) << r.error().message();
+    EXPECT_FALSE(dl.expired());
+  });
+}
+
+// A waiter whose wake condition garbage made unreachable still times out at its
+// deadline and still notices its peer's death. The test plays the peer (a fake
+// listener): it wipes the reader's wake-up flag and scribbles the ring, then "dies" (its
+// control connection closes without an end record).
+TEST(ShmCorrupted, DeadlineAndPeerDeathStillFireOverGarbage) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("garbage-death");
+    auto l = uds::listener::bind(*shm::rendezvous_address(name));
+    CO_ASSERT_OK(l);
+    auto f = make_fake_stream_segment(true, false);
+    CO_ASSERT_TRUE(f != nullptr);
+    auto dl = deadline::after(5s);
+    result<shm::stream> c = errc::timed_out;
+    result<uds::stream> ctrl = errc::timed_out;
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](uds::listener& l, const fake_segment& f, result<uds::stream>& out,
+                  deadline dl) -> task<void> { out = co_await serve_fake(l, f, dl); }(*l, *f, ctrl, dl));
+      c = co_await shm::connect(name, dl);
+    });
+    CO_ASSERT_OK(c);
+    CO_ASSERT_OK(ctrl);
+    auto shape =
+        *shm::make_layout(shm::segment_kind::stream, shm::min_ring_bytes, 0, shm::overflow_policy::block, 0);
+    auto* ring0 = reinterpret_cast<shm::spsc_control*>(f->base + shape.ring[0]);
+    std::memset(f->base + shape.ring[0] + sizeof(shm::spsc_control), 0x5a, 64);
+    shm::atom(ring0->reader_waiting).store(0);
+    shm::atom(ring0->writer_waiting).store(1);
+    std::array<std::byte, 16> buf;
+    auto t = co_await c->read_some(buf, deadline::after(50ms));
+    EXPECT_EQ(t.error(), errc::timed_out);
+    ctrl->reset();  // the peer dies: no end record, a hang-up
+    auto e = co_await c->read_some(buf, dl);
+    EXPECT_EQ(e.error(), errc::peer_died) << e.error().message();
+    EXPECT_FALSE(dl.expired());
+  });
+}
+
+// The broadcast head moved by someone else. Before: under overwrite the subscriber
+// counted the jump as lost messages and went on (a CLI subscriber exited 0, silent);
+// under block it did the same. Now: protocol_error for the subscriber (the slots do not
+// hold what the head claims) and for the publisher (its head is not what it wrote).
+TEST(ShmCorrupted, ForgedBroadcastHeadIsAProtocolError) {
+  for (auto policy : {shm::overflow_policy::overwrite, shm::overflow_policy::block}) {
+    SCOPED_TRACE(policy == shm::overflow_policy::block ? "block" : "overwrite");
+    run_test([policy]() -> task<void> {
+      auto name = unique_name("forged-head");
+      auto pub = shm::publisher::bind(name, {.policy = policy, .slots = 8});
+      CO_ASSERT_OK(pub);
+      auto dl = deadline::after(5s);
+      auto sub = co_await shm::subscribe(name, dl);
+      CO_ASSERT_OK(sub);
+      for (int i = 0; i < 3; ++i) CO_ASSERT_OK(co_await pub->send(as_bytes("m" + std::to_string(i)), dl));
+      auto first = co_await receive_text(*sub, dl);
+      CO_ASSERT_OK(first);
+      EXPECT_EQ(*first, "m0");
+      auto* base = live_segment(shm::segment_kind::broadcast);
+      CO_ASSERT_TRUE(base != nullptr);
+      shm::segment_header h;
+      std::memcpy(&h, base, sizeof h);
+      auto l = shm::parse_layout(const_buffer(base, sizeof h), h.size);
+      CO_ASSERT_OK(l);
+      auto v = shm::ring_view::of(base, *l);
+      shm::atom(v.control->head).store(3 + 100);
+      std::array<std::byte, 64> buf;
+      auto bad = co_await sub->receive(buf, dl);
+      CO_ASSERT_TRUE(!bad);
+      EXPECT_EQ(bad.error(), errc::protocol_error) << bad.error().message();
+      EXPECT_FALSE(sub->fault().empty());
+      EXPECT_EQ(sub->loss_count(), 0u);
+      auto send = co_await pub->send(as_bytes("m3"), dl);
+      EXPECT_EQ(send.error(), errc::protocol_error);
+    });
+  }
+}
+
+// The broadcast's end flag set by someone else while the publisher is alive. Before:
+// end_of_stream after the messages read so far. Now: protocol_error (no end record). An
+// honest end (shutdown_write) is still end_of_stream after the last message.
+TEST(ShmCorrupted, ForgedBroadcastEndIsAProtocolError) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("forged-end");
+    auto pub = shm::publisher::bind(name, {.policy = shm::overflow_policy::overwrite, .slots = 8});
+    CO_ASSERT_OK(pub);
+    auto dl = deadline::after(5s);
+    auto sub = co_await shm::subscribe(name, dl);
+    CO_ASSERT_OK(sub);
+    auto honest = co_await shm::subscribe(name, dl);
+    CO_ASSERT_OK(honest);
+    CO_ASSERT_OK(co_await pub->send(as_bytes("one"), dl));
+    auto* base = live_segment(shm::segment_kind::broadcast);
+    CO_ASSERT_TRUE(base != nullptr);
+    shm::segment_header h;
+    std::memcpy(&h, base, sizeof h);
+    auto v = shm::ring_view::of(base, *shm::parse_layout(const_buffer(base, sizeof h), h.size));
+    shm::atom(v.control->finished).store(1);
+    auto one = co_await receive_text(*sub, dl);
+    CO_ASSERT_OK(one);
+    EXPECT_EQ(*one, "one");
+    auto bad = co_await receive_text(*sub, dl);
+    EXPECT_EQ(bad.error(), errc::protocol_error);
+    EXPECT_EQ(sub->fault(), "shm: end flag without the publisher's end record");
+    // Undo the forgery and end honestly: the other subscriber reads the real end.
+    shm::atom(v.control->finished).store(0);
+    CO_ASSERT_OK(co_await pub->send(as_bytes("two"), dl));
+    CO_ASSERT_OK(co_await pub->shutdown_write(dl));
+    for (auto want : {"one", "two"}) {
+      auto m = co_await receive_text(*honest, dl);
+      CO_ASSERT_OK(m);
+      EXPECT_EQ(*m, want);
+    }
+    auto end = co_await receive_text(*honest, dl);
+    EXPECT_EQ(end.error(), errc::end_of_stream);
+  });
+}
+
+// A queue whose end flag is forged: a member's recv is protocol_error, not
+// end_of_stream; a slot sequence far behind the dequeue position is protocol_error,
+// not "empty" until the deadline.
+TEST(ShmCorrupted, QueueGarbageIsAProtocolError) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("forged-queue");
+    auto dl = deadline::after(5s);
+    auto creator = co_await shm::open_queue(name, dl, {.slots = 4});
+    CO_ASSERT_OK(creator);
+    auto member = co_await shm::open_queue(name, dl);
+    CO_ASSERT_OK(member);
+    auto* base = live_segment(shm::segment_kind::queue);
+    CO_ASSERT_TRUE(base != nullptr);
+    shm::segment_header h;
+    std::memcpy(&h, base, sizeof h);
+    auto v = shm::ring_view::of(base, *shm::parse_layout(const_buffer(base, sizeof h), h.size));
+    std::array<std::byte, 64> buf;
+    shm::atom(v.control->finished).store(1);
+    auto r = co_await member->recv(buf, dl);
+    EXPECT_EQ(r.error(), errc::protocol_error) << r.error().message();
+    EXPECT_EQ(member->fault(), "shm: end flag without the creator's end record");
+    shm::atom(v.control->finished).store(0);
+    shm::atom(v.slot(0)->seq).store(std::uint64_t{1} << 40);  // "taken" while the tail stays
+    auto c = co_await creator->recv(buf, dl);
+    EXPECT_EQ(c.error(), errc::protocol_error) << c.error().message();
+    EXPECT_FALSE(dl.expired());
+  });
+}
+
+// The CLI subscriber under overwrite says how many messages it lost (stopped while the
+// publisher laps it), and exits 0: loss is the policy, not a failure.
+TEST(ShmCorrupted, CliSubscriberReportsItsLosses) {
+  auto name = unique_name("cli-loss");
+  auto pub = shm::publisher::bind(name, {.policy = shm::overflow_policy::overwrite, .slots = 2});
+  ASSERT_TRUE(pub);
+  auto child = spawn_cli({"connect", "shm-sub:" + name});
+  ASSERT_TRUE(child);
+  close_fd(child->in);
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(10s);
+    while (pub->subscribers() == 0) {
+      CO_ASSERT_TRUE(!dl.expired());
+      (void)co_await sleep_for(2ms);  // polling a condition, bounded by the deadline
+    }
+    // Stopped, the subscriber cannot read: 10 messages into 2 slots lose 8.
+    ::kill(child->pid, SIGSTOP);
+    for (int i = 0; i < 10; ++i) CO_ASSERT_OK(co_await pub->send(as_bytes("m" + std::to_string(i)), dl));
+    CO_ASSERT_OK(co_await pub->shutdown_write(dl));
+    ::kill(child->pid, SIGCONT);
+    std::string out, err;
+    CO_ASSERT_OK(co_await read_until(child->out, out, "m9\n", dl));
+    EXPECT_EQ(out, "m8\nm9\n");
+    auto code = co_await child->wait_exit(dl);
+    CO_ASSERT_OK(code);
+    EXPECT_EQ(*code, 0);
+    CO_ASSERT_OK(co_await read_until(child->err, err, "lost", dl));
+    EXPECT_NE(err.find("shm-sub:" + name + ": 8 messages lost (policy=overwrite)"), std::string::npos) << err;
+  });
+}
+
 }  // namespace
 }  // namespace strata::test

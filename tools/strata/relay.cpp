@@ -7,8 +7,19 @@
 #include <cstring>
 #include <vector>
 
+#include "strata/transport/shm.hpp"
+
 namespace strata::cli {
 namespace {
+
+// Messages a broadcast subscriber lost under policy=overwrite are not an error, but the
+// user must hear of them: the shm subscriber reports each loss here (it sits behind
+// any_message, out of reach of loss_count()), and the relay prints the total.
+std::uint64_t& messages_lost() {
+  static std::uint64_t lost = 0;
+  return lost;
+}
+void count_loss(std::string_view, std::uint64_t lost) { messages_lost() += lost; }
 
 constexpr std::size_t chunk = 64 * 1024;
 // Largest line or message the relay buffers when the stack declares no max_message.
@@ -202,6 +213,8 @@ task<void> idle_watch(duration idle, relay_state& st, scope& s) {
 
 task<int> relay(any_connection& conn, stdin_source& in, const relay_options& options) {
   relay_state st;
+  messages_lost() = 0;
+  shm::observe_losses(count_loss);
   co_await with_scope([&](scope& s) -> task<void> {
     if (options.idle) s.spawn(idle_watch(*options.idle, st, s));
     if (conn.is_stream()) {
@@ -229,6 +242,11 @@ task<int> relay(any_connection& conn, stdin_source& in, const relay_options& opt
   // Orderly when the peer finished; after a failure close() gives up quickly.
   (void)co_await conn.close(
       deadline::after(st.error ? std::chrono::milliseconds(200) : std::chrono::seconds(2)));
+  shm::observe_losses(nullptr);
+  if (auto lost = messages_lost(); lost > 0) {
+    report(options.label + ": " + std::to_string(lost) + (lost == 1 ? " message" : " messages") +
+           " lost (policy=overwrite)");
+  }
   if (st.error) {
     report(st.what, st.error);
     co_return exit_failure;

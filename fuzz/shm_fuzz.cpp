@@ -5,12 +5,13 @@
 // that rewrites the ring state between our operations.
 //
 // Input: byte 0 selects the target (0 hello, 1 segment header, 2 SPSC ring, 3 broadcast
-// ring, 4 queue); the rest is its data. Scripts are a sequence of 9-byte steps (opcode,
-// 64-bit value). Invariants (abort() on violation; ASan catches any access outside the
+// ring, 4 queue, 5 end record of the control connection); the rest is its data. Scripts are a sequence of
+// 9-byte steps (opcode, 64-bit value). Invariants (abort() on violation; ASan catches any access outside the
 // segment): decoded values are within their documented bounds; available()/space() never
 // exceed the capacity; reads never return more than asked or available; a broadcast or
 // queue message never exceeds the buffer or the ring's max_message; positions only move
-// forward by what was consumed.
+// forward by what was consumed; every error names its cause (fault()).
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -66,6 +67,19 @@ void fuzz_hello(const std::uint8_t* data, std::size_t size) {
   check(std::memcmp(again.data(), data, hello_size) == 0);  // decoding is exact
 }
 
+void fuzz_end(const std::uint8_t* data, std::size_t size) {
+  auto r = decode_end(const_buffer(reinterpret_cast<const std::byte*>(data), size));
+  if (!r) {
+    check(r.error() == errc::protocol_error);
+    return;
+  }
+  check(size == end_record_size);
+  check(r->kind == end_kind::fin || r->kind == end_kind::bye);
+  std::array<std::byte, end_record_size> again;
+  encode_end(*r, again);
+  check(std::memcmp(again.data(), data, end_record_size) == 0);  // decoding is exact
+}
+
 void fuzz_layout(const std::uint8_t* data, std::size_t size) {
   if (size < 8) return;
   std::uint64_t file_size;
@@ -109,7 +123,10 @@ void fuzz_spsc(const std::uint8_t* data, std::size_t size) {
         break;
       case 2: {  // we read
         auto avail = reader.available();
-        if (!avail) break;
+        if (!avail) {
+          check(reader.fault() != nullptr);
+          break;
+        }
         check(*avail <= capacity);
         auto before = reader.position();
         std::size_t want = static_cast<std::size_t>(value % buf.size());
@@ -120,7 +137,10 @@ void fuzz_spsc(const std::uint8_t* data, std::size_t size) {
       }
       case 3: {  // we write
         auto space = writer.space();
-        if (!space) break;
+        if (!space) {
+          check(writer.fault() != nullptr);
+          break;
+        }
         check(*space <= capacity);
         auto before = writer.position();
         std::size_t want = static_cast<std::size_t>(value % buf.size());
@@ -151,6 +171,10 @@ void fuzz_spsc(const std::uint8_t* data, std::size_t size) {
       default:
         reader.prepare_wait();
         reader.end_wait();
+        // Our own fields against what we wrote (the peer may have rewritten them).
+        if (!reader.verify()) check(reader.fault() != nullptr);
+        if (!writer.verify()) check(writer.fault() != nullptr);
+        (void)reader.tail_now();
         break;
     }
   }
@@ -192,9 +216,14 @@ void fuzz_broadcast(const std::uint8_t* data, std::size_t size) {
           case broadcast_step::status::too_small:
             check(step.size > value % buf.size() && step.size <= l->max_message);
             break;
+          case broadcast_step::status::error:
+            check(reader.fault() != nullptr);
+            break;
           default:
             break;
         }
+        // Under block nothing is ever lost: a lap is an error, never a count.
+        if (policy == overflow_policy::block) check(step.lost == 0);
         break;
       }
       case 2:
@@ -210,6 +239,8 @@ void fuzz_broadcast(const std::uint8_t* data, std::size_t size) {
         leave_member(v, static_cast<std::uint32_t>(value % l->members));
         (void)reader.has_news();
         (void)reader.publisher_needs_wake();
+        if (!reader.verify()) check(reader.fault() != nullptr);
+        if (!writer.verify()) check(writer.fault() != nullptr);
         break;
     }
   }
@@ -239,6 +270,7 @@ void fuzz_queue(const std::uint8_t* data, std::size_t size) {
           check(step.size <= want && step.size <= l->max_message);
         if (step.state == queue_step::status::too_small)
           check(step.size > want && step.size <= l->max_message);
+        if (step.state == queue_step::status::error) check(me.fault() != nullptr);
         break;
       }
       case 2:
@@ -257,6 +289,7 @@ void fuzz_queue(const std::uint8_t* data, std::size_t size) {
         (void)me.can_recv();
         me.prepare_wait(value & 1);
         me.end_wait(value & 1);
+        (void)me.verify();
         break;
     }
   }
@@ -266,7 +299,7 @@ void fuzz_queue(const std::uint8_t* data, std::size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0:
       fuzz_hello(data + 1, size - 1);
       break;
@@ -279,8 +312,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 3:
       fuzz_broadcast(data + 1, size - 1);
       break;
-    default:
+    case 4:
       fuzz_queue(data + 1, size - 1);
+      break;
+    default:
+      fuzz_end(data + 1, size - 1);
       break;
   }
   return 0;

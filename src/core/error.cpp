@@ -9,6 +9,16 @@ class strata_error_category final : public std::error_category {
  public:
   const char* name() const noexcept override { return "strata"; }
   std::string message(int value) const override {
+    switch (static_cast<cause>(value)) {
+      case cause::connection_reset:
+        return "connection reset by peer";
+      case cause::delimiter_in_message:
+        return "message contains the delimiter";
+      case cause::not_a_fifo:
+        return "not a FIFO";
+      case cause::mq_memory_limit:
+        return "message queue memory limit (RLIMIT_MSGQUEUE) reached";
+    }
     switch (static_cast<errc>(value)) {
       case errc::timed_out:
         return "deadline expired";
@@ -34,6 +44,15 @@ class strata_error_category final : public std::error_category {
     return "unknown strata error " + std::to_string(value);
   }
   std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<cause>(value)) {
+      case cause::connection_reset:
+        return std::errc::connection_reset;
+      case cause::delimiter_in_message:
+      case cause::not_a_fifo:
+        return std::errc::invalid_argument;
+      case cause::mq_memory_limit:
+        return std::errc::too_many_files_open;
+    }
     switch (static_cast<errc>(value)) {
       case errc::timed_out:
         return std::errc::timed_out;
@@ -58,9 +77,24 @@ const std::error_category& strata_category() noexcept {
   return category;
 }
 
+int refined_errc(const std::error_code& ec) noexcept {
+  if (ec.category() != strata_category()) return 0;
+  switch (static_cast<cause>(ec.value())) {
+    case cause::connection_reset:
+      return static_cast<int>(errc::broken);
+    case cause::delimiter_in_message:
+    case cause::not_a_fifo:
+      return static_cast<int>(errc::invalid_argument);
+    case cause::mq_memory_limit:
+      return 0;
+  }
+  return ec.value();
+}
+
 std::error_code from_errno(int err) noexcept {
   switch (err) {
     case ECONNRESET:
+      return cause::connection_reset;
     case EPIPE:
     case ECONNABORTED:
       return errc::broken;

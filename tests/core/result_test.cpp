@@ -140,7 +140,16 @@ TEST(Error, ErrnoMapsToTheSharedVocabulary) {
 TEST(Error, DescribeNamesTheOperation) {
   EXPECT_EQ(describe("connect 127.0.0.1:1", make_error_code(errc::timed_out)),
             "connect 127.0.0.1:1: deadline expired");
-  EXPECT_EQ(describe("read", from_errno(ECONNRESET)), "read: connection broken");
+  EXPECT_EQ(describe("write", from_errno(EPIPE)), "write: connection broken");
+  // A reset is a broken connection to callers, and says so to humans.
+  EXPECT_EQ(describe("read", from_errno(ECONNRESET)), "read: connection reset by peer");
+  EXPECT_EQ(from_errno(ECONNRESET), errc::broken);
+  EXPECT_FALSE(from_errno(ECONNRESET) != errc::broken);
+  EXPECT_TRUE(from_errno(ECONNRESET) == std::errc::connection_reset);
+  EXPECT_NE(from_errno(EPIPE), cause::connection_reset);
+  EXPECT_FALSE(make_error_code(errc::broken) == errc::closed);
+  EXPECT_FALSE(std::make_error_code(std::errc::connection_reset) == errc::broken)
+      << "system codes stay apart";
 }
 
 }  // namespace

@@ -186,6 +186,25 @@ TEST(Tcp, HalfCloseFromTheAcceptingSide) {
   });
 }
 
+TEST(Tcp, AResetSaysConnectionResetByPeerAndStaysBroken) {
+  // A reset is a `broken` to callers (the same sticky semantics) and reads
+  // "connection reset by peer" in reports, on every later read too, not "connection broken".
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto p = co_await connected_pair("127.0.0.1", dl);
+    CO_ASSERT_OK(p);
+    auto& [a, b] = *p;
+    a.reset();
+    std::array<std::byte, 8> buf;
+    auto r1 = co_await b.read_some(buf, dl);
+    EXPECT_EQ(r1.error(), errc::broken);
+    EXPECT_EQ(r1.error(), cause::connection_reset);
+    EXPECT_EQ(r1.error().message(), "connection reset by peer");
+    auto r2 = co_await b.read_some(buf, dl);
+    EXPECT_EQ(r2.error(), cause::connection_reset) << r2.error().message();
+  });
+}
+
 TEST(Tcp, ResetBreaksThePeersReadsAndWritesForGood) {
   run_test([]() -> task<void> {
     auto dl = deadline::after(5s);

@@ -29,9 +29,34 @@ const std::error_category& strata_category() noexcept;
 
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), strata_category()}; }
 
+/// cause refines an errc (or a system error) with what happened, for humans only. A
+/// code made from a cause compares equal (==, !=) to the errc it refines, so callers
+/// keep testing the short list above (`ec == errc::broken` holds for a reset) while its
+/// message names the cause ("connection reset by peer"). Against std::errc conditions a
+/// cause compares as its system equivalent (ECONNRESET, EINVAL, EMFILE).
+enum class cause {
+  connection_reset = 100,  ///< broken: the peer reset the connection (ECONNRESET)
+  delimiter_in_message,    ///< invalid_argument: a message contains its layer's delimiter
+  not_a_fifo,              ///< invalid_argument: a fifo-read/fifo-write path is not a FIFO
+  mq_memory_limit,         ///< refines no errc (EMFILE): the user's RLIMIT_MSGQUEUE bytes are used up
+};
+
+inline std::error_code make_error_code(cause c) noexcept { return {static_cast<int>(c), strata_category()}; }
+
+/// refined_errc is the value of the errc that `ec` is or refines; 0 (no errc) for
+/// system errors and for causes that refine none.
+int refined_errc(const std::error_code& ec) noexcept;
+
+/// operator== is true when `ec` is `e` or a cause that refines `e`: a reset compares
+/// equal to errc::broken. (Exact comparison: `ec == make_error_code(e)`.)
+inline bool operator==(const std::error_code& ec, errc e) noexcept {
+  return refined_errc(ec) == static_cast<int>(e);
+}
+
 /// from_errno maps an errno value to strata's vocabulary where one applies
-/// (ECONNRESET/EPIPE -> broken, ETIMEDOUT -> timed_out, ECANCELED -> operation_canceled,
-/// EMSGSIZE -> message_too_large) and to std::system_category otherwise.
+/// (ECONNRESET -> cause::connection_reset, which is a broken; EPIPE/ECONNABORTED ->
+/// broken, ETIMEDOUT -> timed_out, ECANCELED -> operation_canceled, EMSGSIZE ->
+/// message_too_large) and to std::system_category otherwise.
 std::error_code from_errno(int err) noexcept;
 
 /// describe renders an error for humans: "<what>: <message>".
@@ -41,3 +66,5 @@ std::string describe(std::string_view what, std::error_code ec);
 
 template <>
 struct std::is_error_code_enum<strata::errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<strata::cause> : std::true_type {};

@@ -66,7 +66,8 @@ result<void> check_crlf_message(const crlf_options& options, const_buffers messa
   if (size > options.max_message) return errc::message_too_large;
   if (delimiter.size() == 1) {
     for (auto part : message.view())
-      if (std::memchr(part.data(), delimiter[0], part.size()) != nullptr) return errc::invalid_argument;
+      if (std::memchr(part.data(), delimiter[0], part.size()) != nullptr)
+        return make_error_code(cause::delimiter_in_message);
     return {};
   }
   // The receiver ends the message at the first delimiter of message + delimiter, so
@@ -74,8 +75,9 @@ result<void> check_crlf_message(const crlf_options& options, const_buffers messa
   // occurrence lies within message + delimiter[0, size - 1).
   delimiter_scanner scanner(delimiter);
   for (auto part : message.view())
-    if (scanner.feed(as_text(part))) return errc::invalid_argument;
-  if (scanner.feed(delimiter.substr(0, delimiter.size() - 1))) return errc::invalid_argument;
+    if (scanner.feed(as_text(part))) return make_error_code(cause::delimiter_in_message);
+  if (scanner.feed(delimiter.substr(0, delimiter.size() - 1)))
+    return make_error_code(cause::delimiter_in_message);
   return {};
 }
 

@@ -250,6 +250,24 @@ TEST(Crlf, MessageContainingDelimiterIsRefused) {
   }());
 }
 
+TEST(Crlf, DelimiterInMessageErrorNamesTheCause) {
+  // The code still compares equal to invalid_argument (what callers test), and its
+  // message says why, instead of a bare "invalid argument".
+  run([]() -> task<void> {
+    crlf a{script_stream{}};
+    auto r = co_await a.send(as_bytes("a\r\nb"), soon());
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_EQ(r.error(), cause::delimiter_in_message);
+    EXPECT_EQ(r.error().message(), "message contains the delimiter");
+    EXPECT_TRUE(r.error() == std::errc::invalid_argument);
+  }());
+  auto direct = check_crlf_message({.delimiter = ";"}, as_bytes("x;y"));
+  EXPECT_EQ(direct.error(), cause::delimiter_in_message);
+  // Bad options stay a plain invalid_argument: the cause is not the message.
+  auto bad = check_crlf_message({.delimiter = ""}, as_bytes("x"));
+  EXPECT_EQ(bad.error(), make_error_code(errc::invalid_argument));
+}
+
 TEST(Crlf, CheckMessageAcrossPartsAndOverlappingDelimiters) {
   auto check = [](std::string_view delim, std::vector<std::string_view> parts) {
     std::vector<const_buffer> list;

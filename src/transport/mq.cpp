@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <mqueue.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,15 @@ void forget(int fd) noexcept {
 bool valid_name(std::string_view name) noexcept {
   return name.size() >= 2 && name.size() <= NAME_MAX + 1 && name[0] == '/' &&
          name.find('/', 1) == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+// descriptor_available tells whether the process can still open a descriptor (mq_open
+// reports both RLIMIT_NOFILE and RLIMIT_MSGQUEUE as EMFILE).
+bool descriptor_available() noexcept {
+  int probe = ::eventfd(0, EFD_CLOEXEC);
+  if (probe < 0) return false;
+  ::close(probe);
+  return true;
 }
 
 result<long> read_limit(const char* file) {
@@ -128,6 +138,10 @@ result<queue> queue::open(std::string_view name, open_options options) {
     int err = errno;
     // EINVAL here means attributes the kernel refuses (the name was checked above).
     if (err == EINVAL) return errc::invalid_argument;
+    // EMFILE also means that creating the queue would exceed the user's RLIMIT_MSGQUEUE
+    // bytes; when a descriptor can still be allocated, the descriptor limit was not it.
+    if (err == EMFILE && options.create && descriptor_available())
+      return unexpected(make_error_code(cause::mq_memory_limit));
     return unexpected(from_errno(err));
   }
   mq_attr actual{};

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <mqueue.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,6 +151,25 @@ TEST(Mq, LimitsAreRefusedWithASentenceNamingThem) {
   auto q2 = mq::queue::open(name, {.create = true, .attr = too_big});
   if (q2) (void)mq::unlink(name);
   EXPECT_EQ(q2.error(), errc::invalid_argument);
+}
+
+TEST(Mq, MemoryLimitIsNamedNotReportedAsTooManyOpenFiles) {
+  // The kernel refuses a queue whose bytes exceed RLIMIT_MSGQUEUE with EMFILE, the
+  // errno of a full descriptor table. Lower the soft limit to 0 for this process, so
+  // any creation exceeds it, and expect the limit's name in the message.
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_MSGQUEUE, &saved), 0);
+  rlimit none = saved;
+  none.rlim_cur = 0;
+  ASSERT_EQ(::setrlimit(RLIMIT_MSGQUEUE, &none), 0);
+  auto name = unique_queue();
+  auto q = mq::queue::open(name, {.create = true, .exclusive = true});
+  ASSERT_EQ(::setrlimit(RLIMIT_MSGQUEUE, &saved), 0);
+  if (q) (void)mq::unlink(name);
+  ASSERT_FALSE(q) << "the queue was created despite RLIMIT_MSGQUEUE = 0";
+  EXPECT_EQ(q.error(), cause::mq_memory_limit);
+  EXPECT_NE(q.error().message().find("RLIMIT_MSGQUEUE"), std::string::npos) << q.error().message();
+  EXPECT_TRUE(q.error() == std::errc::too_many_files_open) << "still EMFILE as a condition";
 }
 
 TEST(Mq, FullQueueTimesTheSenderOutWithoutSendingAndAnExistingQueueKeepsItsAttributes) {

@@ -17,7 +17,8 @@
 // without CAP_SYS_RESOURCE in the initial namespace); asking more fails with EINVAL,
 // which open() reports as invalid_argument and explain_attributes() turns into a
 // sentence naming the limit. The number of queues is bounded by queues_max (ENOSPC) and
-// their memory per user by RLIMIT_MSGQUEUE (EMFILE).
+// their memory per user by RLIMIT_MSGQUEUE (EMFILE from the kernel; open() reports
+// cause::mq_memory_limit when that limit, not the descriptor limit, was hit).
 #pragma once
 
 #include <sys/types.h>
@@ -119,7 +120,8 @@ class queue {
   /// without another '/'. The descriptor is non-blocking and close-on-exec.
   /// Errors: invalid_argument (a bad name, or attributes beyond the system limits: see
   /// explain_attributes), ENOENT (missing and !create), EEXIST (exclusive), EACCES,
-  /// ENOSPC (queues_max reached), EMFILE (descriptors or RLIMIT_MSGQUEUE exhausted).
+  /// ENOSPC (queues_max reached), EMFILE (descriptors exhausted),
+  /// cause::mq_memory_limit (creating it would exceed the user's RLIMIT_MSGQUEUE bytes).
   static result<queue> open(std::string_view name, open_options options = {});
 
   /// send queues `msg` (the gather list as one message) with the default priority.

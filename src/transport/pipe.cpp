@@ -90,7 +90,7 @@ result<void> make_nonblocking(int fd) noexcept {
 result<void> check_fifo(int fd) noexcept {
   struct stat st {};
   if (::fstat(fd, &st) < 0) return from_errno(errno);
-  if (!S_ISFIFO(st.st_mode)) return errc::invalid_argument;
+  if (!S_ISFIFO(st.st_mode)) return make_error_code(cause::not_a_fifo);
   return {};
 }
 

@@ -474,6 +474,24 @@ TEST(Fifo, RefusesWhatIsNotAFifoAndMissingPathsWithoutCreate) {
   });
 }
 
+TEST(Fifo, ARegularFileIsReportedAsNotAFifo) {
+  // Both ends say what is wrong with the path, not a bare "invalid argument"; the code
+  // still compares equal to invalid_argument.
+  run_test([]() -> task<void> {
+    auto regular = scratch_dir() + "/not-a-fifo";
+    {
+      std::FILE* f = std::fopen(regular.c_str(), "w");
+      if (f) std::fclose(f);
+    }
+    auto r = fifo::open_reader(regular);
+    EXPECT_EQ(r.error(), cause::not_a_fifo);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_EQ(r.error().message(), "not a FIFO");
+    auto w = co_await fifo::open_writer(regular, deadline::after(1s));
+    EXPECT_EQ(w.error(), cause::not_a_fifo);
+  });
+}
+
 TEST(Fifo, SocatWritesIntoOurFifo) {
   run_test([]() -> task<void> {
     auto dl = deadline::after(10s);

@@ -157,13 +157,15 @@ void service::admit(joiner& j) noexcept {
   }
   reply.member = *member;
   reply.fds = static_cast<std::uint32_t>(fds_.size());
+  // Counted before the reply goes out: a member that has its answer is in members().
+  members_.store(connected_.size() + 1, std::memory_order_relaxed);
   if (!send_hello_fds(fd, reply, fds_)) {
+    members_.store(connected_.size(), std::memory_order_relaxed);
     if (!hooks_.leave(*member)) pending_leaves_.push_back(*member);
     return;
   }
   if (ended_) send_end(fd, {end_kind::fin, *ended_});
   connected_.push_back({std::move(j.conn), *member});
-  members_.store(connected_.size(), std::memory_order_relaxed);
 }
 
 void service::serve_joiners(std::span<const pollfd> joiner_polls) noexcept {

@@ -1,11 +1,14 @@
 // The spec-string parser: a hand-written recursive-descent reader over the grammar in
-// include/strata/pipeline/spec.hpp. It only reads text; the registry gives it meaning.
+// include/strata/pipeline/spec.hpp. It only reads text; the registry gives it meaning
+// (it is consulted once, for the example in a "missing target" message).
 // Every error carries the offset of the byte the reader stopped at, so a caret can point
 // at it; specs come from users and files, hence the hard bounds on size and counts.
 #include "strata/pipeline/spec.hpp"
 
 #include <algorithm>
 #include <cstdio>
+
+#include "strata/pipeline/registry.hpp"
 
 namespace strata {
 namespace {
@@ -24,6 +27,15 @@ bool is_target_char(char c) noexcept {
 }
 /// is_value_char: what a bare VALUE may contain.
 bool is_value_char(char c) noexcept { return is_target_char(c) && c != ',' && c != '='; }
+
+// target_example shows the registered target form of `name` (" (e.g. mq:/NAME)"); empty
+// for a name the registry does not know or one that takes no target.
+std::string target_example(const std::string& name) {
+  const protocol_entry* entry = find_protocol(name);
+  if (entry == nullptr || entry->target_help.empty()) return {};
+  std::string_view help = entry->target_help;
+  return " (e.g. " + name + ":" + std::string(help.substr(0, help.find(' '))) + ")";
+}
 
 std::string show_char(char c) {
   if (is_control(c) || static_cast<unsigned char>(c) >= 0x80) {
@@ -153,7 +165,7 @@ class parser {
       ++i_;
       layer.target_position = i_;
       if (at_end() || !(peek() == '"' || is_target_char(peek()))) {
-        return fail("missing target after ':' (e.g. " + layer.name + ":HOST:PORT)", i_);
+        return fail("missing target after ':'" + target_example(layer.name), i_);
       }
       if (peek() == '"') {
         if (!parse_quoted(layer.target)) return false;

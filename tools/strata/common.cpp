@@ -23,11 +23,11 @@ std::optional<std::string_view> option_value(args& a, std::string_view name, boo
   if (a.empty()) return std::nullopt;
   std::string_view head = a.peek();
   if (head == name) {
-    a.next();
-    if (a.empty()) {
-      missing = true;
+    if (a.remaining() < 2) {
+      missing = true;  // leave the name in front for the caller's report
       return std::nullopt;
     }
+    a.next();
     return a.next();
   }
   if (head.size() > name.size() && head.substr(0, name.size()) == name && head[name.size()] == '=') {
@@ -157,6 +157,38 @@ void report(std::string_view message) {
   std::fflush(stderr);
 }
 
+namespace {
+
+bool utf8_continuation(char c) noexcept { return (static_cast<unsigned char>(c) & 0xc0) == 0x80; }
+
+// shorten keeps the head and the tail of a long text, cut at character boundaries.
+std::string shorten(std::string_view text, std::size_t keep) {
+  if (text.size() <= 2 * keep + 5) return std::string(text);
+  std::size_t head = keep;
+  while (head > 0 && utf8_continuation(text[head])) --head;
+  std::size_t tail = text.size() - keep;
+  while (tail < text.size() && utf8_continuation(text[tail])) ++tail;
+  return std::string(text.substr(0, head)) + " ... " + std::string(text.substr(tail));
+}
+
+}  // namespace
+
+std::string render_spec_error(const pipeline_error& error, std::string_view text, std::size_t context) {
+  std::size_t pos = std::min(error.position, text.size());
+  std::size_t begin = pos > context ? pos - context : 0;
+  while (begin < pos && utf8_continuation(text[begin])) ++begin;
+  std::size_t end = std::min(text.size(), pos + context);
+  while (end < text.size() && utf8_continuation(text[end])) ++end;
+  constexpr std::string_view elision = "...";
+  std::string shown;
+  if (begin > 0) shown += elision;
+  shown += text.substr(begin, end - begin);
+  if (end < text.size()) shown += elision;
+  pipeline_error windowed{shorten(error.message, 2 * context),
+                          pos - begin + (begin > 0 ? elision.size() : 0)};
+  return windowed.render(shown);
+}
+
 std::optional<pipeline> parse_pipeline(std::string_view label, std::string_view text) {
   pipeline_error error;
   auto p = pipeline::parse(text, error);
@@ -164,7 +196,7 @@ std::optional<pipeline> parse_pipeline(std::string_view label, std::string_view 
     std::string out = "strata: ";
     out += label;
     out += ": ";
-    out += error.render(text);
+    out += render_spec_error(error, text);
     if (out.back() != '\n') out += '\n';
     std::fwrite(out.data(), 1, out.size(), stderr);
     std::fflush(stderr);
@@ -185,12 +217,23 @@ std::string_view unit_phrase(unit u) noexcept {
 
 // -- signals ------------------------------------------------------------------------------
 
+namespace {
+
+bool parse_only_mode = false;
+
+}  // namespace
+
+void set_parse_only(bool on) noexcept { parse_only_mode = on; }
+bool parse_only() noexcept { return parse_only_mode; }
+
 signal_guard::signal_guard() {
+  if (parse_only()) return;
   ::signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);  // a closed terminal: unwind (remove socket files) as for SIGTERM
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
   fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
@@ -215,6 +258,7 @@ task<void> signal_guard::watch(scope& target) {
 }
 
 int run_command(signal_guard& signals, std::function<task<int>()> body) {
+  if (parse_only()) return exit_ok;
   int code = exit_failure;
   run([&]() -> task<void> {
     co_await with_scope([&](scope& s) -> task<void> {
@@ -252,6 +296,7 @@ int make_nonblocking(int fd) {
 }  // namespace
 
 stdio_guard::stdio_guard() {
+  if (parse_only()) return;
   in_flags_ = make_nonblocking(STDIN_FILENO);
   out_flags_ = make_nonblocking(STDOUT_FILENO);
 }

@@ -31,13 +31,15 @@ constexpr int exit_signal(int signo) noexcept { return 128 + signo; }
 using duration = std::chrono::steady_clock::duration;
 
 /// args is a command's argument list after the command name, consumed front to back.
+/// peek() and next() on an empty list return an empty argument instead of reading past
+/// the end.
 class args {
  public:
   explicit args(std::vector<std::string_view> list) : list_(std::move(list)) {}
   bool empty() const noexcept { return pos_ >= list_.size(); }
-  std::string_view peek() const noexcept { return list_[pos_]; }
-  std::string_view next() noexcept { return list_[pos_++]; }
-  std::size_t remaining() const noexcept { return list_.size() - pos_; }
+  std::string_view peek() const noexcept { return empty() ? std::string_view() : list_[pos_]; }
+  std::string_view next() noexcept { return empty() ? std::string_view() : list_[pos_++]; }
+  std::size_t remaining() const noexcept { return empty() ? 0 : list_.size() - pos_; }
 
  private:
   std::vector<std::string_view> list_;
@@ -45,7 +47,9 @@ class args {
 };
 
 /// option_value matches `--name VALUE` or `--name=VALUE` at the front of `a`. Returns
-/// the value and consumes it; sets `missing` when the option is present without value.
+/// the value and consumes both. When `--name` is the last argument it sets `missing`
+/// and consumes nothing, so `a.peek()` is still the option's name for the report
+/// ("--timeout needs a value").
 std::optional<std::string_view> option_value(args& a, std::string_view name, bool& missing);
 
 /// parse_duration reads "10s", "250ms", "2m", "1.5s", "100us" or a bare number of seconds.
@@ -68,14 +72,22 @@ void report(std::string_view message);
 /// the caret under the offending position) prefixed by `label` and returns nullopt.
 std::optional<pipeline> parse_pipeline(std::string_view label, std::string_view text);
 
+/// render_spec_error renders a refusal like pipeline_error::render, but shows at most
+/// `context` bytes of the spec on either side of the caret (elisions marked "...") and
+/// shortens a message longer than about 4 * `context` in its middle, so a huge spec never
+/// echoes back whole.
+std::string render_spec_error(const pipeline_error& error, std::string_view text, std::size_t context = 60);
+
 /// unit_name names a top's unit for messages: "a byte stream" or "messages".
 std::string_view unit_phrase(unit u) noexcept;
 
 // -- signals ------------------------------------------------------------------------------
 
-/// signal_guard blocks SIGINT and SIGTERM for the process and receives them through a
-/// signalfd that the event loop can wait on; SIGPIPE is ignored (write errors are values).
-/// Create it in main() before any thread exists.
+/// signal_guard blocks SIGINT, SIGTERM and SIGHUP for the process and receives them
+/// through a signalfd that the event loop can wait on, so each one unwinds the command
+/// (a Unix socket file is removed) before it exits with 128 + the signal number; SIGPIPE
+/// is ignored (write errors are values). Create it in main() before any thread exists.
+/// In parse-only mode it changes nothing.
 class signal_guard {
  public:
   signal_guard();
@@ -86,7 +98,7 @@ class signal_guard {
   int fd() const noexcept { return fd_; }
   /// received is the signal number that stopped the run, or 0.
   int received() const noexcept { return received_; }
-  /// watch waits for SIGINT/SIGTERM and then cancels `target`. Ends with
+  /// watch waits for SIGINT/SIGTERM/SIGHUP and then cancels `target`. Ends with
   /// operation_canceled when its own scope is canceled first.
   task<void> watch(scope& target);
 
@@ -95,16 +107,29 @@ class signal_guard {
   int received_ = 0;
 };
 
-/// run_command runs `body` on a fresh event loop, canceling it on SIGINT/SIGTERM. Returns
-/// body's exit code, or exit_signal(signo) when a signal stopped it.
+/// run_command runs `body` on a fresh event loop, canceling it on SIGINT/SIGTERM/SIGHUP.
+/// Returns body's exit code, or exit_signal(signo) when a signal stopped it. In
+/// parse-only mode it returns exit_ok without running `body`.
 int run_command(signal_guard& signals, std::function<task<int>()> body);
+
+/// set_parse_only switches parse-only mode: every command parses and checks its
+/// arguments and specs as usual, then stops where it would start doing I/O (no bind, no
+/// connect, stdin/stdout and signals untouched). For the argument fuzzer.
+void set_parse_only(bool on) noexcept;
+/// parse_only tells whether parse-only mode is on.
+bool parse_only() noexcept;
+
+/// run_cli is the whole tool behind main(): dispatches `argv` (without the program name)
+/// to a command and returns the exit code.
+int run_cli(std::vector<std::string_view> argv);
 
 // -- stdin / stdout -----------------------------------------------------------------------
 
 /// stdio_guard puts fd 0 and fd 1 into non-blocking mode when they are pipes, sockets or
 /// terminals (so the event loop can wait on them) and restores their flags on
 /// destruction. Regular files are left blocking: epoll refuses them and they never block
-/// for long. The terminal mode (termios) is never changed.
+/// for long. The terminal mode (termios) is never changed. In parse-only mode it changes
+/// nothing.
 class stdio_guard {
  public:
   stdio_guard();

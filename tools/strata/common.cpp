@@ -165,9 +165,9 @@ bool utf8_continuation(char c) noexcept { return (static_cast<unsigned char>(c) 
 std::string shorten(std::string_view text, std::size_t keep) {
   if (text.size() <= 2 * keep + 5) return std::string(text);
   std::size_t head = keep;
-  while (head > 0 && utf8_continuation(text[head])) --head;
+  for (int i = 0; i < 3 && head > 0 && utf8_continuation(text[head]); ++i) --head;
   std::size_t tail = text.size() - keep;
-  while (tail < text.size() && utf8_continuation(text[tail])) ++tail;
+  for (int i = 0; i < 3 && tail < text.size() && utf8_continuation(text[tail]); ++i) ++tail;
   return std::string(text.substr(0, head)) + " ... " + std::string(text.substr(tail));
 }
 
@@ -176,9 +176,11 @@ std::string shorten(std::string_view text, std::size_t keep) {
 std::string render_spec_error(const pipeline_error& error, std::string_view text, std::size_t context) {
   std::size_t pos = std::min(error.position, text.size());
   std::size_t begin = pos > context ? pos - context : 0;
-  while (begin < pos && utf8_continuation(text[begin])) ++begin;
+  // Cut at character boundaries: a UTF-8 sequence has at most 3 continuation bytes (in
+  // invalid text a run of them may be longer; the window stays bounded regardless).
+  for (int i = 0; i < 3 && begin < pos && utf8_continuation(text[begin]); ++i) ++begin;
   std::size_t end = std::min(text.size(), pos + context);
-  while (end < text.size() && utf8_continuation(text[end])) ++end;
+  for (int i = 0; i < 3 && end < text.size() && utf8_continuation(text[end]); ++i) ++end;
   constexpr std::string_view elision = "...";
   std::string shown;
   if (begin > 0) shown += elision;

@@ -66,8 +66,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           input, err);
   if (code == strata::cli::exit_usage && !err.empty())
     require(err.rfind("strata: ", 0) == 0, "a usage error without 'strata: '", input, err);
-  require(err.find(":  needs a value") == std::string::npos, "a missing value without the option's name",
-          input, err);
+  // "strata: CMD: NAME needs a value" names an option (it read "CMD:  needs a value").
+  std::string_view first_line = std::string_view(err).substr(0, err.find('\n'));
+  constexpr std::string_view needs = " needs a value";
+  if (!argv.empty() && first_line.size() >= needs.size() &&
+      first_line.substr(first_line.size() - needs.size()) == needs) {
+    std::string prefix = "strata: " + std::string(argv.front()) + ": ";
+    if (first_line.rfind(prefix, 0) == 0) {
+      auto name = first_line.substr(prefix.size(), first_line.size() - prefix.size() - needs.size());
+      require(!name.empty(), "a missing value without the option's name", input, err);
+    }
+  }
   // Every line shown above a caret line is the spec's window: 60 bytes either side of
   // the caret, "..." at a cut end, a UTF-8 sequence completed at each end, the indent.
   std::vector<std::string_view> lines;

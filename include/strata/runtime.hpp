@@ -5,6 +5,7 @@
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/memory.hpp"
 #include "strata/runtime/run.hpp"
 #include "strata/runtime/scope.hpp"
 #include "strata/runtime/task.hpp"

@@ -18,15 +18,21 @@ struct free_block {
 struct frame_pool {
   std::array<free_block*, classes> heads{};
   std::array<std::size_t, classes> counts{};
-  ~frame_pool() {
-    for (auto* head : heads) {
-      while (head) {
+  std::size_t release() noexcept {
+    std::size_t bytes = 0;
+    for (std::size_t cls = 0; cls < classes; ++cls) {
+      for (auto* head = heads[cls]; head != nullptr;) {
         auto* next = head->next;
         std::free(head);
+        bytes += (cls + 1) * granule;
         head = next;
       }
+      heads[cls] = nullptr;
+      counts[cls] = 0;
     }
+    return bytes;
   }
+  ~frame_pool() { release(); }
 };
 
 thread_local frame_pool pool;
@@ -75,5 +81,7 @@ void deallocate_frame(void* p, std::size_t size) noexcept {
   }
   std::free(p);
 }
+
+std::size_t release_cached_frames() noexcept { return pool.release(); }
 
 }  // namespace strata::detail

@@ -1,8 +1,11 @@
 // strata bridge SPEC1 SPEC2: join two pipelines end to end.
 #include "bridge.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,59 +23,108 @@ struct bridge_state {
 
   // fail records the first failure and stops both directions; operation_canceled is how
   // the directions learn that the bridge stops, never a failure of its own.
-  void fail(std::string where, std::error_code ec, scope& s) {
+  // (The label and the operation are joined here, not at the call: a string built in a
+  // pump's co_return would take room in its frame for the whole life of the bridge.)
+  void fail(std::string_view label, const char* operation, std::error_code ec, scope& s) {
     if (ec == errc::operation_canceled) return;
     if (!out.error) {
-      out.what = std::move(where);
+      out.what.assign(label);
+      out.what += operation;
       out.error = ec;
     }
     s.cancel();
   }
   void touch() { last_activity = deadline::clock::now(); }
+
+  int running = 2;  // directions still running
+  event done;       // both directions have ended
 };
 
-task<void> pump_stream(any_stream& from, const std::string& from_label, any_stream& to,
-                       const std::string& to_label, std::uint64_t& bytes, bridge_state& st, scope& s) {
-  std::vector<std::byte> buf(chunk);
+// Each direction holds a chunk only while data flows: an idle direction waits with a
+// small read in its own frame and has given its chunk back, so an idle bridge costs a
+// few hundred bytes, not two chunks. Bytes that are already waiting are read straight
+// into the chunk (an expired deadline tries without waiting).
+constexpr std::size_t wake_read = 128;
+
+// finished raises `done` when the last of `running` directions has ended, however it ended.
+struct finished {
+  int& running;
+  event& done;
+  ~finished() {
+    if (--running == 0) done.set();
+  }
+};
+
+task<void> pump_stream(any_stream& from, std::string_view from_label, any_stream& to,
+                       std::string_view to_label, std::uint64_t& bytes, bridge_state& st, scope& s) {
+  finished counted{st.running, st.done};
+  byte_buffer held;
+  std::array<std::byte, wake_read> small;
   for (;;) {
-    auto n = co_await from.read_some(buf, deadline::never());
+    mutable_buffer into = small;
+    result<std::size_t> n = errc::timed_out;
+    if (held.capacity() != 0) {
+      into = held.writable(chunk).first(chunk);
+      n = co_await from.read_some(into, deadline::already());
+      if (!n && n.error() == errc::timed_out) held.release();
+    }
+    if (held.capacity() == 0) {
+      into = small;
+      n = co_await from.read_some(into, deadline::never());
+      if (n && *n == small.size()) (void)held.writable(chunk);  // more is likely waiting: take a chunk
+    }
     if (!n) {
       // A write-only (simplex) side never sends: as if it had ended at once.
       if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail(from_label + ": read", n.error(), s);
+        co_return st.fail(from_label, ": read", n.error(), s);
       auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail(to_label + ": shutdown", r.error(), s);
+      if (!r && r.error() != errc::not_supported) st.fail(to_label, ": shutdown", r.error(), s);
       co_return;
     }
     st.touch();
-    auto w = co_await to.write(const_buffer(buf.data(), *n), deadline::never());
+    auto w = co_await to.write(const_buffer(into.first(*n)), deadline::never());
     if (!w && w.error() == errc::not_supported) co_return;  // a read-only (simplex) side
-    if (!w) co_return st.fail(to_label + ": write", w.error(), s);
+    if (!w) co_return st.fail(to_label, ": write", w.error(), s);
     bytes += *n;
   }
 }
 
-task<void> pump_messages(any_message& from, std::size_t limit, const std::string& from_label, any_message& to,
-                         const std::string& to_label, std::uint64_t& bytes, std::uint64_t& messages,
+// A message larger than the buffer stays with the layer and is received again into a
+// larger `held`, up to `limit`.
+task<void> pump_messages(any_message& from, std::size_t limit, std::string_view from_label, any_message& to,
+                         std::string_view to_label, std::uint64_t& bytes, std::uint64_t& messages,
                          bridge_state& st, scope& s) {
-  std::vector<std::byte> buf(std::min(chunk, limit));
+  finished counted{st.running, st.done};
+  byte_buffer held;
+  std::array<std::byte, wake_read> small;
   for (;;) {
-    auto n = co_await from.recv(buf, deadline::never());
+    mutable_buffer into = small;
+    result<std::size_t> n = errc::timed_out;
+    if (held.capacity() != 0) {
+      into = held.writable(held.capacity());
+      n = co_await from.recv(into, deadline::already());
+      if (!n && n.error() == errc::timed_out) held.release();
+    }
+    if (held.capacity() == 0) {
+      into = std::span(small).first(std::min(small.size(), limit));
+      n = co_await from.recv(into, deadline::never());
+    }
     if (!n) {
-      if (n.error() == errc::message_too_large && buf.size() < limit) {
-        buf.resize(std::min(buf.size() * 4, limit));  // the layer kept the message
+      if (n.error() == errc::message_too_large && into.size() < limit) {
+        held.release();
+        (void)held.writable(std::min(std::max(into.size() * 4, chunk), limit));
         continue;
       }
       if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail(from_label + ": receive", n.error(), s);
+        co_return st.fail(from_label, ": receive", n.error(), s);
       auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail(to_label + ": shutdown", r.error(), s);
+      if (!r && r.error() != errc::not_supported) st.fail(to_label, ": shutdown", r.error(), s);
       co_return;
     }
     st.touch();
-    auto w = co_await to.send(const_buffer(buf.data(), *n), deadline::never());
+    auto w = co_await to.send(const_buffer(into.first(*n)), deadline::never());
     if (!w && w.error() == errc::not_supported) co_return;  // a receive-only (simplex) side
-    if (!w) co_return st.fail(to_label + ": send", w.error(), s);
+    if (!w) co_return st.fail(to_label, ": send", w.error(), s);
     bytes += *n;
     ++messages;
   }
@@ -82,15 +134,9 @@ task<void> idle_watch(duration idle, bridge_state& st, scope& s) {
   for (;;) {
     auto until = st.last_activity + idle;
     if (deadline::clock::now() >= until)
-      co_return st.fail("no data for " + format_duration(idle) + " (--idle)", errc::timed_out, s);
+      co_return st.fail("no data for " + format_duration(idle), " (--idle)", errc::timed_out, s);
     if (!co_await sleep_until(deadline::at(until))) co_return;
   }
-}
-
-// counted runs `t` and raises `done` when the last of `running` tasks has finished.
-task<void> counted(task<void> t, int& running, event& done) {
-  co_await std::move(t);
-  if (--running == 0) done.set();
 }
 
 std::size_t limit_of(const any_connection& c) {
@@ -145,27 +191,19 @@ task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_op
     st.out.error = errc::invalid_argument;
     co_return st.out;
   }
-  int running = 2;
-  event done;
   co_await with_scope([&](scope& s) -> task<void> {
     if (options.idle) s.spawn(idle_watch(*options.idle, st, s));
     if (a.is_stream()) {
-      s.spawn(counted(
-          pump_stream(a.stream(), options.label_a, b.stream(), options.label_b, st.out.bytes_ab, st, s),
-          running, done));
-      s.spawn(counted(
-          pump_stream(b.stream(), options.label_b, a.stream(), options.label_a, st.out.bytes_ba, st, s),
-          running, done));
+      s.spawn(pump_stream(a.stream(), options.label_a, b.stream(), options.label_b, st.out.bytes_ab, st, s));
+      s.spawn(pump_stream(b.stream(), options.label_b, a.stream(), options.label_a, st.out.bytes_ba, st, s));
     } else {
-      s.spawn(counted(pump_messages(a.message(), limit_of(a), options.label_a, b.message(), options.label_b,
-                                    st.out.bytes_ab, st.out.messages_ab, st, s),
-                      running, done));
-      s.spawn(counted(pump_messages(b.message(), limit_of(b), options.label_b, a.message(), options.label_a,
-                                    st.out.bytes_ba, st.out.messages_ba, st, s),
-                      running, done));
+      s.spawn(pump_messages(a.message(), limit_of(a), options.label_a, b.message(), options.label_b,
+                            st.out.bytes_ab, st.out.messages_ab, st, s));
+      s.spawn(pump_messages(b.message(), limit_of(b), options.label_b, a.message(), options.label_a,
+                            st.out.bytes_ba, st.out.messages_ba, st, s));
     }
     // Both directions ended (or a failure canceled the scope): stop the idle watch.
-    (void)co_await done.wait(deadline::never());
+    (void)co_await st.done.wait(deadline::never());
     s.cancel();
   });
   auto grace = st.out.error ? deadline::after(std::chrono::milliseconds(100))
@@ -194,9 +232,9 @@ Both tops must carry the same unit: a byte stream to a byte stream, messages to
 messages (each message is forwarded whole). A mismatch is refused before anything
 connects, with the adapter that would fix it.
 
-Back-pressure: each direction holds one buffer (128 KiB, or one message) and reads its
-source again only after the other side accepted the previous one, so a slow peer slows
-the fast one and memory stays bounded.
+Back-pressure: each direction holds at most one buffer (128 KiB, or one message), none
+while it waits for data, and reads its source again only after the other side accepted
+the previous one, so a slow peer slows the fast one and memory stays bounded.
 
 Shutdown: the end of one side's input shuts the other side's write direction down
 (half-close); when both directions have ended both connections are closed. An error on
@@ -229,6 +267,8 @@ struct bridge_command {
   duration timeout = std::chrono::seconds(10);
   bridge_options options;
   bool verbose = false;
+  std::string label_a;  // what options' labels view
+  std::string label_b;
 };
 
 // connect_side connects one pipeline and reports a failure with its spec.
@@ -244,31 +284,59 @@ task<result<any_connection>> connect_side(const pipeline& p, duration timeout) {
   co_return conn;
 }
 
-// serve bridges one connection of SPEC1 to a new connection of SPEC2.
-task<int> serve(any_connection first, std::string peer, const bridge_command& cmd) {
+// load counts the bridges of `-k` so that memory a burst left behind is given back once
+// the burst is over (most of its bridges have ended), not kept at the burst's peak.
+struct load {
+  std::size_t live = 0;
+  std::size_t peak = 0;
+  static constexpr std::size_t burst = 64;  // smaller peaks leave too little to matter
+
+  void started() { peak = std::max(peak, ++live); }
+  void ended() {
+    --live;
+    if (peak >= burst && live <= peak / 4) {
+      release_unused_memory();
+      peak = live;
+    }
+  }
+};
+
+// counted marks one bridge in `bridges` (if any) for as long as it exists.
+struct counted {
+  load* bridges;
+  explicit counted(load* l) : bridges(l) {
+    if (bridges) bridges->started();
+  }
+  ~counted() {
+    if (bridges) bridges->ended();
+  }
+};
+
+// serve bridges one connection of SPEC1 to a new connection of SPEC2 and sets `code`.
+task<void> serve(any_connection first, std::string peer, const bridge_command& cmd, int& code,
+                 load* bridges) {
+  counted one(bridges);
+  code = exit_failure;
   auto second = co_await connect_side(cmd.second, cmd.timeout);
   if (!second) {
     (void)co_await first.close(deadline::after(std::chrono::milliseconds(100)));
-    co_return exit_failure;
+    co_return;
   }
   bridge_options options = cmd.options;
-  if (!peer.empty()) options.label_a = "SPEC1 connection from " + peer;
-  auto r = co_await bridge(first, *second, options);
-  if (r.error) {
-    report(r.what, r.error);
-    co_return exit_failure;
+  std::string label_a;
+  if (!peer.empty()) {
+    label_a = "SPEC1 connection from " + peer;
+    options.label_a = label_a;
   }
+  auto r = co_await bridge(first, *second, options);
+  if (r.error) co_return report(r.what, r.error);
   if (cmd.verbose) {
     std::fprintf(stderr, "bridge%s%s done: %llu bytes SPEC1->SPEC2, %llu bytes SPEC2->SPEC1\n",
                  peer.empty() ? "" : " from ", peer.c_str(), static_cast<unsigned long long>(r.bytes_ab),
                  static_cast<unsigned long long>(r.bytes_ba));
     std::fflush(stderr);
   }
-  co_return exit_ok;
-}
-
-task<void> serve_detached(any_connection first, std::string peer, const bridge_command& cmd) {
-  (void)co_await serve(std::move(first), std::move(peer), cmd);
+  code = exit_ok;
 }
 
 std::string peer_of(const any_connection& c) {
@@ -281,7 +349,9 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
     auto first = co_await connect_side(cmd.first, cmd.timeout);
     if (!first) co_return exit_failure;
     std::string no_peer;
-    co_return co_await serve(std::move(*first), no_peer, cmd);
+    int code = exit_failure;
+    co_await serve(std::move(*first), no_peer, cmd, code, nullptr);
+    co_return code;
   }
   auto listener = cmd.first.listen();
   if (!listener) {
@@ -300,9 +370,13 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
     }
     std::string peer = peer_of(*conn);
     if (cmd.verbose && !peer.empty()) std::fprintf(stderr, "connection from %s\n", peer.c_str());
-    co_return co_await serve(std::move(*conn), peer, cmd);
+    int code = exit_failure;
+    co_await serve(std::move(*conn), peer, cmd, code, nullptr);
+    co_return code;
   }
   int code = exit_ok;
+  int bridge_code = exit_ok;  // per connection: failures are reported, not the exit status
+  load bridges;
   co_await with_scope([&](scope& s) -> task<void> {
     for (;;) {
       auto conn = co_await listener->accept(deadline::never());
@@ -319,7 +393,7 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
         std::fprintf(stderr, "connection from %s\n", peer.c_str());
         std::fflush(stderr);
       }
-      s.spawn(serve_detached(std::move(*conn), std::move(peer), cmd));
+      s.spawn(serve(std::move(*conn), std::move(peer), cmd, bridge_code, &bridges));
     }
   });
   listener->close();
@@ -376,10 +450,12 @@ int bridge_main(args& a, signal_guard& signals) {
   std::string mismatch;
   if (!units_match(*first, *second, mismatch)) return usage_error("bridge", mismatch);
 
-  bridge_command cmd{std::move(*first), std::move(*second), timeout, {}, verbose};
+  bridge_command cmd{std::move(*first), std::move(*second), timeout, {}, verbose, {}, {}};
   cmd.options.idle = idle;
-  cmd.options.label_a = "SPEC1 " + cmd.first.text();
-  cmd.options.label_b = "SPEC2 " + cmd.second.text();
+  cmd.label_a = "SPEC1 " + cmd.first.text();
+  cmd.label_b = "SPEC2 " + cmd.second.text();
+  cmd.options.label_a = cmd.label_a;
+  cmd.options.label_b = cmd.label_b;
   return run_command(signals, [&]() -> task<int> { co_return co_await run_bridge(cmd, keep); });
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "common.hpp"
@@ -12,11 +13,12 @@
 
 namespace strata::cli {
 
-/// bridge_options tune one bridge.
+/// bridge_options tune one bridge. The labels are views: their text must outlive the
+/// bridge (a bridge of `-k` holds no copy of them, so an idle bridge stays small).
 struct bridge_options {
-  std::optional<duration> idle;   ///< fail with timed_out after this long without data
-  std::string label_a = "SPEC1";  ///< names side a in error messages
-  std::string label_b = "SPEC2";  ///< names side b in error messages
+  std::optional<duration> idle;        ///< fail with timed_out after this long without data
+  std::string_view label_a = "SPEC1";  ///< names side a in error messages
+  std::string_view label_b = "SPEC2";  ///< names side b in error messages
 };
 
 /// bridge_result is what a bridge moved and, when it failed, where and why.
@@ -34,9 +36,10 @@ struct bridge_result {
 bool units_match(const pipeline& a, const pipeline& b, std::string& message);
 
 /// bridge copies a -> b and b -> a until both directions have ended, then closes both.
-/// Each direction holds one buffer: it reads from its source only after the previous
-/// chunk (or message) was completely written to the other side, so a slow side slows
-/// the other down and nothing is buffered without bound. The end of one side's input
+/// Each direction holds at most one buffer: it reads from its source only after the
+/// previous chunk (or message) was completely written to the other side, so a slow side
+/// slows the other down and nothing is buffered without bound. A direction that waits
+/// for data holds no chunk (only a small read buffer in its frame). The end of one side's input
 /// shuts the other side's write direction down (half-close); the bridge ends when both
 /// directions have ended. Any failure (reset, protocol error, message too large, idle)
 /// stops both directions and closes both connections. Cancellation of the caller's

@@ -10,5 +10,7 @@ namespace strata::detail {
 
 void* allocate_frame(std::size_t size);
 void deallocate_frame(void* p, std::size_t size) noexcept;
+/// release_cached_frames frees the calling thread's cached frames; returns their bytes.
+std::size_t release_cached_frames() noexcept;
 
 }  // namespace strata::detail

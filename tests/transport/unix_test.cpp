@@ -5,9 +5,9 @@
 #include "strata/transport/unix.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <sys/un.h>
 #include <unistd.h>
 

@@ -1,6 +1,7 @@
 #include "strata/transport/socket.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -41,7 +42,10 @@ socket_stream::socket_stream(socket_stream&& other) noexcept
       read_error_(std::exchange(other.read_error_, errc::closed)),
       write_error_(std::exchange(other.write_error_, errc::closed)),
       write_shut_(other.write_shut_),
-      short_read_drains_(other.short_read_drains_) {}
+      short_read_drains_(other.short_read_drains_),
+      peer_family_(other.peer_family_),
+      peer_port_(other.peer_port_),
+      peer_ip_(other.peer_ip_) {}
 
 socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
   if (this != &other) {
@@ -51,6 +55,9 @@ socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
     write_error_ = std::exchange(other.write_error_, errc::closed);
     write_shut_ = other.write_shut_;
     short_read_drains_ = other.short_read_drains_;
+    peer_family_ = other.peer_family_;
+    peer_port_ = other.peer_port_;
+    peer_ip_ = other.peer_ip_;
   }
   return *this;
 }
@@ -201,10 +208,38 @@ result<address> socket_stream::local_address() const {
 
 result<address> socket_stream::peer_address() const {
   if (fd_ < 0) return errc::closed;
+  if (peer_family_ == 4) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(peer_port_);
+    std::memcpy(&sa.sin_addr, peer_ip_.data(), 4);
+    return address::from_sockaddr(reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  }
+  if (peer_family_ == 6) {
+    sockaddr_in6 sa{};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(peer_port_);
+    std::memcpy(&sa.sin6_addr, peer_ip_.data(), 16);
+    return address::from_sockaddr(reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
   return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+void socket_stream::remember_peer(const address& peer) noexcept {
+  if (peer.kind() == address::family::ipv4) {
+    const auto* sa = reinterpret_cast<const sockaddr_in*>(peer.data());
+    peer_family_ = 4;
+    peer_port_ = ntohs(sa->sin_port);
+    std::memcpy(peer_ip_.data(), &sa->sin_addr, 4);
+  } else if (peer.kind() == address::family::ipv6) {
+    const auto* sa = reinterpret_cast<const sockaddr_in6*>(peer.data());
+    peer_family_ = 6;
+    peer_port_ = ntohs(sa->sin6_port);
+    std::memcpy(peer_ip_.data(), &sa->sin6_addr, 16);
+  }
 }
 
 // -- socket_listener -------------------------------------------------------------------
@@ -254,19 +289,25 @@ bool connection_went_away(int err) noexcept {
 }
 
 // Out of descriptors or memory: temporary for a listener, which must outlive it.
-bool out_of_resources(int err) noexcept { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+bool out_of_resources(int err) noexcept {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
 
 constexpr std::chrono::milliseconds first_backoff{5};
 constexpr std::chrono::milliseconds max_backoff{1000};
 
 }  // namespace
 
-task<result<int>> socket_listener::accept_fd(deadline dl) {
+task<result<int>> socket_listener::accept_fd(deadline dl, address* peer) {
   for (;;) {
     if (fd_ < 0) co_return errc::closed;
-    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(fd_, peer ? reinterpret_cast<sockaddr*>(&ss) : nullptr, peer ? &len : nullptr,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       backoff_ = {};
+      if (peer) *peer = address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
       co_return fd;
     }
     int err = errno;

@@ -62,10 +62,13 @@ result<listener> listener::adopt(int fd) {
 }
 
 task<result<stream>> listener::accept(deadline dl) {
-  auto fd = co_await accept_fd(dl);
+  address peer;
+  auto fd = co_await accept_fd(dl, &peer);
   if (!fd) co_return unexpected(fd.error());
   apply_no_delay(*fd, no_delay_);
-  co_return stream{*fd};
+  stream s{*fd};
+  s.remember_peer(peer);
+  co_return s;
 }
 
 }  // namespace strata::tcp

@@ -311,11 +311,9 @@ TEST_F(CliInput, AResetConnectionIsNamedWithThePeerAddressEveryTime) {
   EXPECT_EQ(c->err().find("connection broken"), std::string::npos) << c->err();
 }
 
-// DISABLED until socket_stream keeps the peer address from accept4() (src/transport/
-// socket.cpp, see the hostile-peers report): a connection reset while it waits in the
-// accept queue has no address left for getpeername(), so the report says only
-// "connection: read: ...".
-TEST_F(CliInput, DISABLED_AConnectionResetBeforeItIsAcceptedKeepsItsPeerAddress) {
+// A connection reset while it waits in the accept queue has no address left for
+// getpeername(): the stream keeps the one accept4() reported.
+TEST_F(CliInput, AConnectionResetBeforeItIsAcceptedKeepsItsPeerAddress) {
   // listen -k serves one connection at a time: the second waits in the accept queue
   // while the first is served, and is reset there before strata accepts it.
   auto c = std::make_unique<child>(std::vector<std::string>{"listen", "-k", "-v", "tcp-listen:127.0.0.1:0"});

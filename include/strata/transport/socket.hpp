@@ -4,6 +4,7 @@
 // capability row and their own extras; they are not meant to be used through this type.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -42,7 +43,12 @@ class socket_stream {
   task<result<void>> close(deadline dl);
 
   result<address> local_address() const;
+  /// peer_address is the connected peer. For an accepted IP connection it is the address
+  /// accept() reported, so it survives a peer that reset the connection before it was
+  /// accepted (getpeername() then has nothing to say).
   result<address> peer_address() const;
+  /// remember_peer keeps `peer` (an IP address; others are ignored) for peer_address.
+  void remember_peer(const address& peer) noexcept;
   /// native_handle is the descriptor (still owned by this object), or -1.
   int native_handle() const noexcept { return fd_; }
   /// release gives the descriptor to the caller, who must close it.
@@ -70,6 +76,10 @@ class socket_stream {
   std::error_code write_error_{};
   bool write_shut_ = false;
   bool short_read_drains_ = true;
+  // The accepted peer in 20 bytes (not an `address`: 144 bytes on every connection).
+  std::uint8_t peer_family_ = 0;  // 0 none, 4 IPv4, 6 IPv6
+  std::uint16_t peer_port_ = 0;   // host order
+  std::array<std::uint8_t, 16> peer_ip_{};
 };
 
 /// socket_listener is a listening stream socket.
@@ -94,7 +104,8 @@ class socket_listener {
   /// are not affected), and a connection that failed before it was accepted is skipped.
   /// Errors: timed_out (also while backing off), operation_canceled, closed, other
   /// system errors.
-  task<result<int>> accept_fd(deadline dl);
+  /// With `peer`, the connection's peer address is stored there.
+  task<result<int>> accept_fd(deadline dl, address* peer = nullptr);
   /// stats is what accept_fd has survived so far.
   const accept_stats& stats() const noexcept { return stats_; }
   result<address> local_address() const;

@@ -1,10 +1,11 @@
 // strata: composable network protocols. This umbrella header includes every public
-// header, layer by layer from the bottom; include the individual headers to keep
-// compile times down.
+// header, layer by layer from the bottom (a test, strata.umbrella, fails when one is
+// missing); include the individual headers to keep compile times down.
 #pragma once
 
 // runtime: tasks, the event loop, deadlines, scopes, channels
 #include "strata/runtime.hpp"
+#include "strata/runtime/frame_allocator.hpp"
 
 // core: errors, results, buffers, addresses, capabilities, the two socket shapes
 #include "strata/core/address.hpp"
@@ -15,15 +16,24 @@
 #include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 
-// transport (L4)
+// transport (L4): the socket, pipe, message-queue and shared-memory transports, and the
+// machinery they share (socket, packet_socket, shm_ring)
+#include "strata/transport/inproc.hpp"
+#include "strata/transport/mq.hpp"
+#include "strata/transport/packet_socket.hpp"
+#include "strata/transport/pipe.hpp"
 #include "strata/transport/seqpacket.hpp"
+#include "strata/transport/shm.hpp"
+#include "strata/transport/shm_ring.hpp"
+#include "strata/transport/socket.hpp"
 #include "strata/transport/tcp.hpp"
 #include "strata/transport/udp.hpp"
 #include "strata/transport/unix.hpp"
 #include "strata/transport/unix_dgram.hpp"
 
-// adapt (L5)
+// adapt (L5): framed messages over a stream
 #include "strata/adapt/crlf.hpp"
+#include "strata/adapt/framing.hpp"
 #include "strata/adapt/prefix.hpp"
 
 // pipeline: spec strings, the registry, the checker

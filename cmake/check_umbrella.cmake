@@ -1,0 +1,56 @@
+# CTest: strata/strata.hpp includes every public header, directly or through a layer's
+# umbrella header (strata/<layer>.hpp, e.g. strata/runtime.hpp). Fails with the list of
+# headers it misses, and of includes that name no header.
+#   cmake -DINCLUDE_DIR=<repo>/include -P check_umbrella.cmake
+cmake_minimum_required(VERSION 3.25)
+
+file(GLOB_RECURSE headers RELATIVE ${INCLUDE_DIR} ${INCLUDE_DIR}/strata/*.hpp)
+list(REMOVE_ITEM headers strata/strata.hpp)
+
+# Headers reached from strata.hpp: its own includes, and those of the top-level umbrella
+# headers among them.
+set(reached)
+set(queue strata/strata.hpp)
+set(stale)
+while(queue)
+  list(POP_FRONT queue file)
+  if(NOT EXISTS ${INCLUDE_DIR}/${file})
+    list(APPEND stale ${file})
+    continue()
+  endif()
+  file(STRINGS ${INCLUDE_DIR}/${file} lines REGEX "^[ \t]*#[ \t]*include[ \t]+[\"<]strata/")
+  foreach(line ${lines})
+    string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]+[\"<]([^\">]+)[\">].*" "\\1" inc "${line}")
+    if(inc IN_LIST reached)
+      continue()
+    endif()
+    list(APPEND reached ${inc})
+    if(inc MATCHES "^strata/[^/]+\\.hpp$")
+      list(APPEND queue ${inc})
+    elseif(NOT EXISTS ${INCLUDE_DIR}/${inc})
+      list(APPEND stale ${inc})
+    endif()
+  endforeach()
+endwhile()
+
+set(missing)
+foreach(h ${headers})
+  if(NOT h IN_LIST reached)
+    list(APPEND missing ${h})
+  endif()
+endforeach()
+
+if(missing OR stale)
+  set(msg "")
+  if(missing)
+    list(JOIN missing "\n  " text)
+    string(APPEND msg "include/strata/strata.hpp does not include these public headers (add them to it, in their layer's group):\n  ${text}\n")
+  endif()
+  if(stale)
+    list(JOIN stale "\n  " text)
+    string(APPEND msg "include/strata/strata.hpp (or an umbrella it includes) names headers that do not exist:\n  ${text}\n")
+  endif()
+  message(FATAL_ERROR "${msg}")
+endif()
+list(LENGTH headers n)
+message(STATUS "strata.hpp reaches all ${n} public headers")

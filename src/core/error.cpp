@@ -18,6 +18,8 @@ class strata_error_category final : public std::error_category {
         return "not a FIFO";
       case cause::mq_memory_limit:
         return "message queue memory limit (RLIMIT_MSGQUEUE) reached";
+      case cause::shm_corrupted:
+        return "protocol error: shared memory segment corrupted (rewritten by another process?)";
     }
     switch (static_cast<errc>(value)) {
       case errc::timed_out:
@@ -52,6 +54,8 @@ class strata_error_category final : public std::error_category {
         return std::errc::invalid_argument;
       case cause::mq_memory_limit:
         return std::errc::too_many_files_open;
+      case cause::shm_corrupted:
+        return default_error_condition(static_cast<int>(errc::protocol_error));
     }
     switch (static_cast<errc>(value)) {
       case errc::timed_out:
@@ -87,6 +91,8 @@ int refined_errc(const std::error_code& ec) noexcept {
       return static_cast<int>(errc::invalid_argument);
     case cause::mq_memory_limit:
       return 0;
+    case cause::shm_corrupted:
+      return static_cast<int>(errc::protocol_error);
   }
   return ec.value();
 }

@@ -354,10 +354,11 @@ struct stream::state {
   void fail_write(std::error_code ec) noexcept {
     if (!write_error) write_error = ec;
   }
-  // corrupt records the first cause of a protocol_error; returns protocol_error.
+  // corrupt records the first cause of a corrupted segment; returns shm_corrupted (a
+  // protocol_error).
   std::error_code corrupt(const char* why) noexcept {
     if (!fault) fault = why ? why : "shm: impossible ring state";
-    return errc::protocol_error;
+    return cause::shm_corrupted;
   }
   // poll_peer reads the end records that arrived; false after a malformed one.
   bool poll_peer() noexcept {

@@ -229,7 +229,7 @@ struct subscriber::state {
   }
   void corrupt(const char* why) noexcept {
     if (!fault) fault = why ? why : "shm: impossible ring state";
-    fail(errc::protocol_error);
+    fail(cause::shm_corrupted);
   }
   // at_end decides what an empty ring means once the end flag is set, the control
   // connection hung up or a record came: end_of_stream (the publisher's fin record says

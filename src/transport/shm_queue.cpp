@@ -47,7 +47,7 @@ struct queue::state {
 
   std::error_code corrupt(const char* why) noexcept {
     if (!fault) fault = why ? why : "shm: impossible queue state";
-    return errc::protocol_error;
+    return cause::shm_corrupted;
   }
   // ended reports whether the creator closed the queue: the end flag is a hint another
   // process could have forged, the creator's fin record (sent before the flag) decides.

@@ -1855,6 +1855,8 @@ TEST(ShmCorrupted, RewoundTailIsNotASilentShortStream) {
     }
     EXPECT_EQ(got, 60u);
     EXPECT_EQ(end, errc::protocol_error) << end.message();
+    EXPECT_EQ(end, make_error_code(cause::shm_corrupted))
+        << "the message must name the cause: " << end.message();
     EXPECT_EQ(reader.fault(), "shm: stream ended short of the peer's end record");
   });
 }

@@ -39,6 +39,7 @@ enum class cause {
   delimiter_in_message,    ///< invalid_argument: a message contains its layer's delimiter
   not_a_fifo,              ///< invalid_argument: a fifo-read/fifo-write path is not a FIFO
   mq_memory_limit,         ///< refines no errc (EMFILE): the user's RLIMIT_MSGQUEUE bytes are used up
+  shm_corrupted,           ///< protocol_error: a shared-memory segment holds what no member wrote
 };
 
 inline std::error_code make_error_code(cause c) noexcept { return {static_cast<int>(c), strata_category()}; }

@@ -40,7 +40,7 @@ inline constexpr std::uint64_t segment_magic = 0x314d485341525453ull;
 /// hello_magic opens every rendezvous message ("STRAHLO1").
 inline constexpr std::uint64_t hello_magic = 0x314f4c4841525453ull;
 /// layout_version is the version of the segment layout and of the hello.
-inline constexpr std::uint32_t layout_version = 2;
+inline constexpr std::uint32_t layout_version = 3;
 
 /// segment_kind says which ring a segment holds.
 enum class segment_kind : std::uint32_t { stream = 1, broadcast = 2, queue = 3 };

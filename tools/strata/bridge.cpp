@@ -244,7 +244,7 @@ options:
   -k, --keep           (listener SPEC1) keep accepting; each connection gets its own
                        SPEC2 connection and is bridged concurrently with the others.
                        Failures of one connection are reported and do not stop the rest.
-                       Runs until SIGINT/SIGTERM.
+                       Runs until SIGHUP/SIGINT/SIGTERM.
   -v, --verbose        write 'connection from ADDRESS' and a summary per bridge to stderr
   --timeout DURATION   give up connecting a side after DURATION (default 10s)
   --idle DURATION      fail a bridge when no data moves either way for DURATION
@@ -252,7 +252,7 @@ options:
 
 exit status: 0 the bridge (without -k) ended normally; 1 runtime failure (cannot bind
 or connect, reset, timeout, idle); 2 usage error, refused SPEC or unit mismatch;
-130/143 stopped by SIGINT/SIGTERM.
+129/130/143 stopped by SIGHUP/SIGINT/SIGTERM.
 
 examples:
   strata bridge tcp-listen:127.0.0.1:8080 unix:/run/app.sock

@@ -33,7 +33,7 @@ DURATION is a number with an optional unit: 500ms, 10s, 2m (seconds by default).
 
 exit status: 0 the peer finished and everything was relayed; 1 runtime failure
 (connection refused, reset, timeout, idle); 2 usage error or refused SPEC;
-130/143 stopped by SIGINT/SIGTERM.
+129/130/143 stopped by SIGHUP/SIGINT/SIGTERM.
 
 examples:
   printf 'hello\n' | strata connect tcp:127.0.0.1:7000

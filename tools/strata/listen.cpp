@@ -23,14 +23,14 @@ options:
   -k, --keep           keep listening: serve connections one after another. stdin is
                        shared: data read from it goes to the connection being served,
                        and once stdin has ended later connections get end of stream
-                       right away. Runs until a fatal error or SIGINT/SIGTERM.
+                       right away. Runs until a fatal error or SIGHUP/SIGINT/SIGTERM.
   -v, --verbose        write 'connection from ADDRESS' to stderr for each connection
   --idle DURATION      fail a connection when no data moves either way for DURATION
   --linger DURATION    after the peer finished, wait this long for more stdin (default 500ms)
   -h, --help           show this help
 
 exit status: 0 the connection ended normally; 1 runtime failure (cannot bind, reset,
-idle); 2 usage error or refused SPEC; 130/143 stopped by SIGINT/SIGTERM.
+idle); 2 usage error or refused SPEC; 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM.
 
 examples:
   strata listen tcp-listen:127.0.0.1:7000 > received.bin

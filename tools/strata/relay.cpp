@@ -165,14 +165,19 @@ task<void> receive_stream(any_stream& from, relay_state& st, const relay_options
 // connection -> stdout, one line per message.
 task<void> receive_lines(any_message& from, std::size_t limit, relay_state& st, const relay_options& options,
                          scope& s) {
-  std::vector<std::byte> buf(std::min(chunk, limit));
+  // Not a vector: growing one zero-fills it, so a long message would cost its size several
+  // times over. byte_buffer memory follows the bytes received.
+  byte_buffer buf;
+  auto room = buf.writable(std::min(chunk, limit));
   static constexpr std::byte newline[1] = {std::byte{'\n'}};
   for (;;) {
-    auto n = co_await from.recv(buf, deadline::never());
+    auto n = co_await from.recv(room, deadline::never());
     if (!n) {
-      if (n.error() == errc::message_too_large && buf.size() < limit) {
-        // The layer keeps the message: retry with a larger buffer.
-        buf.resize(std::min(buf.size() * 4, limit));
+      if (n.error() == errc::message_too_large && room.size() < limit) {
+        // The layer keeps the message: retry with a larger buffer (nothing to copy over).
+        auto larger = std::min(room.size() * 4, limit);
+        buf.release();
+        room = buf.writable(larger);
         continue;
       }
       if (n.error() == errc::not_supported) {
@@ -184,7 +189,7 @@ task<void> receive_lines(any_message& from, std::size_t limit, relay_state& st, 
       co_return st.fail(options.label + ": receive", n.error(), s);
     }
     st.touch();
-    std::array<const_buffer, 2> parts{const_buffer(buf.data(), *n), const_buffer(newline)};
+    std::array<const_buffer, 2> parts{const_buffer(room.data(), *n), const_buffer(newline)};
     auto w = co_await write_fd(STDOUT_FILENO, std::span<const const_buffer>(parts), deadline::never());
     if (!w) {
       if (w.error() == errc::operation_canceled) co_return;

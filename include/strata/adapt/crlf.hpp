@@ -75,11 +75,11 @@ struct crlf_layer {
 /// Errors: invalid_argument.
 result<void> validate(const crlf_options& options) noexcept;
 
-/// check_crlf_message tells whether `message` can be sent: invalid_argument when the
-/// delimiter occurs in it, or would occur early once the delimiter is appended (only
-/// possible with self-overlapping delimiters such as "abab" and a message ending in
-/// "ab"), or when the options are bad; message_too_large when it exceeds max_message.
-/// Reads the gather list without copying it.
+/// check_crlf_message tells whether `message` can be sent: invalid_argument (as
+/// cause::delimiter_in_message, whose message says so) when the delimiter occurs in it, or would occur early
+/// once the delimiter is appended (only possible with self-overlapping delimiters such as "abab" and a
+/// message ending in "ab"), or when the options are bad; message_too_large when it exceeds max_message. Reads
+/// the gather list without copying it.
 result<void> check_crlf_message(const crlf_options& options, const_buffers message) noexcept;
 
 /// crlf_decoder is the sans-I/O receive side of crlf: it looks at the unconsumed bytes,
@@ -136,7 +136,8 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
 
   /// send writes `message` (a gather list, not copied) followed by the delimiter with a
   /// single write of the lower layer. Errors: invalid_argument (bad options, or the
-  /// message contains the delimiter; see check_crlf_message; nothing sent),
+  /// message contains the delimiter: cause::delimiter_in_message; see
+  /// check_crlf_message; nothing sent),
   /// message_too_large (over max_message; nothing sent), closed (detached), else the
   /// lower layer's write errors: timed_out or operation_canceled before any byte left
   /// send nothing; after a partial write the direction is broken for good.

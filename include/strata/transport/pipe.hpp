@@ -381,14 +381,15 @@ struct open_options {
 
 /// open_reader opens the FIFO at `path` for reading. Never blocks: reads wait for a
 /// writer to connect and write (a FIFO with no writer yet is not at its end). Errors:
-/// ENOENT (missing and !create), invalid_argument (the path is not a FIFO), EACCES.
+/// ENOENT (missing and !create), invalid_argument (the path is not a FIFO:
+/// cause::not_a_fifo), EACCES.
 result<pipe::reader> open_reader(std::string_view path, open_options options = {});
 
 /// open_writer opens the FIFO at `path` for writing, waiting until `dl` for a reader:
 /// the kernel refuses a non-blocking write-open while no process has the FIFO open for
 /// reading (ENXIO) and offers no event for a reader's arrival, so the open is retried
 /// at growing intervals (1 ms to 50 ms). Errors: timed_out (no reader came),
-/// operation_canceled, ENOENT, invalid_argument (not a FIFO), EACCES.
+/// operation_canceled, ENOENT, invalid_argument (not a FIFO: cause::not_a_fifo), EACCES.
 task<result<pipe::writer>> open_writer(std::string path, deadline dl, open_options options = {});
 
 }  // namespace strata::fifo

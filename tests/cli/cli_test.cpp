@@ -3,6 +3,7 @@
 // loopback TCP and Unix sockets. Every child is started with pipes on its stdin, stdout
 // and stderr, driven with poll() against a deadline, and killed by its PID in teardown.
 // Ports are learned from the `listening on` lines that strata and `socat -d -d` print.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -758,6 +760,102 @@ TEST_F(Cli, DemoQuickVerifiesEveryTransfer) {
   EXPECT_EQ(oks, 7u) << out;  // 1 + 2 + 2 + 2 receiving-side checks
   EXPECT_EQ(out.find("MISMATCH"), std::string::npos) << out;
   EXPECT_NE(out.find("demo: all 4 transfers verified ok"), std::string::npos) << out;
+}
+
+// -- a bridge outlives running out of descriptors ------------------------------------------
+
+// loopback_client connects a blocking TCP socket to 127.0.0.1:port (reads time out after
+// 5 s); -1 on failure.
+int loopback_client(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// echoed sends `line` on `fd` and reads it back whole.
+bool echoed(int fd, const std::string& line) {
+  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) return false;
+  std::string got;
+  char buf[256];
+  while (got.size() < line.size()) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got == line;
+}
+
+TEST_F(Cli, BridgeKeepOutlivesRunningOutOfDescriptors) {
+  ASSERT_TRUE(have_socat());
+  auto prlimit = find_program("prlimit");
+  ASSERT_FALSE(prlimit.empty()) << "prlimit (util-linux) is missing";
+  auto echo_path = dir_ + "/echo.sock";
+  auto echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
+  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
+  // Clients come one at a time, each bridged (two descriptors) before the next, until
+  // the table is full. Depending on the parity of what is left, the last descriptor
+  // goes to an accept whose SPEC2 connect then fails (the client sees its end), or the
+  // table is full at accept() itself and the client waits in the backlog: the two
+  // limits differ by one, so one of them runs out at accept().
+  bool starved_once = false;
+  for (int limit : {32, 33}) {
+    SCOPED_TRACE("RLIMIT_NOFILE " + std::to_string(limit));
+    auto bridge = spawn({prlimit, "--nofile=" + std::to_string(limit), strata_cli, "bridge", "-k",
+                         "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
+    int port = port_of(*bridge);
+    ASSERT_GT(port, 0);
+    std::vector<int> bridged;
+    int waiting = -1;
+    for (int i = 0; i < 40 && waiting < 0; ++i) {
+      int c = loopback_client(port);
+      ASSERT_GE(c, 0);
+      std::string line = "client " + std::to_string(i) + "\n";
+      ASSERT_EQ(::send(c, line.data(), line.size(), MSG_NOSIGNAL), static_cast<ssize_t>(line.size()));
+      pollfd p{c, POLLIN, 0};
+      if (::poll(&p, 1, 2000) == 0) {
+        waiting = c;  // not accepted: the bridge has no descriptor left for accept()
+        break;
+      }
+      char buf[64];
+      ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n > 0) {
+        bridged.push_back(c);
+      } else {
+        ::close(c);  // accepted, but no descriptor was left for its SPEC2 connection
+      }
+    }
+    ASSERT_FALSE(bridged.empty()) << bridge->err();
+    if (waiting >= 0) {
+      starved_once = true;
+      // The established sessions go on while accepting is starved.
+      EXPECT_TRUE(echoed(bridged.front(), "during the famine\n")) << bridge->err();
+      EXPECT_FALSE(bridge->exited()) << bridge->err();
+      // Descriptors come back: the waiting client is accepted and bridged.
+      for (std::size_t i = 1; i < bridged.size(); ++i) ::close(bridged[i]);
+      bridged.resize(1);
+      char buf[64];
+      ssize_t n = ::recv(waiting, buf, sizeof buf, 0);
+      EXPECT_GT(n, 0) << "the client that waited was not served; bridge: " << bridge->err();
+      ::close(waiting);
+    }
+    EXPECT_TRUE(echoed(bridged.front(), "still here\n")) << bridge->err();
+    for (int c : bridged) ::close(c);
+    EXPECT_FALSE(bridge->exited()) << bridge->err();
+    EXPECT_EQ(bridge->err().find("accept on"), std::string::npos) << bridge->err();
+    ASSERT_EQ(::kill(bridge->pid(), SIGTERM), 0);
+    ASSERT_TRUE(bridge->wait_finished(steady::now() + 10s));
+    EXPECT_EQ(bridge->exit_code(), 128 + SIGTERM) << bridge->err();
+  }
+  EXPECT_TRUE(starved_once) << "neither limit ran out of descriptors at accept()";
 }
 
 }  // namespace

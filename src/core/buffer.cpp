@@ -6,6 +6,8 @@
 // buffers leaves the process big after they are gone. Mapped blocks avoid all three.
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -54,6 +56,30 @@ std::byte* buffer_grow(std::byte* data, std::size_t capacity, std::size_t used, 
   if (used != 0) std::memcpy(block, data, used);
   std::free(data);
   return block;
+}
+
+void buffer_move_out(std::byte* data, std::size_t capacity, std::size_t from,
+                     std::span<std::byte> to) noexcept {
+  constexpr std::size_t step = 1 << 20;
+  if (capacity < mapped_from || to.size() < 2 * step) {
+    if (!to.empty()) std::memcpy(to.data(), data + from, to.size());
+    return;
+  }
+  // Copy a step at a time and drop the source pages already copied: the copy grows
+  // while the original shrinks. Only pages wholly inside the range are dropped (they
+  // read as zeros afterwards; the caller consumes them).
+  auto base = reinterpret_cast<std::uintptr_t>(data);
+  auto dropped = (base + from + page - 1) & ~(page - 1);
+  for (std::size_t done = 0; done < to.size();) {
+    auto n = std::min(step, to.size() - done);
+    std::memcpy(to.data() + done, data + from + done, n);
+    done += n;
+    auto copied_to = (base + from + done) & ~(page - 1);
+    if (copied_to > dropped) {
+      ::madvise(reinterpret_cast<void*>(dropped), copied_to - dropped, MADV_DONTNEED);
+      dropped = copied_to;
+    }
+  }
 }
 
 void buffer_free(std::byte* data, std::size_t capacity) noexcept {

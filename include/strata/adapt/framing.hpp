@@ -95,7 +95,7 @@ class framed_stream {
       auto step = decoder_.decode(in_.readable());
       if (step.state == decode_step::status::message) {
         if (step.length > buf.size()) co_return errc::message_too_large;
-        if (step.length != 0) std::memcpy(buf.data(), in_.readable().data() + step.offset, step.length);
+        in_.move_out(step.offset, buf.first(step.length));
         in_.consume(step.frame);
         decoder_.reset();
         // A large message grew the buffer: give that memory back once it is consumed.
@@ -106,10 +106,12 @@ class framed_stream {
         read_error_ = make_error_code(step.error);
         co_return unexpected(read_error_);
       }
-      // Memory follows the bytes that arrived, never what a header claims: each read
-      // offers read_chunk more bytes of room (`step.need` may be a peer's lie).
+      // Memory follows the bytes that arrived, never what a header claims (`step.need`
+      // may be a peer's lie): each read offers room for about as much as is buffered
+      // (at least min_room, at most read_chunk), so a peer that trickles a frame in
+      // costs what it sent, and one that sends fast gets whole chunks after a few reads.
       if (!in_.empty()) {
-        auto n = co_await lower_.read_some(in_.writable(read_chunk), dl);
+        auto n = co_await lower_.read_some(in_.writable(std::clamp(in_.size(), min_room, read_chunk)), dl);
         if (!n) co_return unexpected(read_failed(n.error()));
         in_.commit(*n);
         continue;
@@ -129,7 +131,8 @@ class framed_stream {
       std::array<std::byte, wake_read> first;
       auto n = co_await lower_.read_some(first, dl);
       if (!n) co_return unexpected(read_failed(n.error()));
-      in_.writable(read_chunk);
+      // A full small read means more is waiting: take a whole chunk for it.
+      in_.writable(*n == first.size() ? read_chunk : min_room);
       in_.append(const_buffer(first.data(), *n));
     }
   }
@@ -203,6 +206,8 @@ class framed_stream {
   // Free space offered to each read_some: several small messages arrive per syscall,
   // and compaction (moving a partial frame to the front) happens once per chunk.
   static constexpr std::size_t read_chunk = 16 * 1024;
+  // The least room offered to a read that continues a partial frame.
+  static constexpr std::size_t min_room = 1024;
 
   // Room for the read that waits on an idle connection: one small message fits, so a
   // request/response exchange of small messages still costs one read per message.

@@ -63,6 +63,8 @@ namespace detail {
 std::byte* buffer_allocate(std::size_t capacity);
 std::byte* buffer_grow(std::byte* data, std::size_t capacity, std::size_t used, std::size_t new_capacity);
 void buffer_free(std::byte* data, std::size_t capacity) noexcept;
+void buffer_move_out(std::byte* data, std::size_t capacity, std::size_t from,
+                     std::span<std::byte> to) noexcept;
 }  // namespace detail
 
 /// byte_buffer is an owned, growable byte array with a consumed prefix, used by layers
@@ -124,6 +126,12 @@ class byte_buffer {
     std::memmove(data_, data_ + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
+  }
+  /// move_out copies readable()[offset, offset + to.size()) into `to`; those bytes must
+  /// be consumed next, since the memory of a large block is given back while the copy
+  /// proceeds (so a 100 MB message costs one copy plus a step, not two copies).
+  void move_out(std::size_t offset, std::span<std::byte> to) noexcept {
+    detail::buffer_move_out(data_, capacity_, begin_ + offset, to);
   }
   /// take moves the unread bytes out, leaving the buffer empty.
   std::vector<std::byte> take() {

@@ -149,6 +149,13 @@ void event_loop::grow_ready() {
 }
 
 void event_loop::unschedule(std::coroutine_handle<> h) noexcept {
+  if (unschedule_batch_depth_ > 0) {
+    try {
+      unscheduled_.emplace_back(h.address(), 1);
+      return;
+    } catch (...) {  // out of memory: scan now instead
+    }
+  }
   for (std::size_t i = 0; i < ready_count_; ++i) {
     auto& slot_h = ready_[(ready_head_ + i) & (ready_.size() - 1)];
     if (slot_h == h) {
@@ -156,6 +163,35 @@ void event_loop::unschedule(std::coroutine_handle<> h) noexcept {
       return;
     }
   }
+}
+
+void event_loop::end_unschedule_batch() noexcept {
+  if (--unschedule_batch_depth_ > 0 || unscheduled_.empty()) return;
+  // An address can be recorded twice only if its frame was destroyed and a new frame at
+  // the same address was queued and destroyed again within the batch. The old frame's
+  // entry always precedes the new one, so removing the first `times` occurrences of each
+  // address in queue order removes exactly what the single unschedule() calls would have.
+  auto& rec = unscheduled_;
+  std::sort(rec.begin(), rec.end());
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < rec.size(); ++i) {
+    if (n > 0 && rec[n - 1].first == rec[i].first) {
+      ++rec[n - 1].second;
+    } else {
+      rec[n++] = rec[i];
+    }
+  }
+  rec.resize(n);
+  for (std::size_t i = 0; i < ready_count_; ++i) {
+    auto& slot_h = ready_[(ready_head_ + i) & (ready_.size() - 1)];
+    if (!slot_h) continue;
+    auto it = std::lower_bound(rec.begin(), rec.end(), std::pair<void*, std::size_t>(slot_h.address(), 0));
+    if (it != rec.end() && it->first == slot_h.address() && it->second > 0) {
+      --it->second;
+      slot_h = nullptr;
+    }
+  }
+  std::vector<std::pair<void*, std::size_t>>().swap(rec);  // give back a big batch's memory
 }
 
 void event_loop::post_completion(detail::waiter* w, std::error_code ec) {

@@ -11,7 +11,11 @@ std::coroutine_handle<> scope_task_finished(promise_base& p) noexcept {
   } else {
     s->tasks_ = p.scope_next_;
   }
-  if (p.scope_next_) p.scope_next_->scope_prev_ = p.scope_prev_;
+  if (p.scope_next_) {
+    p.scope_next_->scope_prev_ = p.scope_prev_;
+  } else {
+    s->oldest_ = p.scope_prev_;
+  }
   if (p.exception_ && !s->first_exception_) s->first_exception_ = p.exception_;
   auto frame = p.self_;
   frame.destroy();
@@ -21,21 +25,39 @@ std::coroutine_handle<> scope_task_finished(promise_base& p) noexcept {
 
 }  // namespace detail
 
+// Destroying n unfinished tasks takes O(n log n) (the log from the deadline heap), not
+// O(n^2). It used to be quadratic twice over: the scope canceled its domain first, which
+// completed every waiter and so queued its coroutine, and each destroyed frame then took
+// its coroutine back out of the ready queue by scanning the queue (as did every task that
+// had not started or was queued by yield()); event waiters were also erased from their
+// event's list by a scan each. Now the frames are destroyed before the domain is canceled:
+// a waiter that was never completed is not queued and unlinks itself in O(1) (O(log n)
+// from the deadline heap), and the coroutines that were queued are taken out of the ready
+// queue in one pass at the end (event_loop::end_unschedule_batch). Frames are destroyed
+// oldest first, the order in which waiters queue on a channel or event, so a list that is
+// searched from its front finds each at once.
 scope::~scope() {
   if (!tasks_) return;
-  // Canceling first completes the waits (and cascades to nested domains); each waiter then
-  // takes its completed-but-not-resumed coroutine back out of the ready queue as its frame
-  // is destroyed. A task that never started is still queued by spawn(): unqueue it here.
-  state_.cancel();
   auto* loop = event_loop::current();
-  while (tasks_) {
-    auto* p = tasks_;
-    tasks_ = p->scope_next_;
-    if (tasks_) tasks_->scope_prev_ = nullptr;
+  if (loop) loop->begin_unschedule_batch();
+  // No task code runs from here on (only destructors), so the domain needs to be marked
+  // canceled only for them; the cancellation that completes waits is done afterwards, for
+  // the scopes outside these frames that follow this one.
+  state_.canceled = true;
+  while (oldest_) {
+    auto* p = oldest_;
+    oldest_ = p->scope_prev_;
+    if (oldest_) {
+      oldest_->scope_next_ = nullptr;
+    } else {
+      tasks_ = nullptr;
+    }
     --count_;
-    if (!p->started_ && loop) loop->unschedule(p->self_);
+    if (!p->started_ && loop) loop->unschedule(p->self_);  // still queued by spawn()
     p->self_.destroy();
   }
+  state_.cancel();
+  if (loop) loop->end_unschedule_batch();
 }
 
 void scope::spawn(task<void> t) {
@@ -45,7 +67,11 @@ void scope::spawn(task<void> t) {
   p.cancel_ = &state_;
   p.scope_prev_ = nullptr;
   p.scope_next_ = tasks_;
-  if (tasks_) tasks_->scope_prev_ = &p;
+  if (tasks_) {
+    tasks_->scope_prev_ = &p;
+  } else {
+    oldest_ = &p;
+  }
   tasks_ = &p;
   ++count_;
   event_loop::current()->schedule(h);

@@ -22,7 +22,10 @@ class event {
     set_ = true;
     auto waiting = std::move(waiters_);
     waiters_.clear();
-    for (auto* w : waiting) w->complete({});
+    holes_ = 0;
+    for (auto* w : waiting) {
+      if (w) w->complete({});
+    }
   }
   void reset() noexcept { set_ = false; }
   bool is_set() const noexcept { return set_; }
@@ -31,15 +34,22 @@ class event {
     event* self;
     deadline dl;
     detail::waiter w{};
+    // A waiter leaves a hole at its index (source_tag) instead of being erased, so that
+    // destroying or canceling n waiters costs O(n), not O(n^2); the list is compacted when
+    // half of it is holes. (After set() the list no longer holds the waiter.)
     static void unlink(detail::waiter& w) noexcept {
-      auto& list = static_cast<event*>(w.source)->waiters_;
-      std::erase(list, &w);
+      auto* ev = static_cast<event*>(w.source);
+      auto& list = ev->waiters_;
+      if (w.source_tag >= list.size() || list[w.source_tag] != &w) return;
+      list[w.source_tag] = nullptr;
+      if (++ev->holes_ * 2 > list.size()) ev->compact();
     }
     bool await_ready() const noexcept { return self->set_; }
     template <class P>
     bool await_suspend(std::coroutine_handle<P> h) {
       if (!w.begin(h, detail::cancel_state_of(h), dl)) return false;
       w.source = self;
+      w.source_tag = self->waiters_.size();
       w.unlink_source = &unlink;
       self->waiters_.push_back(&w);
       w.finish_arming(dl);
@@ -54,8 +64,20 @@ class event {
   wait_awaiter wait(deadline dl) noexcept { return {this, dl}; }
 
  private:
+  void compact() noexcept {
+    std::size_t n = 0;
+    for (auto* w : waiters_) {
+      if (!w) continue;
+      w->source_tag = n;
+      waiters_[n++] = w;
+    }
+    waiters_.resize(n);
+    holes_ = 0;
+  }
+
   bool set_ = false;
-  std::vector<detail::waiter*> waiters_;
+  std::vector<detail::waiter*> waiters_;  // in arrival order; nullptr: a waiter that left
+  std::size_t holes_ = 0;
 };
 
 }  // namespace strata

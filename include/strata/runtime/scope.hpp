@@ -19,6 +19,7 @@ class scope {
   explicit scope(detail::cancel_state* parent = nullptr) noexcept : state_(parent) {}
   /// ~scope cancels the tasks still running and destroys their frames, which
   /// deregisters their waits. Prefer join(): destruction gives them no chance to unwind.
+  /// Takes time linear in the number of unfinished tasks (log-linear with deadlines).
   ~scope();
   scope(const scope&) = delete;
   scope& operator=(const scope&) = delete;
@@ -44,7 +45,8 @@ class scope {
   struct join_wait;
 
   detail::cancel_state state_;
-  detail::promise_base* tasks_ = nullptr;
+  detail::promise_base* tasks_ = nullptr;   // newest first; linked through scope_next_
+  detail::promise_base* oldest_ = nullptr;  // the tail of tasks_
   std::size_t count_ = 0;
   detail::waiter* joiner_ = nullptr;
   std::exception_ptr first_exception_{};

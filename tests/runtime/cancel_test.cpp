@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <memory>
 #include <string>
 
 #include "strata/runtime.hpp"
@@ -281,7 +282,7 @@ TEST(Cancel, ScopeCreatedInsideACanceledScopeStartsCanceled) {
   run([]() -> task<void> {
     co_await with_scope([](scope& s) -> task<void> {
       s.cancel();
-      scope child(&s.cancel_domain());
+      scope child(s);
       EXPECT_TRUE(child.canceled());
       scope independent;  // no parent: not canceled
       EXPECT_FALSE(independent.canceled());
@@ -300,7 +301,7 @@ TEST(Cancel, ScopeCreatedInsideACanceledScopeStartsCanceled) {
 TEST(Cancel, ChildScopeFollowsItsParentsCancel) {
   run([]() -> task<void> {
     scope parent;
-    scope child(&parent.cancel_domain());
+    scope child(parent);
     std::error_code seen = not_finished;
     child.spawn(call([&seen]() -> task<void> { seen = (co_await sleep_for(10s)).error(); }));
     co_await yield();
@@ -308,6 +309,118 @@ TEST(Cancel, ChildScopeFollowsItsParentsCancel) {
     EXPECT_TRUE(child.canceled());
     (void)co_await child.join(deadline::after(5s));
     EXPECT_EQ(seen, canceled);
+  }());
+}
+
+// -- scopes that follow another domain and can be canceled on their own ----------------
+
+TEST(NestedScope, CanceledByASiblingTaskWithoutCancelingItsParent) {
+  struct seen_t {
+    std::error_code child = not_finished, worker_after = not_finished, sibling = not_finished;
+  } seen;
+  run([](seen_t& seen) -> task<void> {
+    scope outer;
+    scope* inner = nullptr;
+    event inner_ready;
+    outer.spawn(call([&]() -> task<void> {
+      scope s = co_await scope::nested();
+      EXPECT_FALSE(s.canceled());
+      inner = &s;
+      s.spawn(call([&]() -> task<void> { seen.child = (co_await sleep_for(10s)).error(); }));
+      inner_ready.set();
+      EXPECT_TRUE(co_await s.join(deadline::after(5s)));
+      inner = nullptr;
+      // The task that owns the nested scope was not canceled, nor was its own scope.
+      seen.worker_after = (co_await sleep_for(1ms)).error();
+    }));
+    outer.spawn(call([&]() -> task<void> {
+      EXPECT_TRUE(co_await inner_ready.wait(deadline::after(5s)));
+      co_await yield();  // the nested scope's child is asleep now
+      inner->cancel();
+      seen.sibling = (co_await sleep_for(1ms)).error();
+    }));
+    EXPECT_TRUE(co_await outer.join(deadline::after(5s)));
+    EXPECT_FALSE(outer.canceled());
+  }(seen));
+  EXPECT_EQ(seen.child, canceled);
+  EXPECT_EQ(seen.worker_after, std::error_code{});
+  EXPECT_EQ(seen.sibling, std::error_code{});
+}
+
+TEST(NestedScope, FollowsTheCancellationOfTheAwaitingTasksScope) {
+  struct seen_t {
+    std::error_code child = not_finished, worker = not_finished;
+    bool started_canceled = false;
+  } seen;
+  run([](seen_t& seen) -> task<void> {
+    scope outer;
+    outer.spawn(call([&]() -> task<void> {
+      scope s = co_await scope::nested();
+      s.spawn(call([&]() -> task<void> { seen.child = (co_await sleep_for(10s)).error(); }));
+      (void)co_await s.join(deadline::after(5s));
+      seen.worker = (co_await sleep_for(10s)).error();
+      scope late = co_await scope::nested();  // made after the cancellation
+      seen.started_canceled = late.canceled();
+    }));
+    co_await yield();
+    co_await yield();  // the nested scope's child is asleep now
+    outer.cancel();
+    EXPECT_TRUE(co_await outer.join(deadline::after(5s)));
+  }(seen));
+  EXPECT_EQ(seen.child, canceled);
+  EXPECT_EQ(seen.worker, canceled);
+  EXPECT_TRUE(seen.started_canceled);
+}
+
+TEST(NestedScope, InsideWithScopeFollowsTheBody) {
+  std::error_code child = not_finished;
+  run([](std::error_code& child) -> task<void> {
+    co_await with_scope([&child](scope& body_scope) -> task<void> {
+      scope s = co_await scope::nested();  // the body runs in body_scope's domain
+      s.spawn(call([&child]() -> task<void> { child = (co_await sleep_for(10s)).error(); }));
+      co_await yield();
+      body_scope.cancel();
+      (void)co_await s.join(deadline::after(5s));
+    });
+  }(child));
+  EXPECT_EQ(child, canceled);
+}
+
+TEST(NestedScope, ConstructedFromAParentScope) {
+  run([]() -> task<void> {
+    scope parent;
+    scope a(parent), b(parent);
+    scope grandchild(a);
+    std::error_code seen_a = not_finished, seen_b = not_finished, seen_grandchild = not_finished;
+    a.spawn(call([&]() -> task<void> { seen_a = (co_await sleep_for(10s)).error(); }));
+    b.spawn(call([&]() -> task<void> { seen_b = (co_await sleep_for(10s)).error(); }));
+    grandchild.spawn(call([&]() -> task<void> { seen_grandchild = (co_await sleep_for(10s)).error(); }));
+    co_await yield();
+    a.cancel();  // reaches a's descendants, not its parent or sibling
+    (void)co_await a.join(deadline::after(5s));
+    (void)co_await grandchild.join(deadline::after(5s));
+    EXPECT_EQ(seen_a, canceled);
+    EXPECT_EQ(seen_grandchild, canceled);
+    EXPECT_FALSE(parent.canceled());
+    EXPECT_FALSE(b.canceled());
+    EXPECT_EQ(seen_b, not_finished);
+    parent.cancel();
+    (void)co_await b.join(deadline::after(5s));
+    EXPECT_EQ(seen_b, canceled);
+    scope late(parent);
+    EXPECT_TRUE(late.canceled());
+  }());
+}
+
+TEST(NestedScope, OutlivingItsParentMakesItIndependent) {
+  run([]() -> task<void> {
+    auto parent = std::make_unique<scope>();
+    scope child(*parent);
+    parent.reset();
+    std::error_code seen = not_finished;
+    child.spawn(call([&]() -> task<void> { seen = (co_await sleep_for(1ms)).error(); }));
+    (void)co_await child.join(deadline::after(5s));
+    EXPECT_EQ(seen, std::error_code{});
   }());
 }
 

@@ -3,6 +3,7 @@
 // with errc::operation_canceled so they unwind normally. No task outlives its scope.
 #pragma once
 
+#include <coroutine>
 #include <cstddef>
 #include <exception>
 
@@ -13,16 +14,37 @@
 namespace strata {
 
 /// scope is a nursery of tasks running on the current thread's loop.
+///
+/// A scope's cancellation domain either stands alone (`scope s;`) or follows another
+/// one: `scope s = co_await scope::nested();` follows the awaiting task's domain (as
+/// with_scope does), `scope s(parent);` follows the scope `parent`. A following scope is
+/// canceled with everything it follows, and can also be canceled on its own (from any task
+/// of the thread) without reaching its parent.
 class scope {
  public:
+  /// scope creates an independent nursery: nothing but its own cancel() cancels it.
+  scope() noexcept : state_(nullptr) {}
+  /// scope creates a nursery that follows `parent`'s cancellation: it starts canceled if
+  /// `parent` is, and `parent.cancel()` (or the cancellation of anything `parent` follows)
+  /// cancels it too. Canceling it does not cancel `parent`. If `parent` is destroyed first,
+  /// this scope goes on as an independent one.
+  explicit scope(scope& parent) noexcept : state_(&parent.state_) {}
   /// scope creates a nursery whose cancellation follows `parent` (nullptr: independent).
-  explicit scope(detail::cancel_state* parent = nullptr) noexcept : state_(parent) {}
+  /// Internal: user code uses scope(scope&) or scope::nested().
+  explicit scope(detail::cancel_state* parent) noexcept : state_(parent) {}
   /// ~scope cancels the tasks still running and destroys their frames, which
   /// deregisters their waits. Prefer join(): destruction gives them no chance to unwind.
   /// Takes time linear in the number of unfinished tasks (log-linear with deadlines).
   ~scope();
   scope(const scope&) = delete;
   scope& operator=(const scope&) = delete;
+
+  struct nested_awaiter;
+  /// nested makes a scope that follows the awaiting task's cancellation (the domain its
+  /// waits are canceled by): `scope s = co_await scope::nested();`. Canceling the task's
+  /// scope (or anything it follows) cancels `s`; `s.cancel()`, e.g. from a sibling task,
+  /// cancels only `s`'s tasks. Does not suspend.
+  static nested_awaiter nested() noexcept;
 
   /// spawn starts `t` on this thread's loop as a child of this scope.
   void spawn(task<void> t);
@@ -52,12 +74,28 @@ class scope {
   std::exception_ptr first_exception_{};
 };
 
+/// scope::nested_awaiter is what scope::nested() returns; co_await it for the scope.
+struct scope::nested_awaiter {
+  detail::cancel_state* parent = nullptr;
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  bool await_suspend(std::coroutine_handle<P> h) noexcept {
+    parent = detail::cancel_state_of(h);
+    return false;
+  }
+  // The scope is built in place (guaranteed copy elision): its domain is linked into the
+  // parent's by address, so it can never be moved.
+  scope await_resume() const noexcept { return scope(parent); }
+};
+
+inline scope::nested_awaiter scope::nested() noexcept { return {}; }
+
 /// with_scope runs `body(scope&)` (a coroutine) inside a fresh scope whose cancellation
 /// follows the caller's, then joins the scope. The body itself runs in the scope's
 /// cancellation domain, so scope.cancel() also stops the body's own waits (e.g. accept).
 template <class Body>
 task<void> with_scope(Body body) {
-  scope s(co_await detail::current_cancel{});
+  scope s = co_await scope::nested();
   std::exception_ptr failure;
   try {
     auto t = body(s);

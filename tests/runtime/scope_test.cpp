@@ -152,6 +152,65 @@ TEST(Scope, WithScopeBodyExceptionCancelsTheChildrenThenPropagates) {
   EXPECT_EQ(child, make_error_code(errc::operation_canceled));
 }
 
+// -- with_scope: what children may use after the body returned ------------------------
+
+// body_with_parameters is a with_scope body whose child uses the body's parameters after
+// the body has returned: they live in the body's frame, which must outlive the join.
+task<void> body_with_parameters(scope& s, counted guard, std::string name, std::string& seen) {
+  s.spawn(call([&name, &seen, destroyed = guard.destroyed]() -> task<void> {
+    co_await yield();
+    co_await yield();  // the body has returned meanwhile; with_scope is joining
+    EXPECT_EQ(*destroyed, 0) << "the body's frame was destroyed before its children ended";
+    seen = name;
+  }));
+  co_return;
+}
+
+TEST(WithScope, ChildUsesTheBodysParametersAfterTheBodyReturned) {
+  int destroyed = 0;
+  std::string seen;
+  run([](int& destroyed, std::string& seen) -> task<void> {
+    co_await with_scope(
+        [&](scope& s) { return body_with_parameters(s, counted(&destroyed), std::string(100, 'p'), seen); });
+    EXPECT_EQ(destroyed, 1);  // the frame is gone once with_scope returns
+  }(destroyed, seen));
+  EXPECT_EQ(seen, std::string(100, 'p'));
+}
+
+task<void> read_after_the_body(const int* local, int* seen);
+
+// body_with_local is the body of the next test: it spawns a child that reads its local
+// after the body has returned. Called without `seen`, it only writes -1 into a frame of
+// its own size (the reader uses that to reuse a body frame that was freed too early).
+task<void> body_with_local(scope& s, int* seen) {
+  int local = -1;
+  if (seen) {
+    s.spawn(read_after_the_body(&local, seen));
+    local = 42;
+    co_await yield();  // the store is made before the child can run
+  }
+}
+
+task<void> read_after_the_body(const int* local, int* seen) {
+  co_await yield();
+  co_await yield();  // the body has returned meanwhile
+  scope unused;
+  co_await body_with_local(unused, nullptr);  // would take the body's frame if it was freed
+  *seen = *local;
+}
+
+// What users write: a child reads a local of the body. The local's storage lives until the
+// join; formally its lifetime ended with the body (a local with a destructor is destroyed
+// then, see with_scope), so only a trivially destructible local can be used like this. It
+// used to be a read of freed memory: ASan reported it, and the recycled frame gave -1.
+TEST(WithScope, ChildReadsABodyLocalAfterTheBodyReturned) {
+  int seen = 0;
+  run([](int& seen) -> task<void> {
+    co_await with_scope([&seen](scope& s) { return body_with_local(s, &seen); });
+  }(seen));
+  EXPECT_EQ(seen, 42);
+}
+
 // -- destroying a scope with suspended tasks -------------------------------------------
 
 TEST(ScopeDestroy, TaskSpawnedButNotStarted) {

@@ -93,14 +93,25 @@ inline scope::nested_awaiter scope::nested() noexcept { return {}; }
 /// with_scope runs `body(scope&)` (a coroutine) inside a fresh scope whose cancellation
 /// follows the caller's, then joins the scope. The body itself runs in the scope's
 /// cancellation domain, so scope.cancel() also stops the body's own waits (e.g. accept).
+///
+/// What the spawned tasks may use after the body has returned: the body object (a
+/// lambda's captures) and the body coroutine's frame with its parameters live until the
+/// join has finished. The body's local variables do not: C++ ends them when the body
+/// returns, before any join can run (a local with a destructor, such as a std::string, is
+/// destroyed then). State that children share belongs in the caller, in the lambda's
+/// captures, or in a local of a body that ends with `co_await s.join()`.
 template <class Body>
 task<void> with_scope(Body body) {
   scope s = co_await scope::nested();
   std::exception_ptr failure;
+  // Declared outside the try block so that the body's frame is destroyed only after the
+  // join: a child that still uses the frame (its parameters, or a local's storage) after
+  // the body returned reads live memory, not a freed (or recycled) frame.
+  task<void> t;
   try {
-    auto t = body(s);
+    t = body(s);
     t.handle().promise().cancel_ = &s.cancel_domain();
-    co_await std::move(t);
+    co_await t;
   } catch (...) {
     failure = std::current_exception();
     s.cancel();

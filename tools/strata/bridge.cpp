@@ -40,11 +40,11 @@ struct bridge_state {
   event done;       // both directions have ended
 };
 
-// Each direction holds a chunk only while data flows: an idle direction waits with a
-// small read in its own frame and has given its chunk back, so an idle bridge costs a
-// few hundred bytes, not two chunks. Bytes that are already waiting are read straight
-// into the chunk (an expired deadline tries without waiting).
+// Each direction holds a chunk only while data flows: a direction that waited
+// idle_grace for data gives its chunk back and waits with a small read in its own frame,
+// so an idle bridge costs a few hundred bytes, not two chunks.
 constexpr std::size_t wake_read = 128;
+constexpr std::chrono::milliseconds idle_grace{50};
 
 // finished raises `done` when the last of `running` directions has ended, however it ended.
 struct finished {
@@ -65,7 +65,7 @@ task<void> pump_stream(any_stream& from, std::string_view from_label, any_stream
     result<std::size_t> n = errc::timed_out;
     if (held.capacity() != 0) {
       into = held.writable(chunk).first(chunk);
-      n = co_await from.read_some(into, deadline::already());
+      n = co_await from.read_some(into, deadline::after(idle_grace));
       if (!n && n.error() == errc::timed_out) held.release();
     }
     if (held.capacity() == 0) {
@@ -102,7 +102,7 @@ task<void> pump_messages(any_message& from, std::size_t limit, std::string_view 
     result<std::size_t> n = errc::timed_out;
     if (held.capacity() != 0) {
       into = held.writable(held.capacity());
-      n = co_await from.recv(into, deadline::already());
+      n = co_await from.recv(into, deadline::after(idle_grace));
       if (!n && n.error() == errc::timed_out) held.release();
     }
     if (held.capacity() == 0) {

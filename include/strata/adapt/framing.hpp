@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -116,16 +117,17 @@ class framed_stream {
         in_.commit(*n);
         continue;
       }
-      // Nothing buffered. Bytes already waiting are read straight into the chunk; if
-      // there are none, the chunk is freed and a small read in this frame does the
+      // Nothing buffered. While bytes keep coming the chunk is kept and read into; once
+      // nothing came for idle_grace it is freed and a small read in this frame does the
       // waiting, so an idle connection holds no receive buffer.
       if (in_.capacity() != 0) {
-        auto n = co_await lower_.read_some(in_.writable(read_chunk), deadline::already());
+        auto until = deadline::earlier(dl, deadline::after(idle_grace));
+        auto n = co_await lower_.read_some(in_.writable(read_chunk), until);
         if (n) {
           in_.commit(*n);
           continue;
         }
-        if (n.error() != errc::timed_out) co_return unexpected(read_failed(n.error()));
+        if (n.error() != errc::timed_out || until == dl) co_return unexpected(read_failed(n.error()));
         in_.release();
       }
       std::array<std::byte, wake_read> first;
@@ -206,6 +208,8 @@ class framed_stream {
   // Free space offered to each read_some: several small messages arrive per syscall,
   // and compaction (moving a partial frame to the front) happens once per chunk.
   static constexpr std::size_t read_chunk = 16 * 1024;
+  // How long a connection may wait with its chunk before it gives it back.
+  static constexpr std::chrono::milliseconds idle_grace{50};
   // The least room offered to a read that continues a partial frame.
   static constexpr std::size_t min_room = 1024;
 

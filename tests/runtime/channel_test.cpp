@@ -256,6 +256,94 @@ TEST(Channel, WokenSenderDestroyedBeforeRunningHandsTheWakeOn) {
   }());
 }
 
+TEST(Channel, OperationsThatNeedNoWaitCompleteAtOnceEvenCanceledOrExpired) {
+  // send and recv try first: no suspension (a task spawned meanwhile has not run), and
+  // neither a canceled domain nor an expired deadline stops an operation that can finish.
+  run([]() -> task<void> {
+    channel<int> ch(1);
+    bool other_ran = false;
+    scope s;
+    s.spawn(call([&]() -> task<void> {
+      other_ran = true;
+      co_return;
+    }));
+    EXPECT_TRUE(co_await ch.send(1, deadline::already()));
+    EXPECT_EQ((co_await ch.send(2, deadline::already())).error(), timed_out_code);  // full
+    auto v = co_await ch.recv(deadline::already());
+    EXPECT_TRUE(v && *v == 1);
+    EXPECT_EQ((co_await ch.recv(deadline::already())).error(), timed_out_code);  // empty
+    EXPECT_FALSE(other_ran);
+    (void)co_await s.join();
+    EXPECT_TRUE(other_ran);
+
+    co_await with_scope([&](scope& inner) -> task<void> {
+      inner.cancel();
+      EXPECT_TRUE(co_await ch.send(3, deadline::never()));
+      EXPECT_EQ((co_await ch.send(4, deadline::never())).error(), canceled_code);
+      auto got = co_await ch.recv(deadline::never());
+      EXPECT_TRUE(got && *got == 3);
+      EXPECT_EQ((co_await ch.recv(deadline::never())).error(), canceled_code);
+    });
+
+    ch.close();
+    EXPECT_EQ((co_await ch.send(5, deadline::never())).error(), closed_code);
+    EXPECT_EQ((co_await ch.recv(deadline::never())).error(), closed_code);
+  }());
+}
+
+TEST(Channel, BufferGrowsAndWrapsInOrder) {
+  // The ring starts small and doubles up to the capacity; values keep their order across
+  // growth while the ring's head has wrapped around, and move-only values survive it.
+  run([]() -> task<void> {
+    channel<std::unique_ptr<int>> ch(100);
+    int next_in = 0, next_out = 0;
+    auto recv_one = [&]() -> task<void> {
+      auto v = co_await ch.recv(deadline::already());
+      if (!v) {
+        ADD_FAILURE() << "recv " << next_out << ": " << v.error().message();
+        co_return;
+      }
+      EXPECT_EQ(**v, next_out);
+      ++next_out;
+    };
+    bool full = false;
+    while (!full) {  // net +2 per round until full: the head wraps around many times
+      for (int k = 0; k < 5; ++k) {
+        if (next_in - next_out == 100) {
+          full = true;
+          break;
+        }
+        EXPECT_TRUE(co_await ch.send(std::make_unique<int>(next_in), deadline::already()));
+        ++next_in;
+      }
+      if (!full) {
+        for (int k = 0; k < 3; ++k) co_await recv_one();
+      }
+    }
+    EXPECT_EQ((co_await ch.send(std::make_unique<int>(-1), deadline::already())).error(), timed_out_code);
+    while (next_out < next_in) co_await recv_one();
+    EXPECT_EQ((co_await ch.recv(deadline::already())).error(), timed_out_code);
+  }());
+}
+
+TEST(Channel, SendNotAwaitedQueuesNothingAndQueuedValuesDieWithTheChannel) {
+  auto value = std::make_shared<int>(1);
+  {
+    channel<std::shared_ptr<int>> ch(4);
+    {
+      auto op = ch.send(value, deadline::never());  // holds a copy until awaited: never
+      EXPECT_EQ(value.use_count(), 2);
+    }
+    EXPECT_EQ(value.use_count(), 1);
+    EXPECT_EQ(ch.try_recv().error(), timed_out_code);
+    auto copy = value;
+    EXPECT_TRUE(ch.try_send(copy));
+    EXPECT_EQ(copy, nullptr);  // moved in
+    EXPECT_EQ(value.use_count(), 2);
+  }
+  EXPECT_EQ(value.use_count(), 1);
+}
+
 // -- across threads --------------------------------------------------------------------
 
 TEST(ChannelThreads, ProducersOnTheirOwnLoopsOneConsumer) {

@@ -34,6 +34,15 @@ struct bridge_state {
     }
     s.cancel();
   }
+  // fail_side names side 0 (a) or 1 (b) as the options say.
+  void fail_side(int side, const char* operation, std::error_code ec, scope& s) {
+    if (ec == errc::operation_canceled || out.error) return fail({}, operation, ec, s);
+    std::string label(side == 0 ? options->label_a : options->label_b);
+    if (side == 0 && !options->peer_a.empty()) label.append(" connection from ").append(options->peer_a);
+    fail(label, operation, ec, s);
+  }
+
+  const bridge_options* options = nullptr;
   void touch() { last_activity = deadline::clock::now(); }
 
   int running = 2;  // directions still running
@@ -43,7 +52,7 @@ struct bridge_state {
 // Each direction holds a chunk only while data flows: a direction that waited
 // idle_grace for data gives its chunk back and waits with a small read in its own frame,
 // so an idle bridge costs a few hundred bytes, not two chunks.
-constexpr std::size_t wake_read = 128;
+constexpr std::size_t wake_read = 16;
 constexpr std::chrono::milliseconds idle_grace{50};
 
 // finished raises `done` when the last of `running` directions has ended, however it ended.
@@ -55,59 +64,53 @@ struct finished {
   }
 };
 
-task<void> pump_stream(any_stream& from, std::string_view from_label, any_stream& to,
-                       std::string_view to_label, std::uint64_t& bytes, bridge_state& st, scope& s) {
+task<void> pump_stream(any_stream& from, int from_side, any_stream& to, std::uint64_t& bytes,
+                       bridge_state& st, scope& s) {
+  const int to_side = 1 - from_side;
   finished counted{st.running, st.done};
   byte_buffer held;
   std::array<std::byte, wake_read> small;
   for (;;) {
-    mutable_buffer into = small;
-    result<std::size_t> n = errc::timed_out;
-    if (held.capacity() != 0) {
-      into = held.writable(chunk).first(chunk);
-      n = co_await from.read_some(into, deadline::after(idle_grace));
-      if (!n && n.error() == errc::timed_out) held.release();
+    bool chunked = held.capacity() != 0;
+    mutable_buffer into = chunked ? held.writable(chunk).first(chunk) : mutable_buffer(small);
+    auto n = co_await from.read_some(into, chunked ? deadline::after(idle_grace) : deadline::never());
+    if (!n && chunked && n.error() == errc::timed_out) {
+      held.release();  // idle: wait with the small buffer
+      continue;
     }
-    if (held.capacity() == 0) {
-      into = small;
-      n = co_await from.read_some(into, deadline::never());
-      if (n && *n == small.size()) (void)held.writable(chunk);  // more is likely waiting: take a chunk
-    }
+    if (n && !chunked && *n == small.size()) (void)held.writable(chunk);  // more is likely waiting
     if (!n) {
       // A write-only (simplex) side never sends: as if it had ended at once.
       if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail(from_label, ": read", n.error(), s);
+        co_return st.fail_side(from_side, ": read", n.error(), s);
       auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail(to_label, ": shutdown", r.error(), s);
+      if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
       co_return;
     }
     st.touch();
     auto w = co_await to.write(const_buffer(into.first(*n)), deadline::never());
     if (!w && w.error() == errc::not_supported) co_return;  // a read-only (simplex) side
-    if (!w) co_return st.fail(to_label, ": write", w.error(), s);
+    if (!w) co_return st.fail_side(to_side, ": write", w.error(), s);
     bytes += *n;
   }
 }
 
 // A message larger than the buffer stays with the layer and is received again into a
 // larger `held`, up to `limit`.
-task<void> pump_messages(any_message& from, std::size_t limit, std::string_view from_label, any_message& to,
-                         std::string_view to_label, std::uint64_t& bytes, std::uint64_t& messages,
-                         bridge_state& st, scope& s) {
+task<void> pump_messages(any_message& from, std::size_t limit, int from_side, any_message& to,
+                         std::uint64_t& bytes, std::uint64_t& messages, bridge_state& st, scope& s) {
+  const int to_side = 1 - from_side;
   finished counted{st.running, st.done};
   byte_buffer held;
   std::array<std::byte, wake_read> small;
   for (;;) {
-    mutable_buffer into = small;
-    result<std::size_t> n = errc::timed_out;
-    if (held.capacity() != 0) {
-      into = held.writable(held.capacity());
-      n = co_await from.recv(into, deadline::after(idle_grace));
-      if (!n && n.error() == errc::timed_out) held.release();
-    }
-    if (held.capacity() == 0) {
-      into = std::span(small).first(std::min(small.size(), limit));
-      n = co_await from.recv(into, deadline::never());
+    bool chunked = held.capacity() != 0;
+    mutable_buffer into =
+        chunked ? held.writable(held.capacity()) : std::span(small).first(std::min(small.size(), limit));
+    auto n = co_await from.recv(into, chunked ? deadline::after(idle_grace) : deadline::never());
+    if (!n && chunked && n.error() == errc::timed_out) {
+      held.release();  // idle: wait with the small buffer
+      continue;
     }
     if (!n) {
       if (n.error() == errc::message_too_large && into.size() < limit) {
@@ -116,15 +119,15 @@ task<void> pump_messages(any_message& from, std::size_t limit, std::string_view 
         continue;
       }
       if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail(from_label, ": receive", n.error(), s);
+        co_return st.fail_side(from_side, ": receive", n.error(), s);
       auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail(to_label, ": shutdown", r.error(), s);
+      if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
       co_return;
     }
     st.touch();
     auto w = co_await to.send(const_buffer(into.first(*n)), deadline::never());
     if (!w && w.error() == errc::not_supported) co_return;  // a receive-only (simplex) side
-    if (!w) co_return st.fail(to_label, ": send", w.error(), s);
+    if (!w) co_return st.fail_side(to_side, ": send", w.error(), s);
     bytes += *n;
     ++messages;
   }
@@ -186,6 +189,7 @@ bool units_match(const pipeline& a, const pipeline& b, std::string& message) {
 
 task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_options& options) {
   bridge_state st;
+  st.options = &options;
   if (a.is_stream() != b.is_stream()) {
     st.out.what = "bridge";
     st.out.error = errc::invalid_argument;
@@ -194,13 +198,13 @@ task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_op
   co_await with_scope([&](scope& s) -> task<void> {
     if (options.idle) s.spawn(idle_watch(*options.idle, st, s));
     if (a.is_stream()) {
-      s.spawn(pump_stream(a.stream(), options.label_a, b.stream(), options.label_b, st.out.bytes_ab, st, s));
-      s.spawn(pump_stream(b.stream(), options.label_b, a.stream(), options.label_a, st.out.bytes_ba, st, s));
+      s.spawn(pump_stream(a.stream(), 0, b.stream(), st.out.bytes_ab, st, s));
+      s.spawn(pump_stream(b.stream(), 1, a.stream(), st.out.bytes_ba, st, s));
     } else {
-      s.spawn(pump_messages(a.message(), limit_of(a), options.label_a, b.message(), options.label_b,
-                            st.out.bytes_ab, st.out.messages_ab, st, s));
-      s.spawn(pump_messages(b.message(), limit_of(b), options.label_b, a.message(), options.label_a,
-                            st.out.bytes_ba, st.out.messages_ba, st, s));
+      s.spawn(pump_messages(a.message(), limit_of(a), 0, b.message(), st.out.bytes_ab, st.out.messages_ab, st,
+                            s));
+      s.spawn(pump_messages(b.message(), limit_of(b), 1, a.message(), st.out.bytes_ba, st.out.messages_ba, st,
+                            s));
     }
     // Both directions ended (or a failure canceled the scope): stop the idle watch.
     (void)co_await st.done.wait(deadline::never());
@@ -323,10 +327,9 @@ task<void> serve(any_connection first, std::string peer, const bridge_command& c
     co_return;
   }
   bridge_options options = cmd.options;
-  std::string label_a;
   if (!peer.empty()) {
-    label_a = "SPEC1 connection from " + peer;
-    options.label_a = label_a;
+    options.label_a = "SPEC1";  // "SPEC1 connection from PEER"
+    options.peer_a = peer;
   }
   auto r = co_await bridge(first, *second, options);
   if (r.error) co_return report(r.what, r.error);

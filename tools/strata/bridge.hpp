@@ -19,6 +19,7 @@ struct bridge_options {
   std::optional<duration> idle;        ///< fail with timed_out after this long without data
   std::string_view label_a = "SPEC1";  ///< names side a in error messages
   std::string_view label_b = "SPEC2";  ///< names side b in error messages
+  std::string_view peer_a;             ///< if set, side a is "<label_a> connection from <peer_a>"
 };
 
 /// bridge_result is what a bridge moved and, when it failed, where and why.

@@ -555,6 +555,46 @@ task<result<uds::stream>> serve_fake(uds::listener& l, const fake_segment& f, de
   co_return std::move(*c);
 }
 
+/// fake_peer is a connector's stream over a sealed, honest fake stream segment, the test
+/// holding the listener's side: the segment and the control connection (the peer dies
+/// when it closes without an end record).
+struct fake_peer {
+  std::unique_ptr<fake_segment> segment;
+  result<shm::stream> stream = errc::timed_out;
+  result<uds::stream> control = errc::timed_out;
+
+  /// ring is ring r (carrying bytes from side r: 0 the listener, that is the test, 1 the
+  /// connector) and data its first byte.
+  shm::spsc_control* ring(int r) const {
+    return reinterpret_cast<shm::spsc_control*>(segment->base + offset(r));
+  }
+  std::byte* data(int r) const { return segment->base + offset(r) + sizeof(shm::spsc_control); }
+
+ private:
+  static std::uint64_t offset(int r) {
+    auto shape =
+        *shm::make_layout(shm::segment_kind::stream, shm::min_ring_bytes, 0, shm::overflow_policy::block, 0);
+    return shape.ring[static_cast<std::size_t>(r)];
+  }
+};
+
+/// connect_fake_peer plays a listener named after `tag` that serves a fake segment, and
+/// connects to it; `out.stream` holds the outcome of shm::connect.
+task<void> connect_fake_peer(std::string_view tag, deadline dl, fake_peer& out) {
+  auto name = unique_name(tag);
+  auto l = uds::listener::bind(*shm::rendezvous_address(name));
+  CO_ASSERT_OK(l);
+  out.segment = make_fake_stream_segment(true, false);
+  CO_ASSERT_TRUE(out.segment != nullptr);
+  co_await with_scope([&](scope& sc) -> task<void> {
+    sc.spawn(
+        [](uds::listener& l, const fake_segment& f, result<uds::stream>& ctrl, deadline dl) -> task<void> {
+          ctrl = co_await serve_fake(l, f, dl);
+        }(*l, *out.segment, out.control, dl));
+    out.stream = co_await shm::connect(name, dl);
+  });
+}
+
 TEST(ShmHostile, ConnectorRefusesUnsealedOrLyingSegments) {
   for (int variant = 0; variant < 2; ++variant) {
     SCOPED_TRACE(variant == 0 ? "unsealed" : "header larger than the object");
@@ -581,26 +621,15 @@ TEST(ShmHostile, ConnectorRefusesUnsealedOrLyingSegments) {
 // with protocol_error, sticky, without touching memory outside the ring.
 TEST(ShmHostile, ImpossibleRingStateIsAProtocolError) {
   run_test([]() -> task<void> {
-    auto name = unique_name("garbage-state");
-    auto l = uds::listener::bind(*shm::rendezvous_address(name));
-    CO_ASSERT_OK(l);
-    auto f = make_fake_stream_segment(true, false);
-    CO_ASSERT_TRUE(f != nullptr);
     auto dl = deadline::after(5s);
-    result<shm::stream> c = errc::timed_out;
-    result<uds::stream> ctrl = errc::timed_out;
-    co_await with_scope([&](scope& sc) -> task<void> {
-      sc.spawn([](uds::listener& l, const fake_segment& f, result<uds::stream>& out,
-                  deadline dl) -> task<void> { out = co_await serve_fake(l, f, dl); }(*l, *f, ctrl, dl));
-      c = co_await shm::connect(name, dl);
-    });
+    fake_peer peer;
+    co_await connect_fake_peer("garbage-state", dl, peer);
+    auto& c = peer.stream;
     CO_ASSERT_OK(c);
-    auto shape =
-        *shm::make_layout(shm::segment_kind::stream, shm::min_ring_bytes, 0, shm::overflow_policy::block, 0);
     // Ring 0 carries bytes from the listener (us) to the connector: publish 3 honest
     // bytes, then a tail far beyond the ring.
-    auto* ring0 = reinterpret_cast<shm::spsc_control*>(f->base + shape.ring[0]);
-    std::memcpy(f->base + shape.ring[0] + sizeof(shm::spsc_control), "abc", 3);
+    auto* ring0 = peer.ring(0);
+    std::memcpy(peer.data(0), "abc", 3);
     shm::atom(ring0->tail).store(3);
     std::array<std::byte, 16> buf;
     auto n = co_await c->read_some(buf, dl);
@@ -615,7 +644,7 @@ TEST(ShmHostile, ImpossibleRingStateIsAProtocolError) {
     // The same for our writer: the peer's head claims to be far ahead of our tail. The
     // writer reads the head when it needs more room than it knows of: a write larger
     // than the ring.
-    auto* ring1 = reinterpret_cast<shm::spsc_control*>(f->base + shape.ring[1]);
+    auto* ring1 = peer.ring(1);
     shm::atom(ring1->head).store(std::uint64_t{1} << 40);
     std::vector<std::byte> big(shm::min_ring_bytes + 1, std::byte{'x'});
     auto w = co_await c->write(const_buffer(big), dl);
@@ -1931,25 +1960,15 @@ TEST(ShmCorrupted, SleepingReaderFindsItsHeadRewritten) {
 // control connection closes without an end record).
 TEST(ShmCorrupted, DeadlineAndPeerDeathStillFireOverGarbage) {
   run_test([]() -> task<void> {
-    auto name = unique_name("garbage-death");
-    auto l = uds::listener::bind(*shm::rendezvous_address(name));
-    CO_ASSERT_OK(l);
-    auto f = make_fake_stream_segment(true, false);
-    CO_ASSERT_TRUE(f != nullptr);
     auto dl = deadline::after(5s);
-    result<shm::stream> c = errc::timed_out;
-    result<uds::stream> ctrl = errc::timed_out;
-    co_await with_scope([&](scope& sc) -> task<void> {
-      sc.spawn([](uds::listener& l, const fake_segment& f, result<uds::stream>& out,
-                  deadline dl) -> task<void> { out = co_await serve_fake(l, f, dl); }(*l, *f, ctrl, dl));
-      c = co_await shm::connect(name, dl);
-    });
+    fake_peer peer;
+    co_await connect_fake_peer("garbage-death", dl, peer);
+    auto& c = peer.stream;
+    auto& ctrl = peer.control;
     CO_ASSERT_OK(c);
     CO_ASSERT_OK(ctrl);
-    auto shape =
-        *shm::make_layout(shm::segment_kind::stream, shm::min_ring_bytes, 0, shm::overflow_policy::block, 0);
-    auto* ring0 = reinterpret_cast<shm::spsc_control*>(f->base + shape.ring[0]);
-    std::memset(f->base + shape.ring[0] + sizeof(shm::spsc_control), 0x5a, 64);
+    auto* ring0 = peer.ring(0);
+    std::memset(peer.data(0), 0x5a, 64);
     shm::atom(ring0->reader_waiting).store(0);
     shm::atom(ring0->writer_waiting).store(1);
     std::array<std::byte, 16> buf;

@@ -87,6 +87,18 @@ using tcp_conformance::connected_pair;
 static_assert(byte_stream<tcp::stream>);
 static_assert(listener<tcp::listener>);
 
+/// run_pair_test runs `body(client, server, dl)` as a test over a fresh loopback
+/// connection, `dl` five seconds away.
+template <class Body>
+void run_pair_test(Body body) {
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto p = co_await connected_pair("127.0.0.1", dl);
+    CO_ASSERT_OK(p);
+    co_await body(p->first, p->second, dl);
+  });
+}
+
 int int_option(int fd, int level, int name) {
   int value = -1;
   socklen_t len = sizeof value;
@@ -131,11 +143,7 @@ TEST(Tcp, CapabilityRowIsTheTransportRow) {
 }
 
 TEST(Tcp, OrderlyEndWhenBothSidesCloseAtOnce) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     auto w = co_await a.write(as_bytes("from a"), dl);
     CO_ASSERT_OK(w);
     auto w2 = co_await b.write(as_bytes("from b"), dl);
@@ -160,11 +168,7 @@ TEST(Tcp, OrderlyEndWhenBothSidesCloseAtOnce) {
 }
 
 TEST(Tcp, HalfCloseFromTheAcceptingSide) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [client, server] = *p;
+  run_pair_test([](tcp::stream& client, tcp::stream& server, deadline dl) -> task<void> {
     auto w = co_await server.write(as_bytes("banner"), dl);
     CO_ASSERT_OK(w);
     auto sh = co_await server.shutdown_write(dl);
@@ -189,11 +193,7 @@ TEST(Tcp, HalfCloseFromTheAcceptingSide) {
 TEST(Tcp, AResetSaysConnectionResetByPeerAndStaysBroken) {
   // A reset is a `broken` to callers (the same sticky semantics) and reads
   // "connection reset by peer" in reports, on every later read too, not "connection broken".
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     a.reset();
     std::array<std::byte, 8> buf;
     auto r1 = co_await b.read_some(buf, dl);
@@ -206,11 +206,7 @@ TEST(Tcp, AResetSaysConnectionResetByPeerAndStaysBroken) {
 }
 
 TEST(Tcp, ResetBreaksThePeersReadsAndWritesForGood) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     a.reset();
     EXPECT_FALSE(a.is_open());
     std::array<std::byte, 8> buf;
@@ -230,11 +226,7 @@ TEST(Tcp, ResetBreaksThePeersReadsAndWritesForGood) {
 }
 
 TEST(Tcp, ResetWakesAPendingReader) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     std::error_code outcome;
     co_await with_scope([&](scope& s) -> task<void> {
       event parked;
@@ -252,11 +244,7 @@ TEST(Tcp, ResetWakesAPendingReader) {
 }
 
 TEST(Tcp, ShutDownWriteDirectionStaysFailedWhileReadingWorks) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     auto sh = co_await a.shutdown_write(dl);
     CO_ASSERT_OK(sh);
     for (int i = 0; i < 2; ++i) {
@@ -274,11 +262,7 @@ TEST(Tcp, ShutDownWriteDirectionStaysFailedWhileReadingWorks) {
 }
 
 TEST(Tcp, PeerThatNeverReadsTimesTheWriterOutAndCloseStillReturns) {
-  run_test([]() -> task<void> {
-    auto dl = deadline::after(5s);
-    auto p = co_await connected_pair("127.0.0.1", dl);
-    CO_ASSERT_OK(p);
-    auto& [a, b] = *p;
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     shrink_buffers(a.native_handle());
     shrink_buffers(b.native_handle());
 

@@ -582,6 +582,12 @@ bool echoed(int fd, const std::string& line) {
 }
 
 TEST_F(Cli, BridgeKeepOutlivesRunningOutOfDescriptors) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtime in the bridge needs descriptors of its own (UBSan's vptr check
+  // opens /proc/self/maps on a type-cache miss) and reports a false error without one;
+  // the plain suite runs this test.
+  GTEST_SKIP() << "needs a process that runs with no descriptor left: not under a sanitizer";
+#endif
   ASSERT_TRUE(have_socat());
   auto prlimit = find_program("prlimit");
   ASSERT_FALSE(prlimit.empty()) << "prlimit (util-linux) is missing";

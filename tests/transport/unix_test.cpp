@@ -622,6 +622,12 @@ class descriptor_famine {
 };
 
 TEST(Unix, AcceptOutlivesRunningOutOfDescriptors) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtime needs descriptors of its own (UBSan's vptr check opens
+  // /proc/self/maps on a type-cache miss) and reports a false error without one; the
+  // plain suite runs this test.
+  GTEST_SKIP() << "needs a process that runs with no descriptor left: not under a sanitizer";
+#endif
   run_test([&]() -> task<void> {
     auto dl = deadline::after(5s);
     auto l = uds::listener::bind(unique_name(true));

@@ -694,9 +694,12 @@ std::pair<raw_end, raw_end> raw_mq() {
   attr.mq_msgsize = 8192;
   mqd_t qa = ::mq_open(a.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &attr);
   mqd_t qb = ::mq_open(b.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &attr);
+  int err = errno;
+  // Unlink first: a queue must not outlive the program when the other open failed.
+  if (qa >= 0) ::mq_unlink(a.c_str());
+  if (qb >= 0) ::mq_unlink(b.c_str());
+  errno = err;
   if (qa < 0 || qb < 0) die("raw mq_open");
-  ::mq_unlink(a.c_str());
-  ::mq_unlink(b.c_str());
   // Both ends use both descriptors (one process): client sends on a, receives on b.
   int qa2 = ::dup(qa), qb2 = ::dup(qb);
   return {raw_end{raw_kind::mq, qb, qa}, raw_end{raw_kind::mq, qa2, qb2}};

@@ -237,8 +237,8 @@ messages (each message is forwarded whole). A mismatch is refused before anythin
 connects, with the adapter that would fix it.
 
 Back-pressure: each direction holds at most one buffer (128 KiB, or one message), none
-while it waits for data, and reads its source again only after the other side accepted
-the previous one, so a slow peer slows the fast one and memory stays bounded.
+once it has waited 50 ms for data, and reads its source again only after the other side
+accepted the previous one, so a slow peer slows the fast one and memory stays bounded.
 
 Shutdown: the end of one side's input shuts the other side's write direction down
 (half-close); when both directions have ended both connections are closed. An error on

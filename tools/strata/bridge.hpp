@@ -39,8 +39,8 @@ bool units_match(const pipeline& a, const pipeline& b, std::string& message);
 /// bridge copies a -> b and b -> a until both directions have ended, then closes both.
 /// Each direction holds at most one buffer: it reads from its source only after the
 /// previous chunk (or message) was completely written to the other side, so a slow side
-/// slows the other down and nothing is buffered without bound. A direction that waits
-/// for data holds no chunk (only a small read buffer in its frame). The end of one side's input
+/// slows the other down and nothing is buffered without bound. A direction that has
+/// waited 50 ms for data holds no chunk (only a small read buffer in its frame). The end of one side's input
 /// shuts the other side's write direction down (half-close); the bridge ends when both
 /// directions have ended. Any failure (reset, protocol error, message too large, idle)
 /// stops both directions and closes both connections. Cancellation of the caller's

@@ -13,6 +13,7 @@
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
 #include "strata/core/error.hpp"
+#include "strata/core/query.hpp"
 #include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 

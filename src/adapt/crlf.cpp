@@ -124,11 +124,7 @@ decode_step crlf_decoder::decode(const_buffer input) noexcept {
   return step;
 }
 
-template class detail::framed_stream<tcp::stream, crlf_decoder>;
-template class detail::framed_stream<uds::stream, crlf_decoder>;
 template class detail::framed_stream<any_stream, crlf_decoder>;
-template class crlf<tcp::stream>;
-template class crlf<uds::stream>;
 template class crlf<any_stream>;
 
 }  // namespace strata

@@ -82,11 +82,7 @@ decode_step prefix_decoder::decode(const_buffer input) noexcept {
   return step;
 }
 
-template class detail::framed_stream<tcp::stream, prefix_decoder>;
-template class detail::framed_stream<uds::stream, prefix_decoder>;
 template class detail::framed_stream<any_stream, prefix_decoder>;
-template class prefix<tcp::stream>;
-template class prefix<uds::stream>;
 template class prefix<any_stream>;
 
 }  // namespace strata

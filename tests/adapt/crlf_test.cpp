@@ -198,7 +198,8 @@ TEST(Crlf, RoundTripTcpWithTermDelimiter) {
     crlf_options o{.delimiter = "<<END>>", .max_message = 100000};
     crlf a{std::move(p->first), o};
     crlf b{std::move(p->second), o};
-    EXPECT_EQ(a.peer_address()->port(), b.local_address()->port());
+    EXPECT_EQ(query<fact::peer_address>(a)->port(), query<fact::local_address>(b)->port());
+    EXPECT_EQ(query<fact::max_message>(a).value(), 100000u);
     std::vector<std::string> messages;
     for (int i = 0; i < 300; ++i)
       messages.push_back(std::string(static_cast<std::size_t>(i * 53 % 4000), '<'));

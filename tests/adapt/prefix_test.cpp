@@ -205,8 +205,13 @@ TEST(Prefix, RoundTripTcp) {
     if (!p) co_return;
     prefix a{std::move(p->first), {.header_bytes = 4}};
     prefix b{std::move(p->second), {.header_bytes = 4}};
-    EXPECT_TRUE(a.peer_address());
-    EXPECT_EQ(a.peer_address()->port(), b.local_address()->port());
+    // Facts of the layers below reach the top through strata::query.
+    auto peer = query<fact::peer_address>(a);
+    EXPECT_TRUE(peer);
+    if (!peer) co_return;
+    EXPECT_EQ(peer->port(), query<fact::local_address>(b)->port());
+    EXPECT_EQ(query<fact::max_message>(a).value(), std::size_t{1} << 20);
+    EXPECT_EQ(query<fact::peer_credentials>(a).error(), errc::not_supported);
     std::vector<std::string> messages;
     for (int i = 0; i < 200; ++i)
       messages.push_back(std::string(static_cast<std::size_t>(i * 37 % 3000), 'a' + i % 26));

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,85 @@ TEST(PipelineEndToEnd, CrlfOverAbstractUnixSocket) {
   EXPECT_TRUE(server_saw_message);
   EXPECT_EQ(seen.domain, domain::ipc);
   EXPECT_EQ(seen.max_message, 200u);
+}
+
+/// top_facts connects `spec_text` and reads facts from the top of the stack, while
+/// the listener's side reads the same from its accepted connection.
+struct facts_seen {
+  result<address> client_peer = errc::not_supported;
+  result<address> client_local = errc::not_supported;
+  result<address> server_peer = errc::not_supported;
+  result<credentials> client_creds = errc::not_supported;
+  result<credentials> server_creds = errc::not_supported;
+  result<std::size_t> client_max = errc::not_supported;
+};
+
+task<void> accept_and_query(any_listener& listener, facts_seen& seen) {
+  auto conn = co_await listener.accept(soon());
+  if (!conn) co_return;
+  seen.server_peer = query<fact::peer_address>(*conn);
+  seen.server_creds = query<fact::peer_credentials>(*conn);
+  (void)co_await conn->close(soon());
+}
+
+facts_seen query_both_ends(const std::string& listen_spec,
+                           const std::function<std::string(any_listener&)>& connect_spec) {
+  facts_seen seen;
+  run([&]() -> task<void> {
+    auto listener = strata::listen(listen_spec);
+    if (!listener) {
+      ADD_FAILURE() << "listen: " << listener.error().message();
+      co_return;
+    }
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(accept_and_query(*listener, seen));
+      auto conn = co_await strata::connect(connect_spec(*listener), soon());
+      if (!conn) {
+        ADD_FAILURE() << "connect: " << conn.error().message();
+        co_return;
+      }
+      seen.client_peer = query<fact::peer_address>(*conn);
+      seen.client_local = query<fact::local_address>(*conn);
+      seen.client_creds = query<fact::peer_credentials>(*conn);
+      seen.client_max = query<fact::max_message>(*conn);
+      (void)co_await conn->close(soon());
+    });
+    listener->close();
+  }());
+  return seen;
+}
+
+// The query interface reaches the transport from the top of a stack built from a spec:
+// prefix and crlf answer nothing about addresses or credentials themselves, any_message
+// and any_stream forward, and the transport answers.
+TEST(PipelineQuery, PeerCredentialsAndAddressFromTheTopOfUnixPrefix) {
+  std::string name = "@strata-query-" + std::to_string(::getpid());
+  auto seen = query_both_ends("unix-listen:" + name + " | prefix(4)",
+                              [&](any_listener&) { return "unix:" + name + " | prefix(4, max=64k)"; });
+  ASSERT_TRUE(seen.client_creds) << seen.client_creds.error().message();
+  EXPECT_EQ(seen.client_creds->pid, ::getpid());
+  EXPECT_EQ(seen.client_creds->uid, ::getuid());
+  ASSERT_TRUE(seen.server_creds) << seen.server_creds.error().message();
+  EXPECT_EQ(seen.server_creds->pid, ::getpid());
+  ASSERT_TRUE(seen.client_peer);
+  EXPECT_EQ(seen.client_peer->to_string(), name);
+  ASSERT_TRUE(seen.client_max);
+  EXPECT_EQ(*seen.client_max, 64u * 1024);  // prefix answers, above the transport
+}
+
+TEST(PipelineQuery, PeerAddressFromTheTopOfTcpCrlf) {
+  auto seen = query_both_ends("tcp-listen:127.0.0.1:0 | crlf", [](any_listener& l) {
+    return "tcp:127.0.0.1:" + std::to_string(l.local_address()->port()) + " | crlf(max=1000)";
+  });
+  ASSERT_TRUE(seen.client_peer) << seen.client_peer.error().message();
+  ASSERT_TRUE(seen.client_local);
+  ASSERT_TRUE(seen.server_peer) << seen.server_peer.error().message();
+  EXPECT_EQ(seen.client_peer->to_string().substr(0, 10), "127.0.0.1:");
+  // Each end's peer is the other's local address.
+  EXPECT_EQ(seen.server_peer->to_string(), seen.client_local->to_string());
+  EXPECT_EQ(seen.client_creds.error(), errc::not_supported);  // tcp has no credentials
+  EXPECT_EQ(seen.server_creds.error(), errc::not_supported);
+  EXPECT_EQ(seen.client_max.value(), 1000u);
 }
 
 TEST(PipelineEndToEnd, TheWireFormatIsTheAdapters) {

@@ -5,6 +5,7 @@
 // policies, a producer killed mid-message in the queue, wake-up race stress across
 // threads, and the syscall-free data path of spin mode.
 #include "strata/transport/shm.hpp"
+#include "strata/transport/unix.hpp"
 
 #include <fcntl.h>
 #include <linux/sockios.h>

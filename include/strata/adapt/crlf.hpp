@@ -30,8 +30,6 @@
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/task.hpp"
-#include "strata/transport/tcp.hpp"
-#include "strata/transport/unix.hpp"
 
 namespace strata {
 
@@ -149,8 +147,8 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
   }
 
   // recv (which returns a message without its delimiter), shutdown_write, close,
-  // detach, next_layer and the address queries come from detail::framed_stream
-  // (adapt/framing.hpp), with their contracts written there.
+  // detach and next_layer (through which strata::query reaches the layers below) come from
+  // detail::framed_stream (adapt/framing.hpp), with their contracts written there.
 
   /// runtime_capabilities is what this stack offers, with max_message from the options.
   properties runtime_capabilities() const {
@@ -159,16 +157,14 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
     return out;
   }
   const crlf_options& options() const noexcept { return options_; }
+  /// max_message is the largest message this layer carries (answers fact::max_message).
+  std::size_t max_message() const noexcept { return options_.max_message; }
 
  private:
   crlf_options options_;
 };
 
-extern template class detail::framed_stream<tcp::stream, crlf_decoder>;
-extern template class detail::framed_stream<uds::stream, crlf_decoder>;
 extern template class detail::framed_stream<any_stream, crlf_decoder>;
-extern template class crlf<tcp::stream>;
-extern template class crlf<uds::stream>;
 extern template class crlf<any_stream>;
 
 }  // namespace strata

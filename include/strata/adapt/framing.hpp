@@ -173,8 +173,6 @@ class framed_stream {
   /// next_layer is the owned lower layer.
   Lower& next_layer() noexcept { return lower_; }
   const Lower& next_layer() const noexcept { return lower_; }
-  result<address> local_address() const { return local_address_of(lower_); }
-  result<address> peer_address() const { return peer_address_of(lower_); }
 
  protected:
   /// framed_stream takes ownership of `lower`. `unread` are bytes a previous layer had

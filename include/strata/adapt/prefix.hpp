@@ -29,8 +29,6 @@
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/task.hpp"
-#include "strata/transport/tcp.hpp"
-#include "strata/transport/unix.hpp"
 
 namespace strata {
 
@@ -141,8 +139,8 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
     co_return co_await this->send_frame(frame, dl);
   }
 
-  // recv, shutdown_write, close, detach, next_layer and the address queries come from
-  // detail::framed_stream (adapt/framing.hpp), with their contracts written there.
+  // recv, shutdown_write, close, detach and next_layer (through which strata::query reaches the layers below)
+  // come from detail::framed_stream (adapt/framing.hpp), with their contracts written there.
 
   /// runtime_capabilities is what this stack offers, with max_message from the options.
   properties runtime_capabilities() const {
@@ -151,17 +149,15 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
     return out;
   }
   const prefix_options& options() const noexcept { return options_; }
+  /// max_message is the largest message this layer carries (answers fact::max_message).
+  std::size_t max_message() const noexcept { return limit_; }
 
  private:
   prefix_options options_;
   std::size_t limit_;
 };
 
-extern template class detail::framed_stream<tcp::stream, prefix_decoder>;
-extern template class detail::framed_stream<uds::stream, prefix_decoder>;
 extern template class detail::framed_stream<any_stream, prefix_decoder>;
-extern template class prefix<tcp::stream>;
-extern template class prefix<uds::stream>;
 extern template class prefix<any_stream>;
 
 }  // namespace strata

@@ -7,6 +7,7 @@
 #include <utility>
 #include <variant>
 
+#include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"
 
 namespace strata {
@@ -27,8 +28,11 @@ class any_stream {
   task<result<void>> write(const_buffers bufs, deadline dl) { return impl_->write(bufs, dl); }
   task<result<void>> shutdown_write(deadline dl) { return impl_->shutdown_write(dl); }
   task<result<void>> close(deadline dl) { return impl_->close(dl); }
-  result<address> local_address() const { return impl_->local_address(); }
-  result<address> peer_address() const { return impl_->peer_address(); }
+  /// query_erased answers a fact for strata::query (core/query.hpp) by asking the
+  /// concrete stack: one virtual call.
+  bool query_erased(fact_id id, void* out) const { return impl_ && impl_->query(id, out); }
+  result<address> local_address() const { return query<fact::local_address>(*this); }
+  result<address> peer_address() const { return query<fact::peer_address>(*this); }
   /// runtime_capabilities is what the concrete stack offers.
   properties runtime_capabilities() const { return impl_->caps(); }
 
@@ -39,8 +43,7 @@ class any_stream {
     virtual task<result<void>> write(const_buffers, deadline) = 0;
     virtual task<result<void>> shutdown_write(deadline) = 0;
     virtual task<result<void>> close(deadline) = 0;
-    virtual result<address> local_address() const = 0;
-    virtual result<address> peer_address() const = 0;
+    virtual bool query(fact_id, void*) const = 0;
     virtual properties caps() const = 0;
   };
   template <class S>
@@ -52,8 +55,7 @@ class any_stream {
     task<result<void>> write(const_buffers b, deadline dl) override { return inner.write(b, dl); }
     task<result<void>> shutdown_write(deadline dl) override { return inner.shutdown_write(dl); }
     task<result<void>> close(deadline dl) override { return inner.close(dl); }
-    result<address> local_address() const override { return local_address_of(inner); }
-    result<address> peer_address() const override { return peer_address_of(inner); }
+    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
     properties caps() const override {
       if constexpr (requires { inner.runtime_capabilities(); }) {
         return inner.runtime_capabilities();
@@ -82,8 +84,11 @@ class any_message {
   task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) { return impl_->recv(buf, dl); }
   task<result<void>> shutdown_write(deadline dl) { return impl_->shutdown_write(dl); }
   task<result<void>> close(deadline dl) { return impl_->close(dl); }
-  result<address> local_address() const { return impl_->local_address(); }
-  result<address> peer_address() const { return impl_->peer_address(); }
+  /// query_erased answers a fact for strata::query (core/query.hpp) by asking the
+  /// concrete stack: one virtual call.
+  bool query_erased(fact_id id, void* out) const { return impl_ && impl_->query(id, out); }
+  result<address> local_address() const { return query<fact::local_address>(*this); }
+  result<address> peer_address() const { return query<fact::peer_address>(*this); }
   properties runtime_capabilities() const { return impl_->caps(); }
 
  private:
@@ -93,8 +98,7 @@ class any_message {
     virtual task<result<std::size_t>> recv(mutable_buffer, deadline) = 0;
     virtual task<result<void>> shutdown_write(deadline) = 0;
     virtual task<result<void>> close(deadline) = 0;
-    virtual result<address> local_address() const = 0;
-    virtual result<address> peer_address() const = 0;
+    virtual bool query(fact_id, void*) const = 0;
     virtual properties caps() const = 0;
   };
   template <class M>
@@ -110,8 +114,7 @@ class any_message {
       }
     }
     task<result<void>> close(deadline dl) override { return inner.close(dl); }
-    result<address> local_address() const override { return local_address_of(inner); }
-    result<address> peer_address() const override { return peer_address_of(inner); }
+    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
     properties caps() const override {
       if constexpr (requires { inner.runtime_capabilities(); }) {
         return inner.runtime_capabilities();
@@ -153,16 +156,13 @@ class any_connection {
     if (is_stream()) return stream().close(dl);
     return message().close(dl);
   }
-  result<address> peer_address() const {
-    if (v_.index() == 1) return std::get<1>(v_).peer_address();
-    if (v_.index() == 2) return std::get<2>(v_).peer_address();
-    return errc::closed;
+  bool query_erased(fact_id id, void* out) const {
+    if (v_.index() == 1) return std::get<1>(v_).query_erased(id, out);
+    if (v_.index() == 2) return std::get<2>(v_).query_erased(id, out);
+    return false;  // empty: nothing below to ask
   }
-  result<address> local_address() const {
-    if (v_.index() == 1) return std::get<1>(v_).local_address();
-    if (v_.index() == 2) return std::get<2>(v_).local_address();
-    return errc::closed;
-  }
+  result<address> peer_address() const { return query<fact::peer_address>(*this); }
+  result<address> local_address() const { return query<fact::local_address>(*this); }
 
  private:
   std::variant<std::monostate, any_stream, any_message> v_;

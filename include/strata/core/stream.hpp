@@ -109,26 +109,6 @@ task<result<void>> read_exact(S& s, mutable_buffer buf, deadline dl) {
   co_return result<void>{};
 }
 
-/// local_address_of asks a layer where it is bound; not_supported if it cannot tell.
-template <class S>
-result<address> local_address_of(const S& s) {
-  if constexpr (requires { s.local_address(); }) {
-    return s.local_address();
-  } else {
-    return errc::not_supported;
-  }
-}
-
-/// peer_address_of asks a layer whom it talks to; not_supported if it cannot tell.
-template <class S>
-result<address> peer_address_of(const S& s) {
-  if constexpr (requires { s.peer_address(); }) {
-    return s.peer_address();
-  } else {
-    return errc::not_supported;
-  }
-}
-
 /// detached is what detach() hands back: the lower layer and the bytes the upper layer
 /// had read from it but not consumed, in order. Pass both to the next layer.
 template <class Lower>

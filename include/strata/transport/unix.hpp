@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "strata/core/capability.hpp"
+#include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/transport/socket.hpp"
 
@@ -43,12 +44,9 @@ inline constexpr capability_row row{
 /// max_fds_per_message bounds descriptors passed in one call (the kernel allows 253).
 inline constexpr std::size_t max_fds_per_message = 64;
 
-/// credentials of the peer process, as the kernel recorded them at connect time.
-struct credentials {
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-};
+/// credentials of the peer process, as the kernel recorded them at connect time
+/// (strata::credentials, answered through strata::query as fact::peer_credentials).
+using credentials = strata::credentials;
 
 /// stream is a connected unix stream socket; the contract is core/stream.hpp's byte_stream.
 class stream : public detail::socket_stream {

@@ -13,6 +13,7 @@
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
 #include "strata/core/error.hpp"
+#include "strata/core/handshaking_listener.hpp"
 #include "strata/core/query.hpp"
 #include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
@@ -38,6 +39,7 @@
 #include "strata/adapt/prefix.hpp"
 
 // pipeline: spec strings, the registry, the checker
+#include "strata/pipeline/custom_protocol.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/pipeline/registry.hpp"
 #include "strata/pipeline/spec.hpp"

@@ -9,6 +9,8 @@
 #include <memory>
 #include <utility>
 
+#include "strata/core/handshaking_listener.hpp"
+
 namespace strata {
 namespace {
 
@@ -50,9 +52,9 @@ std::string written(const spec_layer& layer, const protocol_entry& entry) {
 }
 
 /// transport_names lists the bottom layers that `upper` could stand on directly.
-std::string transport_names(const protocol_entry& upper) {
+std::string transport_names(const protocol_entry& upper, const protocol_registry& protocols) {
   std::vector<std::string_view> names;
-  for (const auto& e : registry()) {
+  for (const auto& e : protocols.entries()) {
     if (e.role != layer_role::adapter && !first_unmet(transport_properties(*e.row), *upper.row)) {
       names.push_back(e.name);
     }
@@ -65,9 +67,9 @@ std::string transport_names(const protocol_entry& upper) {
   return out;
 }
 
-std::string known_names() {
+std::string known_names(const protocol_registry& protocols) {
   std::string out;
-  for (const auto& e : registry()) {
+  for (const auto& e : protocols.entries()) {
     if (!out.empty()) out += ", ";
     out += e.name;
   }
@@ -81,14 +83,15 @@ bool refuse(pipeline_error& error, std::string message, std::size_t position) {
 }
 
 /// adapter_first explains an adapter standing at the bottom of the stack.
-std::string adapter_first(const spec& parsed, const protocol_entry& entry) {
+std::string adapter_first(const spec& parsed, const protocol_entry& entry,
+                          const protocol_registry& protocols) {
   const auto& first = parsed.layers.front();
   auto u = first_unmet(properties{}, *entry.row);
   std::string message = first.name + " needs " + (u ? needs_phrase(*u) : std::string("a transport")) +
                         " below it, but it is the first layer; a pipeline starts with a transport (" +
-                        transport_names(entry) + ")";
+                        transport_names(entry, protocols) + ")";
   for (std::size_t i = 1; i < parsed.layers.size(); ++i) {
-    const auto* later = find_protocol(parsed.layers[i].name);
+    const auto* later = protocols.find(parsed.layers[i].name);
     if (!later || later->role == layer_role::adapter) continue;
     std::string reordered = written(parsed.layers[i], *later);
     for (std::size_t j = 0; j < parsed.layers.size(); ++j) {
@@ -101,11 +104,11 @@ std::string adapter_first(const spec& parsed, const protocol_entry& entry) {
 
 /// unmet_message explains an adapter whose requirements the layer below does not meet.
 std::string unmet_message(const spec_layer& upper, const protocol_entry& entry, const spec_layer& lower,
-                          const properties& below, const unmet& u) {
+                          const properties& below, const unmet& u, const protocol_registry& protocols) {
   std::string message = upper.name + " needs " + needs_phrase(u) + " below it, but " + lower.text() +
                         " provides " + std::string(u.offered) +
                         " (unmet property: " + std::string(to_string(u.property)) + ")";
-  auto chain = find_adapters(below, *entry.row);
+  auto chain = find_adapters(below, *entry.row, protocols.entries());
   if (chain.empty()) {
     return message + "; no registered adapter turns " + std::string(u.offered) + " into " +
            std::string(u.needed);
@@ -116,43 +119,77 @@ std::string unmet_message(const spec_layer& upper, const protocol_entry& entry, 
          upper.text() + "`";
 }
 
-/// wrap_upper stacks `upper` layers, bottom first, on `conn`.
-result<any_connection> wrap_upper(any_connection conn, std::span<const pipeline_layer> upper) {
+/// built is what building part of a stack gives: the top so far, or the error naming
+/// the layer that failed.
+struct stack_step {
+  result<any_connection> top = errc::invalid_argument;
+  std::string failed_layer;
+};
+
+/// wrap_upper stacks `upper` layers, bottom first, on `conn`, each handshake within `dl`.
+/// On failure the layer's wrap has closed what was below it.
+task<stack_step> wrap_upper(any_connection conn, const std::vector<pipeline_layer>& upper, layer_side side,
+                            deadline dl) {
   for (const auto& layer : upper) {
-    auto next = layer.entry->wrap(std::move(conn), layer.spec);
-    if (!next) return unexpected(next.error());
+    auto next = co_await layer.entry->wrap(std::move(conn), layer.options, side, dl);
+    if (!next) co_return stack_step{unexpected(next.error()), layer.spec.name};
     conn = std::move(*next);
   }
-  return conn;
+  co_return stack_step{std::move(conn), {}};
 }
 
-task<result<any_connection>> connect_stack(task<result<any_connection>> bottom,
-                                           std::vector<pipeline_layer> upper) {
-  auto conn = co_await std::move(bottom);
-  if (!conn) co_return unexpected(conn.error());
-  co_return wrap_upper(std::move(*conn), upper);
+/// stack_copy is what a connect task or a listener keeps of a pipeline: its layers, the
+/// entries they point into and the text for error messages.
+struct stack_copy {
+  std::vector<pipeline_layer> layers;
+  std::shared_ptr<const protocol_registry::storage> entries;
+  std::string text;
+};
+
+task<stack_result<any_connection>> connect_stack(stack_copy stack, deadline dl) {
+  const auto& bottom = stack.layers.front();
+  auto conn = co_await bottom.entry->connect(bottom.options, dl);
+  if (!conn) co_return stack_error("connect", stack.text, bottom.spec.name, conn.error());
+  std::vector<pipeline_layer> upper(stack.layers.begin() + 1, stack.layers.end());
+  auto step = co_await wrap_upper(std::move(*conn), upper, layer_side::client, dl);
+  if (!step.top) co_return stack_error("connect", stack.text, step.failed_layer, step.top.error());
+  co_return std::move(*step.top);
 }
 
-task<result<any_connection>> refused(errc e) { co_return e; }
+task<stack_result<any_connection>> refused(stack_error e) { co_return e; }
 
-/// stacked_listener accepts from the transport's listener and stacks the upper layers
-/// on every accepted connection.
+/// upper_layers is the handshake of a listening pipeline: the layers above the
+/// transport, stacked on one accepted connection.
+struct upper_layers {
+  std::shared_ptr<const stack_copy> stack;
+  task<result<any_connection>> operator()(any_connection conn, deadline dl) const {
+    return stack_upper(stack, std::move(conn), dl);
+  }
+  static task<result<any_connection>> stack_upper(std::shared_ptr<const stack_copy> stack,
+                                                  any_connection conn, deadline dl) {
+    auto step = co_await wrap_upper(std::move(conn), stack->layers, layer_side::server, dl);
+    if (!step.top) co_return unexpected(step.top.error());
+    co_return std::move(*step.top);
+  }
+};
+
+/// stacked_listener accepts from the transport's listener and hands out connections
+/// whose upper layers are ready (handshaking_listener does the concurrency).
 class stacked_listener final : public any_listener::iface {
  public:
-  stacked_listener(any_listener bottom, std::vector<pipeline_layer> upper)
-      : bottom_(std::move(bottom)), upper_(std::move(upper)) {}
+  stacked_listener(any_listener bottom, std::shared_ptr<const stack_copy> upper, handshake_options options)
+      : ready_(std::move(bottom), upper_layers{std::move(upper)}, options) {}
 
-  task<result<any_connection>> accept(deadline dl) override {
-    auto conn = co_await bottom_.accept(dl);
-    if (!conn) co_return unexpected(conn.error());
-    co_return wrap_upper(std::move(*conn), upper_);
+  task<result<any_connection>> accept(deadline dl) override { return ready_.accept(dl); }
+  result<address> local_address() const override { return ready_.local_address(); }
+  void close() override { ready_.close(); }
+  handshake_stats handshakes() const override { return ready_.stats(); }
+  void on_handshake_failure(std::function<void(const handshake_failure&)> observer) override {
+    ready_.on_failure(std::move(observer));
   }
-  result<address> local_address() const override { return bottom_.local_address(); }
-  void close() override { bottom_.close(); }
 
  private:
-  any_listener bottom_;
-  std::vector<pipeline_layer> upper_;
+  handshaking_listener<any_listener, upper_layers> ready_;
 };
 
 }  // namespace
@@ -178,21 +215,22 @@ std::vector<const protocol_entry*> find_adapters(const properties& below, const 
   return {};
 }
 
-bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeline_error& error) {
+bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeline_error& error,
+                 const protocol_registry& protocols) {
   layers.clear();
   if (parsed.layers.empty()) return refuse(error, "empty pipeline", 0);
   properties below{};
   for (std::size_t i = 0; i < parsed.layers.size(); ++i) {
     const auto& layer = parsed.layers[i];
-    const auto* entry = find_protocol(layer.name);
+    const auto* entry = protocols.find(layer.name);
     if (!entry) {
-      auto close = closest_protocol(layer.name);
-      std::string hint = close.empty() ? "; known protocols: " + known_names()
+      auto close = protocols.closest(layer.name);
+      std::string hint = close.empty() ? "; known protocols: " + known_names(protocols)
                                        : "; did you mean '" + std::string(close) + "'?";
       return refuse(error, "unknown protocol '" + layer.name + "'" + hint, layer.position);
     }
     bool transport = entry->role != layer_role::adapter;
-    if (i == 0 && !transport) return refuse(error, adapter_first(parsed, *entry), layer.position);
+    if (i == 0 && !transport) return refuse(error, adapter_first(parsed, *entry, protocols), layer.position);
     if (i > 0 && transport) {
       return refuse(error,
                     layer.name + " is a transport (" + std::string(to_string(entry->role)) +
@@ -200,24 +238,25 @@ bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeli
                         "; a pipeline has one transport, at the bottom",
                     layer.position);
     }
-    if (entry->validate) {
-      spec_error why;
-      if (!entry->validate(layer, why)) return refuse(error, why.message, why.position);
-    }
+    spec_error why;
+    auto options = entry->configure(*entry, layer, why);
+    if (!options) return refuse(error, why.message, why.position);
     if (i > 0) {
       if (auto u = first_unmet(below, *entry->row)) {
-        return refuse(error, unmet_message(layer, *entry, parsed.layers[i - 1], below, *u), layer.position);
+        return refuse(error, unmet_message(layer, *entry, parsed.layers[i - 1], below, *u, protocols),
+                      layer.position);
       }
     }
     properties offers = stack_on(below, *entry->row);
-    if (entry->refine) offers = entry->refine(offers, layer);
-    layers.push_back(pipeline_layer{layer, entry, offers});
+    if (entry->refine) offers = entry->refine(offers, *options);
+    layers.push_back(pipeline_layer{layer, entry, std::move(options), offers});
     below = offers;
   }
   return true;
 }
 
-std::optional<pipeline> pipeline::parse(std::string_view text, pipeline_error& error) {
+std::optional<pipeline> pipeline::parse(std::string_view text, pipeline_error& error,
+                                        const protocol_registry& protocols) {
   spec parsed;
   spec_error why;
   if (!parse_spec(text, parsed, why)) {
@@ -225,8 +264,9 @@ std::optional<pipeline> pipeline::parse(std::string_view text, pipeline_error& e
     return std::nullopt;
   }
   pipeline p;
-  if (!check_stack(parsed, p.layers_, error)) return std::nullopt;
+  if (!check_stack(parsed, p.layers_, error, protocols)) return std::nullopt;
   p.text_ = std::string(text);
+  p.entries_ = protocols.shared();
   return p;
 }
 
@@ -254,37 +294,61 @@ std::string pipeline::describe() const {
   return out;
 }
 
-task<result<any_connection>> pipeline::connect(deadline dl) const {
+std::string stack_error::where() const {
+  std::string out = op_;
+  if (!spec_.empty()) out += (out.empty() ? "" : " ") + spec_;
+  if (!layer_.empty()) out += (out.empty() ? "" : ": ") + layer_;
+  return out;
+}
+
+std::string stack_error::message() const {
+  std::string out = where();
+  std::string what = detail_.empty() ? code_.message() : detail_;
+  return out.empty() ? what : out + ": " + what;
+}
+
+task<stack_result<any_connection>> pipeline::connect(deadline dl) const {
   if (layers_.empty() || layers_.front().entry->role != layer_role::connector) {
-    return refused(errc::invalid_argument);
+    return refused(stack_error("connect", text_, {}, make_error_code(errc::invalid_argument),
+                               "a listener pipeline accepts; it cannot connect (use listen)"));
   }
-  // The bottom factory reads its spec_layer before returning; the rest is copied into
-  // the task so the task does not depend on this object.
-  auto bottom = layers_.front().entry->connect(layers_.front().spec, dl);
-  return connect_stack(std::move(bottom), std::vector<pipeline_layer>(layers_.begin() + 1, layers_.end()));
+  return connect_stack(stack_copy{layers_, entries_, text_}, dl);
 }
 
-result<any_listener> pipeline::listen() const {
-  if (!is_listener()) return errc::invalid_argument;
-  auto bottom = layers_.front().entry->listen(layers_.front().spec);
-  if (!bottom) return unexpected(bottom.error());
+stack_result<any_listener> pipeline::listen(listen_options options) const {
+  if (!is_listener()) {
+    return stack_error("listen", text_, {}, make_error_code(errc::invalid_argument),
+                       "a connector pipeline connects; it cannot listen (use connect)");
+  }
+  const auto& bottom_layer = layers_.front();
+  auto bottom = bottom_layer.entry->listen(bottom_layer.options);
+  if (!bottom) return stack_error("listen", text_, bottom_layer.spec.name, bottom.error());
   if (layers_.size() == 1) return std::move(*bottom);
-  return any_listener(std::make_unique<stacked_listener>(
-      std::move(*bottom), std::vector<pipeline_layer>(layers_.begin() + 1, layers_.end())));
+  auto upper = std::make_shared<const stack_copy>(
+      stack_copy{std::vector<pipeline_layer>(layers_.begin() + 1, layers_.end()), entries_, text_});
+  return any_listener(
+      std::make_unique<stacked_listener>(std::move(*bottom), std::move(upper), options.handshakes));
 }
 
-task<result<any_connection>> connect(std::string_view spec_text, deadline dl) {
+task<stack_result<any_connection>> connect(std::string_view spec_text, deadline dl,
+                                           const protocol_registry& protocols) {
   pipeline_error error;
-  auto p = pipeline::parse(spec_text, error);
-  if (!p) return refused(errc::invalid_argument);
+  auto p = pipeline::parse(spec_text, error, protocols);
+  if (!p) {
+    return refused(stack_error("connect", std::string(spec_text), {}, make_error_code(errc::invalid_argument),
+                               error.message));
+  }
   return p->connect(dl);
 }
 
-result<any_listener> listen(std::string_view spec_text) {
+stack_result<any_listener> listen(std::string_view spec_text, listen_options options,
+                                  const protocol_registry& protocols) {
   pipeline_error error;
-  auto p = pipeline::parse(spec_text, error);
-  if (!p) return errc::invalid_argument;
-  return p->listen();
+  auto p = pipeline::parse(spec_text, error, protocols);
+  if (!p)
+    return stack_error("listen", std::string(spec_text), {}, make_error_code(errc::invalid_argument),
+                       error.message);
+  return p->listen(options);
 }
 
 }  // namespace strata

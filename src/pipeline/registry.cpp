@@ -1,22 +1,26 @@
 // The one explicit list of protocols a spec string can name. Each entry is defined
 // beside its protocol's pipeline glue in src/pipeline/entries/<protocol>.cpp; adding a
 // protocol means adding its entry file and one line here (see docs/pipeline.md). No
-// self-registering statics: this list is the whole truth, in the order `strata caps`
-// prints it, and tests/pipeline/registry_test.cpp checks every row has its docs page,
-// test file and (for parsers of peer input) fuzz target.
+// self-registering statics: this list is the whole truth about the built-in protocols, in
+// the order `strata caps` prints it (a program adds its own to a protocol_registry
+// value), and tests/pipeline/registry_test.cpp checks every row has its docs page, test
+// file and (for parsers of peer input) fuzz target.
 #include "strata/pipeline/registry.hpp"
 
 #include <algorithm>
-#include <array>
+#include <memory>
 #include <vector>
 
 #include "entries/entries.hpp"
 
 namespace strata {
 
-std::span<const protocol_entry> registry() {
-  // A function-local static: built on first use, after the constinit entries exist.
-  static const std::array entries{
+namespace {
+
+std::shared_ptr<const protocol_registry::storage> builtin_entries() {
+  // A function-local static: built on first use; the entries it copies are constinit, so
+  // they exist before any dynamic initialisation (a program's static registry included).
+  static const auto entries = std::make_shared<const protocol_registry::storage>(protocol_registry::storage{{
       pipeline_detail::tcp_connect_entry,
       pipeline_detail::tcp_listen_entry,
       pipeline_detail::unix_connect_entry,
@@ -42,18 +46,9 @@ std::span<const protocol_entry> registry() {
       pipeline_detail::prefix_entry,
       pipeline_detail::crlf_entry,
       pipeline_detail::term_entry,
-  };
+  }});
   return entries;
 }
-
-const protocol_entry* find_protocol(std::string_view name) {
-  for (const auto& entry : registry()) {
-    if (entry.name == name) return &entry;
-  }
-  return nullptr;
-}
-
-namespace {
 
 /// edit_distance counts the insertions, deletions, substitutions and swaps of two
 /// neighbouring characters that turn `a` into `b` (optimal string alignment), so the
@@ -76,14 +71,60 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return previous[b.size()];
 }
 
+bool role_has_factory(const protocol_entry& e) {
+  switch (e.role) {
+    case layer_role::connector:
+      return e.connect != nullptr;
+    case layer_role::listener:
+      return e.listen != nullptr;
+    case layer_role::adapter:
+      return e.wrap != nullptr;
+  }
+  return false;
+}
+
 }  // namespace
 
+protocol_registry::protocol_registry() : storage_(builtin_entries()) {}
+
+const protocol_registry& protocol_registry::builtin() {
+  static const protocol_registry builtin;
+  return builtin;
+}
+
+result<void> protocol_registry::add(protocol_entry entry, std::shared_ptr<const void> owner) {
+  if (entry.name.empty() || !entry.row || !entry.configure || !role_has_factory(entry) || find(entry.name)) {
+    return errc::invalid_argument;
+  }
+  // Copy on write: pipelines parsed before keep the entries they point into.
+  auto grown = std::make_shared<storage>(*storage_);
+  grown->entries.push_back(entry);
+  if (owner) grown->owners.push_back(std::move(owner));
+  storage_ = std::move(grown);
+  return {};
+}
+
+const protocol_entry* protocol_registry::find(std::string_view name) const noexcept {
+  for (const auto& entry : storage_->entries) {
+    if (entry.name == name) return &entry;
+  }
+  return nullptr;
+}
+
+std::span<const protocol_entry> registry() { return protocol_registry::builtin().entries(); }
+
+const protocol_entry* find_protocol(std::string_view name) { return protocol_registry::builtin().find(name); }
+
 std::string_view closest_protocol(std::string_view name) {
+  return protocol_registry::builtin().closest(name);
+}
+
+std::string_view protocol_registry::closest(std::string_view name) const {
   // Names are short; more than a third of the name changed is a different word, and
   // specs are bounded (max_spec_length) so the quadratic distance stays cheap.
   std::string_view best;
   std::size_t best_distance = 0;
-  for (const auto& entry : registry()) {
+  for (const auto& entry : storage_->entries) {
     auto d = edit_distance(name, entry.name);
     if (best.empty() || d < best_distance) {
       best = entry.name;

@@ -263,7 +263,8 @@ TEST_F(Cli, ConnectionRefusedExitsOne) {
   auto p = run({"connect", spec});
   ::close(fd);
   EXPECT_EQ(p->exit_code(), 1);
-  EXPECT_NE(p->err().find("strata: connect " + spec + ": connection refused"), std::string::npos) << p->err();
+  EXPECT_NE(p->err().find("strata: connect " + spec + ": tcp: connection refused"), std::string::npos)
+      << p->err();
   EXPECT_TRUE(p->out().empty());
 }
 

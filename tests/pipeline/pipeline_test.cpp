@@ -257,7 +257,7 @@ TEST(PipelineEndToEnd, ConnectOutlivesItsArguments) {
     co_await with_scope([&](scope& s) -> task<void> {
       bool ignored = false;
       s.spawn(echo_messages(*listener, ignored));
-      task<result<any_connection>> pending = [&] {
+      task<stack_result<any_connection>> pending = [&] {
         std::string text = "tcp:127.0.0.1:" + std::to_string(port) + " | crlf";
         pipeline_error error;
         auto p = pipeline::parse(text, error);

@@ -49,7 +49,7 @@ TEST(Registry, EntriesAreCompleteAndConsistent) {
     EXPECT_FALSE(e.layer.empty());
     EXPECT_FALSE(e.summary.empty());
     ASSERT_NE(e.row, nullptr);
-    EXPECT_NE(e.validate, nullptr);
+    EXPECT_NE(e.configure, nullptr);
     switch (e.role) {
       case layer_role::connector:
         EXPECT_NE(e.connect, nullptr);

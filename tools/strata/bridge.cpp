@@ -282,10 +282,10 @@ task<result<any_connection>> connect_side(const pipeline& p, duration timeout) {
     if (conn.error() == errc::timed_out) {
       report("connect " + p.text() + ": timed out after " + format_duration(timeout));
     } else if (conn.error() != errc::operation_canceled) {
-      report("connect " + p.text(), conn.error());
+      report(conn.error().where(), conn.error());
     }
   }
-  co_return conn;
+  co_return std::move(conn);
 }
 
 // load counts the bridges of `-k` so that memory a burst left behind is given back once
@@ -358,7 +358,7 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
   }
   auto listener = cmd.first.listen();
   if (!listener) {
-    report("listen " + cmd.first.text(), listener.error());
+    report(listener.error().where(), listener.error());
     co_return exit_failure;
   }
   auto where = listener->local_address();

@@ -89,7 +89,7 @@ int connect_main(args& a, signal_guard& signals) {
       if (conn.error() == errc::timed_out) {
         report("connect " + p->text() + ": timed out after " + format_duration(timeout));
       } else if (conn.error() != errc::operation_canceled) {
-        report("connect " + p->text(), conn.error());
+        report(conn.error().where(), conn.error());
       }
       co_return exit_failure;
     }

@@ -83,7 +83,7 @@ int listen_main(args& a, signal_guard& signals) {
   return run_command(signals, [&]() -> task<int> {
     auto listener = p->listen();
     if (!listener) {
-      report("listen " + p->text(), listener.error());
+      report(listener.error().where(), listener.error());
       co_return exit_failure;
     }
     auto where = listener->local_address();

@@ -3,6 +3,7 @@
 // one virtual call and forwards the concrete layer's task unchanged.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <utility>
 #include <variant>
@@ -176,6 +177,9 @@ class any_listener {
     virtual task<result<any_connection>> accept(deadline) = 0;
     virtual result<address> local_address() const = 0;
     virtual void close() = 0;
+    /// handshakes counts the accepted connections' handshakes (a stack with upper layers).
+    virtual handshake_stats handshakes() const { return {}; }
+    virtual void on_handshake_failure(std::function<void(const handshake_failure&)>) {}
   };
 
   any_listener() = default;
@@ -186,6 +190,13 @@ class any_listener {
   task<result<any_connection>> accept(deadline dl) { return impl_->accept(dl); }
   result<address> local_address() const { return impl_->local_address(); }
   void close() { impl_->close(); }
+  /// handshakes counts what became of accepted connections whose stack has layers above
+  /// the transport (all zero for a bare transport).
+  handshake_stats handshakes() const { return impl_->handshakes(); }
+  /// on_handshake_failure sets a function told of every failed handshake.
+  void on_handshake_failure(std::function<void(const handshake_failure&)> observer) {
+    impl_->on_handshake_failure(std::move(observer));
+  }
 
  private:
   std::unique_ptr<iface> impl_;

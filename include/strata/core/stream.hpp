@@ -29,8 +29,10 @@
 // the layer above it.
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
@@ -96,6 +98,32 @@ concept listener = requires(L& l, deadline dl) {
   { l.local_address() } -> std::same_as<result<address>>;
 };
 
+/// handshake_options bound what unfinished handshakes may cost.
+struct handshake_options {
+  /// timeout is each connection's handshake deadline, counted from its accept.
+  std::chrono::milliseconds timeout{std::chrono::seconds(5)};
+  /// max_pending bounds connections accepted but not yet taken by accept() (handshaking
+  /// or ready); at the bound the listener stops accepting (the kernel's backlog waits).
+  std::size_t max_pending = 256;
+};
+
+/// handshake_stats counts what became of accepted connections.
+struct handshake_stats {
+  std::uint64_t accepted = 0;   ///< taken from the listener below
+  std::uint64_t ready = 0;      ///< handshake finished
+  std::uint64_t failed = 0;     ///< handshake failed (the peer's fault or the layer's)
+  std::uint64_t timed_out = 0;  ///< handshake past its deadline (also counted in failed)
+  std::size_t handshaking = 0;  ///< in flight now
+};
+
+/// handshake_failure is what the failure observer learns about one connection.
+struct handshake_failure {
+  std::error_code error;  ///< timed_out, the layer's protocol_error, end_of_stream, ...
+  result<address> peer;   ///< the peer's address when the layer below knows it
+};
+
+/// handshaking_listener hands out connections of `Lower` (a listener) after `Wrap` (a
+/// callable `(accepted, deadline) -> task<result<U>>`) made them ready.
 /// read_exact fills `buf` completely. Errors as read_some; end_of_stream when the peer
 /// finished first (the bytes before it were consumed).
 template <byte_stream S>

@@ -1,10 +1,13 @@
-// The one registry of protocols (src/pipeline/registry.cpp lists them all, each entry
-// defined beside its protocol). It serves the spec parser's checker, the factories that
-// build dynamic stacks, `strata caps` and the docs/test completeness check.
+// The registry of protocols: the built-in ones (src/pipeline/registry.cpp lists them all,
+// each entry defined beside its protocol) and, in a protocol_registry value, a program's
+// own. It serves the spec parser's checker, the factories that build dynamic stacks,
+// `strata caps` and the docs/test completeness check.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "strata/core/any.hpp"
 #include "strata/core/capability.hpp"
@@ -22,6 +25,10 @@ enum class layer_role {
   adapter,    ///< a layer stacked on another (prefix, crlf)
 };
 
+/// layer_side says which end of a connection a layer is stacked on: the end that
+/// connected (client) or the end that accepted (server). Handshakes differ by side.
+enum class layer_side { client, server };
+
 /// param_info documents one parameter of a protocol.
 struct param_info {
   std::string_view name;
@@ -30,6 +37,13 @@ struct param_info {
   bool optional = false;    ///< may be left out although it has no default
   bool positional = false;  ///< may be given without its key, as the first positional value
 };
+
+/// layer_options is one layer's parameters, parsed and checked once, when the pipeline is
+/// built (protocol_entry::configure); each entry derives its own options type from it.
+struct layer_options {
+  virtual ~layer_options() = default;
+};
+using layer_options_ptr = std::shared_ptr<const layer_options>;
 
 /// protocol_entry is one row of the registry.
 struct protocol_entry {
@@ -44,18 +58,27 @@ struct protocol_entry {
   std::span<const param_info> params;
   bool parses_peer_input;  ///< decodes bytes from the peer: needs fuzz/<protocol>_fuzz.cpp
 
-  /// validate checks target and parameters; on failure fills `error` (with position).
-  bool (*validate)(const spec_layer& layer, spec_error& error) = nullptr;
-  /// refine adjusts the row's result for the parameters (e.g. max_message); may be null.
-  properties (*refine)(properties computed, const spec_layer& layer) = nullptr;
-  /// connect builds a connector's connection (role connector). `layer` has passed
-  /// validate; it is read before connect returns, so the task does not refer to it.
-  task<result<any_connection>> (*connect)(const spec_layer& layer, deadline dl) = nullptr;
-  /// listen binds a listener (role listener); `layer` has passed validate.
-  result<any_listener> (*listen)(const spec_layer& layer) = nullptr;
-  /// wrap stacks this adapter on `lower` (role adapter); `layer` has passed validate and
-  /// `lower` offers what the row requires (the checker made sure). Does not block.
-  result<any_connection> (*wrap)(any_connection lower, const spec_layer& layer) = nullptr;
+  /// configure checks target and parameters and returns them parsed into the entry's
+  /// options type; on refusal returns nullptr and fills `error` (with position). `self`
+  /// is this entry (entries made at run time keep their definition in `context`).
+  layer_options_ptr (*configure)(const protocol_entry& self, const spec_layer& layer,
+                                 spec_error& error) = nullptr;
+  /// refine adjusts the row's result for the options (e.g. max_message); may be null.
+  properties (*refine)(properties computed, const layer_options& options) = nullptr;
+  /// connect builds a connector's connection (role connector) from configure's options.
+  task<result<any_connection>> (*connect)(layer_options_ptr options, deadline dl) = nullptr;
+  /// listen binds a listener (role listener).
+  result<any_listener> (*listen)(layer_options_ptr options) = nullptr;
+  /// wrap stacks this adapter on `lower` (role adapter), which offers what the row
+  /// requires (the checker made sure), on the given side of the connection. It may
+  /// exchange bytes with the peer before the layer is ready (a handshake); `dl` bounds
+  /// all of it. On failure `lower` is closed.
+  task<result<any_connection>> (*wrap)(any_connection lower, layer_options_ptr options, layer_side side,
+                                       deadline dl) = nullptr;
+  /// context is what an entry made at run time needs besides its functions (see
+  /// custom_protocol.hpp), kept alive by the registry it is added to; null for the
+  /// built-in entries, which are constant-initialised (constinit).
+  const void* context = nullptr;
 
   /// param_named finds the documentation of parameter `key`; nullptr when unknown.
   const param_info* param_named(std::string_view key) const noexcept {
@@ -72,11 +95,50 @@ struct protocol_entry {
   }
 };
 
-/// registry returns every protocol entry, in the order `strata caps` prints them.
+/// owned_entry is an entry made at run time with what its context points to.
+struct owned_entry {
+  protocol_entry entry;
+  std::shared_ptr<const void> owner;
+};
+
+/// protocol_registry is the set of protocols a spec string may name: the built-in ones
+/// plus a program's own (add). A value: copies are independent; pipelines parsed with a
+/// registry keep what they use alive, so the registry may change or go away afterwards.
+class protocol_registry {
+ public:
+  /// protocol_registry starts with the built-in entries.
+  protocol_registry();
+  /// builtin is the registry of the built-in protocols alone (what the free functions use).
+  static const protocol_registry& builtin();
+
+  /// add registers `entry`. Errors: invalid_argument when the entry is incomplete (no
+  /// name, row or configure; no factory for its role) or its name is already taken.
+  result<void> add(protocol_entry entry, std::shared_ptr<const void> owner = nullptr);
+  /// add registers an entry made at run time (custom_protocol.hpp's adapter_entry).
+  result<void> add(owned_entry entry) { return add(std::move(entry.entry), std::move(entry.owner)); }
+  /// entries are every protocol, built-in ones first, in the order `strata caps` prints.
+  std::span<const protocol_entry> entries() const noexcept { return storage_->entries; }
+  /// find looks an entry up by its spec name; nullptr when unknown.
+  const protocol_entry* find(std::string_view name) const noexcept;
+  /// closest names the entry nearest to `name` by edit distance (for "did you mean"),
+  /// or an empty view when none is close.
+  std::string_view closest(std::string_view name) const;
+  /// storage is what pipelines keep alive: the entries and what their contexts point to.
+  struct storage {
+    std::vector<protocol_entry> entries{};
+    std::vector<std::shared_ptr<const void>> owners{};
+  };
+  const std::shared_ptr<const storage>& shared() const noexcept { return storage_; }
+
+ private:
+  std::shared_ptr<const storage> storage_;
+};
+
+/// registry returns the built-in protocol entries, in the order `strata caps` prints them.
 std::span<const protocol_entry> registry();
-/// find_protocol looks an entry up by its spec name; nullptr when unknown.
+/// find_protocol looks a built-in entry up by its spec name; nullptr when unknown.
 const protocol_entry* find_protocol(std::string_view name);
-/// closest_protocol names the registered spec name nearest to `name` by edit distance
+/// closest_protocol names the built-in spec name nearest to `name` by edit distance
 /// (for "did you mean"), or an empty view when none is close.
 std::string_view closest_protocol(std::string_view name);
 /// to_string names a role as the docs and `strata caps` spell it.

@@ -25,6 +25,11 @@ constexpr param_info term_params[] = {
      .help = "largest message in bytes, delimiter excluded (at most 1g)"},
 };
 
+/// crlf_config is crlf(...) or term(...) parsed.
+struct crlf_config final : layer_options {
+  crlf_options options;
+};
+
 constexpr std::uint64_t max_limit = std::uint64_t{1} << 30;
 
 bool options_of(const protocol_entry& entry, const spec_layer& layer, crlf_options& options,
@@ -46,27 +51,24 @@ bool options_of(const protocol_entry& entry, const spec_layer& layer, crlf_optio
 }
 
 template <const protocol_entry& Entry>
-bool validate(const spec_layer& layer, spec_error& error) {
-  crlf_options options;
-  return check_shape(Entry, layer, error) && options_of(Entry, layer, options, error);
+layer_options_ptr configure(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<crlf_config>();
+  if (!check_shape(Entry, layer, error) || !options_of(Entry, layer, config->options, error)) return nullptr;
+  return config;
 }
 
-template <const protocol_entry& Entry>
-properties refine(properties computed, const spec_layer& layer) {
-  crlf_options options;
-  spec_error error;
-  if (options_of(Entry, layer, options, error)) computed.max_message = options.max_message;
+properties refine(properties computed, const layer_options& options) {
+  computed.max_message = static_cast<const crlf_config&>(options).options.max_message;
   return computed;
 }
 
-template <const protocol_entry& Entry>
-result<any_connection> wrap(any_connection lower, const spec_layer& layer) {
-  crlf_options options;
-  spec_error error;
-  if (!lower.is_stream() || !validate<Entry>(layer, error) || !options_of(Entry, layer, options, error)) {
-    return errc::invalid_argument;
+task<result<any_connection>> wrap(any_connection lower, layer_options_ptr options, layer_side, deadline dl) {
+  if (!lower.is_stream()) {
+    if (lower.is_message()) (void)co_await lower.close(dl);
+    co_return errc::invalid_argument;
   }
-  return any_connection(any_message(crlf<any_stream>(lower.take_stream(), std::move(options))));
+  const auto& config = static_cast<const crlf_config&>(*options);
+  co_return any_connection(any_message(crlf<any_stream>(lower.take_stream(), config.options)));
 }
 
 }  // namespace
@@ -81,11 +83,11 @@ constinit const protocol_entry crlf_entry{
     .target_help = {},
     .params = crlf_params,
     .parses_peer_input = true,
-    .validate = validate<crlf_entry>,
-    .refine = refine<crlf_entry>,
+    .configure = configure<crlf_entry>,
+    .refine = refine,
     .connect = nullptr,
     .listen = nullptr,
-    .wrap = wrap<crlf_entry>,
+    .wrap = wrap,
 };
 
 constinit const protocol_entry term_entry{
@@ -98,11 +100,11 @@ constinit const protocol_entry term_entry{
     .target_help = {},
     .params = term_params,
     .parses_peer_input = true,
-    .validate = validate<term_entry>,
-    .refine = refine<term_entry>,
+    .configure = configure<term_entry>,
+    .refine = refine,
     .connect = nullptr,
     .listen = nullptr,
-    .wrap = wrap<term_entry>,
+    .wrap = wrap,
 };
 
 }  // namespace strata::pipeline_detail

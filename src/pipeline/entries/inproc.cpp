@@ -18,6 +18,17 @@ constexpr param_info listen_params[] = {
      .help = "bytes one direction of a connection holds before its writer waits (1..1g)"},
 };
 
+/// inproc_connect_config is inproc:NAME parsed.
+struct inproc_connect_config final : layer_options {
+  std::string name;
+};
+
+/// inproc_listen_config is inproc-listen:NAME(...) parsed.
+struct inproc_listen_config final : layer_options {
+  std::string name;
+  inproc::listen_options options;
+};
+
 bool check_name(const protocol_entry& entry, const spec_layer& layer, spec_error& error) {
   if (layer.target.find('\0') != std::string::npos) {
     return fail(error, std::string(entry.name) + ": a name cannot contain a NUL byte", layer.target_position);
@@ -36,34 +47,34 @@ bool listen_options_of(const spec_layer& layer, inproc::listen_options& options,
   return true;
 }
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
-  return check_shape(inproc_connect_entry, layer, error) && check_name(inproc_connect_entry, layer, error);
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(inproc_connect_entry, layer, error) || !check_name(inproc_connect_entry, layer, error))
+    return nullptr;
+  auto config = std::make_shared<inproc_connect_config>();
+  config->name = layer.target;
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  inproc::listen_options options;
-  return check_shape(inproc_listen_entry, layer, error) && check_name(inproc_listen_entry, layer, error) &&
-         listen_options_of(layer, options, error);
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<inproc_listen_config>();
+  if (!check_shape(inproc_listen_entry, layer, error) || !check_name(inproc_listen_entry, layer, error) ||
+      !listen_options_of(layer, config->options, error)) {
+    return nullptr;
+  }
+  config->name = layer.target;
+  return config;
 }
 
-task<result<any_connection>> connect_to(std::string name, deadline dl) {
-  auto s = co_await inproc::connect(std::move(name), dl);
+task<result<any_connection>> connect(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const inproc_connect_config&>(*options);
+  auto s = co_await inproc::connect(config.name, dl);
   if (!s) co_return unexpected(s.error());
   co_return any_connection(any_stream(std::move(*s)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  if (!validate_connect(layer, error)) return failed_connect(make_error_code(errc::invalid_argument));
-  return connect_to(layer.target, dl);
-}
-
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  inproc::listen_options options;
-  if (!validate_listen(layer, error) || !listen_options_of(layer, options, error))
-    return errc::invalid_argument;
-  auto l = inproc::listener::bind(layer.target, options);
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const inproc_listen_config&>(*options);
+  auto l = inproc::listener::bind(config.name, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
@@ -80,7 +91,7 @@ constinit const protocol_entry inproc_connect_entry{
     .target_help = "NAME",
     .params = {},
     .parses_peer_input = false,
-    .validate = validate_connect,
+    .configure = configure_connect,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -97,7 +108,7 @@ constinit const protocol_entry inproc_listen_entry{
     .target_help = "NAME",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,

@@ -295,40 +295,29 @@ class mq_listener final : public any_listener::iface {
 
 task<result<any_connection>> connected(any_connection c) { co_return std::move(c); }
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
+/// mq_config is mq:/NAME(...) or mq-listen:/NAME(...) parsed.
+struct mq_config final : layer_options {
   mq_spec spec;
-  return check_shape(mq_connect_entry, layer, error) &&
-         options_of(mq_connect_entry, layer, false, spec, error);
+};
+
+template <const protocol_entry& Entry, bool Listening>
+layer_options_ptr configure(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<mq_config>();
+  if (!check_shape(Entry, layer, error) || !options_of(Entry, layer, Listening, config->spec, error))
+    return nullptr;
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  mq_spec spec;
-  return check_shape(mq_listen_entry, layer, error) && options_of(mq_listen_entry, layer, true, spec, error);
-}
-
-properties refine_of(const protocol_entry& entry, bool listening, properties computed,
-                     const spec_layer& layer) {
-  mq_spec spec;
-  spec_error error;
-  if (!options_of(entry, layer, listening, spec, error)) return computed;
+properties refine(properties computed, const layer_options& options) {
+  const auto& spec = static_cast<const mq_config&>(options).spec;
   computed.ordered = true;
   computed.max_message = static_cast<std::size_t>(spec.attr.message_size);
   computed.direction = spec.reply.empty() ? direction::simplex : direction::duplex;
   return computed;
 }
 
-properties refine_connect(properties computed, const spec_layer& layer) {
-  return refine_of(mq_connect_entry, false, computed, layer);
-}
-properties refine_listen(properties computed, const spec_layer& layer) {
-  return refine_of(mq_listen_entry, true, computed, layer);
-}
-
-task<result<any_connection>> connect(const spec_layer& layer, deadline) {
-  spec_error error;
-  mq_spec spec;
-  if (!validate_connect(layer, error) || !options_of(mq_connect_entry, layer, false, spec, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
+task<result<any_connection>> connect(layer_options_ptr options, deadline) {
+  const auto& spec = static_cast<const mq_config&>(*options).spec;
   auto owner = std::make_shared<owner_state>();
   owner->unlink = spec.unlink;
   auto out = open_queue(spec.name, mq::access::send, spec.create, false, spec, *owner);
@@ -342,11 +331,8 @@ task<result<any_connection>> connect(const spec_layer& layer, deadline) {
   return connected(any_message(mq_connection(std::move(*out), std::move(in), std::move(owner), nullptr)));
 }
 
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  mq_spec spec;
-  if (!validate_listen(layer, error) || !options_of(mq_listen_entry, layer, true, spec, error))
-    return errc::invalid_argument;
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& spec = static_cast<const mq_config&>(*options).spec;
   auto owner = std::make_shared<owner_state>();
   owner->unlink = spec.unlink;
   auto watch = open_queue(spec.name, mq::access::receive, true, spec.exclusive, spec, *owner);
@@ -355,7 +341,7 @@ result<any_listener> listen(const spec_layer& layer) {
     auto r = open_queue(spec.reply, mq::access::send, true, false, spec, *owner);
     if (!r) return unexpected(r.error());
   }
-  return any_listener(std::make_unique<mq_listener>(std::move(spec), std::move(*watch), std::move(owner)));
+  return any_listener(std::make_unique<mq_listener>(spec, std::move(*watch), std::move(owner)));
 }
 
 }  // namespace
@@ -370,8 +356,8 @@ constinit const protocol_entry mq_connect_entry{
     .target_help = "/NAME",
     .params = connect_params,
     .parses_peer_input = false,
-    .validate = validate_connect,
-    .refine = refine_connect,
+    .configure = configure<mq_connect_entry, false>,
+    .refine = refine,
     .connect = connect,
     .listen = nullptr,
     .wrap = nullptr,
@@ -387,8 +373,8 @@ constinit const protocol_entry mq_listen_entry{
     .target_help = "/NAME",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
-    .refine = refine_listen,
+    .configure = configure<mq_listen_entry, true>,
+    .refine = refine,
     .connect = nullptr,
     .listen = listen,
     .wrap = nullptr,

@@ -36,6 +36,12 @@ task<result<any_connection>> connected(any_connection c) { co_return std::move(c
 
 // -- exec ---------------------------------------------------------------------------------
 
+/// exec_config is exec:COMMAND(...) parsed: the child's argv and how to start it.
+struct exec_config final : layer_options {
+  std::vector<std::string> argv;
+  pipe::spawn_options options;
+};
+
 bool exec_argv(const spec_layer& layer, std::vector<std::string>& argv, pipe::spawn_options& options,
                spec_error& error) {
   const auto& entry = exec_connect_entry;
@@ -60,24 +66,29 @@ bool exec_argv(const spec_layer& layer, std::vector<std::string>& argv, pipe::sp
   return true;
 }
 
-bool validate_exec(const spec_layer& layer, spec_error& error) {
-  std::vector<std::string> argv;
-  pipe::spawn_options options;
-  return check_shape(exec_connect_entry, layer, error) && exec_argv(layer, argv, options, error);
+layer_options_ptr configure_exec(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<exec_config>();
+  if (!check_shape(exec_connect_entry, layer, error) ||
+      !exec_argv(layer, config->argv, config->options, error)) {
+    return nullptr;
+  }
+  return config;
 }
 
-task<result<any_connection>> connect_exec(const spec_layer& layer, deadline) {
-  spec_error error;
-  std::vector<std::string> argv;
-  pipe::spawn_options options;
-  if (!validate_exec(layer, error) || !exec_argv(layer, argv, options, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  auto c = pipe::spawn(argv, options);
+task<result<any_connection>> connect_exec(layer_options_ptr options, deadline) {
+  const auto& config = static_cast<const exec_config&>(*options);
+  auto c = pipe::spawn(config.argv, config.options);
   if (!c) return failed_connect(c.error());
   return connected(any_connection(any_stream(std::move(*c))));
 }
 
 // -- fifo-read / fifo-write ---------------------------------------------------------------
+
+/// fifo_config is fifo-read:PATH(...) or fifo-write:PATH(...) parsed.
+struct fifo_config final : layer_options {
+  std::string path;
+  fifo::open_options options;
+};
 
 bool fifo_options_of(const protocol_entry& entry, const spec_layer& layer, fifo::open_options& options,
                      spec_error& error) {
@@ -100,40 +111,27 @@ bool fifo_options_of(const protocol_entry& entry, const spec_layer& layer, fifo:
   return true;
 }
 
-bool validate_fifo_read(const spec_layer& layer, spec_error& error) {
-  fifo::open_options options;
-  return check_shape(fifo_read_entry, layer, error) &&
-         fifo_options_of(fifo_read_entry, layer, options, error);
+template <const protocol_entry& Entry>
+layer_options_ptr configure_fifo(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<fifo_config>();
+  if (!check_shape(Entry, layer, error) || !fifo_options_of(Entry, layer, config->options, error))
+    return nullptr;
+  config->path = layer.target;
+  return config;
 }
 
-bool validate_fifo_write(const spec_layer& layer, spec_error& error) {
-  fifo::open_options options;
-  return check_shape(fifo_write_entry, layer, error) &&
-         fifo_options_of(fifo_write_entry, layer, options, error);
-}
-
-task<result<any_connection>> connect_fifo_read(const spec_layer& layer, deadline) {
-  spec_error error;
-  fifo::open_options options;
-  if (!validate_fifo_read(layer, error) || !fifo_options_of(fifo_read_entry, layer, options, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  auto r = fifo::open_reader(layer.target, options);
+task<result<any_connection>> connect_fifo_read(layer_options_ptr options, deadline) {
+  const auto& config = static_cast<const fifo_config&>(*options);
+  auto r = fifo::open_reader(config.path, config.options);
   if (!r) return failed_connect(r.error());
   return connected(any_connection(any_stream(pipe::simplex_stream<pipe::reader>(std::move(*r)))));
 }
 
-task<result<any_connection>> open_writer(std::string path, fifo::open_options options, deadline dl) {
-  auto w = co_await fifo::open_writer(std::move(path), dl, options);
+task<result<any_connection>> connect_fifo_write(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const fifo_config&>(*options);
+  auto w = co_await fifo::open_writer(config.path, dl, config.options);
   if (!w) co_return unexpected(w.error());
   co_return any_connection(any_stream(pipe::simplex_stream<pipe::writer>(std::move(*w))));
-}
-
-task<result<any_connection>> connect_fifo_write(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  fifo::open_options options;
-  if (!validate_fifo_write(layer, error) || !fifo_options_of(fifo_write_entry, layer, options, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  return open_writer(layer.target, options, dl);
 }
 
 }  // namespace
@@ -148,7 +146,7 @@ constinit const protocol_entry exec_connect_entry{
     .target_help = "COMMAND",
     .params = exec_params,
     .parses_peer_input = false,
-    .validate = validate_exec,
+    .configure = configure_exec,
     .refine = nullptr,
     .connect = connect_exec,
     .listen = nullptr,
@@ -165,7 +163,7 @@ constinit const protocol_entry fifo_read_entry{
     .target_help = "PATH",
     .params = fifo_params,
     .parses_peer_input = false,
-    .validate = validate_fifo_read,
+    .configure = configure_fifo<fifo_read_entry>,
     .refine = nullptr,
     .connect = connect_fifo_read,
     .listen = nullptr,
@@ -182,7 +180,7 @@ constinit const protocol_entry fifo_write_entry{
     .target_help = "PATH",
     .params = fifo_params,
     .parses_peer_input = false,
-    .validate = validate_fifo_write,
+    .configure = configure_fifo<fifo_write_entry>,
     .refine = nullptr,
     .connect = connect_fifo_write,
     .listen = nullptr,

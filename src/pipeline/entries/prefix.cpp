@@ -18,6 +18,11 @@ constexpr param_info params[] = {
     {.name = "max", .default_value = "1m", .help = "largest message in bytes (k, m, g suffixes; at most 1g)"},
 };
 
+/// prefix_config is prefix(...) parsed.
+struct prefix_config final : layer_options {
+  prefix_options options;
+};
+
 constexpr std::string_view orders[] = {"big", "little"};
 constexpr std::uint64_t max_limit = std::uint64_t{1} << 30;
 
@@ -48,25 +53,24 @@ bool options_of(const spec_layer& layer, prefix_options& options, spec_error& er
   return true;
 }
 
-bool validate(const spec_layer& layer, spec_error& error) {
-  prefix_options options;
-  return check_shape(prefix_entry, layer, error) && options_of(layer, options, error);
+layer_options_ptr configure(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<prefix_config>();
+  if (!check_shape(prefix_entry, layer, error) || !options_of(layer, config->options, error)) return nullptr;
+  return config;
 }
 
-properties refine(properties computed, const spec_layer& layer) {
-  prefix_options options;
-  spec_error error;
-  if (options_of(layer, options, error)) computed.max_message = prefix_limit(options);
+properties refine(properties computed, const layer_options& options) {
+  computed.max_message = prefix_limit(static_cast<const prefix_config&>(options).options);
   return computed;
 }
 
-result<any_connection> wrap(any_connection lower, const spec_layer& layer) {
-  prefix_options options;
-  spec_error error;
-  if (!lower.is_stream() || !validate(layer, error) || !options_of(layer, options, error)) {
-    return errc::invalid_argument;
+task<result<any_connection>> wrap(any_connection lower, layer_options_ptr options, layer_side, deadline dl) {
+  if (!lower.is_stream()) {
+    if (lower.is_message()) (void)co_await lower.close(dl);
+    co_return errc::invalid_argument;
   }
-  return any_connection(any_message(prefix<any_stream>(lower.take_stream(), options)));
+  const auto& config = static_cast<const prefix_config&>(*options);
+  co_return any_connection(any_message(prefix<any_stream>(lower.take_stream(), config.options)));
 }
 
 }  // namespace
@@ -81,7 +85,7 @@ constinit const protocol_entry prefix_entry{
     .target_help = {},
     .params = params,
     .parses_peer_input = true,
-    .validate = validate,
+    .configure = configure,
     .refine = refine,
     .connect = nullptr,
     .listen = nullptr,

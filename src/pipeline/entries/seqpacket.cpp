@@ -17,31 +17,46 @@ constexpr param_info listen_params[] = {
     {.name = "backlog", .default_value = "128", .help = "pending connections the kernel queues (1..65535)"},
 };
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
-  return check_shape(seqpacket_connect_entry, layer, error) &&
-         check_unix_target(seqpacket_connect_entry, layer, error);
+/// seqpacket_connect_config is seqpacket:PATH parsed.
+struct seqpacket_connect_config final : layer_options {
+  address where;
+};
+
+/// seqpacket_listen_config is seqpacket-listen:PATH(...) parsed.
+struct seqpacket_listen_config final : layer_options {
+  address where;
+  seqpacket::listen_options options;
+};
+
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(seqpacket_connect_entry, layer, error) ||
+      !check_unix_target(seqpacket_connect_entry, layer, error)) {
+    return nullptr;
+  }
+  auto config = std::make_shared<seqpacket_connect_config>();
+  config->where = *address::parse_unix(layer.target);
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  const auto& entry = seqpacket_listen_entry;
   std::uint64_t backlog = 0;
-  return check_shape(seqpacket_listen_entry, layer, error) &&
-         check_unix_target(seqpacket_listen_entry, layer, error) &&
-         uint_param(seqpacket_listen_entry, layer, "backlog", 128, 1, 65535, backlog, error);
+  if (!check_shape(entry, layer, error) || !check_unix_target(entry, layer, error) ||
+      !uint_param(entry, layer, "backlog", 128, 1, 65535, backlog, error)) {
+    return nullptr;
+  }
+  auto config = std::make_shared<seqpacket_listen_config>();
+  config->where = *address::parse_unix(layer.target);
+  config->options.backlog = static_cast<int>(backlog);
+  return config;
 }
 
-task<result<any_connection>> connect_to(address where, deadline dl) {
-  auto s = co_await seqpacket::connect(where, dl);
+task<result<any_connection>> connect(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const seqpacket_connect_config&>(*options);
+  auto s = co_await seqpacket::connect(config.where, dl);
   if (!s) co_return unexpected(s.error());
   s->set_keep_too_large(true);
   co_return any_connection(any_message(std::move(*s)));
-}
-
-task<result<any_connection>> connect(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  if (!validate_connect(layer, error)) return failed_connect(make_error_code(errc::invalid_argument));
-  auto where = address::parse_unix(layer.target);
-  if (!where) return failed_connect(where.error());
-  return connect_to(*where, dl);
 }
 
 /// keeping_listener hands out sockets that keep a message too large for the caller's
@@ -61,14 +76,9 @@ class keeping_listener {
   seqpacket::listener listener_;
 };
 
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  std::uint64_t backlog = 0;
-  if (!validate_listen(layer, error) ||
-      !uint_param(seqpacket_listen_entry, layer, "backlog", 128, 1, 65535, backlog, error)) {
-    return errc::invalid_argument;
-  }
-  auto l = seqpacket::listener::bind(layer.target, {.backlog = static_cast<int>(backlog)});
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const seqpacket_listen_config&>(*options);
+  auto l = seqpacket::listener::bind(config.where, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(keeping_listener(std::move(*l)));
 }
@@ -85,7 +95,7 @@ constinit const protocol_entry seqpacket_connect_entry{
     .target_help = "PATH or @NAME",
     .params = {},
     .parses_peer_input = false,
-    .validate = validate_connect,
+    .configure = configure_connect,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -102,7 +112,7 @@ constinit const protocol_entry seqpacket_listen_entry{
     .target_help = "PATH or @NAME",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,

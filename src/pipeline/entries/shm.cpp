@@ -86,10 +86,27 @@ bool pow2_param(const protocol_entry& entry, const spec_layer& layer, std::strin
 
 // -- shm / shm-listen ---------------------------------------------------------------------
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
+/// shm_connect_config is shm:NAME(...) or shm-sub:NAME(...) parsed.
+struct shm_connect_config final : layer_options {
+  std::string name;
   shm::wait_options wait;
-  return check_shape(shm_connect_entry, layer, error) && check_name(shm_connect_entry, layer, error) &&
-         wait_of(shm_connect_entry, layer, wait, error);
+};
+
+/// shm_listen_config is shm-listen:NAME(...) parsed.
+struct shm_listen_config final : layer_options {
+  std::string name;
+  shm::listen_options options;
+};
+
+template <const protocol_entry& Entry>
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<shm_connect_config>();
+  if (!check_shape(Entry, layer, error) || !check_name(Entry, layer, error) ||
+      !wait_of(Entry, layer, config->wait, error)) {
+    return nullptr;
+  }
+  config->name = layer.target;
+  return config;
 }
 
 bool listen_options_of(const spec_layer& layer, shm::listen_options& options, spec_error& error) {
@@ -105,37 +122,37 @@ bool listen_options_of(const spec_layer& layer, shm::listen_options& options, sp
   return true;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  shm::listen_options options;
-  return check_shape(shm_listen_entry, layer, error) && check_name(shm_listen_entry, layer, error) &&
-         listen_options_of(layer, options, error);
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<shm_listen_config>();
+  if (!check_shape(shm_listen_entry, layer, error) || !check_name(shm_listen_entry, layer, error) ||
+      !listen_options_of(layer, config->options, error)) {
+    return nullptr;
+  }
+  config->name = layer.target;
+  return config;
 }
 
-task<result<any_connection>> connect_stream(std::string name, shm::wait_options wait, deadline dl) {
-  auto s = co_await shm::connect(name, dl, wait);
+task<result<any_connection>> connect(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const shm_connect_config&>(*options);
+  auto s = co_await shm::connect(config.name, dl, config.wait);
   if (!s) co_return unexpected(s.error());
   co_return any_connection(any_stream(std::move(*s)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  shm::wait_options wait;
-  if (!validate_connect(layer, error) || !wait_of(shm_connect_entry, layer, wait, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  return connect_stream(layer.target, wait, dl);
-}
-
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  shm::listen_options options;
-  if (!validate_listen(layer, error) || !listen_options_of(layer, options, error))
-    return errc::invalid_argument;
-  auto l = shm::listener::bind(layer.target, options);
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const shm_listen_config&>(*options);
+  auto l = shm::listener::bind(config.name, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
 
 // -- shm-pub / shm-sub ----------------------------------------------------------------------
+
+/// shm_pub_config is shm-pub:NAME(...) parsed.
+struct shm_pub_config final : layer_options {
+  std::string name;
+  shm::publish_options options;
+};
 
 bool pub_options_of(const spec_layer& layer, shm::publish_options& options, spec_error& error) {
   const auto& entry = shm_pub_entry;
@@ -157,55 +174,46 @@ bool pub_options_of(const spec_layer& layer, shm::publish_options& options, spec
   return true;
 }
 
-bool validate_pub(const spec_layer& layer, spec_error& error) {
-  shm::publish_options options;
-  return check_shape(shm_pub_entry, layer, error) && check_name(shm_pub_entry, layer, error) &&
-         pub_options_of(layer, options, error);
+layer_options_ptr configure_pub(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<shm_pub_config>();
+  if (!check_shape(shm_pub_entry, layer, error) || !check_name(shm_pub_entry, layer, error) ||
+      !pub_options_of(layer, config->options, error)) {
+    return nullptr;
+  }
+  config->name = layer.target;
+  return config;
 }
 
-properties refine_pub(properties computed, const spec_layer& layer) {
-  shm::publish_options options;
-  spec_error error;
-  if (pub_options_of(layer, options, error)) {
-    computed.reliable = options.policy == shm::overflow_policy::block;
-    computed.max_message = options.max_message;
-  }
+properties refine_pub(properties computed, const layer_options& options) {
+  const auto& config = static_cast<const shm_pub_config&>(options);
+  computed.reliable = config.options.policy == shm::overflow_policy::block;
+  computed.max_message = config.options.max_message;
   return computed;
 }
 
-task<result<any_connection>> connect_pub(const spec_layer& layer, deadline) {
-  spec_error error;
-  shm::publish_options options;
-  if (!validate_pub(layer, error) || !pub_options_of(layer, options, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  auto p = shm::publisher::bind(layer.target, options);
+task<result<any_connection>> connect_pub(layer_options_ptr options, deadline) {
+  const auto& config = static_cast<const shm_pub_config&>(*options);
+  auto p = shm::publisher::bind(config.name, config.options);
   if (!p) return failed_connect(p.error());
   return [](shm::publisher p) -> task<result<any_connection>> {
     co_return any_connection(any_message(std::move(p)));
   }(std::move(*p));
 }
 
-bool validate_sub(const spec_layer& layer, spec_error& error) {
-  shm::wait_options wait;
-  return check_shape(shm_sub_entry, layer, error) && check_name(shm_sub_entry, layer, error) &&
-         wait_of(shm_sub_entry, layer, wait, error);
-}
-
-task<result<any_connection>> subscribe_to(std::string name, shm::wait_options wait, deadline dl) {
-  auto s = co_await shm::subscribe(name, dl, wait);
+task<result<any_connection>> connect_sub(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const shm_connect_config&>(*options);
+  auto s = co_await shm::subscribe(config.name, dl, config.wait);
   if (!s) co_return unexpected(s.error());
   co_return any_connection(any_message(std::move(*s)));
 }
 
-task<result<any_connection>> connect_sub(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  shm::wait_options wait;
-  if (!validate_sub(layer, error) || !wait_of(shm_sub_entry, layer, wait, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  return subscribe_to(layer.target, wait, dl);
-}
-
 // -- shm-queue ------------------------------------------------------------------------------
+
+/// shm_queue_config is shm-queue:NAME(...) parsed.
+struct shm_queue_config final : layer_options {
+  std::string name;
+  shm::queue_options options;
+};
 
 bool queue_options_of(const spec_layer& layer, shm::queue_options& options, spec_error& error) {
   const auto& entry = shm_queue_entry;
@@ -230,31 +238,26 @@ bool queue_options_of(const spec_layer& layer, shm::queue_options& options, spec
   return true;
 }
 
-bool validate_queue(const spec_layer& layer, spec_error& error) {
-  shm::queue_options options;
-  return check_shape(shm_queue_entry, layer, error) && check_name(shm_queue_entry, layer, error) &&
-         queue_options_of(layer, options, error);
+layer_options_ptr configure_queue(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<shm_queue_config>();
+  if (!check_shape(shm_queue_entry, layer, error) || !check_name(shm_queue_entry, layer, error) ||
+      !queue_options_of(layer, config->options, error)) {
+    return nullptr;
+  }
+  config->name = layer.target;
+  return config;
 }
 
-properties refine_queue(properties computed, const spec_layer& layer) {
-  shm::queue_options options;
-  spec_error error;
-  if (queue_options_of(layer, options, error)) computed.max_message = options.max_message;
+properties refine_queue(properties computed, const layer_options& options) {
+  computed.max_message = static_cast<const shm_queue_config&>(options).options.max_message;
   return computed;
 }
 
-task<result<any_connection>> open_queue_at(std::string name, shm::queue_options options, deadline dl) {
-  auto q = co_await shm::open_queue(name, dl, options);
+task<result<any_connection>> connect_queue(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const shm_queue_config&>(*options);
+  auto q = co_await shm::open_queue(config.name, dl, config.options);
   if (!q) co_return unexpected(q.error());
   co_return any_connection(any_message(std::move(*q)));
-}
-
-task<result<any_connection>> connect_queue(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  shm::queue_options options;
-  if (!validate_queue(layer, error) || !queue_options_of(layer, options, error))
-    return failed_connect(make_error_code(errc::invalid_argument));
-  return open_queue_at(layer.target, options, dl);
 }
 
 }  // namespace
@@ -269,7 +272,7 @@ constinit const protocol_entry shm_connect_entry{
     .target_help = "NAME",
     .params = connect_params,
     .parses_peer_input = true,
-    .validate = validate_connect,
+    .configure = configure_connect<shm_connect_entry>,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -286,7 +289,7 @@ constinit const protocol_entry shm_listen_entry{
     .target_help = "NAME",
     .params = listen_params,
     .parses_peer_input = true,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
@@ -303,7 +306,7 @@ constinit const protocol_entry shm_pub_entry{
     .target_help = "NAME",
     .params = pub_params,
     .parses_peer_input = true,
-    .validate = validate_pub,
+    .configure = configure_pub,
     .refine = refine_pub,
     .connect = connect_pub,
     .listen = nullptr,
@@ -320,7 +323,7 @@ constinit const protocol_entry shm_sub_entry{
     .target_help = "NAME",
     .params = connect_params,
     .parses_peer_input = true,
-    .validate = validate_sub,
+    .configure = configure_connect<shm_sub_entry>,
     .refine = nullptr,
     .connect = connect_sub,
     .listen = nullptr,
@@ -337,7 +340,7 @@ constinit const protocol_entry shm_queue_entry{
     .target_help = "NAME",
     .params = queue_params,
     .parses_peer_input = true,
-    .validate = validate_queue,
+    .configure = configure_queue,
     .refine = refine_queue,
     .connect = connect_queue,
     .listen = nullptr,

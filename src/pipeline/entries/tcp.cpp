@@ -24,6 +24,18 @@ constexpr param_info listen_params[] = {
     {.name = "nodelay", .default_value = "1", .help = "TCP_NODELAY on accepted connections"},
 };
 
+/// tcp_connect_config is tcp:HOST:PORT(...) parsed.
+struct tcp_connect_config final : layer_options {
+  address where;
+  tcp::connect_options options;
+};
+
+/// tcp_listen_config is tcp-listen:HOST:PORT(...) parsed.
+struct tcp_listen_config final : layer_options {
+  address where;
+  tcp::listen_options options;
+};
+
 bool check_address(const protocol_entry& entry, const spec_layer& layer, bool connecting, spec_error& error) {
   auto why = address::explain_ip(layer.target);
   if (!why.empty()) return fail(error, std::string(entry.name) + ": " + why, layer.target_position);
@@ -34,53 +46,43 @@ bool check_address(const protocol_entry& entry, const spec_layer& layer, bool co
   return true;
 }
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
   const auto& entry = tcp_connect_entry;
-  bool nodelay = true;
-  return check_shape(entry, layer, error) && check_address(entry, layer, true, error) &&
-         flag_param(entry, layer, "nodelay", true, nodelay, error);
+  auto config = std::make_shared<tcp_connect_config>();
+  if (!check_shape(entry, layer, error) || !check_address(entry, layer, true, error) ||
+      !flag_param(entry, layer, "nodelay", true, config->options.no_delay, error)) {
+    return nullptr;
+  }
+  config->where = *address::parse_ip(layer.target);
+  return config;
 }
 
-bool listen_options_of(const spec_layer& layer, tcp::listen_options& options, spec_error& error) {
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
   const auto& entry = tcp_listen_entry;
+  auto config = std::make_shared<tcp_listen_config>();
+  auto& options = config->options;
   std::uint64_t backlog = 0;
-  if (!flag_param(entry, layer, "reuseport", false, options.reuse_port, error)) return false;
-  if (!uint_param(entry, layer, "backlog", 128, 1, 65535, backlog, error)) return false;
-  if (!flag_param(entry, layer, "nodelay", true, options.no_delay, error)) return false;
+  if (!check_shape(entry, layer, error) || !check_address(entry, layer, false, error) ||
+      !flag_param(entry, layer, "reuseport", false, options.reuse_port, error) ||
+      !uint_param(entry, layer, "backlog", 128, 1, 65535, backlog, error) ||
+      !flag_param(entry, layer, "nodelay", true, options.no_delay, error)) {
+    return nullptr;
+  }
   options.backlog = static_cast<int>(backlog);
-  return true;
+  config->where = *address::parse_ip(layer.target);
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  tcp::listen_options options;
-  return check_shape(tcp_listen_entry, layer, error) &&
-         check_address(tcp_listen_entry, layer, false, error) && listen_options_of(layer, options, error);
-}
-
-task<result<any_connection>> connect_to(address where, deadline dl, tcp::connect_options options) {
-  auto s = co_await tcp::connect(where, dl, options);
+task<result<any_connection>> connect(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const tcp_connect_config&>(*options);
+  auto s = co_await tcp::connect(config.where, dl, config.options);
   if (!s) co_return unexpected(s.error());
   co_return any_connection(any_stream(std::move(*s)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  tcp::connect_options options;
-  if (!validate_connect(layer, error) ||
-      !flag_param(tcp_connect_entry, layer, "nodelay", true, options.no_delay, error)) {
-    return failed_connect(make_error_code(errc::invalid_argument));
-  }
-  auto where = address::parse_ip(layer.target);
-  if (!where) return failed_connect(where.error());
-  return connect_to(*where, dl, options);
-}
-
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  tcp::listen_options options;
-  if (!validate_listen(layer, error) || !listen_options_of(layer, options, error))
-    return errc::invalid_argument;
-  auto l = tcp::listener::bind(layer.target, options);
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const tcp_listen_config&>(*options);
+  auto l = tcp::listener::bind(config.where, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
@@ -97,7 +99,7 @@ constinit const protocol_entry tcp_connect_entry{
     .target_help = "HOST:PORT",
     .params = connect_params,
     .parses_peer_input = false,
-    .validate = validate_connect,
+    .configure = configure_connect,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -114,7 +116,7 @@ constinit const protocol_entry tcp_listen_entry{
     .target_help = "HOST:PORT",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,

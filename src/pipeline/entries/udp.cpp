@@ -45,6 +45,18 @@ constexpr param_info listen_params[] = {
     {.name = "loop", .default_value = "1", .help = "IP_MULTICAST_LOOP on the listening socket"},
 };
 
+/// udp_connect_config is udp:HOST:PORT(...) parsed.
+struct udp_connect_config final : layer_options {
+  address where;
+  udp::connect_options options;
+};
+
+/// udp_listen_config is udp-listen:HOST:PORT(...) parsed.
+struct udp_listen_config final : layer_options {
+  address where;
+  udp::listen_options options;
+};
+
 bool check_address(const protocol_entry& entry, const spec_layer& layer, bool connecting, spec_error& error) {
   auto why = address::explain_ip(layer.target);
   if (!why.empty()) return fail(error, std::string(entry.name) + ": " + why, layer.target_position);
@@ -80,9 +92,9 @@ bool host_param(const protocol_entry& entry, const spec_layer& layer, std::strin
   return true;
 }
 
-bool connect_options_of(const spec_layer& layer, udp::connect_options& options, spec_error& error) {
+bool connect_options_of(const spec_layer& layer, const address& peer, udp::connect_options& options,
+                        spec_error& error) {
   const auto& entry = udp_connect_entry;
-  auto peer = *address::parse_ip(layer.target);
   bool group = is_ipv4_multicast(peer);
   if (const auto* b = entry.find_param(layer, "bind")) {
     auto why = address::explain_ip(b->value);
@@ -113,13 +125,17 @@ bool connect_options_of(const spec_layer& layer, udp::connect_options& options, 
   return true;
 }
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
-  udp::connect_options options;
-  return check_shape(udp_connect_entry, layer, error) &&
-         check_address(udp_connect_entry, layer, true, error) && connect_options_of(layer, options, error);
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(udp_connect_entry, layer, error) || !check_address(udp_connect_entry, layer, true, error))
+    return nullptr;
+  auto config = std::make_shared<udp_connect_config>();
+  config->where = *address::parse_ip(layer.target);
+  if (!connect_options_of(layer, config->where, config->options, error)) return nullptr;
+  return config;
 }
 
-bool listen_options_of(const spec_layer& layer, udp::listen_options& options, spec_error& error) {
+bool listen_options_of(const spec_layer& layer, const address& where, udp::listen_options& options,
+                       spec_error& error) {
   const auto& entry = udp_listen_entry;
   if (!host_param(entry, layer, "multicast", true, options.multicast.group, error)) return false;
   if (!host_param(entry, layer, "interface", false, options.multicast.interface, error)) return false;
@@ -127,7 +143,7 @@ bool listen_options_of(const spec_layer& layer, udp::listen_options& options, sp
   if (!flag_param(entry, layer, "loop", true, loop, error)) return false;
   if (options.multicast.group) {
     options.multicast.loop = loop;
-    if (address::parse_ip(layer.target)->kind() != address::family::ipv4) {
+    if (where.kind() != address::family::ipv4) {
       return fail(error, "udp-listen: multicast needs an IPv4 HOST (0.0.0.0 or the group)",
                   layer.target_position);
     }
@@ -139,15 +155,20 @@ bool listen_options_of(const spec_layer& layer, udp::listen_options& options, sp
   return true;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  udp::listen_options options;
-  return check_shape(udp_listen_entry, layer, error) &&
-         check_address(udp_listen_entry, layer, false, error) && listen_options_of(layer, options, error);
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(udp_listen_entry, layer, error) || !check_address(udp_listen_entry, layer, false, error))
+    return nullptr;
+  auto config = std::make_shared<udp_listen_config>();
+  config->where = *address::parse_ip(layer.target);
+  if (!listen_options_of(layer, config->where, config->options, error)) return nullptr;
+  return config;
 }
 
-properties refine(properties computed, const spec_layer& layer) {
-  auto where = address::parse_ip(layer.target);
-  if (where && where->kind() == address::family::ipv6) computed.max_message = udp::max_ipv6_message;
+/// refine gives an IPv6 socket its larger message limit.
+template <class Config>
+properties refine(properties computed, const layer_options& options) {
+  const auto& config = static_cast<const Config&>(options);
+  if (config.where.kind() == address::family::ipv6) computed.max_message = udp::max_ipv6_message;
   return computed;
 }
 
@@ -155,24 +176,17 @@ task<result<any_connection>> connected_task(udp::connected c) {
   co_return any_connection(any_message(std::move(c)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline) {
-  spec_error error;
-  udp::connect_options options;
-  if (!validate_connect(layer, error) || !connect_options_of(layer, options, error)) {
-    return failed_connect(make_error_code(errc::invalid_argument));
-  }
+task<result<any_connection>> connect(layer_options_ptr options, deadline) {
+  const auto& config = static_cast<const udp_connect_config&>(*options);
   // UDP has no handshake: the socket is ready at once.
-  auto c = udp::connect(*address::parse_ip(layer.target), options);
+  auto c = udp::connect(config.where, config.options);
   if (!c) return failed_connect(c.error());
   return connected_task(std::move(*c));
 }
 
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  udp::listen_options options;
-  if (!validate_listen(layer, error) || !listen_options_of(layer, options, error))
-    return errc::invalid_argument;
-  auto l = udp::listener::bind(layer.target, options);
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const udp_listen_config&>(*options);
+  auto l = udp::listener::bind(config.where, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
@@ -189,8 +203,8 @@ constinit const protocol_entry udp_connect_entry{
     .target_help = "HOST:PORT",
     .params = connect_params,
     .parses_peer_input = false,
-    .validate = validate_connect,
-    .refine = refine,
+    .configure = configure_connect,
+    .refine = refine<udp_connect_config>,
     .connect = connect,
     .listen = nullptr,
     .wrap = nullptr,
@@ -206,8 +220,8 @@ constinit const protocol_entry udp_listen_entry{
     .target_help = "HOST:PORT",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
-    .refine = refine,
+    .configure = configure_listen,
+    .refine = refine<udp_listen_config>,
     .connect = nullptr,
     .listen = listen,
     .wrap = nullptr,

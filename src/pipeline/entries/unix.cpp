@@ -17,40 +17,48 @@ constexpr param_info listen_params[] = {
     {.name = "backlog", .default_value = "128", .help = "pending connections the kernel queues (1..65535)"},
 };
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
-  return check_shape(unix_connect_entry, layer, error) && check_unix_target(unix_connect_entry, layer, error);
+/// unix_connect_config is unix:PATH parsed.
+struct unix_connect_config final : layer_options {
+  address where;
+};
+
+/// unix_listen_config is unix-listen:PATH(...) parsed.
+struct unix_listen_config final : layer_options {
+  address where;
+  uds::listen_options options;
+};
+
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(unix_connect_entry, layer, error) || !check_unix_target(unix_connect_entry, layer, error))
+    return nullptr;
+  auto config = std::make_shared<unix_connect_config>();
+  config->where = *address::parse_unix(layer.target);
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  const auto& entry = unix_listen_entry;
   std::uint64_t backlog = 0;
-  return check_shape(unix_listen_entry, layer, error) && check_unix_target(unix_listen_entry, layer, error) &&
-         uint_param(unix_listen_entry, layer, "backlog", 128, 1, 65535, backlog, error);
+  if (!check_shape(entry, layer, error) || !check_unix_target(entry, layer, error) ||
+      !uint_param(entry, layer, "backlog", 128, 1, 65535, backlog, error)) {
+    return nullptr;
+  }
+  auto config = std::make_shared<unix_listen_config>();
+  config->where = *address::parse_unix(layer.target);
+  config->options.backlog = static_cast<int>(backlog);
+  return config;
 }
 
-task<result<any_connection>> connect_to(address where, deadline dl) {
-  auto s = co_await uds::connect(where, dl);
+task<result<any_connection>> connect(layer_options_ptr options, deadline dl) {
+  const auto& config = static_cast<const unix_connect_config&>(*options);
+  auto s = co_await uds::connect(config.where, dl);
   if (!s) co_return unexpected(s.error());
   co_return any_connection(any_stream(std::move(*s)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline dl) {
-  spec_error error;
-  if (!validate_connect(layer, error)) return failed_connect(make_error_code(errc::invalid_argument));
-  auto where = address::parse_unix(layer.target);
-  if (!where) return failed_connect(where.error());
-  return connect_to(*where, dl);
-}
-
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  std::uint64_t backlog = 0;
-  if (!validate_listen(layer, error) ||
-      !uint_param(unix_listen_entry, layer, "backlog", 128, 1, 65535, backlog, error)) {
-    return errc::invalid_argument;
-  }
-  uds::listen_options options;
-  options.backlog = static_cast<int>(backlog);
-  auto l = uds::listener::bind(layer.target, options);
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const unix_listen_config&>(*options);
+  auto l = uds::listener::bind(config.where, config.options);
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
@@ -67,7 +75,7 @@ constinit const protocol_entry unix_connect_entry{
     .target_help = "PATH or @NAME",
     .params = {},
     .parses_peer_input = false,
-    .validate = validate_connect,
+    .configure = configure_connect,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -84,7 +92,7 @@ constinit const protocol_entry unix_listen_entry{
     .target_help = "PATH or @NAME",
     .params = listen_params,
     .parses_peer_input = false,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,

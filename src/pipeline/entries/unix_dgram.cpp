@@ -20,6 +20,17 @@ constexpr param_info connect_params[] = {
      .optional = true},
 };
 
+/// unix_dgram_connect_config is unix-dgram:PATH(...) parsed.
+struct unix_dgram_connect_config final : layer_options {
+  address peer;
+  unix_dgram::connect_options options;
+};
+
+/// unix_dgram_listen_config is unix-dgram-listen:PATH parsed.
+struct unix_dgram_listen_config final : layer_options {
+  address where;
+};
+
 bool connect_options_of(const spec_layer& layer, unix_dgram::connect_options& options, spec_error& error) {
   options.keep_too_large = true;
   const auto* b = unix_dgram_connect_entry.find_param(layer, "bind");
@@ -30,38 +41,42 @@ bool connect_options_of(const spec_layer& layer, unix_dgram::connect_options& op
   return true;
 }
 
-bool validate_connect(const spec_layer& layer, spec_error& error) {
-  unix_dgram::connect_options options;
-  return check_shape(unix_dgram_connect_entry, layer, error) &&
-         check_unix_target(unix_dgram_connect_entry, layer, error) &&
-         connect_options_of(layer, options, error);
+layer_options_ptr configure_connect(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  auto config = std::make_shared<unix_dgram_connect_config>();
+  if (!check_shape(unix_dgram_connect_entry, layer, error) ||
+      !check_unix_target(unix_dgram_connect_entry, layer, error) ||
+      !connect_options_of(layer, config->options, error)) {
+    return nullptr;
+  }
+  config->peer = *address::parse_unix(layer.target);
+  return config;
 }
 
-bool validate_listen(const spec_layer& layer, spec_error& error) {
-  return check_shape(unix_dgram_listen_entry, layer, error) &&
-         check_unix_target(unix_dgram_listen_entry, layer, error);
+layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(unix_dgram_listen_entry, layer, error) ||
+      !check_unix_target(unix_dgram_listen_entry, layer, error)) {
+    return nullptr;
+  }
+  auto config = std::make_shared<unix_dgram_listen_config>();
+  config->where = *address::parse_unix(layer.target);
+  return config;
 }
 
 task<result<any_connection>> connected_task(unix_dgram::connected c) {
   co_return any_connection(any_message(std::move(c)));
 }
 
-task<result<any_connection>> connect(const spec_layer& layer, deadline) {
-  spec_error error;
-  unix_dgram::connect_options options;
-  if (!validate_connect(layer, error) || !connect_options_of(layer, options, error)) {
-    return failed_connect(make_error_code(errc::invalid_argument));
-  }
+task<result<any_connection>> connect(layer_options_ptr options, deadline) {
+  const auto& config = static_cast<const unix_dgram_connect_config&>(*options);
   // Connecting a datagram socket does not block.
-  auto c = unix_dgram::connect(layer.target, options);
+  auto c = unix_dgram::connect(config.peer, config.options);
   if (!c) return failed_connect(c.error());
   return connected_task(std::move(*c));
 }
 
-result<any_listener> listen(const spec_layer& layer) {
-  spec_error error;
-  if (!validate_listen(layer, error)) return errc::invalid_argument;
-  auto l = unix_dgram::listener::bind(layer.target, {.keep_too_large = true});
+result<any_listener> listen(layer_options_ptr options) {
+  const auto& config = static_cast<const unix_dgram_listen_config&>(*options);
+  auto l = unix_dgram::listener::bind(config.where, {.keep_too_large = true});
   if (!l) return unexpected(l.error());
   return make_listener(std::move(*l));
 }
@@ -78,7 +93,7 @@ constinit const protocol_entry unix_dgram_connect_entry{
     .target_help = "PATH or @NAME",
     .params = connect_params,
     .parses_peer_input = false,
-    .validate = validate_connect,
+    .configure = configure_connect,
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
@@ -95,7 +110,7 @@ constinit const protocol_entry unix_dgram_listen_entry{
     .target_help = "PATH or @NAME",
     .params = {},
     .parses_peer_input = false,
-    .validate = validate_listen,
+    .configure = configure_listen,
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,

@@ -134,9 +134,36 @@ event_loop::event_loop() : ready_(64) {
 }
 
 event_loop::~event_loop() {
+  // Hooks run while the loop still works: they destroy tasks that would otherwise touch
+  // it after it is gone.
+  while (exit_hooks_) {
+    auto* h = exit_hooks_;
+    remove_exit_hook(*h);
+    h->on_exit(*h);
+  }
   current_ = previous_;
   ::close(wake_fd_);
   ::close(epoll_fd_);
+}
+
+void event_loop::add_exit_hook(detail::exit_hook& h) noexcept {
+  h.loop = this;
+  h.prev = nullptr;
+  h.next = exit_hooks_;
+  if (exit_hooks_) exit_hooks_->prev = &h;
+  exit_hooks_ = &h;
+}
+
+void event_loop::remove_exit_hook(detail::exit_hook& h) noexcept {
+  if (!h.loop) return;
+  if (h.prev) {
+    h.prev->next = h.next;
+  } else {
+    h.loop->exit_hooks_ = h.next;
+  }
+  if (h.next) h.next->prev = h.prev;
+  h.prev = h.next = nullptr;
+  h.loop = nullptr;
 }
 
 void event_loop::grow_ready() {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "shm_internal.hpp"
+#include "strata/core/handshaking_listener.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/transport/socket.hpp"
 
@@ -602,41 +603,7 @@ task<result<void>> stream::close(deadline) {
 
 // -- listener ---------------------------------------------------------------------------------
 
-struct listener::state {
-  uds::listener sock;
-  listen_options options;
-  uds::stream* pending = nullptr;  ///< a connection whose request accept is reading
-  bool open = true;
-};
-
-listener::listener() noexcept = default;
-listener::listener(listener&&) noexcept = default;
-listener& listener::operator=(listener&&) noexcept = default;
-listener::~listener() { close(); }
-
-result<listener> listener::bind(std::string_view name, listen_options options) {
-  auto l = make_layout(segment_kind::stream, options.ring_bytes, 0, overflow_policy::block, 0);
-  if (!l) return unexpected(l.error());
-  auto where = rendezvous_address(name);
-  if (!where) return unexpected(where.error());
-  auto sock = uds::listener::bind(*where, {.backlog = options.backlog});
-  if (!sock) return unexpected(sock.error());
-  listener out;
-  out.s_ = std::make_unique<state>(state{std::move(*sock), options});
-  return out;
-}
-
-result<address> listener::local_address() const {
-  if (!s_ || !s_->open) return errc::closed;
-  return s_->sock.local_address();
-}
-
-void listener::close() noexcept {
-  if (!s_ || !s_->open) return;
-  s_->open = false;
-  if (s_->pending) s_->pending->reset();  // wakes accept's pending read with closed
-  s_->sock.close();
-}
+// The listener's state is defined after serve_stream, which its handshake runs.
 
 namespace {
 
@@ -646,8 +613,7 @@ namespace {
 task<result<std::unique_ptr<stream::state>>> serve_stream(uds::stream& ctrl, const listen_options& options,
                                                           deadline dl) {
   using namespace detail;
-  // A connector gets 2 s to say what it wants; a silent one must not stall the listener.
-  auto request_dl = deadline::earlier(dl, deadline::after(std::chrono::seconds(2)));
+  auto request_dl = dl;
   auto req = co_await read_request(ctrl, request_dl);
   if (!req) {
     if (req.error() == errc::operation_canceled || req.error() == errc::closed ||
@@ -694,20 +660,81 @@ task<result<std::unique_ptr<stream::state>>> serve_stream(uds::stream& ctrl, con
 
 }  // namespace
 
-task<result<stream>> listener::accept(deadline dl) {
-  for (;;) {
-    if (!s_ || !s_->open) co_return errc::closed;
-    auto c = co_await s_->sock.accept(dl);
-    if (!c) co_return unexpected(c.error());
-    state* st = s_.get();
-    st->pending = &*c;
-    auto served = co_await serve_stream(*c, st->options, dl);
-    st->pending = nullptr;
-    if (!st->open) co_return errc::closed;
-    if (!served) co_return unexpected(served.error());
-    if (*served) co_return stream(std::move(*served));
+/// stream_factory makes streams for the listener's handshake (stream's constructor is
+/// private).
+struct stream_factory {
+  static stream make(std::unique_ptr<stream::state> st) { return stream(std::move(st)); }
+};
+
+namespace {
+
+/// serve_connector is the listener's handshake: one rendezvous connection's request,
+/// answered with its rings. A connector that is silent, asks for another kind or cannot
+/// be served fails its own handshake only.
+struct serve_connector {
+  listen_options options;
+  task<result<stream>> operator()(uds::stream ctrl, deadline dl) const {
+    return serve(std::move(ctrl), options, dl);
   }
+  static task<result<stream>> serve(uds::stream ctrl, listen_options options, deadline dl) {
+    auto served = co_await serve_stream(ctrl, options, dl);
+    if (!served) co_return unexpected(served.error());
+    if (!*served) co_return errc::protocol_error;  // dropped: silent, or another kind of ring
+    co_return stream_factory::make(std::move(*served));
+  }
+};
+
+handshake_options connector_handshakes(const listen_options& options) {
+  // A connector gets 2 s to say what it wants, in its own task: a silent one delays
+  // nobody else.
+  return {.timeout = std::chrono::seconds(2),
+          .max_pending = static_cast<std::size_t>(options.backlog > 0 ? options.backlog : 1)};
 }
+
+}  // namespace
+
+struct listener::state {
+  state(uds::listener sock, listen_options o)
+      : options(o), ready(std::move(sock), serve_connector{o}, connector_handshakes(o)) {}
+  listen_options options;
+  handshaking_listener<uds::listener, serve_connector> ready;
+  bool open = true;
+};
+
+task<result<stream>> listener::accept(deadline dl) {
+  if (!s_ || !s_->open) co_return errc::closed;
+  co_return co_await s_->ready.accept(dl);
+}
+
+result<address> listener::local_address() const {
+  if (!s_ || !s_->open) return errc::closed;
+  return s_->ready.local_address();
+}
+
+void listener::close() noexcept {
+  if (!s_ || !s_->open) return;
+  s_->open = false;
+  s_->ready.close();
+}
+
+listener::listener() noexcept = default;
+listener::listener(listener&&) noexcept = default;
+listener& listener::operator=(listener&&) noexcept = default;
+listener::~listener() { close(); }
+
+result<listener> listener::bind(std::string_view name, listen_options options) {
+  auto l = make_layout(segment_kind::stream, options.ring_bytes, 0, overflow_policy::block, 0);
+  if (!l) return unexpected(l.error());
+  auto where = rendezvous_address(name);
+  if (!where) return unexpected(where.error());
+  auto sock = uds::listener::bind(*where, {.backlog = options.backlog});
+  if (!sock) return unexpected(sock.error());
+  listener out;
+  out.s_ = std::make_unique<state>(std::move(*sock), options);
+  return out;
+}
+
+handshake_stats listener::handshakes() const { return s_ ? s_->ready.stats() : handshake_stats{}; }
 
 task<result<stream>> connect(std::string_view name, deadline dl, wait_options options) {
   using namespace detail;

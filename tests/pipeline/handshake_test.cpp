@@ -185,6 +185,33 @@ TEST(Handshake, FailedHandshakesAreCountedReportedAndNeverFatal) {
   EXPECT_EQ(ended, 1);
 }
 
+// The accept loop and the handshakes run on the loop of the run() that called accept();
+// when that run ends they end with it, and the next run() accepts again.
+TEST(Handshake, ListenerOutlivesTheRunThatStartedIt) {
+  auto protocols = with_greet();
+  auto listener = strata::listen("tcp-listen:127.0.0.1:0 | greet", {}, protocols);
+  ASSERT_TRUE(listener) << listener.error().message();
+  std::string spec = "tcp:127.0.0.1:" + port_of(*listener) + " | greet";
+  for (int round = 0; round < 2; ++round) {
+    bool served = run([&]() -> task<bool> {
+      bool ok = false;
+      co_await with_scope([&](scope& s) -> task<void> {
+        s.spawn([](std::string spec, const protocol_registry& p) -> task<void> {
+          auto c = co_await strata::connect(spec, deadline::after(5s), p);
+          EXPECT_TRUE(c) << (c ? "" : c.error().message());
+          if (c) (void)co_await c->close(deadline::after(5s));
+        }(spec, protocols));
+        auto conn = co_await listener->accept(deadline::after(5s));
+        ok = static_cast<bool>(conn);
+        if (conn) (void)co_await conn->close(deadline::after(5s));
+      });
+      co_return ok;
+    }());
+    EXPECT_TRUE(served) << "round " << round;
+  }
+  listener->close();
+}
+
 TEST(Handshake, ConnectErrorsNameTheLayer) {
   auto protocols = with_greet();
   auto refused = run([]() -> task<stack_result<any_connection>> {

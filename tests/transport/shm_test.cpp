@@ -305,6 +305,39 @@ TEST(ShmStream, ListenerRefusesOtherKindsAndKeepsAccepting) {
   });
 }
 
+// Connectors that never say what they want are served in their own tasks: they delay
+// neither accept nor the connector after them, although each gets 2 s to speak.
+TEST(ShmStream, SilentConnectorsDelayNobody) {
+  run_test([]() -> task<void> {
+    auto name = unique_name("silent");
+    auto l = shm::listener::bind(name);
+    CO_ASSERT_OK(l);
+    std::vector<uds::stream> silent;
+    for (int i = 0; i < 20; ++i) {
+      auto raw = co_await uds::connect(*shm::rendezvous_address(name), deadline::after(5s));
+      CO_ASSERT_OK(raw);
+      silent.push_back(std::move(*raw));
+    }
+    // Well inside the silent connectors' 2 s: served only if nobody waits for them.
+    auto dl = deadline::after(1500ms);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](shm::listener& l, deadline dl) -> task<void> {
+        auto c = co_await l.accept(dl);
+        EXPECT_TRUE(c) << c.error().message();
+        if (c) (void)co_await c->write(as_bytes("ok"), dl);
+      }(*l, dl));
+      auto c = co_await shm::connect(name, dl);
+      CO_ASSERT_OK(c);
+      auto got = co_await read_text(*c, 2, dl);
+      CO_ASSERT_OK(got);
+      EXPECT_EQ(*got, "ok");
+    });
+    auto stats = l->handshakes();
+    EXPECT_EQ(stats.ready, 1u);
+    EXPECT_EQ(stats.handshaking, 20u);
+  });
+}
+
 // A garbage connector (not a hello) is dropped; the listener accepts the next one.
 TEST(ShmStream, ListenerDropsAGarbageRequest) {
   run_test([]() -> task<void> {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -29,6 +30,7 @@
 #include "strata/runtime/channel.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/event.hpp"
+#include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/scope.hpp"
 #include "strata/runtime/task.hpp"
 
@@ -65,7 +67,9 @@ class handshaking_listener {
     state& s = *state_;
     if (!s.started && !s.closed) {
       s.started = true;
-      s.tasks.spawn(accept_loop(s));
+      s.tasks.emplace();
+      if (auto* loop = event_loop::current()) loop->add_exit_hook(s.hook);
+      s.tasks->spawn(accept_loop(s));
     }
     auto next = co_await s.ready.recv(dl);
     if (!next) {
@@ -85,7 +89,7 @@ class handshaking_listener {
     state& s = *state_;
     if (s.closed) return;
     s.closed = true;
-    s.tasks.cancel();
+    if (s.tasks) s.tasks->cancel();
     s.lower.close();
     s.ready.close();
   }
@@ -101,9 +105,33 @@ class handshaking_listener {
   }
 
  private:
+  struct state;
+  /// loop_ended: the loop that ran the accept loop and the handshakes is ending; they end
+  /// with it (handshakes in flight are dropped) and the next accept(), on a new loop,
+  /// starts accepting again. Ready connections stay queued.
+  struct exit_hook : detail::exit_hook {
+    state* owner = nullptr;
+  };
+  static void loop_ended(detail::exit_hook& h) noexcept {
+    state& s = *static_cast<exit_hook&>(h).owner;
+    s.tasks.reset();
+    s.pending -= s.handshaking;
+    s.handshaking = 0;
+    s.started = false;
+  }
+
   struct state {
     state(Lower l, Wrap w, handshake_options o)
-        : lower(std::move(l)), wrap(std::move(w)), options(o), ready(o.max_pending ? o.max_pending : 1) {}
+        : lower(std::move(l)), wrap(std::move(w)), options(o), ready(o.max_pending ? o.max_pending : 1) {
+      hook.on_exit = loop_ended;
+      hook.owner = this;
+    }
+    ~state() {
+      event_loop::remove_exit_hook(hook);
+      tasks.reset();  // first: its tasks use everything else
+    }
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
     Lower lower;
     Wrap wrap;
     handshake_options options;
@@ -116,7 +144,8 @@ class handshaking_listener {
     std::error_code fatal;
     bool started = false;
     bool closed = false;
-    scope tasks;  // last: destroyed first, while what its tasks use still exists
+    exit_hook hook;
+    std::optional<scope> tasks;  // the accept loop and the handshakes, while a loop runs them
   };
 
   static task<void> accept_loop(state& s) {
@@ -137,7 +166,7 @@ class handshaking_listener {
       ++s.stats.accepted;
       ++s.pending;
       ++s.handshaking;
-      s.tasks.spawn(handshake(s, std::move(*conn)));
+      s.tasks->spawn(handshake(s, std::move(*conn)));
     }
   }
 

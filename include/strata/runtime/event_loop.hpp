@@ -83,6 +83,16 @@ struct waiter {
   void disarm() noexcept;
 };
 
+/// exit_hook is called when its loop is about to end (e.g. run() returns) while the loop
+/// still works: an object whose tasks outlive one run() (a listener's accept loop)
+/// destroys them there, instead of touching a dead loop later.
+struct exit_hook {
+  void (*on_exit)(exit_hook&) noexcept = nullptr;
+  exit_hook* prev = nullptr;
+  exit_hook* next = nullptr;
+  event_loop* loop = nullptr;  // where it is linked; nullptr when not
+};
+
 }  // namespace detail
 
 /// event_loop runs the coroutines of one thread. Create one per thread (run() does).
@@ -125,6 +135,11 @@ class event_loop {
   /// on a foreign awaitable, or an event no one will set, is not detected.
   void run_until(std::coroutine_handle<> root);
 
+  /// add_exit_hook links `h` (unlinked) to this loop: h.on_exit runs when the loop ends.
+  void add_exit_hook(detail::exit_hook& h) noexcept;
+  /// remove_exit_hook unlinks `h` from whichever loop it is linked to.
+  static void remove_exit_hook(detail::exit_hook& h) noexcept;
+
   /// root_cancel is the cancellation domain of tasks started by run().
   detail::cancel_state& root_cancel() noexcept { return root_cancel_; }
 
@@ -143,6 +158,7 @@ class event_loop {
   void note_waiter(int delta) noexcept { pending_waits_ += delta; }
 
  private:
+  detail::exit_hook* exit_hooks_ = nullptr;
   struct io_slot {
     detail::waiter* reader = nullptr;
     detail::waiter* writer = nullptr;

@@ -145,6 +145,8 @@ result<address> rendezvous_address(std::string_view name);
 /// closing: sticky; bytes it wrote before are delivered first), protocol_error (the peer
 /// left impossible ring state: sticky), broken (write after the peer closed its end).
 /// One task at a time per direction. Not thread-safe: use it on the loop that made it.
+struct stream_factory;
+
 class stream {
  public:
   static constexpr properties capabilities = transport_properties(stream_row);
@@ -181,7 +183,7 @@ class stream {
   struct state;
 
  private:
-  friend class listener;
+  friend struct stream_factory;
   friend task<result<stream>> connect(std::string_view, deadline, wait_options);
   explicit stream(std::unique_ptr<state> s) noexcept;
   std::unique_ptr<state> s_;
@@ -204,11 +206,14 @@ class listener {
   /// bind creates the rendezvous socket NAME. Errors: EADDRINUSE (a live listener
   /// has the name), invalid_argument (bad NAME or ring size).
   static result<listener> bind(std::string_view name, listen_options options = {});
-  /// accept waits for the next process, creates its rings and hands them over.
-  /// A connector that does not send its request within 2 s, or asks for another kind
-  /// of ring, is answered and dropped, and accept keeps waiting.
-  /// Errors: timed_out, operation_canceled, closed, system errors (memfd, EMFILE).
+  /// accept waits for the next process whose rings are ready and hands them over. Each
+  /// connector is served in its own task (handshaking_listener): one that does not send
+  /// its request within 2 s, asks for another kind of ring or cannot be given rings
+  /// (memfd, EMFILE) is dropped and counted in handshakes(), delaying nobody else.
+  /// Errors: timed_out, operation_canceled, closed.
   task<result<stream>> accept(deadline dl);
+  /// handshakes counts what became of accepted connectors.
+  handshake_stats handshakes() const;
   result<address> local_address() const;
   /// close stops listening (a pending accept completes with closed).
   void close() noexcept;

@@ -5,11 +5,26 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <new>
 #include <string>
 
 #include "strata/adapt/prefix.hpp"
 #include "strata/core/any.hpp"
 #include "support/mem_stream.hpp"
+
+// Counts this binary's allocations, so a test can show that a typed query makes none.
+namespace {
+thread_local std::size_t allocations = 0;
+}  // namespace
+
+void* operator new(std::size_t size) {
+  ++allocations;
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace strata {
 namespace {
@@ -55,6 +70,12 @@ TEST(Query, TypedStackAnswersFromTheLayerThatKnows) {
   EXPECT_EQ(query<fact::peer_credentials>(top).error(), errc::not_supported);
   // The typed answer is known to be available at compile time: no erased layer between.
   static_assert(!erased_layer<decltype(top)>);
+  std::size_t before = allocations;
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_TRUE(query<fact::max_message>(top));
+    EXPECT_TRUE(query<fact::peer_address>(top));
+  }
+  EXPECT_EQ(allocations - before, 0u) << "a typed query allocates nothing";
 }
 
 TEST(Query, TypeErasureForwardsEveryFact) {

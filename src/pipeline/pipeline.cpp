@@ -55,7 +55,8 @@ std::string written(const spec_layer& layer, const protocol_entry& entry) {
 std::string transport_names(const protocol_entry& upper, const protocol_registry& protocols) {
   std::vector<std::string_view> names;
   for (const auto& e : protocols.entries()) {
-    if (e.role != layer_role::adapter && !first_unmet(transport_properties(*e.row), *upper.row)) {
+    bool stacks = e.role == layer_role::connector || e.role == layer_role::listener;
+    if (stacks && !first_unmet(transport_properties(*e.row), *upper.row)) {
       names.push_back(e.name);
     }
   }
@@ -92,7 +93,7 @@ std::string adapter_first(const spec& parsed, const protocol_entry& entry,
                         transport_names(entry, protocols) + ")";
   for (std::size_t i = 1; i < parsed.layers.size(); ++i) {
     const auto* later = protocols.find(parsed.layers[i].name);
-    if (!later || later->role == layer_role::adapter) continue;
+    if (!later || (later->role != layer_role::connector && later->role != layer_role::listener)) continue;
     std::string reordered = written(parsed.layers[i], *later);
     for (std::size_t j = 0; j < parsed.layers.size(); ++j) {
       if (j != i) reordered += " | " + parsed.layers[j].text();
@@ -100,6 +101,23 @@ std::string adapter_first(const spec& parsed, const protocol_entry& entry,
     return message + ": " + parsed.layers[i].name + " must be the first layer, as in `" + reordered + "`";
   }
   return message + ", e.g. `tcp:HOST:PORT | " + first.text() + "`";
+}
+
+/// above_bound explains a layer standing on a bound endpoint, and names the protocol's
+/// connections that layers can stack on.
+std::string above_bound(const spec_layer& upper, const spec_layer& bottom, const protocol_entry& bound,
+                        const protocol_registry& protocols) {
+  std::string message = upper.name + " cannot stand on " + bottom.text() +
+                        ": a bound endpoint is connection-less (it receives from any sender and sends to "
+                        "any address), and no layer stacks on a bound endpoint yet";
+  std::string instead;
+  for (const auto& e : protocols.entries()) {
+    if (e.protocol != bound.protocol || (e.role != layer_role::connector && e.role != layer_role::listener))
+      continue;
+    instead += (instead.empty() ? "" : " or ") + std::string(e.name);
+  }
+  if (!instead.empty()) message += "; for a connection that layers stack on, use " + instead;
+  return message;
 }
 
 /// unmet_message explains an adapter whose requirements the layer below does not meet.
@@ -238,6 +256,10 @@ bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeli
                         "; a pipeline has one transport, at the bottom",
                     layer.position);
     }
+    if (i > 0 && layers.front().entry->role == layer_role::bound) {
+      return refuse(error, above_bound(layer, parsed.layers.front(), *layers.front().entry, protocols),
+                    layer.position);
+    }
     spec_error why;
     auto options = entry->configure(*entry, layer, why);
     if (!options) return refuse(error, why.message, why.position);
@@ -272,6 +294,10 @@ std::optional<pipeline> pipeline::parse(std::string_view text, pipeline_error& e
 
 bool pipeline::is_listener() const noexcept {
   return !layers_.empty() && layers_.front().entry->role == layer_role::listener;
+}
+
+bool pipeline::is_bound() const noexcept {
+  return !layers_.empty() && layers_.front().entry->role == layer_role::bound;
 }
 
 properties pipeline::top() const noexcept { return layers_.empty() ? properties{} : layers_.back().offers; }
@@ -310,7 +336,9 @@ std::string stack_error::message() const {
 task<stack_result<any_connection>> pipeline::connect(deadline dl) const {
   if (layers_.empty() || layers_.front().entry->role != layer_role::connector) {
     return refused(stack_error("connect", text_, {}, make_error_code(errc::invalid_argument),
-                               "a listener pipeline accepts; it cannot connect (use listen)"));
+                               is_bound()
+                                   ? "a bound pipeline is connection-less; it cannot connect (use bind)"
+                                   : "a listener pipeline accepts; it cannot connect (use listen)"));
   }
   return connect_stack(stack_copy{layers_, entries_, text_}, dl);
 }
@@ -318,7 +346,8 @@ task<stack_result<any_connection>> pipeline::connect(deadline dl) const {
 stack_result<any_listener> pipeline::listen(listen_options options) const {
   if (!is_listener()) {
     return stack_error("listen", text_, {}, make_error_code(errc::invalid_argument),
-                       "a connector pipeline connects; it cannot listen (use connect)");
+                       is_bound() ? "a bound pipeline is connection-less; it cannot listen (use bind)"
+                                  : "a connector pipeline connects; it cannot listen (use connect)");
   }
   const auto& bottom_layer = layers_.front();
   auto bottom = bottom_layer.entry->listen(bottom_layer.options);
@@ -328,6 +357,18 @@ stack_result<any_listener> pipeline::listen(listen_options options) const {
       stack_copy{std::vector<pipeline_layer>(layers_.begin() + 1, layers_.end()), entries_, text_});
   return any_listener(
       std::make_unique<stacked_listener>(std::move(*bottom), std::move(upper), options.handshakes));
+}
+
+stack_result<any_datagram> pipeline::bind() const {
+  if (!is_bound()) {
+    return stack_error("bind", text_, {}, make_error_code(errc::invalid_argument),
+                       is_listener() ? "a listener pipeline accepts connections; it cannot bind (use listen)"
+                                     : "a connector pipeline connects; it cannot bind (use connect)");
+  }
+  const auto& bottom = layers_.front();
+  auto endpoint = bottom.entry->bind(bottom.options);
+  if (!endpoint) return stack_error("bind", text_, bottom.spec.name, endpoint.error());
+  return std::move(*endpoint);
 }
 
 task<stack_result<any_connection>> connect(std::string_view spec_text, deadline dl,
@@ -349,6 +390,15 @@ stack_result<any_listener> listen(std::string_view spec_text, listen_options opt
     return stack_error("listen", std::string(spec_text), {}, make_error_code(errc::invalid_argument),
                        error.message);
   return p->listen(options);
+}
+
+stack_result<any_datagram> bind(std::string_view spec_text, const protocol_registry& protocols) {
+  pipeline_error error;
+  auto p = pipeline::parse(spec_text, error, protocols);
+  if (!p)
+    return stack_error("bind", std::string(spec_text), {}, make_error_code(errc::invalid_argument),
+                       error.message);
+  return p->bind();
 }
 
 }  // namespace strata

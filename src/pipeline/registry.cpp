@@ -27,8 +27,10 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::unix_listen_entry,
       pipeline_detail::udp_connect_entry,
       pipeline_detail::udp_listen_entry,
+      pipeline_detail::udp_bind_entry,
       pipeline_detail::unix_dgram_connect_entry,
       pipeline_detail::unix_dgram_listen_entry,
+      pipeline_detail::unix_dgram_bind_entry,
       pipeline_detail::seqpacket_connect_entry,
       pipeline_detail::seqpacket_listen_entry,
       pipeline_detail::exec_connect_entry,
@@ -79,6 +81,8 @@ bool role_has_factory(const protocol_entry& e) {
       return e.listen != nullptr;
     case layer_role::adapter:
       return e.wrap != nullptr;
+    case layer_role::bound:
+      return e.bind != nullptr;
   }
   return false;
 }
@@ -144,6 +148,8 @@ std::string_view to_string(layer_role role) noexcept {
       return "listener";
     case layer_role::adapter:
       return "adapter";
+    case layer_role::bound:
+      return "bound";
   }
   return "?";
 }

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -383,6 +384,136 @@ TEST_F(Cli, ListenKeepServesConnectionsOneAfterAnother) {
   ASSERT_TRUE(server->wait_finished(until_));
   EXPECT_EQ(server->exit_code(), 128 + SIGTERM) << server->err();
   EXPECT_EQ(server->out(), expected);
+}
+
+// -- bound endpoints: every datagram from every sender --------------------------------------------
+
+// datagram_socket is one sender of the bound-endpoint tests: a UDP socket bound to
+// 127.0.0.1 on an ephemeral port, or a unix datagram socket bound at `path`. Closes on
+// destruction.
+struct datagram_socket {
+  int fd = -1;
+  std::string name;  // as strata prints a sender: "127.0.0.1:PORT" or the path
+  ~datagram_socket() {
+    if (fd >= 0) ::close(fd);
+  }
+  static std::unique_ptr<datagram_socket> udp() {
+    auto s = std::make_unique<datagram_socket>();
+    s->fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (s->fd < 0 || ::bind(s->fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::getsockname(s->fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+      return nullptr;
+    s->name = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+    return s;
+  }
+  static std::unique_ptr<datagram_socket> unix_at(const std::string& path) {
+    auto s = std::make_unique<datagram_socket>();
+    s->fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    path.copy(sa.sun_path, sizeof sa.sun_path - 1);
+    if (s->fd < 0 || ::bind(s->fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return nullptr;
+    s->name = path;
+    return s;
+  }
+  bool send_udp(int port, const std::string& text) const {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    return ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+           static_cast<ssize_t>(text.size());
+  }
+  bool send_unix(const std::string& path, const std::string& text) const {
+    sockaddr_un to{};
+    to.sun_family = AF_UNIX;
+    path.copy(to.sun_path, sizeof to.sun_path - 1);
+    return ::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+           static_cast<ssize_t>(text.size());
+  }
+  /// receive waits (poll, until `until`) for one datagram; empty on timeout.
+  std::string receive(steady::time_point until) const {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now()).count();
+    pollfd p{fd, POLLIN, 0};
+    if (ms <= 0 || ::poll(&p, 1, static_cast<int>(ms)) != 1) return {};
+    char buf[512];
+    auto n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+};
+
+TEST_F(Cli, ListenOnABoundUdpEndpointPrintsEveryDatagramFromEverySender) {
+  for (bool from : {false, true}) {
+    SCOPED_TRACE(from ? "--from" : "without --from");
+    std::vector<std::string> args = {"listen", "udp-bind:127.0.0.1:0"};
+    if (from) args.insert(args.begin() + 1, "--from");
+    auto server = strata(args);
+    int port = port_of(*server);
+    ASSERT_GT(port, 0);
+    // Three senders, each its own socket: all their datagrams reach the one endpoint at
+    // once (udp-listen would have served only the first).
+    std::vector<std::unique_ptr<datagram_socket>> senders;
+    std::string expected;
+    for (int i = 0; i < 3; ++i) {
+      senders.push_back(datagram_socket::udp());
+      ASSERT_NE(senders.back(), nullptr);
+      std::string text = "datagram " + std::to_string(i) + " from sender " + std::to_string(i);
+      ASSERT_TRUE(senders.back()->send_udp(port, text));
+      expected += (from ? senders.back()->name + ": " : std::string()) + text + "\n";
+    }
+    ASSERT_TRUE(
+        process::drive({server.get()}, until_, [&] { return server->out() == expected || server->exited(); }))
+        << "out: " << server->out() << " err: " << server->err();
+    EXPECT_EQ(server->out(), expected);
+    // A stdin line goes to the latest sender.
+    server->send("answer\n", false);
+    EXPECT_EQ(senders.back()->receive(until_), "answer");
+    EXPECT_FALSE(server->exited()) << server->err();
+    ASSERT_EQ(::kill(server->pid(), SIGTERM), 0);
+    ASSERT_TRUE(server->wait_finished(until_));
+    EXPECT_EQ(server->exit_code(), 128 + SIGTERM) << server->err();
+    EXPECT_EQ(server->out(), expected);
+  }
+}
+
+TEST_F(Cli, ListenOnABoundUnixEndpointNamesEachSender) {
+  std::string path = dir_ + "/log.sock";
+  auto server = strata({"listen", "--from", "unix-dgram-bind:" + path});
+  ASSERT_TRUE(wait_line(*server, "listening on " + path)) << server->err();
+  std::vector<std::unique_ptr<datagram_socket>> senders;
+  std::string expected;
+  for (int i = 0; i < 3; ++i) {
+    senders.push_back(datagram_socket::unix_at(dir_ + "/sender" + std::to_string(i) + ".sock"));
+    ASSERT_NE(senders.back(), nullptr);
+    std::string text = "<134>message " + std::to_string(i);
+    ASSERT_TRUE(senders.back()->send_unix(path, text));
+    expected += senders.back()->name + ": " + text + "\n";
+  }
+  ASSERT_TRUE(
+      process::drive({server.get()}, until_, [&] { return server->out() == expected || server->exited(); }))
+      << "out: " << server->out() << " err: " << server->err();
+  EXPECT_EQ(server->out(), expected);
+  ASSERT_EQ(::kill(server->pid(), SIGTERM), 0);
+  ASSERT_TRUE(server->wait_finished(until_));
+  EXPECT_EQ(server->exit_code(), 128 + SIGTERM) << server->err();
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the endpoint leaves its socket file behind";
+}
+
+TEST_F(Cli, BoundSpecsAreRefusedWhereTheyDoNotApply) {
+  auto stacked = run({"listen", "udp-bind:127.0.0.1:0 | prefix"});
+  EXPECT_EQ(stacked->exit_code(), 2);
+  EXPECT_NE(stacked->err().find("a bound endpoint is connection-less"), std::string::npos) << stacked->err();
+  auto from = run({"listen", "--from", "tcp-listen:127.0.0.1:0"});
+  EXPECT_EQ(from->exit_code(), 2);
+  EXPECT_NE(from->err().find("--from applies to a bound SPEC"), std::string::npos) << from->err();
+  auto connect = run({"connect", "udp-bind:127.0.0.1:0"});
+  EXPECT_EQ(connect->exit_code(), 2);
+  EXPECT_NE(connect->err().find("bound endpoint"), std::string::npos) << connect->err();
+  EXPECT_EQ(run({"bridge", "udp-bind:127.0.0.1:0", "tcp:127.0.0.1:1"})->exit_code(), 2);
 }
 
 // -- message stacks -------------------------------------------------------------------------------

@@ -23,18 +23,32 @@ TEST(Registry, ListsTheExpectedSpecNames) {
   std::vector<std::string_view> names;
   for (const auto& e : registry()) names.push_back(e.name);
   // Transports first, then adapters: the order `strata caps` prints.
-  std::vector<std::string_view> expected = {"tcp",           "tcp-listen",
-                                            "unix",          "unix-listen",
-                                            "udp",           "udp-listen",
-                                            "unix-dgram",    "unix-dgram-listen",
-                                            "seqpacket",     "seqpacket-listen",
-                                            "exec",          "fifo-read",
-                                            "fifo-write",    "mq",
-                                            "mq-listen",     "inproc",
-                                            "inproc-listen", "shm",
-                                            "shm-listen",    "shm-pub",
-                                            "shm-sub",       "shm-queue",
-                                            "prefix",        "crlf",
+  std::vector<std::string_view> expected = {"tcp",
+                                            "tcp-listen",
+                                            "unix",
+                                            "unix-listen",
+                                            "udp",
+                                            "udp-listen",
+                                            "udp-bind",
+                                            "unix-dgram",
+                                            "unix-dgram-listen",
+                                            "unix-dgram-bind",
+                                            "seqpacket",
+                                            "seqpacket-listen",
+                                            "exec",
+                                            "fifo-read",
+                                            "fifo-write",
+                                            "mq",
+                                            "mq-listen",
+                                            "inproc",
+                                            "inproc-listen",
+                                            "shm",
+                                            "shm-listen",
+                                            "shm-pub",
+                                            "shm-sub",
+                                            "shm-queue",
+                                            "prefix",
+                                            "crlf",
                                             "term"};
   EXPECT_EQ(names, expected);
 }
@@ -64,6 +78,13 @@ TEST(Registry, EntriesAreCompleteAndConsistent) {
       case layer_role::adapter:
         EXPECT_NE(e.wrap, nullptr);
         EXPECT_TRUE(e.target_help.empty());
+        break;
+      case layer_role::bound:
+        EXPECT_NE(e.bind, nullptr);
+        EXPECT_FALSE(e.target_help.empty());
+        EXPECT_EQ(e.row->required.bits, 0u) << "a bottom layer requires nothing";
+        EXPECT_EQ(e.row->provided_value.connection, connection::less)
+            << "a bound endpoint is connection-less";
         break;
     }
     std::set<std::string_view> params;
@@ -100,6 +121,7 @@ TEST(Registry, EveryEntryAcceptsItsDefaults) {
     ASSERT_TRUE(p) << error.render(text);
     EXPECT_EQ(p->layers().back().entry, &e);
     EXPECT_EQ(p->is_listener(), e.role == layer_role::listener);
+    EXPECT_EQ(p->is_bound(), e.role == layer_role::bound);
   }
 }
 
@@ -113,6 +135,7 @@ TEST(Registry, ClosestProtocol) {
   EXPECT_EQ(closest_protocol("websocket"), "");
   EXPECT_EQ(closest_protocol(""), "");
   EXPECT_EQ(to_string(layer_role::listener), "listener");
+  EXPECT_EQ(to_string(layer_role::bound), "bound");
 }
 
 // The completeness check (STYLE.md rule 11): a protocol without its docs page, test

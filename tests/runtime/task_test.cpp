@@ -162,7 +162,6 @@ struct frame_address {
 
 task<void> note_frame(std::set<void*>& seen) { seen.insert(co_await frame_address{}); }
 
-
 TEST(FrameAllocator, SpawnJoinCyclesReuseFrames) {
   // Off under AddressSanitizer and with STRATA_FRAME_POOL=0 (the pool would hide misuse).
   if (!detail::frame_pool_enabled()) GTEST_SKIP() << "frames are not pooled in this process";

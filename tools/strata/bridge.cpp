@@ -445,6 +445,13 @@ int bridge_main(args& a, signal_guard& signals) {
   if (!first) return exit_usage;
   auto second = parse_pipeline("bridge: SPEC2", specs[1]);
   if (!second) return exit_usage;
+  for (const auto* side : {&*first, &*second}) {
+    if (side->is_bound())
+      return usage_error("bridge",
+                         "'" + side->text() +
+                             "' is a bound endpoint (connection-less); bridge relays connections: use "
+                             "'strata listen' for it");
+  }
   if (second->is_listener())
     return usage_error("bridge",
                        "SPEC2 '" + second->text() +

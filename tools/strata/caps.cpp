@@ -16,7 +16,8 @@ const std::string_view caps_help = R"(usage: strata caps [PROTOCOL]
 Without PROTOCOL: the capability table of every registered protocol, one row each:
   NAME        the name used in a SPEC (tcp, tcp-listen, prefix, ...)
   ROLE        connector (bottom layer that connects), listener (bottom layer that
-              accepts) or adapter (stacked on another layer)
+              accepts), bound (bottom layer that binds one connection-less endpoint:
+              any sender, any peer) or adapter (stacked on another layer)
   REQUIRES    properties the layer directly below must provide ('-': none)
   SPEC        how to write it, with parameters and their defaults
   PROVIDES    properties it sets for the layer above; 'passes' lists the properties it

@@ -80,6 +80,9 @@ int connect_main(args& a, signal_guard& signals) {
   if (!p) return exit_usage;
   if (p->is_listener())
     return usage_error("connect", "'" + std::string(spec_text) + "' listens; use 'strata listen' for it");
+  if (p->is_bound())
+    return usage_error("connect", "'" + std::string(spec_text) +
+                                      "' is a bound endpoint (connection-less); use 'strata listen' for it");
   options.label = p->text();
 
   stdio_guard stdio;

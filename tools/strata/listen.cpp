@@ -1,9 +1,10 @@
 // strata listen SPEC: accept on a listener pipeline and relay stdin/stdout over the
-// accepted connection.
+// accepted connection, or serve a bound endpoint: print every datagram from every sender.
 #include <cstdio>
 #include <string>
 
 #include "commands.hpp"
+#include "endpoint.hpp"
 #include "relay.hpp"
 
 namespace strata::cli {
@@ -16,6 +17,14 @@ help for when the relay ends), like nc -l.
 The listener is closed as soon as that connection is accepted (a Unix socket file is
 removed), and strata exits when the connection ends.
 
+A bound SPEC (udp-bind:HOST:PORT, unix-dgram-bind:PATH) is one connection-less
+endpoint instead: strata prints every datagram from every sender to stdout, exactly its
+bytes and a '\n' (after 'SENDER: ' with --from), and sends each stdin line (without
+its '\n') to the sender of the latest datagram; stdin is not read before a first
+datagram arrives, and its end stops only the answers. An answer that cannot be
+delivered is reported and the endpoint goes on. It runs until SIGHUP/SIGINT/SIGTERM,
+a receive error or --idle; -k changes nothing and --linger does not apply.
+
 Once bound, strata writes 'listening on ADDRESS' to stderr, with the real port when
 SPEC asked for port 0. stdout carries nothing but received data.
 
@@ -25,6 +34,9 @@ options:
                        and once stdin has ended later connections get end of stream
                        right away. Runs until a fatal error or SIGHUP/SIGINT/SIGTERM.
   -v, --verbose        write 'connection from ADDRESS' to stderr for each connection
+                       ('datagram from ADDRESS' for each datagram of a bound SPEC)
+  --from               (bound SPEC) prefix each datagram's line with its sender:
+                       '127.0.0.1:40000: text'
   --idle DURATION      fail a connection when no data moves either way for DURATION
   --linger DURATION    after the peer finished, wait this long for more stdin (default 500ms)
   -h, --help           show this help
@@ -35,12 +47,14 @@ idle); 2 usage error or refused SPEC; 129/130/143 stopped by SIGHUP/SIGINT/SIGTE
 examples:
   strata listen tcp-listen:127.0.0.1:7000 > received.bin
   strata listen -k 'unix-listen:/tmp/app.sock | prefix(4)'
+  strata listen --from udp-bind:127.0.0.1:5514       # a syslog-like sink
 )";
 
 int listen_main(args& a, signal_guard& signals) {
   relay_options options;
   bool keep = false;
   bool verbose = false;
+  bool from = false;
   std::string_view spec_text;
   bool have_spec = false;
   while (!a.empty()) {
@@ -64,6 +78,8 @@ int listen_main(args& a, signal_guard& signals) {
       keep = true;
     } else if (arg == "-v" || arg == "--verbose") {
       verbose = true;
+    } else if (arg == "--from") {
+      from = true;
     } else if (arg.size() > 1 && arg[0] == '-') {
       return usage_error("listen", "unknown option '" + std::string(arg) + "'");
     } else if (have_spec) {
@@ -76,8 +92,28 @@ int listen_main(args& a, signal_guard& signals) {
   if (!have_spec) return usage_error("listen", "missing SPEC");
   auto p = parse_pipeline("listen", spec_text);
   if (!p) return exit_usage;
-  if (!p->is_listener())
+  if (!p->is_listener() && !p->is_bound())
     return usage_error("listen", "'" + std::string(spec_text) + "' connects; use 'strata connect' for it");
+  if (from && !p->is_bound())
+    return usage_error("listen",
+                       "--from applies to a bound SPEC (udp-bind, unix-dgram-bind), whose "
+                       "datagrams come from many senders");
+  if (p->is_bound()) {
+    endpoint_options endpoint{
+        .show_sender = from, .verbose = verbose, .idle = options.idle, .label = p->text()};
+    stdio_guard stdio;
+    return run_command(signals, [&]() -> task<int> {
+      auto bound = p->bind();
+      if (!bound) {
+        report(bound.error().where(), bound.error());
+        co_return exit_failure;
+      }
+      auto where = bound->local_address();
+      std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : p->text().c_str());
+      std::fflush(stderr);
+      co_return co_await serve_endpoint(*bound, endpoint);
+    });
+  }
 
   stdio_guard stdio;
   return run_command(signals, [&]() -> task<int> {

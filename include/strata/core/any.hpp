@@ -1,6 +1,7 @@
 // Type erasure for dynamic stacks: any_stream, any_message, any_connection (either),
-// any_listener. A pipeline built from a spec string is a chain of these; each call costs
-// one virtual call and forwards the concrete layer's task unchanged.
+// any_listener, and any_datagram for a bound, connection-less endpoint. A pipeline built
+// from a spec string is a chain of these; each call costs one virtual call and forwards
+// the concrete layer's task unchanged.
 #pragma once
 
 #include <functional>
@@ -199,6 +200,75 @@ class any_listener {
   }
 
  private:
+  std::unique_ptr<iface> impl_;
+};
+
+/// any_datagram holds any datagram_socket (core/stream.hpp): a bound, connection-less
+/// endpoint that receives from any sender, with the sender's address, and sends to any
+/// address (the top of a bound pipeline: udp-bind, unix-dgram-bind). Its row says
+/// connection-less; nothing is stacked on it. Thread-compatible like the socket it holds:
+/// one task receives and one sends at a time.
+class any_datagram {
+ public:
+  static constexpr properties capabilities{};
+
+  any_datagram() = default;
+  template <datagram_socket D>
+  requires(!std::same_as<std::remove_cvref_t<D>, any_datagram>) explicit any_datagram(D d)
+      : impl_(std::make_unique<model<D>>(std::move(d))) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
+
+  /// send_to sends one whole message to `to`; `bufs` and `to` must outlive the task.
+  /// Errors as the socket's send_to: message_too_large above max_message (nothing sent),
+  /// timed_out / operation_canceled (nothing sent), closed, system errors.
+  task<result<void>> send_to(const_buffers bufs, const address& to, deadline dl) {
+    return impl_->send_to(bufs, to, dl);
+  }
+  /// recv_from waits for one whole message and returns its size and its sender.
+  /// message_too_large when `buf` is too small (whether the message is kept for a larger
+  /// buffer is the socket's rule: the pipeline's entries keep it); timed_out /
+  /// operation_canceled consume nothing; closed after close.
+  task<result<received>> recv_from(mutable_buffer buf, deadline dl) { return impl_->recv_from(buf, dl); }
+  /// close releases the endpoint (a unix path is removed); waiting tasks get `closed`.
+  task<result<void>> close(deadline dl) { return impl_->close(dl); }
+  /// query_erased answers a fact for strata::query (core/query.hpp) by asking the
+  /// concrete socket: one virtual call.
+  bool query_erased(fact_id id, void* out) const { return impl_ && impl_->query(id, out); }
+  /// local_address is where the endpoint is bound (the real port after port 0).
+  result<address> local_address() const { return query<fact::local_address>(*this); }
+  /// runtime_capabilities is what the concrete socket offers.
+  properties runtime_capabilities() const { return impl_->caps(); }
+
+ private:
+  struct iface {
+    virtual ~iface() = default;
+    virtual task<result<void>> send_to(const_buffers, const address&, deadline) = 0;
+    virtual task<result<received>> recv_from(mutable_buffer, deadline) = 0;
+    virtual task<result<void>> close(deadline) = 0;
+    virtual bool query(fact_id, void*) const = 0;
+    virtual properties caps() const = 0;
+  };
+  template <class D>
+  struct model final : iface {
+    explicit model(D d) : inner(std::move(d)) {}
+    task<result<void>> send_to(const_buffers b, const address& to, deadline dl) override {
+      return inner.send_to(b, to, dl);
+    }
+    task<result<received>> recv_from(mutable_buffer b, deadline dl) override {
+      return inner.recv_from(b, dl);
+    }
+    task<result<void>> close(deadline dl) override { return inner.close(dl); }
+    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
+    properties caps() const override {
+      if constexpr (requires { inner.runtime_capabilities(); }) {
+        return inner.runtime_capabilities();
+      } else {
+        return D::capabilities;
+      }
+    }
+    D inner;
+  };
   std::unique_ptr<iface> impl_;
 };
 

@@ -235,6 +235,7 @@ owned_entry adapter_entry(adapter_definition<Options> def) {
       .refine = nullptr,
       .connect = nullptr,
       .listen = nullptr,
+      .bind = nullptr,
       .wrap = detail::wrap_custom<Options>,
       .context = definition.get(),
   };

@@ -116,6 +116,9 @@ class pipeline {
   const std::vector<pipeline_layer>& layers() const noexcept { return layers_; }
   /// is_listener is true when the bottom layer accepts (e.g. tcp-listen).
   bool is_listener() const noexcept;
+  /// is_bound is true when the bottom layer is a bound, connection-less endpoint
+  /// (udp-bind, unix-dgram-bind): build it with bind(), not connect() or listen().
+  bool is_bound() const noexcept;
   /// top is what the whole stack offers to the application.
   properties top() const noexcept;
   /// describe prints one line per layer, bottom first: "tcp:127.0.0.1:7000  ->  <props>".
@@ -133,6 +136,11 @@ class pipeline {
   /// Errors: as the transport's bind (EADDRINUSE, ...); invalid_argument for a
   /// connector pipeline. The listener keeps its own copy of the layers.
   stack_result<any_listener> listen(listen_options options = {}) const;
+  /// bind binds a bound pipeline's endpoint (udp-bind, unix-dgram-bind): one socket that
+  /// receives from any sender, with its address, and sends to any address. It does not
+  /// block. Errors name the layer (stack_error, op "bind"): as the transport's bind
+  /// (EADDRINUSE, EACCES, ...); invalid_argument for a connector or listener pipeline.
+  stack_result<any_datagram> bind() const;
 
  private:
   std::string text_;
@@ -160,5 +168,9 @@ task<stack_result<any_connection>> connect(std::string_view spec_text, deadline 
 /// listen parses, checks and binds a listener spec in one call (errors as connect).
 stack_result<any_listener> listen(std::string_view spec_text, listen_options options = {},
                                   const protocol_registry& protocols = protocol_registry::builtin());
+/// bind parses, checks and binds a bound spec (`udp-bind:127.0.0.1:5514`) in one call
+/// (errors as connect, with op "bind").
+stack_result<any_datagram> bind(std::string_view spec_text,
+                                const protocol_registry& protocols = protocol_registry::builtin());
 
 }  // namespace strata

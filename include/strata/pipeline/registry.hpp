@@ -23,6 +23,10 @@ enum class layer_role {
   connector,  ///< bottom layer that connects out (tcp:HOST:PORT)
   listener,   ///< bottom layer that accepts (tcp-listen:HOST:PORT)
   adapter,    ///< a layer stacked on another (prefix, crlf)
+  /// bound: a bottom layer that binds a connection-less endpoint (udp-bind:HOST:PORT):
+  /// it receives from any sender and sends to any address (any_datagram). It stands
+  /// alone: no layer is stacked on a bound endpoint yet.
+  bound,
 };
 
 /// layer_side says which end of a connection a layer is stacked on: the end that
@@ -69,6 +73,8 @@ struct protocol_entry {
   task<result<any_connection>> (*connect)(layer_options_ptr options, deadline dl) = nullptr;
   /// listen binds a listener (role listener).
   result<any_listener> (*listen)(layer_options_ptr options) = nullptr;
+  /// bind binds a connection-less endpoint (role bound).
+  result<any_datagram> (*bind)(layer_options_ptr options) = nullptr;
   /// wrap stacks this adapter on `lower` (role adapter), which offers what the row
   /// requires (the checker made sure), on the given side of the connection. It may
   /// exchange bytes with the peer before the layer is ready (a handshake); `dl` bounds

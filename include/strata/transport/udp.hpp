@@ -6,7 +6,8 @@
 //               duplex max_message=65507 (IPv4; 65527 over IPv6)
 // spec: udp:HOST:PORT (a message socket connected to HOST:PORT),
 //       udp-listen:HOST:PORT (socat-like: accept waits for the first datagram and returns
-//       a message socket connected to its sender, that datagram pending)
+//       a message socket connected to its sender, that datagram pending),
+//       udp-bind:HOST:PORT (a bound socket below: any sender, any peer; any_datagram)
 #pragma once
 
 #include <cstddef>

@@ -9,7 +9,8 @@
 //               the kernel's 32 bytes; max_message() probes the real socket)
 // spec: unix-dgram:PATH or unix-dgram:@NAME (a message socket connected to it),
 //       unix-dgram-listen:PATH or unix-dgram-listen:@NAME (bound; socat-like, accept waits
-//       for the first message and returns a socket connected to its sender)
+//       for the first message and returns a socket connected to its sender),
+//       unix-dgram-bind:PATH or unix-dgram-bind:@NAME (a bound socket: any sender, any peer)
 #pragma once
 
 #include <cstddef>

@@ -87,6 +87,7 @@ constinit const protocol_entry crlf_entry{
     .refine = refine,
     .connect = nullptr,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = wrap,
 };
 
@@ -104,6 +105,7 @@ constinit const protocol_entry term_entry{
     .refine = refine,
     .connect = nullptr,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = wrap,
 };
 

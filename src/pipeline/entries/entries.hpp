@@ -13,8 +13,10 @@ extern const protocol_entry unix_connect_entry;        ///< unix:PATH | unix:@NA
 extern const protocol_entry unix_listen_entry;         ///< unix-listen:PATH | unix-listen:@NAME
 extern const protocol_entry udp_connect_entry;         ///< udp:HOST:PORT
 extern const protocol_entry udp_listen_entry;          ///< udp-listen:HOST:PORT
+extern const protocol_entry udp_bind_entry;            ///< udp-bind:HOST:PORT
 extern const protocol_entry unix_dgram_connect_entry;  ///< unix-dgram:PATH | unix-dgram:@NAME
 extern const protocol_entry unix_dgram_listen_entry;   ///< unix-dgram-listen:PATH | unix-dgram-listen:@NAME
+extern const protocol_entry unix_dgram_bind_entry;     ///< unix-dgram-bind:PATH | unix-dgram-bind:@NAME
 extern const protocol_entry seqpacket_connect_entry;   ///< seqpacket:PATH | seqpacket:@NAME
 extern const protocol_entry seqpacket_listen_entry;    ///< seqpacket-listen:PATH | seqpacket-listen:@NAME
 extern const protocol_entry exec_connect_entry;        ///< exec:COMMAND (pipe)

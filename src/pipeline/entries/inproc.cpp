@@ -95,6 +95,7 @@ constinit const protocol_entry inproc_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -112,6 +113,7 @@ constinit const protocol_entry inproc_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

@@ -360,6 +360,7 @@ constinit const protocol_entry mq_connect_entry{
     .refine = refine,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -377,6 +378,7 @@ constinit const protocol_entry mq_listen_entry{
     .refine = refine,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

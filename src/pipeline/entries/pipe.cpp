@@ -150,6 +150,7 @@ constinit const protocol_entry exec_connect_entry{
     .refine = nullptr,
     .connect = connect_exec,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -167,6 +168,7 @@ constinit const protocol_entry fifo_read_entry{
     .refine = nullptr,
     .connect = connect_fifo_read,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -184,6 +186,7 @@ constinit const protocol_entry fifo_write_entry{
     .refine = nullptr,
     .connect = connect_fifo_write,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

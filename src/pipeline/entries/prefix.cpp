@@ -89,6 +89,7 @@ constinit const protocol_entry prefix_entry{
     .refine = refine,
     .connect = nullptr,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = wrap,
 };
 

@@ -99,6 +99,7 @@ constinit const protocol_entry seqpacket_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -116,6 +117,7 @@ constinit const protocol_entry seqpacket_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

@@ -276,6 +276,7 @@ constinit const protocol_entry shm_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -293,6 +294,7 @@ constinit const protocol_entry shm_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -310,6 +312,7 @@ constinit const protocol_entry shm_pub_entry{
     .refine = refine_pub,
     .connect = connect_pub,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -327,6 +330,7 @@ constinit const protocol_entry shm_sub_entry{
     .refine = nullptr,
     .connect = connect_sub,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -344,6 +348,7 @@ constinit const protocol_entry shm_queue_entry{
     .refine = refine_queue,
     .connect = connect_queue,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

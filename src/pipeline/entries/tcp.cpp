@@ -103,6 +103,7 @@ constinit const protocol_entry tcp_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -120,6 +121,7 @@ constinit const protocol_entry tcp_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

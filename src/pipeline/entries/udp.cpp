@@ -5,6 +5,7 @@
 //       unordered net multicast any-process duplex max_message=65507, 65527 over IPv6)
 // spec: udp:HOST:PORT(bind=HOST:PORT, ttl=N, loop=0|1, interface=ADDR)
 //       udp-listen:HOST:PORT(multicast=GROUP, interface=ADDR, loop=0|1)   (port 0: ephemeral)
+//       udp-bind:HOST:PORT(reuseport=0|1, rcvbuf=SIZE)   (a bound endpoint: any sender, any peer)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -45,6 +46,17 @@ constexpr param_info listen_params[] = {
     {.name = "loop", .default_value = "1", .help = "IP_MULTICAST_LOOP on the listening socket"},
 };
 
+constexpr param_info bind_params[] = {
+    {.name = "reuseport",
+     .default_value = "0",
+     .help = "SO_REUSEPORT: several endpoints on one port, the kernel spreads the senders over them"},
+    {.name = "rcvbuf",
+     .default_value = "",
+     .help =
+         "SO_RCVBUF in bytes (the kernel doubles it; default: the system's), for bursts from many senders",
+     .optional = true},
+};
+
 /// udp_connect_config is udp:HOST:PORT(...) parsed.
 struct udp_connect_config final : layer_options {
   address where;
@@ -55,6 +67,12 @@ struct udp_connect_config final : layer_options {
 struct udp_listen_config final : layer_options {
   address where;
   udp::listen_options options;
+};
+
+/// udp_bind_config is udp-bind:HOST:PORT(...) parsed.
+struct udp_bind_config final : layer_options {
+  address where;
+  udp::bind_options options;
 };
 
 bool check_address(const protocol_entry& entry, const spec_layer& layer, bool connecting, spec_error& error) {
@@ -164,6 +182,21 @@ layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& laye
   return config;
 }
 
+layer_options_ptr configure_bind(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  const auto& entry = udp_bind_entry;
+  if (!check_shape(entry, layer, error) || !check_address(entry, layer, false, error)) return nullptr;
+  auto config = std::make_shared<udp_bind_config>();
+  config->where = *address::parse_ip(layer.target);
+  if (!flag_param(entry, layer, "reuseport", false, config->options.reuse_port, error)) return nullptr;
+  std::uint64_t rcvbuf = 0;
+  if (!size_param(entry, layer, "rcvbuf", 0, 1024, 1u << 30, rcvbuf, error)) return nullptr;
+  config->options.receive_buffer = static_cast<int>(rcvbuf);
+  // A message larger than the caller's buffer stays queued, so it can be received again
+  // with a larger one (as the connected entries do).
+  config->options.keep_too_large = true;
+  return config;
+}
+
 /// refine gives an IPv6 socket its larger message limit.
 template <class Config>
 properties refine(properties computed, const layer_options& options) {
@@ -191,6 +224,13 @@ result<any_listener> listen(layer_options_ptr options) {
   return make_listener(std::move(*l));
 }
 
+result<any_datagram> bind(layer_options_ptr options) {
+  const auto& config = static_cast<const udp_bind_config&>(*options);
+  auto s = udp::socket::bind(config.where, config.options);
+  if (!s) return unexpected(s.error());
+  return any_datagram(std::move(*s));
+}
+
 }  // namespace
 
 constinit const protocol_entry udp_connect_entry{
@@ -207,6 +247,7 @@ constinit const protocol_entry udp_connect_entry{
     .refine = refine<udp_connect_config>,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -224,6 +265,25 @@ constinit const protocol_entry udp_listen_entry{
     .refine = refine<udp_listen_config>,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
+    .wrap = nullptr,
+};
+
+constinit const protocol_entry udp_bind_entry{
+    .name = "udp-bind",
+    .protocol = "udp",
+    .layer = "transport",
+    .role = layer_role::bound,
+    .row = &udp::row,
+    .summary = "bind UDP HOST:PORT as one endpoint: receive from any sender (with its address), send to any",
+    .target_help = "HOST:PORT",
+    .params = bind_params,
+    .parses_peer_input = false,
+    .configure = configure_bind,
+    .refine = refine<udp_bind_config>,
+    .connect = nullptr,
+    .listen = nullptr,
+    .bind = bind,
     .wrap = nullptr,
 };
 

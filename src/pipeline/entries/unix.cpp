@@ -79,6 +79,7 @@ constinit const protocol_entry unix_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -96,6 +97,7 @@ constinit const protocol_entry unix_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 

@@ -5,6 +5,7 @@
 //       ordered dup_free ipc p2p any-process duplex fd_passing max_message=212960)
 // spec: unix-dgram:PATH or unix-dgram:@NAME (bind=PATH|@NAME)
 //       unix-dgram-listen:PATH or unix-dgram-listen:@NAME   (accepts one sender)
+//       unix-dgram-bind:PATH or unix-dgram-bind:@NAME       (a bound endpoint: any sender, any peer)
 
 #include "strata/transport/unix_dgram.hpp"
 #include "../entry_support.hpp"
@@ -28,6 +29,11 @@ struct unix_dgram_connect_config final : layer_options {
 
 /// unix_dgram_listen_config is unix-dgram-listen:PATH parsed.
 struct unix_dgram_listen_config final : layer_options {
+  address where;
+};
+
+/// unix_dgram_bind_config is unix-dgram-bind:PATH parsed.
+struct unix_dgram_bind_config final : layer_options {
   address where;
 };
 
@@ -62,6 +68,16 @@ layer_options_ptr configure_listen(const protocol_entry&, const spec_layer& laye
   return config;
 }
 
+layer_options_ptr configure_bind(const protocol_entry&, const spec_layer& layer, spec_error& error) {
+  if (!check_shape(unix_dgram_bind_entry, layer, error) ||
+      !check_unix_target(unix_dgram_bind_entry, layer, error)) {
+    return nullptr;
+  }
+  auto config = std::make_shared<unix_dgram_bind_config>();
+  config->where = *address::parse_unix(layer.target);
+  return config;
+}
+
 task<result<any_connection>> connected_task(unix_dgram::connected c) {
   co_return any_connection(any_message(std::move(c)));
 }
@@ -81,6 +97,14 @@ result<any_listener> listen(layer_options_ptr options) {
   return make_listener(std::move(*l));
 }
 
+result<any_datagram> bind(layer_options_ptr options) {
+  const auto& config = static_cast<const unix_dgram_bind_config&>(*options);
+  // keep_too_large: a message larger than the caller's buffer stays queued for a larger one.
+  auto s = unix_dgram::socket::bind(config.where, {.keep_too_large = true});
+  if (!s) return unexpected(s.error());
+  return any_datagram(std::move(*s));
+}
+
 }  // namespace
 
 constinit const protocol_entry unix_dgram_connect_entry{
@@ -97,6 +121,7 @@ constinit const protocol_entry unix_dgram_connect_entry{
     .refine = nullptr,
     .connect = connect,
     .listen = nullptr,
+    .bind = nullptr,
     .wrap = nullptr,
 };
 
@@ -114,6 +139,26 @@ constinit const protocol_entry unix_dgram_listen_entry{
     .refine = nullptr,
     .connect = nullptr,
     .listen = listen,
+    .bind = nullptr,
+    .wrap = nullptr,
+};
+
+constinit const protocol_entry unix_dgram_bind_entry{
+    .name = "unix-dgram-bind",
+    .protocol = "unix_dgram",
+    .layer = "transport",
+    .role = layer_role::bound,
+    .row = &unix_dgram::row,
+    .summary =
+        "bind a unix datagram socket at PATH or @NAME as one endpoint: receive from any sender, send to any",
+    .target_help = "PATH or @NAME",
+    .params = {},
+    .parses_peer_input = false,
+    .configure = configure_bind,
+    .refine = nullptr,
+    .connect = nullptr,
+    .listen = nullptr,
+    .bind = bind,
     .wrap = nullptr,
 };
 

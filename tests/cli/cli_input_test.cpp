@@ -92,7 +92,7 @@ TEST_F(CliInput, AnOptionWithoutItsValueIsNamed) {
   const std::vector<std::vector<std::string>> cases = {
       {"connect", "--timeout"}, {"connect", "--idle"},        {"connect", "tcp:127.0.0.1:1", "--linger"},
       {"listen", "--idle"},     {"listen", "-k", "--linger"}, {"bridge", "--timeout"},
-      {"bridge", "--idle"},     {"demo", "--size"},
+      {"bridge", "--idle"},     {"demo", "--size"},           {"listen", "--handshake"},
   };
   for (const auto& args : cases) {
     auto c = run(args);
@@ -106,6 +106,12 @@ TEST_F(CliInput, AnOptionGivenWithEqualsAndNoValueIsADurationError) {
   auto c = run({"connect", "--timeout=", "tcp:127.0.0.1:1"});
   EXPECT_EQ(c->exit_code(), 2);
   EXPECT_NE(c->err().find("--timeout: not a duration: ''"), std::string::npos) << c->err();
+}
+
+TEST_F(CliInput, AZeroHandshakeDeadlineIsRefused) {
+  auto c = run({"listen", "--handshake", "0", "tcp-listen:127.0.0.1:0 | prefix"});
+  EXPECT_EQ(c->exit_code(), 2);
+  EXPECT_NE(c->err().find("--handshake: not a duration: '0'"), std::string::npos) << c->err();
 }
 
 TEST_F(CliInput, AHugeSpecIsShownAsAWindowAroundTheCaret) {

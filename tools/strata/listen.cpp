@@ -37,6 +37,9 @@ options:
                        ('datagram from ADDRESS' for each datagram of a bound SPEC)
   --from               (bound SPEC) prefix each datagram's line with its sender:
                        '127.0.0.1:40000: text'
+  --handshake DURATION each connection's layers above the transport must be ready
+                       within DURATION (default 5s); one that is not, or whose
+                       handshake fails, is dropped (-v reports it) and listen goes on
   --idle DURATION      fail a connection when no data moves either way for DURATION
   --linger DURATION    after the peer finished, wait this long for more stdin (default 500ms)
   -h, --help           show this help
@@ -52,6 +55,7 @@ examples:
 
 int listen_main(args& a, signal_guard& signals) {
   relay_options options;
+  listen_options listening;
   bool keep = false;
   bool verbose = false;
   bool from = false;
@@ -64,6 +68,13 @@ int listen_main(args& a, signal_guard& signals) {
       if (!d || d->count() == 0)
         return usage_error("listen", "--idle: not a duration: '" + std::string(*v) + "'");
       options.idle = *d;
+      continue;
+    }
+    if (auto v = option_value(a, "--handshake", missing)) {
+      auto d = parse_duration(*v);
+      if (!d || d->count() == 0)
+        return usage_error("listen", "--handshake: not a duration: '" + std::string(*v) + "'");
+      listening.handshakes.timeout = std::chrono::ceil<std::chrono::milliseconds>(*d);
       continue;
     }
     if (auto v = option_value(a, "--linger", missing)) {
@@ -117,10 +128,16 @@ int listen_main(args& a, signal_guard& signals) {
 
   stdio_guard stdio;
   return run_command(signals, [&]() -> task<int> {
-    auto listener = p->listen();
+    auto listener = p->listen(listening);
     if (!listener) {
       report(listener.error().where(), listener.error());
       co_return exit_failure;
+    }
+    if (verbose) {
+      listener->on_handshake_failure([](const handshake_failure& f) {
+        std::string who = f.peer && !f.peer->to_string().empty() ? f.peer->to_string() : "a peer";
+        report("handshake with " + who + " failed", f.error);
+      });
     }
     auto where = listener->local_address();
     std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : p->text().c_str());

@@ -6,6 +6,7 @@
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/memory.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/run.hpp"
 #include "strata/runtime/scope.hpp"
 #include "strata/runtime/task.hpp"

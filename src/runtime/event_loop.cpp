@@ -335,15 +335,25 @@ void event_loop::poll(bool block) {
     }
     if (static_cast<std::size_t>(fd) >= io_.size()) continue;
     auto& s = io_[fd];
+    // A parked pollable_fd operation makes its system call here (its attempt); one that
+    // would still block stays parked, so a spurious edge costs no resumption.
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
       s.read_ready = true;
       if (ev & (EPOLLRDHUP | EPOLLHUP)) s.read_final = true;
-      if (auto* w = std::exchange(s.reader, nullptr)) w->complete({});
+      if (auto* w = s.reader; w && (!s.read_attempt || s.read_attempt(*w))) {
+        s.reader = nullptr;
+        s.read_attempt = nullptr;
+        w->complete({});
+      }
     }
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
       s.write_ready = true;
-      if (auto* w = std::exchange(s.writer, nullptr)) {
-        w->complete({});
+      if (auto* w = s.writer) {
+        if (!s.write_attempt || s.write_attempt(*w)) {
+          s.writer = nullptr;
+          s.write_attempt = nullptr;
+          w->complete({});
+        }
       } else if ((ev & EPOLLOUT) && (s.interest & EPOLLOUT)) {
         drop_write_interest(fd, s);
       }
@@ -439,10 +449,13 @@ void event_loop::unlink_io(detail::waiter& w) noexcept {
   if (static_cast<std::size_t>(fd) >= loop->io_.size()) return;
   auto& s = loop->io_[fd];
   auto*& parked = write ? s.writer : s.reader;
-  if (parked == &w) parked = nullptr;
+  if (parked == &w) {
+    parked = nullptr;
+    (write ? s.write_attempt : s.read_attempt) = nullptr;
+  }
 }
 
-bool event_loop::watch_io(int fd, bool write, detail::waiter& w) {
+bool event_loop::watch_io(int fd, bool write, detail::waiter& w, io_attempt attempt) {
   if (fd < 0) {
     w.outcome = errc::invalid_argument;
     return false;
@@ -487,6 +500,7 @@ bool event_loop::watch_io(int fd, bool write, detail::waiter& w) {
     return false;
   }
   parked = &w;
+  (write ? s.write_attempt : s.read_attempt) = attempt;
   w.source = this;
   w.source_tag = (static_cast<std::uintptr_t>(fd) << 1) | (write ? 1 : 0);
   w.unlink_source = &event_loop::unlink_io;

@@ -146,9 +146,16 @@ class event_loop {
   // -- used by the I/O and timer primitives --------------------------------------
   void add_timer(detail::waiter& w);
   void remove_timer(detail::waiter& w) noexcept;
-  /// watch_io parks `w` until `fd` becomes readable (write=false) or writable. Returns
-  /// false, with w.outcome set, when the caller must not suspend.
-  bool watch_io(int fd, bool write, detail::waiter& w);
+  // watch_io, io_ready and io_drained are pollable_fd's (and the runtime tests'):
+  // transports reach descriptors only through pollable_fd.
+
+  /// io_attempt retries a parked operation when its readiness edge comes: true when it
+  /// is done (the waiter completes), false when it would still block (it stays parked).
+  using io_attempt = bool (*)(detail::waiter&) noexcept;
+  /// watch_io parks `w` until `fd` becomes readable (write=false) or writable; with
+  /// `attempt`, the loop calls it on each edge and completes `w` only once it is done.
+  /// Returns false, with w.outcome set, when the caller must not suspend.
+  bool watch_io(int fd, bool write, detail::waiter& w, io_attempt attempt = nullptr);
   /// io_ready reports whether `fd` may be ready for the direction (a hint; see .cpp).
   bool io_ready(int fd, bool write) const noexcept;
   /// io_drained records that the direction returned EAGAIN or a short transfer.
@@ -162,6 +169,8 @@ class event_loop {
   struct io_slot {
     detail::waiter* reader = nullptr;
     detail::waiter* writer = nullptr;
+    io_attempt read_attempt = nullptr;
+    io_attempt write_attempt = nullptr;
     bool registered = false;
     std::uint32_t interest = 0;  // the epoll events registered (see watch_io)
     bool read_ready = true;

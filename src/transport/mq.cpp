@@ -19,10 +19,6 @@ namespace {
 
 constexpr const char* limits_dir = "/proc/sys/fs/mqueue/";
 
-void forget(int fd) noexcept {
-  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
-}
-
 bool valid_name(std::string_view name) noexcept {
   return name.size() >= 2 && name.size() <= NAME_MAX + 1 && name[0] == '/' &&
          name.find('/', 1) == std::string_view::npos && name.find('\0') == std::string_view::npos;
@@ -78,7 +74,7 @@ std::string explain_attributes(const attributes& attr) {
 // -- queue --------------------------------------------------------------------------------
 
 queue::queue(queue&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       mode_(other.mode_),
       priority_(other.priority_),
       message_size_(other.message_size_),
@@ -89,8 +85,7 @@ queue::queue(queue&& other) noexcept
 
 queue& queue::operator=(queue&& other) noexcept {
   if (this != &other) {
-    release_fd();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     mode_ = other.mode_;
     priority_ = other.priority_;
     message_size_ = other.message_size_;
@@ -105,10 +100,7 @@ queue& queue::operator=(queue&& other) noexcept {
 queue::~queue() { release_fd(); }
 
 void queue::release_fd() noexcept {
-  if (fd_ < 0) return;
-  forget(fd_);
-  ::mq_close(fd_);
-  fd_ = -1;
+  fd_.close();
   pending_.reset();
 }
 
@@ -151,7 +143,7 @@ result<queue> queue::open(std::string_view name, open_options options) {
     return unexpected(from_errno(err));
   }
   queue q;
-  q.fd_ = fd;
+  q.fd_ = pollable_fd(fd);
   q.mode_ = options.mode;
   q.priority_ = options.priority;
   q.message_size_ = static_cast<std::size_t>(actual.mq_msgsize);
@@ -160,7 +152,7 @@ result<queue> queue::open(std::string_view name, open_options options) {
 }
 
 task<result<void>> queue::send(const_buffers msg, unsigned priority, deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (mode_ == access::receive) co_return errc::not_supported;
   if (priority > max_priority) co_return errc::invalid_argument;
   std::size_t size = msg.total_size();
@@ -176,20 +168,11 @@ task<result<void>> queue::send(const_buffers msg, unsigned priority, deadline dl
     msg.copy_to(gather_);
     data = reinterpret_cast<const char*>(gather_.data());
   }
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd_, true)) {
-      if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
-      if (fd_ < 0) co_return errc::closed;
-    }
-    if (::mq_send(fd_, data, size, priority) == 0) co_return result<void>{};
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      loop->io_drained(fd_, true);
-      continue;
-    }
-    co_return from_errno(errno);
-  }
+  const int fd = fd_.get();
+  auto sent = co_await fd_.perform_write(
+      [&]() -> ssize_t { return ::mq_send(fd, data, size, priority) == 0 ? 0 : -1; }, dl);
+  if (!sent) co_return sent.error();
+  co_return result<void>{};
 }
 
 task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
@@ -199,7 +182,7 @@ task<result<std::size_t>> queue::recv(mutable_buffer buf, deadline dl) {
 }
 
 task<result<message_info>> queue::recv_with_priority(mutable_buffer buf, deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (mode_ == access::send) co_return errc::not_supported;
   if (pending_) {
     if (pending_->size > buf.size()) co_return errc::message_too_large;
@@ -209,37 +192,25 @@ task<result<message_info>> queue::recv_with_priority(mutable_buffer buf, deadlin
   // mq_receive refuses (EMSGSIZE) any buffer smaller than msgsize, whatever the message.
   bool direct = buf.size() >= message_size_;
   if (!direct && scratch_.size() < message_size_) scratch_.resize(message_size_);
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
-      if (fd_ < 0) co_return errc::closed;
+  const int fd = fd_.get();
+  unsigned priority = 0;
+  char* target = reinterpret_cast<char*>(direct ? buf.data() : scratch_.data());
+  const std::size_t room = direct ? buf.size() : message_size_;
+  auto n = co_await fd_.perform_read([&] { return ::mq_receive(fd, target, room, &priority); }, dl);
+  if (!n) co_return unexpected(n.error());
+  message_info info{*n, priority};
+  if (!direct) {
+    if (info.size > buf.size()) {
+      pending_ = info;  // kept in scratch_ for the next recv
+      co_return errc::message_too_large;
     }
-    unsigned priority = 0;
-    char* target = reinterpret_cast<char*>(direct ? buf.data() : scratch_.data());
-    ssize_t n = ::mq_receive(fd_, target, direct ? buf.size() : message_size_, &priority);
-    if (n >= 0) {
-      message_info info{static_cast<std::size_t>(n), priority};
-      if (!direct) {
-        if (info.size > buf.size()) {
-          pending_ = info;  // kept in scratch_ for the next recv
-          co_return errc::message_too_large;
-        }
-        std::memcpy(buf.data(), scratch_.data(), info.size);
-      }
-      co_return info;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      loop->io_drained(fd_, false);
-      continue;
-    }
-    co_return unexpected(from_errno(errno));
+    std::memcpy(buf.data(), scratch_.data(), info.size);
   }
+  co_return info;
 }
 
 task<result<void>> queue::close(deadline) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   release_fd();  // wakes tasks parked on the descriptor with `closed`
   co_return result<void>{};
 }
@@ -250,17 +221,32 @@ result<void> queue::unlink() {
 }
 
 result<attributes> queue::get_attributes() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   mq_attr a{};
-  if (::mq_getattr(fd_, &a) < 0) return unexpected(from_errno(errno));
+  if (::mq_getattr(fd_.get(), &a) < 0) return unexpected(from_errno(errno));
   return attributes{a.mq_maxmsg, a.mq_msgsize};
 }
 
 result<std::size_t> queue::queued() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   mq_attr a{};
-  if (::mq_getattr(fd_, &a) < 0) return unexpected(from_errno(errno));
+  if (::mq_getattr(fd_.get(), &a) < 0) return unexpected(from_errno(errno));
   return static_cast<std::size_t>(a.mq_curmsgs);
+}
+
+task<result<void>> queue::wait_message(deadline dl) {
+  const int fd = fd_.get();
+  auto n = co_await fd_.perform_read(
+      [fd]() -> ssize_t {
+        mq_attr a{};
+        if (::mq_getattr(fd, &a) < 0) return -1;
+        if (a.mq_curmsgs > 0) return static_cast<ssize_t>(a.mq_curmsgs);
+        errno = EAGAIN;  // empty: wait for the queue's readiness edge
+        return -1;
+      },
+      dl);
+  if (!n) co_return n.error();
+  co_return result<void>{};
 }
 
 properties queue::runtime_capabilities() const noexcept {

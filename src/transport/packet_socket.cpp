@@ -25,8 +25,9 @@ namespace {
 constexpr std::size_t control_bytes =
     CMSG_SPACE(sizeof(int) * uds::max_fds_per_message) + CMSG_SPACE(sizeof(ucred));
 
-void forget(int fd) noexcept {
-  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
+// waited_out: the error came from the wait (the deadline or the scope), not the socket.
+bool waited_out(std::error_code ec) noexcept {
+  return ec == errc::timed_out || ec == errc::operation_canceled;
 }
 
 void close_all(std::span<const int> fds) noexcept {
@@ -139,7 +140,7 @@ result<void> set_pass_credentials(int fd, bool on) {
 // -- life cycle ----------------------------------------------------------------------------
 
 packet_socket::packet_socket(packet_socket&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       kind_(other.kind_),
       unix_(other.unix_),
       keep_too_large_(other.keep_too_large_),
@@ -155,8 +156,7 @@ packet_socket::packet_socket(packet_socket&& other) noexcept
 
 packet_socket& packet_socket::operator=(packet_socket&& other) noexcept {
   if (this != &other) {
-    close_now();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     kind_ = other.kind_;
     unix_ = other.unix_;
     keep_too_large_ = other.keep_too_large_;
@@ -172,26 +172,16 @@ packet_socket& packet_socket::operator=(packet_socket&& other) noexcept {
   return *this;
 }
 
-packet_socket::~packet_socket() {
-  if (fd_ >= 0) {
-    forget(fd_);
-    ::close(fd_);
-  }
-}
+packet_socket::~packet_socket() = default;
 
 void packet_socket::close_now() noexcept {
-  if (fd_ >= 0) {
-    forget(fd_);
-    ::close(fd_);
-    fd_ = -1;
-  }
+  fd_.close();
   read_error_ = write_error_ = errc::closed;
 }
 
 int packet_socket::release() noexcept {
-  if (fd_ >= 0) forget(fd_);
   read_error_ = write_error_ = errc::closed;
-  return std::exchange(fd_, -1);
+  return fd_.release();
 }
 
 address packet_socket::sender(const void* name, unsigned len) const {
@@ -200,18 +190,19 @@ address packet_socket::sender(const void* name, unsigned len) const {
 }
 
 result<address> packet_socket::local_address() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    return unexpected(from_errno(errno));
   return sender_of(ss, len);
 }
 
 result<address> packet_socket::peer_address() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) {
+  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0) {
     // A peer kept in user space (see only_from_) is still the peer.
     if (errno == ENOTCONN && only_from_) return *only_from_;
     return unexpected(from_errno(errno));
@@ -224,7 +215,7 @@ result<address> packet_socket::peer_address() const {
 task<result<void>> packet_socket::send_packet(const_buffers bufs, const address* to, std::span<const int> fds,
                                               deadline dl) {
   if (write_error_) co_return write_error_;
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (fds.size() > uds::max_fds_per_message) co_return errc::invalid_argument;
   iovec_list iov(bufs);
   if (max_send_ && iov.total() > max_send_) co_return errc::message_too_large;
@@ -237,39 +228,21 @@ task<result<void>> packet_socket::send_packet(const_buffers bufs, const address*
     msg.msg_namelen = static_cast<socklen_t>(to->size());
   }
   attach_fds(msg, control, fds);
-  auto* loop = event_loop::current();
-  auto backoff = std::chrono::microseconds(50);
-  for (;;) {
-    if (!loop->io_ready(fd_, true)) {
-      if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
-      if (write_error_) co_return write_error_;
-    }
-    // A message goes whole or not at all, so a successful sendmsg sent all of it.
-    if (::sendmsg(fd_, &msg, MSG_NOSIGNAL) >= 0) co_return result<void>{};
-    int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (to && sends_poll_on_full_) {
-        // TODO(perf): nothing announces room in another socket's queue; poll on a timer.
-        if (dl.expired()) co_return errc::timed_out;
-        auto wake = deadline::earlier(dl, deadline::after(backoff));
-        if (auto slept = co_await sleep_until(wake); !slept) co_return slept.error();
-        backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(5));
-        continue;
-      }
-      loop->io_drained(fd_, true);
-      continue;
-    }
-    auto ec = from_errno(err);
-    if (kind_ == packet_kind::sequenced && ec == errc::broken) fail_write(ec);
-    co_return ec;
-  }
+  const int fd = fd_.get();
+  // A message goes whole or not at all, so a successful sendmsg sent all of it.
+  auto send = [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); };
+  auto sent = to && sends_poll_on_full_ ? co_await fd_.perform_polled(send, dl)
+                                        : co_await fd_.perform_write(send, dl);
+  if (sent) co_return result<void>{};
+  auto ec = sent.error();
+  if (!waited_out(ec) && kind_ == packet_kind::sequenced && ec == errc::broken) fail_write(ec);
+  co_return ec;
 }
 
 task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outgoing_datagram> msgs,
                                                             deadline dl) {
   if (write_error_) co_return unexpected(write_error_);
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (msgs.empty()) co_return std::size_t{0};
   std::size_t parts = 0;
   for (const auto& m : msgs) {
@@ -293,39 +266,34 @@ task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outg
       h.msg_namelen = static_cast<socklen_t>(msgs[i].to->size());
     }
   }
-  auto* loop = event_loop::current();
+  const int fd = fd_.get();
   std::size_t done = 0;
   while (done < msgs.size()) {
-    if (!loop->io_ready(fd_, true)) {
-      if (auto ec = co_await wait_writable(fd_, dl)) {
-        if (done > 0) break;
-        co_return unexpected(ec);
-      }
-    }
-    if (fd_ < 0) break;
     auto chunk = static_cast<unsigned>(std::min<std::size_t>(msgs.size() - done, UIO_MAXIOV));
-    int n = ::sendmmsg(fd_, headers.data() + done, chunk, MSG_NOSIGNAL);
-    if (n > 0) {
-      done += static_cast<std::size_t>(n);
-      continue;
+    auto n = co_await fd_.perform_write(
+        [&]() -> ssize_t {
+          int got = ::sendmmsg(fd, headers.data() + done, chunk, MSG_NOSIGNAL);
+          if (got == 0) errno = EAGAIN;  // nothing went: wait for room
+          return got > 0 ? got : -1;
+        },
+        dl);
+    if (!n) {
+      if (done > 0) break;
+      co_return unexpected(n.error());
     }
-    int err = n < 0 ? errno : EAGAIN;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      loop->io_drained(fd_, true);
-      continue;
-    }
-    if (done > 0) break;
-    co_return unexpected(from_errno(err));
+    done += *n;
   }
-  if (fd_ < 0 && done == 0) co_return errc::closed;
   co_return done;
 }
 
 // -- receive ---------------------------------------------------------------------------------
 
-std::error_code packet_socket::receive_failed(int err) noexcept {
-  auto ec = from_errno(err);
+std::error_code packet_socket::receive_failed(std::error_code ec) noexcept {
+  if (waited_out(ec)) return ec;
+  if (ec == errc::closed) {
+    fail_read(ec);  // closed while waiting
+    return ec;
+  }
   if (kind_ != packet_kind::sequenced) return ec;
   fail_read(ec);
   return read_error_;
@@ -334,35 +302,25 @@ std::error_code packet_socket::receive_failed(int err) noexcept {
 task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address* from, envelope* env,
                                                      deadline dl) {
   if (read_error_) co_return unexpected(read_error_);
-  if (fd_ < 0) co_return errc::closed;
-  auto* loop = event_loop::current();
+  if (!fd_) co_return errc::closed;
   alignas(cmsghdr) std::array<char, control_bytes> control;
+  const int fd = fd_.get();
   for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) {
-        if (ec == errc::closed) fail_read(ec);
-        co_return unexpected(ec);
-      }
-      if (read_error_) co_return unexpected(read_error_);
-    }
     sockaddr_storage ss{};
     if (keep_too_large_ && buf.size() < max_recv_) {
       // Learn the size (and the sender) without taking the message.
       msghdr peek{};
-      peek.msg_name = &ss;
-      peek.msg_namelen = sizeof ss;
-      ssize_t size = ::recvmsg(fd_, &peek, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-      if (size < 0) {
-        int err = errno;
-        if (err == EINTR) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-          loop->io_drained(fd_, false);
-          continue;
-        }
-        // The peek took a pending error (e.g. an ICMP port unreachable): report it now.
-        co_return unexpected(receive_failed(err));
-      }
-      if (static_cast<std::size_t>(size) > buf.size()) {
+      auto size = co_await fd_.perform_read(
+          [&] {
+            peek = msghdr{};
+            peek.msg_name = &ss;
+            peek.msg_namelen = sizeof ss;
+            return ::recvmsg(fd, &peek, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+          },
+          dl);
+      // The peek may take a pending error (e.g. an ICMP port unreachable): report it now.
+      if (!size) co_return unexpected(receive_failed(size.error()));
+      if (*size > buf.size()) {
         if (!only_from_ || same_sender(sender(&ss, peek.msg_namelen), *only_from_)) {
           co_return errc::message_too_large;
         }
@@ -371,25 +329,22 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
     }
     iovec iov{buf.data(), buf.size()};
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_name = &ss;
-    msg.msg_namelen = sizeof ss;
-    // Without room for ancillary data the kernel closes descriptors sent along.
-    if (env) {
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-    }
-    ssize_t n = ::recvmsg(fd_, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
-    if (n < 0) {
-      int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        loop->io_drained(fd_, false);
-        continue;
-      }
-      co_return unexpected(receive_failed(err));
-    }
+    auto n = co_await fd_.perform_read(
+        [&] {
+          msg = msghdr{};
+          msg.msg_iov = &iov;
+          msg.msg_iovlen = 1;
+          msg.msg_name = &ss;
+          msg.msg_namelen = sizeof ss;
+          // Without room for ancillary data the kernel closes descriptors sent along.
+          if (env) {
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+          }
+          return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+        },
+        dl);
+    if (!n) co_return unexpected(receive_failed(n.error()));
     ancillary extra;
     if (env) extra.take(msg);
     address from_addr = sender(&ss, msg.msg_namelen);
@@ -397,12 +352,12 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
       extra.drop();
       continue;
     }
-    if (n == 0 && kind_ == packet_kind::sequenced) {
+    if (*n == 0 && kind_ == packet_kind::sequenced) {
       extra.drop();
       fail_read(errc::end_of_stream);
       co_return unexpected(read_error_);
     }
-    if (static_cast<std::size_t>(n) > buf.size()) {
+    if (*n > buf.size()) {
       // The kernel dropped what did not fit; descriptors sent with it go too.
       extra.drop();
       co_return errc::message_too_large;
@@ -413,44 +368,38 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
       env->fds.insert(env->fds.end(), extra.fds.begin(), extra.fds.end());
       env->credentials = extra.credentials;
     }
-    co_return static_cast<std::size_t>(n);
+    co_return *n;
   }
 }
 
 task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_datagram> slots, deadline dl) {
   if (read_error_) co_return unexpected(read_error_);
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (slots.empty()) co_return std::size_t{0};
   auto count = std::min<std::size_t>(slots.size(), UIO_MAXIOV);
   std::vector<mmsghdr> headers(count);
   std::vector<iovec> iovs(count);
   std::vector<sockaddr_storage> names(count);
-  auto* loop = event_loop::current();
+  const int fd = fd_.get();
   for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
-    }
-    if (fd_ < 0) co_return errc::closed;
-    for (std::size_t i = 0; i < count; ++i) {
-      iovs[i] = iovec{slots[i].buf.data(), slots[i].buf.size()};
-      auto& h = headers[i].msg_hdr;
-      h = msghdr{};
-      h.msg_iov = &iovs[i];
-      h.msg_iovlen = 1;
-      h.msg_name = &names[i];
-      h.msg_namelen = sizeof(sockaddr_storage);
-      headers[i].msg_len = 0;
-    }
-    int n = ::recvmmsg(fd_, headers.data(), static_cast<unsigned>(count), MSG_TRUNC | MSG_DONTWAIT, nullptr);
-    if (n < 0) {
-      int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        loop->io_drained(fd_, false);
-        continue;
-      }
-      co_return unexpected(from_errno(err));
-    }
+    auto got = co_await fd_.perform_read(
+        [&]() -> ssize_t {
+          for (std::size_t i = 0; i < count; ++i) {
+            iovs[i] = iovec{slots[i].buf.data(), slots[i].buf.size()};
+            auto& h = headers[i].msg_hdr;
+            h = msghdr{};
+            h.msg_iov = &iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_name = &names[i];
+            h.msg_namelen = sizeof(sockaddr_storage);
+            headers[i].msg_len = 0;
+          }
+          return ::recvmmsg(fd, headers.data(), static_cast<unsigned>(count), MSG_TRUNC | MSG_DONTWAIT,
+                            nullptr);
+        },
+        dl);
+    if (!got) co_return unexpected(got.error());
+    auto n = *got;
     // Keep the wanted messages, in order, at the front of `slots`. A slot whose message
     // moves down is copied: its bytes sit in its own buffer.
     std::size_t kept = 0;
@@ -475,36 +424,29 @@ task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_d
 }
 
 task<result<address>> packet_socket::peek_sender(deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
-    }
-    if (fd_ < 0) co_return errc::closed;
-    sockaddr_storage ss{};
-    msghdr msg{};
-    msg.msg_name = &ss;
-    msg.msg_namelen = sizeof ss;
-    if (::recvmsg(fd_, &msg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT) >= 0)
-      co_return sender(&ss, msg.msg_namelen);
-    int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      loop->io_drained(fd_, false);
-      continue;
-    }
-    co_return unexpected(from_errno(err));
-  }
+  if (!fd_) co_return errc::closed;
+  const int fd = fd_.get();
+  sockaddr_storage ss{};
+  msghdr msg{};
+  auto n = co_await fd_.perform_read(
+      [&] {
+        msg = msghdr{};
+        msg.msg_name = &ss;
+        msg.msg_namelen = sizeof ss;
+        return ::recvmsg(fd, &msg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+      },
+      dl);
+  if (!n) co_return unexpected(n.error());
+  co_return sender(&ss, msg.msg_namelen);
 }
 
 // -- shutdown and close --------------------------------------------------------------------
 
 result<void> packet_socket::shutdown_packet_write() {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   if (write_shut_) return {};
   write_shut_ = true;
-  if (::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) {
+  if (::shutdown(fd_.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
     fail_write(from_errno(errno));
     return write_error_;
   }
@@ -513,28 +455,25 @@ result<void> packet_socket::shutdown_packet_write() {
 }
 
 task<result<void>> packet_socket::close_packet(deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   // Wake any task parked on this descriptor: it gets `closed`.
-  forget(fd_);
+  fd_.abort_waits();
   std::error_code outcome;
   if (kind_ == packet_kind::sequenced) {
+    const int fd = fd_.get();
     if (!write_shut_) {
       write_shut_ = true;
-      ::shutdown(fd_, SHUT_WR);
+      ::shutdown(fd, SHUT_WR);
     }
     // Orderly end, as for streams: drop what the peer still sends until it finishes.
     if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
       thread_local std::array<std::byte, 4096> scratch;
       for (;;) {
-        ssize_t n = ::recv(fd_, scratch.data(), scratch.size(), MSG_TRUNC);
-        if (n > 0) continue;
-        if (n == 0) break;
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) break;
-        if (auto ec = co_await wait_readable(fd_, dl)) {
-          outcome = ec;
-          break;
-        }
+        auto n = co_await fd_.perform_read(
+            [&] { return ::recv(fd, scratch.data(), scratch.size(), MSG_TRUNC); }, dl);
+        if (n && *n > 0) continue;
+        if (!n && waited_out(n.error())) outcome = n.error();
+        break;
       }
     }
   }

@@ -32,7 +32,7 @@ struct pipe_access {
   static pipe::writer make_writer(int fd, bool fifo) noexcept { return pipe::writer(fd, fifo); }
   static void set_child(pipe::child& c, pid_t pid, int pidfd, pipe::duplex stream) noexcept {
     c.pid_ = pid;
-    c.pidfd_ = pidfd;
+    c.pidfd_ = pollable_fd(pidfd);
     c.stream_ = std::move(stream);
   }
 };
@@ -44,8 +44,9 @@ namespace {
 
 using detail::pipe_access;
 
-void forget(int fd) noexcept {
-  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
+// waited_out: the error came from the wait (the deadline or the scope), not the pipe.
+bool waited_out(std::error_code ec) noexcept {
+  return ec == errc::timed_out || ec == errc::operation_canceled;
 }
 
 // block_sigpipe blocks SIGPIPE for the calling thread, once: a write to a pipe without
@@ -110,28 +111,20 @@ task<result<void>> backoff_sleep(std::chrono::milliseconds& delay, deadline dl) 
 // -- reader -------------------------------------------------------------------------------
 
 reader::reader(reader&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      fifo_(other.fifo_),
-      error_(std::exchange(other.error_, errc::closed)) {}
+    : fd_(std::move(other.fd_)), fifo_(other.fifo_), error_(std::exchange(other.error_, errc::closed)) {}
 
 reader& reader::operator=(reader&& other) noexcept {
   if (this != &other) {
-    release_fd();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     fifo_ = other.fifo_;
     error_ = std::exchange(other.error_, errc::closed);
   }
   return *this;
 }
 
-reader::~reader() { release_fd(); }
+reader::~reader() = default;
 
-void reader::release_fd() noexcept {
-  if (fd_ < 0) return;
-  forget(fd_);
-  ::close(fd_);
-  fd_ = -1;
-}
+void reader::release_fd() noexcept { fd_.close(); }
 
 result<reader> reader::adopt(int fd) {
   if (auto r = detail::set_nonblocking_cloexec(fd); !r) return unexpected(r.error());
@@ -139,9 +132,8 @@ result<reader> reader::adopt(int fd) {
 }
 
 int reader::release() noexcept {
-  if (fd_ >= 0) forget(fd_);
   error_ = errc::closed;
-  return std::exchange(fd_, -1);
+  return fd_.release();
 }
 
 properties reader::runtime_capabilities() const noexcept {
@@ -150,66 +142,62 @@ properties reader::runtime_capabilities() const noexcept {
 
 task<result<std::size_t>> reader::read_some(mutable_buffer buf, deadline dl) {
   if (error_) co_return unexpected(error_);
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) {
-        if (ec == errc::closed && !error_) error_ = ec;
-        co_return unexpected(ec);
-      }
-      if (error_) co_return unexpected(error_);
-    }
-    ssize_t n = ::read(fd_, buf.data(), buf.size());
-    if (n > 0) {
-      // A pipe read returns less than asked only when the pipe is empty.
-      if (static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd_, false);
-      co_return static_cast<std::size_t>(n);
-    }
-    if (n == 0) {
-      if (fifo_ && !writer_gone(fd_)) {
-        // No writer has opened the FIFO yet: wait for one to write (or come and go).
-        loop->io_drained(fd_, false);
-        continue;
-      }
-      error_ = errc::end_of_stream;
-      co_return unexpected(error_);
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      loop->io_drained(fd_, false);
-      continue;
-    }
-    error_ = from_errno(errno);
-    co_return unexpected(error_);
+  const int fd = fd_.get();
+  const bool fifo = fifo_;
+  // A pipe read returns less than asked only when the pipe is empty.
+  auto n = co_await fd_.perform_read(
+      [&]() -> ssize_t {
+        ssize_t got = ::read(fd, buf.data(), buf.size());
+        if (got == 0 && fifo && !writer_gone(fd)) {
+          // No writer has opened the FIFO yet: wait for one to write (or come and go).
+          errno = EAGAIN;
+          return -1;
+        }
+        return got;
+      },
+      buf.size(), dl);
+  if (n && *n > 0) co_return n;
+  if (n) {
+    error_ = errc::end_of_stream;
+  } else if (waited_out(n.error())) {
+    co_return n;
+  } else if (!error_) {
+    error_ = n.error();
   }
+  co_return unexpected(error_);
 }
 
 task<result<void>> reader::close(deadline) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   release_fd();  // wakes a task parked in read_some: it gets `closed`
   error_ = errc::closed;
   co_return result<void>{};
 }
 
 task<result<void>> reader::drain_and_close(deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
-  int fd = fd_;
-  forget(fd);  // a task parked in read_some resumes with `closed`
+  if (!fd_) co_return errc::closed;
+  const int fd = fd_.get();
+  const bool fifo = fifo_;
+  fd_.abort_waits();  // a task parked in read_some resumes with `closed`
   std::error_code outcome;
   if (!error_) {
     thread_local std::array<std::byte, 4096> scratch;
     for (;;) {
-      ssize_t n = ::read(fd, scratch.data(), scratch.size());
-      if (n > 0) continue;
-      if (n == 0 && !(fifo_ && !writer_gone(fd))) break;
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
-      if (auto ec = co_await wait_readable(fd, dl)) {
-        outcome = ec;
-        break;
-      }
+      auto n = co_await fd_.perform_read(
+          [&]() -> ssize_t {
+            ssize_t got = ::read(fd, scratch.data(), scratch.size());
+            if (got == 0 && fifo && !writer_gone(fd)) {
+              errno = EAGAIN;
+              return -1;
+            }
+            return got;
+          },
+          dl);
+      if (n && *n > 0) continue;
+      if (!n && waited_out(n.error())) outcome = n.error();
+      break;
     }
   }
   release_fd();
@@ -220,15 +208,14 @@ task<result<void>> reader::drain_and_close(deadline dl) {
 // -- writer -------------------------------------------------------------------------------
 
 writer::writer(writer&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       fifo_(other.fifo_),
       shut_(std::exchange(other.shut_, false)),
       error_(std::exchange(other.error_, errc::closed)) {}
 
 writer& writer::operator=(writer&& other) noexcept {
   if (this != &other) {
-    release_fd();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     fifo_ = other.fifo_;
     shut_ = std::exchange(other.shut_, false);
     error_ = std::exchange(other.error_, errc::closed);
@@ -236,14 +223,9 @@ writer& writer::operator=(writer&& other) noexcept {
   return *this;
 }
 
-writer::~writer() { release_fd(); }
+writer::~writer() = default;
 
-void writer::release_fd() noexcept {
-  if (fd_ < 0) return;
-  forget(fd_);
-  ::close(fd_);
-  fd_ = -1;
-}
+void writer::release_fd() noexcept { fd_.close(); }
 
 result<writer> writer::adopt(int fd) {
   if (auto r = detail::set_nonblocking_cloexec(fd); !r) return unexpected(r.error());
@@ -251,10 +233,9 @@ result<writer> writer::adopt(int fd) {
 }
 
 int writer::release() noexcept {
-  if (fd_ >= 0) forget(fd_);
   error_ = errc::closed;
   shut_ = false;
-  return std::exchange(fd_, -1);
+  return fd_.release();
 }
 
 properties writer::runtime_capabilities() const noexcept {
@@ -263,41 +244,32 @@ properties writer::runtime_capabilities() const noexcept {
 
 task<result<void>> writer::write(const_buffers bufs, deadline dl) {
   if (error_) co_return error_;
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   block_sigpipe();
-  auto* loop = event_loop::current();
+  const int fd = fd_.get();
   detail::iovec_list iov(bufs);
   std::size_t sent = 0;
   while (sent < iov.total()) {
-    if (!loop->io_ready(fd_, true)) {
-      if (auto ec = co_await wait_writable(fd_, dl)) {
-        // A partial write leaves the reader with an unknown prefix: the writer is lost.
-        if ((sent > 0 || ec == errc::closed) && !error_) error_ = ec;
-        co_return ec;
-      }
-      if (error_) co_return error_;
+    auto n = co_await fd_.perform_write(
+        [&] {
+          return ::writev(fd, iov.data(), static_cast<int>(std::min<std::size_t>(iov.count(), IOV_MAX)));
+        },
+        dl);
+    if (!n) {
+      if (n.error() == errc::broken) consume_sigpipe();  // EPIPE
+      // A partial write leaves the reader with an unknown prefix: the writer is lost.
+      if ((sent > 0 || !waited_out(n.error())) && !error_) error_ = n.error();
+      co_return error_ ? error_ : n.error();
     }
-    ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(std::min<std::size_t>(iov.count(), IOV_MAX)));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        loop->io_drained(fd_, true);
-        continue;
-      }
-      int err = errno;
-      if (err == EPIPE) consume_sigpipe();
-      error_ = from_errno(err);
-      co_return error_;
-    }
-    sent += static_cast<std::size_t>(n);
-    iov.advance(static_cast<std::size_t>(n));
+    sent += *n;
+    iov.advance(*n);
   }
   co_return result<void>{};
 }
 
 task<result<void>> writer::shutdown_write(deadline) {
   if (shut_) co_return result<void>{};
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   release_fd();  // the reader sees the end after the last byte
   shut_ = true;
   error_ = errc::closed;
@@ -305,7 +277,7 @@ task<result<void>> writer::shutdown_write(deadline) {
 }
 
 task<result<void>> writer::close(deadline) {
-  if (fd_ < 0 && !shut_) co_return errc::closed;
+  if (!fd_ && !shut_) co_return errc::closed;
   release_fd();
   shut_ = false;
   error_ = errc::closed;
@@ -391,7 +363,7 @@ struct spawn_guard {
 
 child::child(child&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
-      pidfd_(std::exchange(other.pidfd_, -1)),
+      pidfd_(std::move(other.pidfd_)),
       stream_(std::move(other.stream_)),
       status_(std::exchange(other.status_, std::nullopt)),
       closed_(std::exchange(other.closed_, true)) {}
@@ -400,7 +372,7 @@ child& child::operator=(child&& other) noexcept {
   if (this != &other) {
     reap_now();
     pid_ = std::exchange(other.pid_, -1);
-    pidfd_ = std::exchange(other.pidfd_, -1);
+    pidfd_ = std::move(other.pidfd_);
     stream_ = std::move(other.stream_);
     status_ = std::exchange(other.status_, std::nullopt);
     closed_ = std::exchange(other.closed_, true);
@@ -419,48 +391,43 @@ void child::reap_now() noexcept {
     }
     if (r == pid_) status_ = decode_status(status);
   }
-  if (pidfd_ >= 0) {
-    forget(pidfd_);
-    ::close(pidfd_);
-    pidfd_ = -1;
-  }
+  pidfd_.close();
 }
 
 task<result<exit_status>> child::wait(deadline dl) {
   if (status_) co_return *status_;
   if (pid_ <= 0) co_return errc::closed;
-  auto delay = std::chrono::milliseconds(1);
-  for (;;) {
-    int status = 0;
+  int status = 0;
+  auto reap = [&]() -> ssize_t {
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      status_ = decode_status(status);
-      if (pidfd_ >= 0) {
-        forget(pidfd_);
-        ::close(pidfd_);
-        pidfd_ = -1;
-      }
-      co_return *status_;
-    }
-    if (r < 0) {
+    if (r == 0) errno = EAGAIN;  // still running
+    return r > 0 ? r : -1;
+  };
+  if (pidfd_) {
+    // A pidfd turns readable when the process exits; the exit cannot slip between a
+    // waitpid and the wait: epoll keeps the event for us.
+    auto r = co_await pidfd_.perform_read(reap, dl);
+    if (!r) co_return unexpected(r.error());
+  } else {
+    auto delay = std::chrono::milliseconds(1);
+    for (;;) {
+      ssize_t r = reap();
+      if (r > 0) break;
       if (errno == EINTR) continue;
-      co_return unexpected(from_errno(errno));
-    }
-    // Still running. A pidfd turns readable when the process exits; the exit cannot
-    // slip between the waitpid above and the wait: epoll keeps the event for us.
-    if (pidfd_ >= 0) {
-      if (auto ec = co_await wait_readable(pidfd_, dl)) co_return unexpected(ec);
-    } else if (auto w = co_await backoff_sleep(delay, dl); !w) {
-      co_return unexpected(w.error());
+      if (errno != EAGAIN) co_return unexpected(from_errno(errno));
+      if (auto w = co_await backoff_sleep(delay, dl); !w) co_return unexpected(w.error());
     }
   }
+  status_ = decode_status(status);
+  pidfd_.close();
+  co_return *status_;
 }
 
 result<void> child::kill(int signo) {
   if (pid_ <= 0 || status_) return errc::closed;
 #ifdef SYS_pidfd_send_signal
-  if (pidfd_ >= 0) {
-    if (::syscall(SYS_pidfd_send_signal, pidfd_, signo, nullptr, 0) < 0) return from_errno(errno);
+  if (pidfd_) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), signo, nullptr, 0) < 0) return from_errno(errno);
     return {};
   }
 #endif

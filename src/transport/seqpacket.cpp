@@ -61,12 +61,12 @@ task<result<void>> socket::shutdown_write(deadline) { co_return shutdown_packet_
 
 task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
 
-result<uds::credentials> socket::peer_credentials() const { return detail::unix_peer_credentials(fd_); }
+result<uds::credentials> socket::peer_credentials() const { return detail::unix_peer_credentials(fd_.get()); }
 
-result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_, on); }
+result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
 
 std::size_t socket::max_message() const noexcept {
-  auto n = detail::unix_max_message(fd_);
+  auto n = detail::unix_max_message(fd_.get());
   return n ? n : default_max_message;
 }
 
@@ -81,20 +81,13 @@ task<result<socket>> connect(address where, deadline dl) {
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) co_return unexpected(from_errno(errno));
   socket s{fd};
-  auto backoff = std::chrono::microseconds(50);
-  for (;;) {
-    if (::connect(fd, where.data(), static_cast<socklen_t>(where.size())) == 0) co_return s;
-    int err = errno;
-    if (err == EINTR) continue;
-    if (err != EAGAIN) co_return unexpected(from_errno(err));
-    // The listener's backlog is full. A unix connect that cannot complete at once is not
-    // left in progress (unlike TCP) and nothing announces room: retry on a growing timer.
-    if (dl.expired()) co_return errc::timed_out;
-    if (auto slept = co_await sleep_until(deadline::earlier(dl, deadline::after(backoff))); !slept) {
-      co_return unexpected(slept.error());
-    }
-    backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(5));
-  }
+  // A full listener backlog fails a unix connect with EAGAIN instead of leaving it in
+  // progress (unlike TCP), and nothing announces room: retry on a growing timer.
+  auto r = co_await s.fd_.perform_polled(
+      [&] { return static_cast<ssize_t>(::connect(fd, where.data(), static_cast<socklen_t>(where.size()))); },
+      dl);
+  if (!r) co_return unexpected(r.error());
+  co_return s;
 }
 
 task<result<socket>> connect(std::string_view path, deadline dl) {
@@ -127,7 +120,7 @@ task<result<socket>> listener::accept(deadline dl) {
 }
 
 void listener::close() noexcept {
-  if (fd_ >= 0) file_.reset();
+  if (fd_.is_open()) file_.reset();
   detail::socket_listener::close();
 }
 

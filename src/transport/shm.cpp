@@ -25,13 +25,6 @@ namespace detail {
 
 // -- descriptors and mappings ------------------------------------------------------------
 
-void unique_fd::reset() noexcept {
-  if (fd_ < 0) return;
-  if (auto* loop = event_loop::current()) loop->forget_fd(fd_);
-  ::close(fd_);
-  fd_ = -1;
-}
-
 void mapping::reset() noexcept {
   if (base_) ::munmap(base_, size_);
   base_ = nullptr;
@@ -42,7 +35,7 @@ result<segment> create_segment(const layout& l) {
   segment seg;
   int fd = ::memfd_create("strata-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return unexpected(from_errno(errno));
-  seg.memfd = unique_fd(fd);
+  seg.memfd = pollable_fd(fd);
   if (::ftruncate(fd, static_cast<off_t>(l.size)) < 0) return unexpected(from_errno(errno));
   // Sealed size: a peer can neither shrink the object under our mapping (SIGBUS) nor grow it.
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
@@ -89,10 +82,10 @@ result<segment> attach_segment(int memfd, segment_kind expected) {
   return seg;
 }
 
-result<unique_fd> make_eventfd() {
+result<pollable_fd> make_eventfd() {
   int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return unexpected(from_errno(errno));
-  return unique_fd(fd);
+  return pollable_fd(fd);
 }
 
 void wake(int efd) noexcept {
@@ -105,8 +98,8 @@ void wake(int efd) noexcept {
 result<void> waitset::open(std::span<const int> wake_fds, int hangup_fd, bool records) {
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return from_errno(errno);
-  epoll_.reset();
-  epoll_ = unique_fd(ep);
+  epoll_.close();
+  epoll_ = pollable_fd(ep);
   for (int fd : wake_fds) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLET;
@@ -138,25 +131,33 @@ int waitset::refresh() noexcept {
   return n;
 }
 
+namespace {
+
+// collect is the "read" of a waitset's epoll descriptor: its pending events, or EAGAIN.
+ssize_t collect(waitset& set) noexcept {
+  int n = set.refresh();
+  if (n > 0) return n;
+  errno = EAGAIN;
+  return -1;
+}
+
+}  // namespace
+
 bool waitset::hung_up() noexcept {
   if (hung_up_ || hangup_fd_ < 0 || !epoll_) return hung_up_;
-  auto* loop = event_loop::current();
   // The loop's readiness hint is set by every event it saw on the set since the last
-  // drain; without one, nothing new can have arrived and no system call is needed.
-  if (loop->io_ready(epoll_.get(), false) && refresh() == 0) loop->io_drained(epoll_.get(), false);
+  // drain; without one, nothing new can have arrived and no system call is made.
+  (void)epoll_.try_read([this] { return collect(*this); });
   return hung_up_;
 }
 
 task<std::error_code> waitset::wait(deadline dl) {
   if (!epoll_) co_return errc::closed;
-  auto* loop = event_loop::current();
-  if (loop->io_ready(epoll_.get(), false)) {
-    // Events the loop reported while nobody waited raised no edge we could wait for:
-    // collect them now. After this, any new event raises an edge on the set.
-    if (refresh() > 0) co_return std::error_code{};
-    loop->io_drained(epoll_.get(), false);
-  }
-  co_return co_await wait_readable(epoll_.get(), dl);
+  // Events the loop reported while nobody waited raised no edge we could wait for: the
+  // first try collects them. After that, any new event raises an edge on the set.
+  auto n = co_await epoll_.perform_read([this] { return collect(*this); }, dl);
+  if (!n) co_return n.error();
+  co_return std::error_code{};
 }
 
 // -- end records ------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ task<result<hello>> read_request(uds::stream& ctrl, deadline dl) {
   co_return decode_hello(wire);
 }
 
-task<result<hello>> exchange_hello(uds::stream& ctrl, const hello& request, std::vector<unique_fd>& fds,
+task<result<hello>> exchange_hello(uds::stream& ctrl, const hello& request, std::vector<pollable_fd>& fds,
                                    deadline dl) {
   std::array<std::byte, hello_size> wire;
   encode_hello(request, wire);
@@ -307,7 +308,7 @@ constexpr std::uint32_t stream_fds = 5;  // memfd, then data(0), space(0), data(
 struct stream::state {
   detail::segment seg;
   uds::stream ctrl;
-  std::array<detail::unique_fd, 4> efd;
+  std::array<pollable_fd, 4> efd;
   spsc_reader rx;
   spsc_writer tx;
   int rx_space = -1;  ///< we wake the peer's writer here after reading
@@ -322,7 +323,7 @@ struct stream::state {
   bool alive = true;
   bool peer_gone = false;
 
-  state(detail::segment s, uds::stream c, std::array<detail::unique_fd, 4> e, int side, wait_options w)
+  state(detail::segment s, uds::stream c, std::array<pollable_fd, 4> e, int side, wait_options w)
       : seg(std::move(s)),
         ctrl(std::move(c)),
         efd(std::move(e)),
@@ -431,9 +432,9 @@ struct stream::state {
     read_ws.close();
     write_ws.close();
     ctrl.reset();
-    for (auto& e : efd) e.reset();
+    for (auto& e : efd) e.close();
     seg.map.reset();
-    seg.memfd.reset();
+    seg.memfd.close();
     read_error = write_error = errc::closed;
   }
 };
@@ -630,7 +631,7 @@ task<result<std::unique_ptr<stream::state>>> serve_stream(uds::stream& ctrl, con
   }
   auto shape = make_layout(segment_kind::stream, options.ring_bytes, 0, overflow_policy::block, 0);
   auto seg = shape ? create_segment(*shape) : result<segment>(unexpected(shape.error()));
-  std::array<unique_fd, 4> efd;
+  std::array<pollable_fd, 4> efd;
   std::error_code failure = seg ? std::error_code{} : seg.error();
   for (auto& e : efd) {
     if (failure) break;
@@ -651,7 +652,7 @@ task<result<std::unique_ptr<stream::state>>> serve_stream(uds::stream& ctrl, con
     if (w.error() == errc::operation_canceled || w.error() == errc::closed) co_return unexpected(w.error());
     co_return std::unique_ptr<stream::state>{};
   }
-  seg->memfd.reset();  // the mapping keeps the segment; the peer has its own descriptor
+  seg->memfd.close();  // the mapping keeps the segment; the peer has its own descriptor
   auto st =
       std::make_unique<stream::state>(std::move(*seg), std::move(ctrl), std::move(efd), 0, options.wait);
   if (auto r = st->open_waits(0); !r) co_return unexpected(r.error());
@@ -742,10 +743,10 @@ task<result<stream>> connect(std::string_view name, deadline dl, wait_options op
   if (!rv) co_return unexpected(rv.error());
   auto seg = attach_segment(rv->fds[0].get(), segment_kind::stream);
   if (!seg) co_return unexpected(seg.error());
-  seg->memfd.reset();
-  rv->fds[0].reset();
-  std::array<unique_fd, 4> efd{std::move(rv->fds[1]), std::move(rv->fds[2]), std::move(rv->fds[3]),
-                               std::move(rv->fds[4])};
+  seg->memfd.close();
+  rv->fds[0].close();
+  std::array<pollable_fd, 4> efd{std::move(rv->fds[1]), std::move(rv->fds[2]), std::move(rv->fds[3]),
+                                 std::move(rv->fds[4])};
   auto st = std::make_unique<stream::state>(std::move(*seg), std::move(rv->ctrl), std::move(efd), 1, options);
   if (auto r = st->open_waits(1); !r) co_return unexpected(r.error());
   co_return stream(std::move(st));

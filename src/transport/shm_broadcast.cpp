@@ -29,7 +29,7 @@ properties broadcast_properties(overflow_policy policy, std::uint64_t max_messag
 
 struct publisher::state {
   detail::segment seg;
-  detail::unique_fd data_efd, space_efd;
+  pollable_fd data_efd, space_efd;
   ring_view view;
   broadcast_writer writer;
   detail::waitset ws;
@@ -62,9 +62,9 @@ struct publisher::state {
     alive = false;
     ws.close();
     seg.map.reset();
-    seg.memfd.reset();
-    data_efd.reset();
-    space_efd.reset();
+    seg.memfd.close();
+    data_efd.close();
+    space_efd.close();
   }
 };
 
@@ -210,7 +210,7 @@ struct subscriber::state {
   std::string name;
   detail::segment seg;
   uds::stream ctrl;
-  detail::unique_fd data_efd, space_efd;
+  pollable_fd data_efd, space_efd;
   broadcast_reader reader;
   detail::waitset ws;
   detail::spinner spin;
@@ -262,8 +262,8 @@ struct subscriber::state {
     ws.close();
     ctrl.reset();  // the publisher's service sees the hang-up and frees our entry
     seg.map.reset();
-    data_efd.reset();
-    space_efd.reset();
+    data_efd.close();
+    space_efd.close();
     error = errc::closed;
   }
 };
@@ -288,8 +288,8 @@ task<result<subscriber>> subscribe(std::string_view name, deadline dl, wait_opti
   if (!rv) co_return unexpected(rv.error());
   auto seg = attach_segment(rv->fds[0].get(), segment_kind::broadcast);
   if (!seg) co_return unexpected(seg.error());
-  seg->memfd.reset();
-  rv->fds[0].reset();
+  seg->memfd.close();
+  rv->fds[0].close();
   if (rv->reply.member >= seg->shape.members) co_return errc::protocol_error;
   auto view = ring_view::of(seg->map.base(), seg->shape);
   // Our first message, set by the publisher's service before it answered. Under block

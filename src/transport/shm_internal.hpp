@@ -23,35 +23,12 @@
 #include <vector>
 
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/timer.hpp"
 #include "strata/transport/shm.hpp"
 #include "strata/transport/unix.hpp"
 
 namespace strata::shm::detail {
-
-/// unique_fd owns a descriptor.
-class unique_fd {
- public:
-  unique_fd() noexcept = default;
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~unique_fd() { reset(); }
-  int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-  /// reset closes the descriptor (after dropping its event-loop registration).
-  void reset() noexcept;
-
- private:
-  int fd_ = -1;
-};
 
 /// mapping owns a shared mapping of a segment.
 class mapping {
@@ -79,7 +56,7 @@ class mapping {
 
 /// segment is a mapped ring segment with its validated layout.
 struct segment {
-  unique_fd memfd;  ///< kept by creators (to hand out); attachers close it after mapping
+  pollable_fd memfd;  ///< kept by creators (to hand out); attachers close it after mapping
   mapping map;
   layout shape;
 };
@@ -93,7 +70,7 @@ result<segment> create_segment(const layout& l);
 result<segment> attach_segment(int memfd, segment_kind expected);
 
 /// make_eventfd creates a non-blocking, close-on-exec eventfd.
-result<unique_fd> make_eventfd();
+result<pollable_fd> make_eventfd();
 /// wake makes an eventfd readable (one write; a saturated counter is readable anyway).
 void wake(int efd) noexcept;
 
@@ -120,11 +97,11 @@ class waitset {
   /// ring), timed_out, operation_canceled or closed (close() of the owner ran).
   task<std::error_code> wait(deadline dl);
   /// close wakes a pending wait with closed and releases the epoll descriptor.
-  void close() noexcept { epoll_.reset(); }
+  void close() noexcept { epoll_.close(); }
   int fd() const noexcept { return epoll_.get(); }
 
  private:
-  unique_fd epoll_;
+  pollable_fd epoll_;
   int hangup_fd_ = -1;
   bool hung_up_ = false;
 };
@@ -242,7 +219,7 @@ task<result<wait_outcome>> await_ready(waitset& ws, spinner& sp, const wait_opti
 /// exchange_hello sends `request` and receives the reply with its descriptors (owned by
 /// `fds` on return, also on failure). Errors: as the stream, protocol_error for a
 /// malformed reply or a descriptor count that differs from what the reply announces.
-task<result<hello>> exchange_hello(uds::stream& ctrl, const hello& request, std::vector<unique_fd>& fds,
+task<result<hello>> exchange_hello(uds::stream& ctrl, const hello& request, std::vector<pollable_fd>& fds,
                                    deadline dl);
 /// read_request reads a connector's hello on an accepted connection.
 task<result<hello>> read_request(uds::stream& ctrl, deadline dl);
@@ -255,7 +232,7 @@ task<result<void>> send_reply(uds::stream& ctrl, const hello& reply, std::span<c
 struct rendezvous {
   uds::stream ctrl;
   hello reply;
-  std::vector<unique_fd> fds;
+  std::vector<pollable_fd> fds;
 };
 task<result<rendezvous>> connect_rendezvous(std::string_view name, segment_kind kind,
                                             std::uint32_t fds_expected, deadline dl);
@@ -302,7 +279,7 @@ class service {
  private:
   /// joiner is a connection whose hello is still arriving.
   struct joiner {
-    unique_fd conn;
+    pollable_fd conn;
     std::array<std::byte, hello_size> wire;
     std::size_t got = 0;
     std::chrono::steady_clock::time_point until;  ///< dropped if the hello is not complete by then
@@ -329,9 +306,9 @@ class service {
   void drop_departed(std::span<const pollfd> member_polls) noexcept;
 
   uds::listener listener_;
-  unique_fd stop_;
-  unique_fd fan_out_;
-  unique_fd end_;  ///< announce_end wakes the thread here
+  pollable_fd stop_;
+  pollable_fd fan_out_;
+  pollable_fd end_;  ///< announce_end wakes the thread here
   std::mutex end_mutex_;
   std::condition_variable end_done_cv_;
   std::optional<std::uint64_t> end_position_;  ///< announced (under end_mutex_)
@@ -342,7 +319,7 @@ class service {
   std::atomic<std::size_t> members_{0};
   // Owned by the thread:
   struct member {
-    unique_fd ctrl;
+    pollable_fd ctrl;
     std::uint32_t index;
   };
   std::vector<member> connected_;

@@ -20,7 +20,7 @@ constexpr std::uint32_t queue_fds = 3;  // memfd, data eventfd, space eventfd
 struct queue::state {
   detail::segment seg;
   uds::stream ctrl;  ///< members: the connection to the creator's service
-  detail::unique_fd data_efd, space_efd;
+  pollable_fd data_efd, space_efd;
   ring_view view;
   queue_core core;
   detail::waitset read_ws, write_ws;
@@ -88,9 +88,9 @@ struct queue::state {
     write_ws.close();
     ctrl.reset();  // a member's departure: the creator's service frees its entry
     seg.map.reset();
-    seg.memfd.reset();
-    data_efd.reset();
-    space_efd.reset();
+    seg.memfd.close();
+    data_efd.close();
+    space_efd.close();
     read_error = write_error = errc::closed;
   }
 };
@@ -176,8 +176,8 @@ task<result<std::unique_ptr<queue::state>>> join_queue_at(std::string_view name,
   if (!rv) co_return unexpected(rv.error());
   auto seg = attach_segment(rv->fds[0].get(), segment_kind::queue);
   if (!seg) co_return unexpected(seg.error());
-  seg->memfd.reset();
-  rv->fds[0].reset();
+  seg->memfd.close();
+  rv->fds[0].close();
   if (rv->reply.member >= seg->shape.members) co_return errc::protocol_error;
   auto st = std::make_unique<queue::state>(options);
   st->seg = std::move(*seg);

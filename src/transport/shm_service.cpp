@@ -51,13 +51,13 @@ result<void> service::start(uds::listener listener, std::vector<int> fds, hooks 
   listener_ = std::move(listener);
   int s = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s < 0) return from_errno(errno);
-  stop_ = unique_fd(s);
+  stop_ = pollable_fd(s);
   int f = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (f < 0) return from_errno(errno);
-  fan_out_ = unique_fd(f);
+  fan_out_ = pollable_fd(f);
   int e = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e < 0) return from_errno(errno);
-  end_ = unique_fd(e);
+  end_ = pollable_fd(e);
   fds_ = std::move(fds);
   hooks_ = std::move(h);
   try {
@@ -75,9 +75,9 @@ void service::stop() noexcept {
   // The thread closed the members' connections; the listener and the stop eventfd
   // are closed by their owners (a path listener removes its socket file).
   listener_.close();
-  stop_.reset();
-  fan_out_.reset();
-  end_.reset();
+  stop_.close();
+  fan_out_.close();
+  end_.close();
 }
 
 void service::announce_end(std::uint64_t position) noexcept {
@@ -187,7 +187,7 @@ void service::accept_joiners() noexcept {
   while (joining_.size() < max_joining) {
     int fd = ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      joining_.push_back({unique_fd(fd),
+      joining_.push_back({pollable_fd(fd),
                           {},
                           0,
                           std::chrono::steady_clock::now() + std::chrono::milliseconds(request_timeout_ms)});

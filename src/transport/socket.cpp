@@ -19,13 +19,6 @@
 #include "strata/runtime/timer.hpp"
 
 namespace strata::detail {
-namespace {
-
-void forget(int fd) noexcept {
-  if (auto* loop = event_loop::current()) loop->forget_fd(fd);
-}
-
-}  // namespace
 
 result<void> set_nonblocking_cloexec(int fd) noexcept {
   int flags = ::fcntl(fd, F_GETFL);
@@ -35,10 +28,20 @@ result<void> set_nonblocking_cloexec(int fd) noexcept {
   return {};
 }
 
+namespace {
+
+// waited_out: the error came from the wait (the deadline or the scope), not from the
+// socket, so the direction is not lost.
+bool waited_out(std::error_code ec) noexcept {
+  return ec == errc::timed_out || ec == errc::operation_canceled;
+}
+
+}  // namespace
+
 // -- socket_stream -----------------------------------------------------------------------
 
 socket_stream::socket_stream(socket_stream&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
+    : fd_(std::move(other.fd_)),
       read_error_(std::exchange(other.read_error_, errc::closed)),
       write_error_(std::exchange(other.write_error_, errc::closed)),
       write_shut_(other.write_shut_),
@@ -49,8 +52,7 @@ socket_stream::socket_stream(socket_stream&& other) noexcept
 
 socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
   if (this != &other) {
-    release_fd();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     read_error_ = std::exchange(other.read_error_, errc::closed);
     write_error_ = std::exchange(other.write_error_, errc::closed);
     write_shut_ = other.write_shut_;
@@ -62,100 +64,70 @@ socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
   return *this;
 }
 
-socket_stream::~socket_stream() { release_fd(); }
-
-void socket_stream::release_fd() noexcept {
-  if (fd_ < 0) return;
-  forget(fd_);
-  ::close(fd_);
-  fd_ = -1;
-}
+socket_stream::~socket_stream() = default;
 
 int socket_stream::release() noexcept {
-  if (fd_ >= 0) forget(fd_);
   read_error_ = write_error_ = errc::closed;
-  return std::exchange(fd_, -1);
+  return fd_.release();
 }
 
 void socket_stream::reset() noexcept {
-  if (fd_ < 0) return;
+  if (!fd_) return;
   linger lg{1, 0};
-  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   release_fd();
   read_error_ = write_error_ = errc::closed;
 }
 
 task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline dl) {
   if (read_error_) co_return unexpected(read_error_);
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd_, false)) {
-      if (auto ec = co_await wait_readable(fd_, dl)) {
-        if (ec == errc::closed) fail_read(ec);
-        co_return unexpected(ec);
-      }
-      if (read_error_) co_return unexpected(read_error_);
-    }
-    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
-    if (n > 0) {
-      if (short_read_drains_ && static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd_, false);
-      co_return static_cast<std::size_t>(n);
-    }
-    if (n == 0) {
-      fail_read(errc::end_of_stream);
-      co_return unexpected(read_error_);
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      loop->io_drained(fd_, false);
-      continue;
-    }
-    fail_read(from_errno(errno));
-    co_return unexpected(read_error_);
+  const int fd = fd_.get();
+  auto n = co_await fd_.perform_read([&] { return ::recv(fd, buf.data(), buf.size(), 0); },
+                                     short_read_drains_ ? buf.size() : 0, dl);
+  if (n && *n > 0) co_return n;
+  if (n) {
+    fail_read(errc::end_of_stream);
+  } else if (!waited_out(n.error())) {
+    fail_read(n.error());
+  } else {
+    co_return n;
   }
+  co_return unexpected(read_error_);
 }
 
 task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
   if (write_error_) co_return write_error_;
-  if (fd_ < 0) co_return errc::closed;
-  auto* loop = event_loop::current();
+  if (!fd_) co_return errc::closed;
+  const int fd = fd_.get();
   iovec_list iov(bufs);
   std::size_t sent = 0;
   while (sent < iov.total()) {
-    if (!loop->io_ready(fd_, true)) {
-      if (auto ec = co_await wait_writable(fd_, dl)) {
-        // A partial write leaves the peer with an unknown prefix: the direction is lost.
-        if (sent > 0 || ec == errc::closed) fail_write(ec);
-        co_return ec;
-      }
-      if (write_error_) co_return write_error_;
+    auto n = co_await fd_.perform_write(
+        [&] {
+          msghdr msg{};
+          msg.msg_iov = iov.data();
+          msg.msg_iovlen = std::min<std::size_t>(iov.count(), IOV_MAX);
+          return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        },
+        dl);
+    if (!n) {
+      // A partial write leaves the peer with an unknown prefix: the direction is lost.
+      if (sent > 0 || !waited_out(n.error())) fail_write(n.error());
+      co_return write_error_ ? write_error_ : n.error();
     }
-    msghdr msg{};
-    msg.msg_iov = iov.data();
-    msg.msg_iovlen = std::min<std::size_t>(iov.count(), IOV_MAX);
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        loop->io_drained(fd_, true);
-        continue;
-      }
-      fail_write(from_errno(errno));
-      co_return write_error_;
-    }
-    sent += static_cast<std::size_t>(n);
-    iov.advance(static_cast<std::size_t>(n));
+    sent += *n;
+    iov.advance(*n);
   }
   co_return result<void>{};
 }
 
 task<result<void>> socket_stream::shutdown_write(deadline) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (write_shut_) co_return result<void>{};
   write_shut_ = true;
-  if (::shutdown(fd_, SHUT_WR) < 0 && errno != ENOTCONN) {
+  if (::shutdown(fd_.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
     fail_write(from_errno(errno));
     co_return write_error_;
   }
@@ -164,12 +136,13 @@ task<result<void>> socket_stream::shutdown_write(deadline) {
 }
 
 task<result<void>> socket_stream::close(deadline dl) {
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   // Wake any task parked on this descriptor: it gets `closed`.
-  forget(fd_);
+  fd_.abort_waits();
+  const int fd = fd_.get();
   if (!write_shut_) {
     write_shut_ = true;
-    ::shutdown(fd_, SHUT_WR);
+    ::shutdown(fd, SHUT_WR);
   }
   fail_write(errc::closed);
   // Orderly end: drop what the peer still sends until it finishes, so the kernel does
@@ -178,15 +151,10 @@ task<result<void>> socket_stream::close(deadline dl) {
   if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
     thread_local std::array<std::byte, 4096> scratch;
     for (;;) {
-      ssize_t n = ::recv(fd_, scratch.data(), scratch.size(), 0);
-      if (n > 0) continue;
-      if (n == 0) break;
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) break;
-      if (auto ec = co_await wait_readable(fd_, dl)) {
-        outcome = ec;
-        break;
-      }
+      auto n = co_await fd_.perform_read([&] { return ::recv(fd, scratch.data(), scratch.size(), 0); }, dl);
+      if (n && *n > 0) continue;
+      if (!n && waited_out(n.error())) outcome = n.error();
+      break;
     }
   }
   if (outcome) {
@@ -199,15 +167,16 @@ task<result<void>> socket_stream::close(deadline dl) {
 }
 
 result<address> socket_stream::local_address() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    return unexpected(from_errno(errno));
   return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
 result<address> socket_stream::peer_address() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   if (peer_family_ == 4) {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -224,7 +193,8 @@ result<address> socket_stream::peer_address() const {
   }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    return unexpected(from_errno(errno));
   return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
@@ -245,26 +215,18 @@ void socket_stream::remember_peer(const address& peer) noexcept {
 // -- socket_listener -------------------------------------------------------------------
 
 socket_listener::socket_listener(socket_listener&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), stats_(other.stats_), backoff_(other.backoff_) {}
+    : fd_(std::move(other.fd_)), stats_(other.stats_), backoff_(other.backoff_) {}
 
 socket_listener& socket_listener::operator=(socket_listener&& other) noexcept {
   if (this != &other) {
-    close();
-    fd_ = std::exchange(other.fd_, -1);
+    fd_ = std::move(other.fd_);
     stats_ = other.stats_;
     backoff_ = other.backoff_;
   }
   return *this;
 }
 
-socket_listener::~socket_listener() { close(); }
-
-void socket_listener::close() noexcept {
-  if (fd_ < 0) return;
-  forget(fd_);
-  ::close(fd_);
-  fd_ = -1;
-}
+socket_listener::~socket_listener() = default;
 
 namespace {
 
@@ -300,44 +262,49 @@ constexpr std::chrono::milliseconds max_backoff{1000};
 
 task<result<int>> socket_listener::accept_fd(deadline dl, address* peer) {
   for (;;) {
-    if (fd_ < 0) co_return errc::closed;
+    if (!fd_) co_return errc::closed;
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
-    int fd = ::accept4(fd_, peer ? reinterpret_cast<sockaddr*>(&ss) : nullptr, peer ? &len : nullptr,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
+    int err = 0;
+    const int listen_fd = fd_.get();
+    auto fd = co_await fd_.perform_read(
+        [&]() -> ssize_t {
+          for (;;) {
+            len = sizeof ss;
+            int got = ::accept4(listen_fd, peer ? reinterpret_cast<sockaddr*>(&ss) : nullptr,
+                                peer ? &len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (got >= 0 || !connection_went_away(errno)) {
+              err = got < 0 ? errno : 0;
+              return got;
+            }
+            ++stats_.dropped_connections;
+          }
+        },
+        dl);
+    if (fd) {
       backoff_ = {};
       if (peer) *peer = address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-      co_return fd;
+      co_return static_cast<int>(*fd);
     }
-    int err = errno;
-    if (err == EINTR) continue;
-    if (connection_went_away(err)) {
-      ++stats_.dropped_connections;
-      continue;
-    }
-    if (out_of_resources(err)) {
-      // Established connections go on; accepting resumes once descriptors or memory
-      // come back. Waiting for readability would not notice that, so retry on a timer
-      // that backs off (bounded) while the shortage lasts.
-      ++stats_.resource_errors;
-      stats_.last_resource_error = from_errno(err);
-      backoff_ = backoff_ == backoff_.zero() ? first_backoff : std::min(backoff_ * 2, max_backoff);
-      auto retry = deadline::after(backoff_);
-      if (!co_await sleep_until(deadline::earlier(retry, dl))) co_return errc::operation_canceled;
-      if (dl.expired()) co_return errc::timed_out;
-      continue;
-    }
-    if (err != EAGAIN && err != EWOULDBLOCK) co_return unexpected(from_errno(err));
-    if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+    if (!out_of_resources(err)) co_return unexpected(fd.error());
+    // Established connections go on; accepting resumes once descriptors or memory come
+    // back. Waiting for readability would not notice that, so retry on a timer that
+    // backs off (bounded) while the shortage lasts.
+    ++stats_.resource_errors;
+    stats_.last_resource_error = fd.error();
+    backoff_ = backoff_ == backoff_.zero() ? first_backoff : std::min(backoff_ * 2, max_backoff);
+    auto retry = deadline::after(backoff_);
+    if (!co_await sleep_until(deadline::earlier(retry, dl))) co_return errc::operation_canceled;
+    if (dl.expired()) co_return errc::timed_out;
   }
 }
 
 result<address> socket_listener::local_address() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return unexpected(from_errno(errno));
+  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    return unexpected(from_errno(errno));
   return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
@@ -363,30 +330,11 @@ result<int> open_listener(const address& where, const socket_options& options) {
 task<result<int>> connect_fd(address where, deadline dl) {
   int fd = ::socket(where.socket_family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) co_return unexpected(from_errno(errno));
-  int rc = ::connect(fd, where.data(), static_cast<socklen_t>(where.size()));
-  // Only EINPROGRESS means "connecting". EAGAIN is a failure: a unix listener's queue is
-  // full (the socket stays unconnected, yet polls writable) or TCP ran out of ports.
-  if (rc < 0 && errno != EINPROGRESS) {
-    int err = errno;
-    ::close(fd);
-    co_return unexpected(from_errno(err));
+  pollable_fd socket(fd);
+  if (auto r = co_await socket.connect(where.data(), static_cast<unsigned>(where.size()), dl); !r) {
+    co_return unexpected(r.error());
   }
-  if (rc < 0) {
-    if (auto ec = co_await wait_writable(fd, dl)) {
-      forget(fd);
-      ::close(fd);
-      co_return unexpected(ec);
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err) {
-      forget(fd);
-      ::close(fd);
-      co_return unexpected(from_errno(err));
-    }
-  }
-  co_return fd;
+  co_return socket.release();
 }
 
 iovec_list::iovec_list(const_buffers bufs) {

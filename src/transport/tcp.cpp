@@ -23,9 +23,9 @@ result<stream> stream::adopt(int fd) {
 }
 
 result<void> stream::set_no_delay(bool on) {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   int value = on ? 1 : 0;
-  if (::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) return from_errno(errno);
+  if (::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) return from_errno(errno);
   return {};
 }
 

@@ -161,9 +161,9 @@ task<result<std::size_t>> socket::recv_batch(std::span<incoming> slots, deadline
 task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
 
 result<connected> socket::connect(const address& peer) && {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_.is_open()) return errc::closed;
   if (!peer.is_ip()) return errc::invalid_argument;
-  if (::connect(fd_, peer.data(), static_cast<socklen_t>(peer.size())) < 0)
+  if (::connect(fd_.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
     return unexpected(from_errno(errno));
   // Datagrams from others may have queued before the kernel began to filter.
   if (auto kernel_peer = peer_address()) only_from_ = *kernel_peer;
@@ -171,24 +171,24 @@ result<connected> socket::connect(const address& peer) && {
 }
 
 result<void> socket::join_group(const address& group, const std::optional<address>& interface) {
-  return membership(fd_, IP_ADD_MEMBERSHIP, group, interface);
+  return membership(fd_.get(), IP_ADD_MEMBERSHIP, group, interface);
 }
 
 result<void> socket::leave_group(const address& group, const std::optional<address>& interface) {
-  return membership(fd_, IP_DROP_MEMBERSHIP, group, interface);
+  return membership(fd_.get(), IP_DROP_MEMBERSHIP, group, interface);
 }
 
 result<void> socket::set_multicast_loop(bool on) {
-  return set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+  return set_int(fd_.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
 }
 
 result<void> socket::set_multicast_interface(const address& interface) {
-  return multicast_interface(fd_, interface);
+  return multicast_interface(fd_.get(), interface);
 }
 
-result<void> socket::set_multicast_ttl(int ttl) { return multicast_ttl(fd_, ttl); }
+result<void> socket::set_multicast_ttl(int ttl) { return multicast_ttl(fd_.get(), ttl); }
 
-result<void> socket::apply(const multicast_options& options) { return apply_multicast(fd_, options); }
+result<void> socket::apply(const multicast_options& options) { return apply_multicast(fd_.get(), options); }
 
 properties socket::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }
 
@@ -220,21 +220,21 @@ task<result<std::size_t>> connected::recv_batch(std::span<incoming> slots, deadl
 task<result<void>> connected::close(deadline dl) { return close_packet(dl); }
 
 result<void> connected::set_multicast_loop(bool on) {
-  return set_int(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+  return set_int(fd_.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
 }
 
 result<void> connected::set_multicast_interface(const address& interface) {
-  return multicast_interface(fd_, interface);
+  return multicast_interface(fd_.get(), interface);
 }
 
-result<void> connected::set_multicast_ttl(int ttl) { return multicast_ttl(fd_, ttl); }
+result<void> connected::set_multicast_ttl(int ttl) { return multicast_ttl(fd_.get(), ttl); }
 
 result<void> connected::set_ttl(int ttl) {
   if (ttl < 1 || ttl > 255) return errc::invalid_argument;
   auto here = local_address();
   if (!here) return unexpected(here.error());
-  if (here->kind() == address::family::ipv6) return set_int(fd_, IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
-  return set_int(fd_, IPPROTO_IP, IP_TTL, ttl);
+  if (here->kind() == address::family::ipv6) return set_int(fd_.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+  return set_int(fd_.get(), IPPROTO_IP, IP_TTL, ttl);
 }
 
 properties connected::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }

@@ -45,65 +45,65 @@ result<stream> stream::adopt(int fd) {
 task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds, deadline dl) {
   if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
   if (write_error()) co_return write_error();
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
-  for (;;) {
-    iovec iov{const_cast<std::byte*>(data.data()), data.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    detail::attach_fds(msg, control, fds);
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (n >= 0) {
-      // The descriptors travelled with the first byte; the rest is an ordinary write.
-      if (static_cast<std::size_t>(n) < data.size()) co_return co_await write(data.subspan(n), dl);
-      co_return result<void>{};
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      fail_write(from_errno(errno));
+  const int fd = fd_.get();
+  auto n = co_await fd_.perform_write(
+      [&] {
+        iovec iov{const_cast<std::byte*>(data.data()), data.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        detail::attach_fds(msg, control, fds);
+        return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      },
+      dl);
+  if (!n) {
+    if (n.error() != errc::timed_out && n.error() != errc::operation_canceled) {
+      fail_write(n.error());
       co_return write_error();
     }
-    if (auto ec = co_await wait_writable(fd_, dl)) co_return ec;
+    co_return n.error();
   }
+  // The descriptors travelled with the first byte; the rest is an ordinary write.
+  if (*n < data.size()) co_return co_await write(data.subspan(*n), dl);
+  co_return result<void>{};
 }
 
 task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
   if (read_error()) co_return unexpected(read_error());
-  if (fd_ < 0) co_return errc::closed;
+  if (!fd_) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
   alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
-  for (;;) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
-    if (n >= 0) {
-      detail::take_fds(msg, fds);
-      if (n == 0) {
-        fail_read(errc::end_of_stream);
-        co_return unexpected(read_error());
-      }
-      co_return static_cast<std::size_t>(n);
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      fail_read(from_errno(errno));
-      co_return unexpected(read_error());
-    }
-    event_loop::current()->io_drained(fd_, false);
-    if (auto ec = co_await wait_readable(fd_, dl)) co_return unexpected(ec);
+  const int fd = fd_.get();
+  msghdr msg{};
+  iovec iov{buf.data(), buf.size()};
+  auto n = co_await fd_.perform_read(
+      [&] {
+        msg = msghdr{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        return ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+      },
+      dl);
+  if (n) {
+    detail::take_fds(msg, fds);
+    if (*n > 0) co_return n;
+    fail_read(errc::end_of_stream);
+    co_return unexpected(read_error());
   }
+  if (n.error() == errc::timed_out || n.error() == errc::operation_canceled) co_return n;
+  fail_read(n.error());
+  co_return unexpected(read_error());
 }
 
 result<credentials> stream::peer_credentials() const {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_) return errc::closed;
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
   return credentials{cred.pid, cred.uid, cred.gid};
 }
 

@@ -96,18 +96,18 @@ task<result<void>> socket::close(deadline dl) {
 }
 
 result<connected> socket::connect(const address& peer) && {
-  if (fd_ < 0) return errc::closed;
+  if (!fd_.is_open()) return errc::closed;
   if (!peer.is_unix()) return errc::invalid_argument;
-  if (::connect(fd_, peer.data(), static_cast<socklen_t>(peer.size())) < 0)
+  if (::connect(fd_.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
     return unexpected(from_errno(errno));
   // Messages from others may have queued before the kernel began to refuse them.
   if (auto kernel_peer = peer_address()) only_from_ = *kernel_peer;
   return connected{std::move(*this), true};
 }
 
-result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_, on); }
+result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
 
-std::size_t socket::max_message() const noexcept { return max_of(fd_); }
+std::size_t socket::max_message() const noexcept { return max_of(fd_.get()); }
 
 properties socket::runtime_capabilities() const noexcept { return capabilities_for(max_message()); }
 
@@ -134,12 +134,12 @@ result<connected> connected::adopt(int fd) {
 }
 
 task<result<void>> connected::send(const_buffers bufs, deadline dl) {
-  if (!kernel_connected_) return fail_with(fd_ < 0 ? errc::closed : errc::not_supported);
+  if (!kernel_connected_) return fail_with(!fd_.is_open() ? errc::closed : errc::not_supported);
   return send_packet(bufs, nullptr, {}, dl);
 }
 
 task<result<void>> connected::send_fds(const_buffers bufs, std::span<const int> fds, deadline dl) {
-  if (!kernel_connected_) return fail_with(fd_ < 0 ? errc::closed : errc::not_supported);
+  if (!kernel_connected_) return fail_with(!fd_.is_open() ? errc::closed : errc::not_supported);
   return send_packet(bufs, nullptr, fds, dl);
 }
 
@@ -163,11 +163,13 @@ task<result<void>> connected::close(deadline dl) {
   return close_packet(dl);
 }
 
-result<uds::credentials> connected::peer_credentials() const { return detail::unix_peer_credentials(fd_); }
+result<uds::credentials> connected::peer_credentials() const {
+  return detail::unix_peer_credentials(fd_.get());
+}
 
-result<void> connected::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_, on); }
+result<void> connected::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
 
-std::size_t connected::max_message() const noexcept { return max_of(fd_); }
+std::size_t connected::max_message() const noexcept { return max_of(fd_.get()); }
 
 properties connected::runtime_capabilities() const noexcept { return capabilities_for(max_message()); }
 

@@ -237,26 +237,22 @@ signal_guard::signal_guard() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);  // a closed terminal: unwind (remove socket files) as for SIGTERM
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  fd_ = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC); fd >= 0) fd_ = pollable_fd(fd);
 }
 
-signal_guard::~signal_guard() {
-  if (fd_ >= 0) ::close(fd_);
-}
+signal_guard::~signal_guard() = default;
 
 task<void> signal_guard::watch(scope& target) {
-  if (fd_ < 0) co_return;
+  if (!fd_) co_return;
+  signalfd_siginfo info{};
+  const int fd = fd_.get();
   for (;;) {
-    signalfd_siginfo info{};
-    ssize_t n = ::read(fd_, &info, sizeof info);
-    if (n == static_cast<ssize_t>(sizeof info)) {
-      received_ = static_cast<int>(info.ssi_signo);
-      target.cancel();
-      co_return;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (auto ec = co_await wait_readable(fd_, deadline::never())) co_return;
+    auto n = co_await fd_.perform_read([&] { return ::read(fd, &info, sizeof info); }, deadline::never());
+    if (!n) co_return;
+    if (*n == sizeof info) break;
   }
+  received_ = static_cast<int>(info.ssi_signo);
+  target.cancel();
 }
 
 int run_command(signal_guard& signals, std::function<task<int>()> body) {
@@ -268,12 +264,6 @@ int run_command(signal_guard& signals, std::function<task<int>()> body) {
       code = co_await body();
       s.cancel();  // ends the signal watch
     });
-    if (auto* loop = event_loop::current()) {
-      // The loop dies with run(); drop its registrations of the descriptors we keep.
-      loop->forget_fd(STDIN_FILENO);
-      loop->forget_fd(STDOUT_FILENO);
-      loop->forget_fd(signals.fd());
-    }
   }());
   if (signals.received() != 0) return exit_signal(signals.received());
   return code;
@@ -297,67 +287,45 @@ int make_nonblocking(int fd) {
 
 }  // namespace
 
-stdio_guard::stdio_guard() {
+stdio_guard::stdio_guard() : in_(STDIN_FILENO), out_(STDOUT_FILENO) {
   if (parse_only()) return;
   in_flags_ = make_nonblocking(STDIN_FILENO);
   out_flags_ = make_nonblocking(STDOUT_FILENO);
 }
 
 stdio_guard::~stdio_guard() {
+  // Not ours to close.
+  (void)out_.release();
+  (void)in_.release();
   // fd 0 and fd 1 often share one open file description (a terminal): restore in the
   // reverse order so the original flags win.
   if (out_flags_ >= 0) ::fcntl(STDOUT_FILENO, F_SETFL, out_flags_);
   if (in_flags_ >= 0) ::fcntl(STDIN_FILENO, F_SETFL, in_flags_);
 }
 
-task<result<std::size_t>> read_fd(int fd, mutable_buffer buf, deadline dl) {
+task<result<std::size_t>> read_fd(pollable_fd& fd, mutable_buffer buf, deadline dl) {
   if (buf.empty()) co_return std::size_t{0};
-  auto* loop = event_loop::current();
-  for (;;) {
-    if (!loop->io_ready(fd, false)) {
-      if (auto ec = co_await wait_readable(fd, dl)) co_return unexpected(ec);
-    }
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n > 0) {
-      if (static_cast<std::size_t>(n) < buf.size()) loop->io_drained(fd, false);
-      co_return static_cast<std::size_t>(n);
-    }
-    if (n == 0) co_return errc::end_of_stream;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      loop->io_drained(fd, false);
-      continue;
-    }
-    co_return unexpected(from_errno(errno));
-  }
+  const int raw = fd.get();
+  auto n = co_await fd.perform_read([&] { return ::read(raw, buf.data(), buf.size()); }, buf.size(), dl);
+  if (n && *n == 0) co_return errc::end_of_stream;
+  co_return n;
 }
 
-task<result<void>> write_fd(int fd, const_buffers bufs, deadline dl) {
-  auto* loop = event_loop::current();
+task<result<void>> write_fd(pollable_fd& fd, const_buffers bufs, deadline dl) {
   std::vector<iovec> iov;
   for (auto b : bufs.view())
     if (!b.empty()) iov.push_back(iovec{const_cast<std::byte*>(b.data()), b.size()});
+  const int raw = fd.get();
   std::size_t first = 0;
   while (first < iov.size()) {
-    if (!loop->io_ready(fd, true)) {
-      if (auto ec = co_await wait_writable(fd, dl)) co_return ec;
-    }
     int count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
-    ssize_t n = ::writev(fd, iov.data() + first, count);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        loop->io_drained(fd, true);
-        continue;
-      }
-      co_return from_errno(errno);
-    }
-    auto done = static_cast<std::size_t>(n);
+    auto n = co_await fd.perform_write([&] { return ::writev(raw, iov.data() + first, count); }, dl);
+    if (!n) co_return n.error();
+    auto done = *n;
     while (first < iov.size() && done >= iov[first].iov_len) done -= iov[first++].iov_len;
     if (first < iov.size() && done > 0) {
       iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + done;
       iov[first].iov_len -= done;
-      loop->io_drained(fd, true);  // a short write: the pipe or socket is full
     }
   }
   co_return result<void>{};

@@ -95,7 +95,7 @@ class signal_guard {
   signal_guard(const signal_guard&) = delete;
   signal_guard& operator=(const signal_guard&) = delete;
 
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.get(); }
   /// received is the signal number that stopped the run, or 0.
   int received() const noexcept { return received_; }
   /// watch waits for SIGINT/SIGTERM/SIGHUP and then cancels `target`. Ends with
@@ -103,7 +103,7 @@ class signal_guard {
   task<void> watch(scope& target);
 
  private:
-  int fd_ = -1;
+  pollable_fd fd_;  // the signalfd
   int received_ = 0;
 };
 
@@ -137,18 +137,25 @@ class stdio_guard {
   stdio_guard(const stdio_guard&) = delete;
   stdio_guard& operator=(const stdio_guard&) = delete;
 
+  /// in and out are fd 0 and fd 1 for read_fd / write_fd (released, never closed, when
+  /// the guard goes).
+  pollable_fd& in() noexcept { return in_; }
+  pollable_fd& out() noexcept { return out_; }
+
  private:
   int in_flags_ = -1;
   int out_flags_ = -1;
+  pollable_fd in_;
+  pollable_fd out_;
 };
 
 /// read_fd reads 1..buf.size() bytes from `fd`, waiting through the loop when the
 /// descriptor is non-blocking. Errors: end_of_stream at EOF, timed_out,
 /// operation_canceled (nothing was consumed), system errors.
-task<result<std::size_t>> read_fd(int fd, mutable_buffer buf, deadline dl);
+task<result<std::size_t>> read_fd(pollable_fd& fd, mutable_buffer buf, deadline dl);
 /// write_fd writes every byte of `bufs` to `fd`. Errors: broken (EPIPE), timed_out,
 /// operation_canceled (a prefix may have been written), system errors.
-task<result<void>> write_fd(int fd, const_buffers bufs, deadline dl);
+task<result<void>> write_fd(pollable_fd& fd, const_buffers bufs, deadline dl);
 
 // -- checksums ----------------------------------------------------------------------------
 

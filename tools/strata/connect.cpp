@@ -97,7 +97,7 @@ int connect_main(args& a, signal_guard& signals) {
       co_return exit_failure;
     }
     stdin_source in;
-    co_return co_await relay(*conn, in, options);
+    co_return co_await relay(*conn, stdio, in, options);
   });
 }
 

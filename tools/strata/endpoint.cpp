@@ -25,6 +25,7 @@ struct endpoint_state {
   std::optional<address> last_sender;  // the sender of the latest datagram
   event have_sender;                   // a first datagram has arrived
   deadline::clock::time_point last_activity = deadline::clock::now();
+  stdio_guard* stdio = nullptr;
 
   void fail(std::string where, std::error_code ec, scope& s) {
     if (ec == errc::operation_canceled) return;
@@ -75,7 +76,7 @@ task<void> print_datagrams(any_datagram& endpoint, endpoint_state& st, const end
     if (options.show_sender) sender += ": ";
     std::array<const_buffer, 3> parts{options.show_sender ? as_bytes(sender) : const_buffer(),
                                       const_buffer(room.data(), got->size), const_buffer(newline)};
-    auto w = co_await write_fd(STDOUT_FILENO, std::span<const const_buffer>(parts), deadline::never());
+    auto w = co_await write_fd(st.stdio->out(), std::span<const const_buffer>(parts), deadline::never());
     if (!w) co_return st.fail("stdout", stdout_error(w.error()), s);
   }
 }
@@ -113,7 +114,7 @@ task<void> answer_lines(any_datagram& endpoint, endpoint_state& st, const endpoi
     if (ended) co_return;  // stdin's end stops the answers, not the endpoint
     if (scanned > limit) co_return st.fail("stdin: line", errc::message_too_large, s);
     auto space = pending.writable(chunk);
-    auto n = co_await read_fd(STDIN_FILENO, space.first(std::min(space.size(), chunk)), deadline::never());
+    auto n = co_await read_fd(st.stdio->in(), space.first(std::min(space.size(), chunk)), deadline::never());
     if (!n) {
       if (n.error() == errc::operation_canceled) co_return;
       if (n.error() != errc::end_of_stream) report("stdin", n.error());
@@ -126,8 +127,9 @@ task<void> answer_lines(any_datagram& endpoint, endpoint_state& st, const endpoi
 
 }  // namespace
 
-task<int> serve_endpoint(any_datagram& endpoint, const endpoint_options& options) {
+task<int> serve_endpoint(any_datagram& endpoint, stdio_guard& stdio, const endpoint_options& options) {
   endpoint_state st;
+  st.stdio = &stdio;
   co_await with_scope([&](scope& s) -> task<void> {
     s.spawn(answer_lines(endpoint, st, options, s));
     co_await print_datagrams(endpoint, st, options, s);

@@ -27,6 +27,6 @@ struct endpoint_options {
 /// and the endpoint goes on. Runs until canceled (a signal; returns exit_ok), a receive
 /// or stdout failure, or `idle` (both exit_failure, after reporting). Closes `endpoint`
 /// before returning.
-task<int> serve_endpoint(any_datagram& endpoint, const endpoint_options& options);
+task<int> serve_endpoint(any_datagram& endpoint, stdio_guard& stdio, const endpoint_options& options);
 
 }  // namespace strata::cli

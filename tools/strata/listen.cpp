@@ -122,7 +122,7 @@ int listen_main(args& a, signal_guard& signals) {
       auto where = bound->local_address();
       std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : p->text().c_str());
       std::fflush(stderr);
-      co_return co_await serve_endpoint(*bound, endpoint);
+      co_return co_await serve_endpoint(*bound, stdio, endpoint);
     });
   }
 
@@ -162,7 +162,7 @@ int listen_main(args& a, signal_guard& signals) {
           std::fflush(stderr);
         }
       }
-      code = co_await relay(*conn, in, options);
+      code = co_await relay(*conn, stdio, in, options);
       if (!keep) break;
     }
     if (keep) listener->close();

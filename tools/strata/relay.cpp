@@ -34,6 +34,7 @@ struct relay_state {
   deadline::clock::time_point last_stdin = deadline::clock::now();  // last data read from stdin
   bool peer_done = false;                                           // the peer has finished sending
   event sender_done;  // stdin -> connection has ended (or given up)
+  stdio_guard* stdio = nullptr;
 
   // fail records a failure and stops the relay. operation_canceled is never a failure
   // of its own: it is how the tasks learn that the relay is stopping.
@@ -85,7 +86,7 @@ task<void> send_stream(any_stream& out, stdin_source& in, relay_state& st, const
       co_return;
     }
     auto space = in.pending.writable(chunk);
-    auto n = co_await read_fd(STDIN_FILENO, space.first(std::min(space.size(), chunk)), deadline::never());
+    auto n = co_await read_fd(st.stdio->in(), space.first(std::min(space.size(), chunk)), deadline::never());
     if (!n) {
       if (n.error() == errc::operation_canceled) co_return;
       in.ended = true;
@@ -127,7 +128,7 @@ task<void> send_lines(any_message& out, stdin_source& in, std::size_t limit, rel
     }
     if (scanned > limit) co_return st.fail("stdin: line", errc::message_too_large, s);
     auto space = in.pending.writable(chunk);
-    auto n = co_await read_fd(STDIN_FILENO, space.first(std::min(space.size(), chunk)), deadline::never());
+    auto n = co_await read_fd(st.stdio->in(), space.first(std::min(space.size(), chunk)), deadline::never());
     if (!n) {
       if (n.error() == errc::operation_canceled) co_return;
       in.ended = true;
@@ -154,7 +155,7 @@ task<void> receive_stream(any_stream& from, relay_state& st, const relay_options
       co_return st.fail(options.label + ": read", n.error(), s);
     }
     st.touch();
-    auto w = co_await write_fd(STDOUT_FILENO, const_buffer(buf.data(), *n), deadline::never());
+    auto w = co_await write_fd(st.stdio->out(), const_buffer(buf.data(), *n), deadline::never());
     if (!w) {
       if (w.error() == errc::operation_canceled) co_return;
       co_return st.fail("stdout", stdout_error(w.error()), s);
@@ -190,7 +191,7 @@ task<void> receive_lines(any_message& from, std::size_t limit, relay_state& st, 
     }
     st.touch();
     std::array<const_buffer, 2> parts{const_buffer(room.data(), *n), const_buffer(newline)};
-    auto w = co_await write_fd(STDOUT_FILENO, std::span<const const_buffer>(parts), deadline::never());
+    auto w = co_await write_fd(st.stdio->out(), std::span<const const_buffer>(parts), deadline::never());
     if (!w) {
       if (w.error() == errc::operation_canceled) co_return;
       co_return st.fail("stdout", stdout_error(w.error()), s);
@@ -216,8 +217,9 @@ task<void> idle_watch(duration idle, relay_state& st, scope& s) {
 
 }  // namespace
 
-task<int> relay(any_connection& conn, stdin_source& in, const relay_options& options) {
+task<int> relay(any_connection& conn, stdio_guard& stdio, stdin_source& in, const relay_options& options) {
   relay_state st;
+  st.stdio = &stdio;
   messages_lost() = 0;
   shm::observe_losses(count_loss);
   co_await with_scope([&](scope& s) -> task<void> {

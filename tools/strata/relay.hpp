@@ -28,7 +28,7 @@ struct relay_options {
   std::string label;  ///< names the connection in error messages
 };
 
-/// relay runs both directions between stdio and `conn`. stdin's end shuts the
+/// relay runs both directions between `stdio` and `conn`. stdin's end shuts the
 /// connection's write side down; the relay keeps reading until the peer has finished
 /// sending (everything it sent is on stdout by then). If stdin is still open then, it
 /// is relayed until it ends or stays quiet for `options.linger` (like socat's -t);
@@ -36,6 +36,6 @@ struct relay_options {
 /// On a message stack each stdin line (without '\n') is one message and each received
 /// message is written with a '\n' after it. Closes `conn` before returning.
 /// Returns exit_ok or exit_failure (after printing the error).
-task<int> relay(any_connection& conn, stdin_source& in, const relay_options& options);
+task<int> relay(any_connection& conn, stdio_guard& stdio, stdin_source& in, const relay_options& options);
 
 }  // namespace strata::cli

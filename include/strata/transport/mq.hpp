@@ -4,7 +4,7 @@
 // The property it adds: connection-less, reliable messages up to the queue's msgsize,
 // received highest priority first (oldest first within a priority), shared by any number
 // of senders and receivers (mpmc). A queue descriptor is pollable on Linux, so every wait
-// goes through the event loop (wait_readable / wait_writable), never a blocking call.
+// goes through the event loop (a pollable_fd), never a blocking call.
 //
 // row: requires nothing (bottom layer)
 //      provides connection-less message reliable dup_free ipc mpmc any-process duplex
@@ -32,6 +32,7 @@
 
 #include "strata/core/capability.hpp"
 #include "strata/core/stream.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 
 namespace strata::mq {
 
@@ -150,18 +151,22 @@ class queue {
   result<attributes> get_attributes() const;
   /// queued is the number of messages in the queue now.
   result<std::size_t> queued() const;
+  /// wait_message waits until the queue holds a message (or `dl`), without taking it;
+  /// another receiver of the queue may take it first. Errors: timed_out,
+  /// operation_canceled, closed (the queue was closed meanwhile), system errors.
+  task<result<void>> wait_message(deadline dl);
   /// max_message is the queue's msgsize.
   std::size_t max_message() const noexcept { return message_size_; }
   /// runtime_capabilities is row's with this queue's msgsize.
   properties runtime_capabilities() const noexcept;
   const std::string& name() const noexcept { return name_; }
-  int native_handle() const noexcept { return fd_; }
-  bool is_open() const noexcept { return fd_ >= 0; }
+  int native_handle() const noexcept { return fd_.get(); }
+  bool is_open() const noexcept { return fd_.is_open(); }
 
  private:
   void release_fd() noexcept;
 
-  int fd_ = -1;
+  pollable_fd fd_;  // an mqd_t is a descriptor on Linux (mq_close is close)
   access mode_ = access::both;
   unsigned priority_ = 0;
   std::size_t message_size_ = 0;

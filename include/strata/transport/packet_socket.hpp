@@ -18,6 +18,7 @@
 #include "strata/core/buffer.hpp"
 #include "strata/core/result.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/task.hpp"
 #include "strata/transport/unix.hpp"
 
@@ -68,8 +69,8 @@ class packet_socket {
   ~packet_socket();
 
   /// native_handle is the descriptor (still owned by this object), or -1.
-  int native_handle() const noexcept { return fd_; }
-  bool is_open() const noexcept { return fd_ >= 0; }
+  int native_handle() const noexcept { return fd_.get(); }
+  bool is_open() const noexcept { return fd_.is_open(); }
   /// release gives the descriptor to the caller, who must close it.
   int release() noexcept;
   result<address> local_address() const;
@@ -127,7 +128,7 @@ class packet_socket {
   /// not bound) becomes the unnamed unix address when unix_ is set.
   address sender(const void* name, unsigned len) const;
 
-  int fd_ = -1;
+  pollable_fd fd_;
   packet_kind kind_ = packet_kind::datagram;
   bool unix_ = false;  ///< an AF_UNIX socket
   bool keep_too_large_ = false;
@@ -146,8 +147,9 @@ class packet_socket {
   std::optional<address> only_from_;
 
  private:
-  /// receive_failed turns a receive's errno into its error (sticky for sequenced sockets).
-  std::error_code receive_failed(int err) noexcept;
+  /// receive_failed turns a receive's error into the caller's (sticky for sequenced sockets;
+  /// a wait's timeout or cancel never is).
+  std::error_code receive_failed(std::error_code ec) noexcept;
 
   std::error_code read_error_{};
   std::error_code write_error_{};

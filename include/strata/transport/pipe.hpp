@@ -36,6 +36,7 @@
 
 #include "strata/core/capability.hpp"
 #include "strata/core/stream.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 
 namespace strata::detail {
 struct pipe_access;  // builds ends from descriptors (src/transport/pipe.cpp)
@@ -109,10 +110,10 @@ class reader {
   /// runtime_capabilities is fifo::row's for a FIFO, pipe::row's otherwise.
   properties runtime_capabilities() const noexcept;
   /// native_handle is the descriptor (still owned by this object), or -1.
-  int native_handle() const noexcept { return fd_; }
+  int native_handle() const noexcept { return fd_.get(); }
   /// release gives the descriptor to the caller, who must close it.
   int release() noexcept;
-  bool is_open() const noexcept { return fd_ >= 0; }
+  bool is_open() const noexcept { return fd_.is_open(); }
 
  private:
   friend struct detail::pipe_access;
@@ -123,7 +124,7 @@ class reader {
   /// then closes. Errors: timed_out, operation_canceled (closed anyway).
   task<result<void>> drain_and_close(deadline dl);
 
-  int fd_ = -1;
+  pollable_fd fd_;
   bool fifo_ = false;
   std::error_code error_{};  // sticky: end_of_stream, closed or a system error
 };
@@ -157,16 +158,16 @@ class writer {
 
   /// runtime_capabilities is fifo::row's for a FIFO, pipe::row's otherwise.
   properties runtime_capabilities() const noexcept;
-  int native_handle() const noexcept { return fd_; }
+  int native_handle() const noexcept { return fd_.get(); }
   int release() noexcept;
-  bool is_open() const noexcept { return fd_ >= 0; }
+  bool is_open() const noexcept { return fd_.is_open(); }
 
  private:
   friend struct detail::pipe_access;
   writer(int fd, bool fifo) noexcept : fd_(fd), fifo_(fifo) {}
   void release_fd() noexcept;
 
-  int fd_ = -1;
+  pollable_fd fd_;
   bool fifo_ = false;
   bool shut_ = false;        // shutdown_write closed the descriptor; close() is still due
   std::error_code error_{};  // sticky
@@ -332,7 +333,7 @@ class child {
   void reap_now() noexcept;
 
   pid_t pid_ = -1;
-  int pidfd_ = -1;
+  pollable_fd pidfd_;
   duplex stream_;
   std::optional<exit_status> status_;
   bool closed_ = false;

@@ -16,6 +16,7 @@
 #include "strata/core/buffer.hpp"
 #include "strata/core/result.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata::detail {
@@ -50,12 +51,12 @@ class socket_stream {
   /// remember_peer keeps `peer` (an IP address; others are ignored) for peer_address.
   void remember_peer(const address& peer) noexcept;
   /// native_handle is the descriptor (still owned by this object), or -1.
-  int native_handle() const noexcept { return fd_; }
+  int native_handle() const noexcept { return fd_.get(); }
   /// release gives the descriptor to the caller, who must close it.
   int release() noexcept;
   /// reset closes abruptly; TCP peers see a reset (RST).
   void reset() noexcept;
-  bool is_open() const noexcept { return fd_ >= 0; }
+  bool is_open() const noexcept { return fd_.is_open(); }
 
  protected:
   /// fail_read / fail_write record a sticky error for one direction.
@@ -67,9 +68,9 @@ class socket_stream {
   }
   std::error_code read_error() const noexcept { return read_error_; }
   std::error_code write_error() const noexcept { return write_error_; }
-  void release_fd() noexcept;
+  void release_fd() noexcept { fd_.close(); }
 
-  int fd_ = -1;
+  pollable_fd fd_;
 
  private:
   std::error_code read_error_{};
@@ -109,11 +110,11 @@ class socket_listener {
   /// stats is what accept_fd has survived so far.
   const accept_stats& stats() const noexcept { return stats_; }
   result<address> local_address() const;
-  int native_handle() const noexcept { return fd_; }
-  void close() noexcept;
+  int native_handle() const noexcept { return fd_.get(); }
+  void close() noexcept { fd_.close(); }
 
  protected:
-  int fd_ = -1;
+  pollable_fd fd_;
 
  private:
   accept_stats stats_{};

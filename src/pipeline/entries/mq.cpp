@@ -257,13 +257,8 @@ class mq_listener final : public any_listener::iface {
       if (!r) co_return unexpected(r.error());
     }
     if (gate_->closed) co_return errc::closed;
-    for (;;) {
-      auto n = watch_.queued();
-      if (!n) co_return unexpected(n.error());
-      if (*n > 0) break;
-      if (auto ec = co_await wait_readable(watch_.native_handle(), dl)) co_return unexpected(ec);
-      if (gate_->closed) co_return errc::closed;
-    }
+    if (auto r = co_await watch_.wait_message(dl); !r) co_return unexpected(r.error());
+    if (gate_->closed) co_return errc::closed;
     auto in = mq::queue::open(spec_.name, {.mode = mq::access::receive});
     if (!in) co_return unexpected(in.error());
     mq::queue out;

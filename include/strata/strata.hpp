@@ -3,11 +3,13 @@
 // missing); include the individual headers to keep compile times down.
 #pragma once
 
-// runtime: tasks, the event loop, deadlines, scopes, channels
+// runtime: errors and results, tasks, the event loop, deadlines, scopes, channels,
+// pollable_fd
 #include "strata/runtime.hpp"
 #include "strata/runtime/frame_allocator.hpp"
 
-// core: errors, results, buffers, addresses, capabilities, the two socket shapes
+// core: buffers, addresses, capabilities, the two socket shapes (core/error.hpp and
+// core/result.hpp forward to runtime/)
 #include "strata/core/address.hpp"
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"

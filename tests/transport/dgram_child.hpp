@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "strata/core/result.hpp"
 #include "strata/runtime.hpp"
+#include "strata/runtime/result.hpp"
 
 extern char** environ;
 

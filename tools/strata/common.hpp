@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "strata/core/buffer.hpp"
-#include "strata/core/result.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
+#include "strata/runtime/result.hpp"
 
 namespace strata::cli {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "strata/core/result.hpp"
+#include "strata/runtime/result.hpp"
 
 struct sockaddr;
 

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "strata/core/result.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

@@ -4,8 +4,8 @@
 
 #include <vector>
 
-#include "strata/core/result.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 
 namespace strata {
 

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "strata/core/error.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/error.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

@@ -16,9 +16,9 @@
 #include <system_error>
 #include <utility>
 
-#include "strata/core/result.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 #include "strata/runtime/timer.hpp"
 

@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <exception>
 
-#include "strata/core/result.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

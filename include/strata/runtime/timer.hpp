@@ -1,8 +1,8 @@
 // Sleeping and yielding: the simplest waits, built on the same waiter as all I/O.
 #pragma once
 
-#include "strata/core/result.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 
 namespace strata {
 

@@ -16,9 +16,9 @@
 
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
-#include "strata/core/result.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/pollable_fd.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 #include "strata/transport/unix.hpp"
 

@@ -27,7 +27,7 @@
 #include <span>
 
 #include "strata/core/buffer.hpp"
-#include "strata/core/result.hpp"
+#include "strata/runtime/result.hpp"
 
 namespace strata::shm {
 

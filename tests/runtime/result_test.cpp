@@ -1,6 +1,6 @@
 // result<T> and the error vocabulary: values and errors, move-only values, comparisons
 // with strata::errc and std::errc, messages, and the errno mapping.
-#include "strata/core/result.hpp"
+#include "strata/runtime/result.hpp"
 
 #include <gtest/gtest.h>
 

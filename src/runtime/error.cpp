@@ -1,4 +1,4 @@
-#include "strata/core/error.hpp"
+#include "strata/runtime/error.hpp"
 
 #include <cerrno>
 

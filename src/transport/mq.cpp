@@ -10,8 +10,12 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "strata/runtime/event.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::mq {
@@ -277,6 +281,167 @@ properties duplex::runtime_capabilities() const noexcept {
   std::size_t b = in_.max_message();
   caps.max_message = a && b ? std::min(a, b) : std::max(a, b);
   return caps;
+}
+
+// -- endpoints and listeners ------------------------------------------------------------------
+
+namespace detail {
+
+/// created_queues holds the names of the queues a listener or endpoint created; the last
+/// of its owners to go away unlinks them.
+struct created_queues {
+  std::vector<std::string> names;
+  bool unlink = true;
+  ~created_queues() {
+    if (!unlink) return;
+    for (const auto& name : names) (void)mq::unlink(name);
+  }
+};
+
+/// gate lets a listener hand out one endpoint at a time (one thread).
+struct gate {
+  bool busy = false;
+  bool closed = false;
+  event freed;
+};
+
+}  // namespace detail
+
+namespace {
+
+/// open_queue opens `name` for `mode`; with `create` it makes the queue when missing and
+/// records that it did (exclusive: it must not exist).
+result<queue> open_queue(const std::string& name, access mode, bool create, bool exclusive,
+                         const endpoint_options& options, detail::created_queues& owner) {
+  open_options open{.mode = mode, .attr = options.attr, .priority = options.priority};
+  if (create) {
+    open.create = open.exclusive = true;
+    auto q = queue::open(name, open);
+    if (q) {
+      owner.names.push_back(name);
+      return q;
+    }
+    if (exclusive || q.error() != std::errc::file_exists) return q;
+    open.create = open.exclusive = false;
+  }
+  return queue::open(name, open);
+}
+
+task<result<void>> not_supported_void() { co_return errc::not_supported; }
+task<result<std::size_t>> not_supported_size() { co_return errc::not_supported; }
+
+}  // namespace
+
+endpoint::endpoint(queue out, queue in, std::shared_ptr<detail::created_queues> owner,
+                   std::shared_ptr<detail::gate> gate)
+    : out_(std::move(out)),
+      in_(std::move(in)),
+      owner_(std::move(owner)),
+      gate_(std::move(gate)),
+      can_send_(out_.is_open()),
+      can_recv_(in_.is_open()) {}
+
+endpoint::~endpoint() { release(); }
+
+void endpoint::release() noexcept {
+  owner_.reset();
+  if (gate_) {
+    gate_->busy = false;
+    gate_->freed.set();
+    gate_.reset();
+  }
+}
+
+task<result<void>> endpoint::send(const_buffers msg, deadline dl) {
+  if (!can_send_ && !closed_) return not_supported_void();
+  return out_.send(msg, dl);
+}
+
+task<result<std::size_t>> endpoint::recv(mutable_buffer buf, deadline dl) {
+  if (!can_recv_ && !closed_) return not_supported_size();
+  return in_.recv(buf, dl);
+}
+
+task<result<void>> endpoint::close(deadline dl) {
+  if (closed_) co_return errc::closed;
+  closed_ = true;
+  if (out_.is_open()) (void)co_await out_.close(dl);
+  if (in_.is_open()) (void)co_await in_.close(dl);
+  release();
+  co_return result<void>{};
+}
+
+properties endpoint::runtime_capabilities() const noexcept {
+  auto caps = capabilities;
+  caps.ordered = true;  // one priority for every message sent
+  bool both = can_send_ && can_recv_;
+  caps.direction = both ? direction::duplex : direction::simplex;
+  std::size_t a = out_.max_message(), b = in_.max_message();
+  caps.max_message = both ? std::min(a, b) : std::max(a, b);
+  return caps;
+}
+
+result<endpoint> connect(const endpoint_options& options) {
+  auto owner = std::make_shared<detail::created_queues>();
+  owner->unlink = options.unlink;
+  auto out = open_queue(options.name, access::send, options.create, false, options, *owner);
+  if (!out) return unexpected(out.error());
+  queue in;
+  if (!options.reply.empty()) {
+    auto r = open_queue(options.reply, access::receive, true, false, options, *owner);
+    if (!r) return unexpected(r.error());
+    in = std::move(*r);
+  }
+  return endpoint(std::move(*out), std::move(in), std::move(owner), nullptr);
+}
+
+listener::~listener() { close(); }
+
+result<listener> listener::open(const endpoint_options& options) {
+  listener l;
+  l.options_ = options;
+  l.owner_ = std::make_shared<detail::created_queues>();
+  l.owner_->unlink = options.unlink;
+  auto watch = open_queue(options.name, access::receive, true, options.exclusive, options, *l.owner_);
+  if (!watch) return unexpected(watch.error());
+  l.watch_ = std::move(*watch);
+  if (!options.reply.empty()) {
+    auto r = open_queue(options.reply, access::send, true, false, options, *l.owner_);
+    if (!r) return unexpected(r.error());
+  }
+  l.gate_ = std::make_shared<detail::gate>();
+  return l;
+}
+
+task<result<endpoint>> listener::accept(deadline dl) {
+  if (!gate_) co_return errc::closed;
+  auto gate = gate_;  // close() may run while this waits
+  while (!gate->closed && gate->busy) {
+    gate->freed.reset();
+    auto r = co_await gate->freed.wait(dl);
+    if (!r) co_return unexpected(r.error());
+  }
+  if (gate->closed) co_return errc::closed;
+  if (auto r = co_await watch_.wait_message(dl); !r) co_return unexpected(r.error());
+  if (gate->closed) co_return errc::closed;
+  auto in = queue::open(options_.name, {.mode = access::receive});
+  if (!in) co_return unexpected(in.error());
+  queue out;
+  if (!options_.reply.empty()) {
+    auto o = queue::open(options_.reply, {.mode = access::send, .priority = options_.priority});
+    if (!o) co_return unexpected(o.error());
+    out = std::move(*o);
+  }
+  gate->busy = true;
+  co_return endpoint(std::move(out), std::move(*in), owner_, gate);
+}
+
+void listener::close() noexcept {
+  if (!gate_ || gate_->closed) return;
+  gate_->closed = true;
+  gate_->freed.set();
+  watch_ = queue();  // wakes an accept waiting for a message: closed
+  owner_.reset();
 }
 
 }  // namespace strata::mq

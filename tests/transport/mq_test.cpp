@@ -394,6 +394,58 @@ TEST(MqProcess, ForkedSenderOutrunsTheQueueWhileWeReceiveThroughTheLoop) {
 
 // -- pipelines and the CLI ----------------------------------------------------------------
 
+// The typed form of mq-listen:/mq: (transport/mq.hpp): a listener hands out one endpoint
+// at a time, closing the listener ends a pending accept, and the queues it created go
+// once everything made from them is closed.
+TEST(MqEndpoint, ListenerHandsOutOneEndpointAtATimeAndUnlinksWhatItCreated) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    mq::endpoint_options options{.name = unique_queue(), .reply = unique_queue(), .priority = 1};
+    auto l = mq::listener::open(options);
+    CO_ASSERT_OK(l);
+    auto c = mq::connect(options);
+    CO_ASSERT_OK(c);
+    EXPECT_EQ(c->runtime_capabilities().direction, direction::duplex);
+    auto sent = co_await c->send(as_bytes("one"), dl);
+    CO_ASSERT_OK(sent);
+    auto e = co_await l->accept(dl);
+    CO_ASSERT_OK(e);
+    std::vector<std::byte> buf(8192);
+    auto n = co_await e->recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(text_of(buf, *n), "one");
+    sent = co_await c->send(as_bytes("two"), dl);
+    CO_ASSERT_OK(sent);
+    EXPECT_EQ((co_await l->accept(deadline::after(20ms))).error(), errc::timed_out);  // busy
+    auto closed = co_await e->close(dl);
+    CO_ASSERT_OK(closed);
+    auto next = co_await l->accept(dl);  // the first endpoint is closed: the next one goes
+    CO_ASSERT_OK(next);
+    n = co_await next->recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(text_of(buf, *n), "two");
+    // A simplex endpoint answers not_supported for the missing direction.
+    auto simplex = mq::connect({.name = options.name});
+    CO_ASSERT_OK(simplex);
+    EXPECT_EQ((co_await simplex->recv(buf, dl)).error(), errc::not_supported);
+    (void)co_await next->close(dl);
+    (void)co_await simplex->close(dl);
+    (void)co_await c->close(dl);
+    bool ended = false;
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](mq::listener& l, bool& ended) -> task<void> {
+        auto r = co_await l.accept(deadline::after(5s));
+        ended = r.error() == errc::closed;
+      }(*l, ended));
+      co_await yield();
+      l->close();
+    });
+    EXPECT_TRUE(ended);
+    EXPECT_EQ(mq::queue::open(options.name, {}).error(), std::errc::no_such_file_or_directory);
+    EXPECT_EQ(mq::queue::open(options.reply, {}).error(), std::errc::no_such_file_or_directory);
+  });
+}
+
 TEST(MqPipeline, ListenerAndConnectorConverseOverTwoQueues) {
   run_test([]() -> task<void> {
     auto dl = deadline::after(5s);

@@ -12,6 +12,10 @@
 // spec: mq:/NAME (send to a queue; reply=/OTHER also receives from /OTHER),
 //       mq-listen:/NAME (create and receive from a queue; reply=/OTHER also sends to it)
 //
+// A queue has no connection: mq::endpoint and mq::listener (at the end of this file) give
+// the spec forms their socat-like shape, a pair of queues per conversation and a
+// listener that hands out one endpoint at a time.
+//
 // Limits: the kernel bounds a queue's maxmsg by /proc/sys/fs/mqueue/msg_max and its
 // msgsize by /proc/sys/fs/mqueue/msgsize_max (10 and 8192 on many hosts, even for root
 // without CAP_SYS_RESOURCE in the initial namespace); asking more fails with EINVAL,
@@ -25,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -212,5 +217,99 @@ class duplex {
 };
 
 static_assert(message_socket<duplex>);
+
+// -- endpoints and listeners: the queue pairs of `mq:` and `mq-listen:` ---------------------
+
+namespace detail {
+struct created_queues;
+struct gate;
+}  // namespace detail
+
+/// endpoint_options name the queues of one side of a conversation and how they are made.
+struct endpoint_options {
+  std::string name{};      ///< the queue /NAME
+  std::string reply{};     ///< the queue /OTHER for the other direction; empty: one direction
+  unsigned priority = 0;   ///< of every message sent (so the messages keep their order)
+  bool create = false;     ///< connect: create /NAME when missing (a listener always may)
+  bool exclusive = false;  ///< listen: fail (EEXIST) when /NAME already exists
+  attributes attr = {};    ///< of the queues created here
+  bool unlink = true;      ///< unlink the queues created here once everything made from them is closed
+};
+
+/// endpoint is one side of a conversation over a pair of queues: send() goes to one
+/// queue, recv() comes from the other, and either may be missing (the direction then
+/// answers not_supported). It is a message_socket, ordered (one priority for every
+/// message), duplex with both queues, simplex otherwise. Move-only.
+class endpoint {
+ public:
+  static constexpr properties capabilities = transport_properties(row);
+
+  endpoint() noexcept = default;
+  endpoint(endpoint&&) noexcept = default;
+  endpoint& operator=(endpoint&&) = delete;
+  ~endpoint();
+
+  /// send queues `msg`; see queue::send. not_supported without a sending queue.
+  task<result<void>> send(const_buffers msg, deadline dl);
+  /// recv receives the next message; see queue::recv. not_supported without a receiving
+  /// queue.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl);
+  /// close closes both queues (unlinking those created for it once nothing else uses
+  /// them) and lets its listener hand out the next endpoint. Never blocks. Errors: closed.
+  task<result<void>> close(deadline dl);
+  /// runtime_capabilities is row's, ordered, with this pair's direction and max_message.
+  properties runtime_capabilities() const noexcept;
+
+ private:
+  friend result<endpoint> connect(const endpoint_options& options);
+  friend class listener;
+  endpoint(queue out, queue in, std::shared_ptr<detail::created_queues> owner,
+           std::shared_ptr<detail::gate> gate);
+  void release() noexcept;
+
+  queue out_;
+  queue in_;
+  std::shared_ptr<detail::created_queues> owner_;
+  std::shared_ptr<detail::gate> gate_;
+  bool can_send_ = false;
+  bool can_recv_ = false;
+  bool closed_ = false;
+};
+
+static_assert(message_socket<endpoint>);
+
+/// connect opens /NAME for sending (created when missing with options.create) and, with
+/// options.reply, /OTHER for receiving (created when missing): the `mq:` side.
+/// Errors: as queue::open.
+result<endpoint> connect(const endpoint_options& options);
+
+/// listener is the `mq-listen:` side: it creates /NAME when missing (and /OTHER with
+/// options.reply) and its accept waits for the first message in /NAME, then returns an
+/// endpoint receiving from /NAME (and sending to /OTHER). A queue has no connections, so
+/// a listener hands out one endpoint at a time: the next accept waits until the previous
+/// endpoint is closed. Move-only; one thread.
+class listener {
+ public:
+  listener() noexcept = default;
+  listener(listener&&) noexcept = default;
+  listener& operator=(listener&&) noexcept = default;
+  ~listener();
+
+  /// open creates or opens the queues. Errors: as queue::open (EEXIST with exclusive).
+  static result<listener> open(const endpoint_options& options);
+  /// accept waits until the previous endpoint is closed and a message is queued in /NAME,
+  /// then returns a new endpoint. Errors: closed (close() ran), timed_out,
+  /// operation_canceled, system errors.
+  task<result<endpoint>> accept(deadline dl);
+  /// close ends the listener: a pending or later accept returns closed. The queues it
+  /// created are unlinked once its endpoints are closed too.
+  void close() noexcept;
+
+ private:
+  endpoint_options options_;
+  queue watch_;
+  std::shared_ptr<detail::created_queues> owner_;
+  std::shared_ptr<detail::gate> gate_;
+};
 
 }  // namespace strata::mq

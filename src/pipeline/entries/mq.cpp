@@ -7,7 +7,9 @@
 // spec: mq:/NAME(reply=/OTHER, prio=N, create=0|1, maxmsg=N, msgsize=SIZE, unlink=0|1)
 //       mq-listen:/NAME(reply=/OTHER, prio=N, excl=0|1, maxmsg=N, msgsize=SIZE, unlink=0|1)
 //
-// A queue has no connection, so the pipeline gives these forms socat-like semantics:
+// A queue has no connection, so these forms have socat-like semantics, implemented by
+// mq::endpoint and mq::listener (include/strata/transport/mq.hpp); this file only parses
+// the spec into mq::endpoint_options:
 // `mq:/NAME` sends to an existing queue NAME (and, with reply=, receives answers from the
 // queue OTHER, created when missing); `mq-listen:/NAME` creates NAME when missing and its
 // accept waits for the first message, then returns a connection receiving from NAME (and,
@@ -19,7 +21,6 @@
 
 #include "../entry_support.hpp"
 #include "entries.hpp"
-#include "strata/runtime/event.hpp"
 #include "strata/transport/mq.hpp"
 
 namespace strata::pipeline_detail {
@@ -62,16 +63,8 @@ constexpr param_info listen_params[] = {
      .help = "1 removes the queues the listener created once it and its connections are closed"},
 };
 
-/// mq_spec is what a layer's target and parameters say.
-struct mq_spec {
-  std::string name;
-  std::string reply;  // empty: simplex
-  unsigned priority = 0;
-  bool create = false;
-  bool exclusive = false;
-  mq::attributes attr;
-  bool unlink = true;
-};
+/// mq_spec is what a layer's target and parameters say: the transport's endpoint options.
+using mq_spec = mq::endpoint_options;
 
 /// queue_name turns "NAME" or "/NAME" into "/NAME", or returns "" when it cannot be one.
 std::string queue_name(std::string_view text) {
@@ -134,156 +127,23 @@ bool options_of(const protocol_entry& entry, const spec_layer& layer, bool liste
   return true;
 }
 
-// -- connections --------------------------------------------------------------------------
+// -- listener ---------------------------------------------------------------------------
 
-/// owner_state holds the names of the queues a listener or connection created; the last
-/// of them to go away unlinks them.
-struct owner_state {
-  std::vector<std::string> created;
-  bool unlink = true;
-  ~owner_state() {
-    if (!unlink) return;
-    for (const auto& name : created) (void)mq::unlink(name);
-  }
-};
-
-/// gate_state lets a listener hand out one connection at a time (one thread).
-struct gate_state {
-  bool busy = false;
-  bool closed = false;
-  event freed;
-};
-
-/// open_queue opens `name` for `mode`; with `create` it makes the queue when missing and
-/// records that it did (exclusive: it must not exist).
-result<mq::queue> open_queue(const std::string& name, mq::access mode, bool create, bool exclusive,
-                             const mq_spec& spec, owner_state& owner) {
-  mq::open_options options{.mode = mode, .attr = spec.attr, .priority = spec.priority};
-  if (create) {
-    options.create = options.exclusive = true;
-    auto q = mq::queue::open(name, options);
-    if (q) {
-      owner.created.push_back(name);
-      return q;
-    }
-    if (exclusive || q.error() != std::errc::file_exists) return q;
-    options.create = options.exclusive = false;
-  }
-  return mq::queue::open(name, options);
-}
-
-/// mq_connection is the message socket a pipeline gets: a sending queue, a receiving queue
-/// or both. The missing direction answers not_supported.
-class mq_connection {
- public:
-  static constexpr properties capabilities = transport_properties(mq::row);
-
-  mq_connection(mq::queue out, mq::queue in, std::shared_ptr<owner_state> owner,
-                std::shared_ptr<gate_state> gate)
-      : out_(std::move(out)),
-        in_(std::move(in)),
-        owner_(std::move(owner)),
-        gate_(std::move(gate)),
-        can_send_(out_.is_open()),
-        can_recv_(in_.is_open()) {}
-  mq_connection(mq_connection&&) noexcept = default;
-  mq_connection& operator=(mq_connection&&) = delete;
-  ~mq_connection() { release(); }
-
-  task<result<void>> send(const_buffers msg, deadline dl) {
-    if (!can_send_ && !closed_) return unsupported();
-    return out_.send(msg, dl);
-  }
-  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
-    if (!can_recv_ && !closed_) return unsupported_size();
-    return in_.recv(buf, dl);
-  }
-  task<result<void>> close(deadline dl) {
-    if (closed_) co_return errc::closed;
-    closed_ = true;
-    if (out_.is_open()) (void)co_await out_.close(dl);
-    if (in_.is_open()) (void)co_await in_.close(dl);
-    release();
-    co_return result<void>{};
-  }
-  properties runtime_capabilities() const noexcept {
-    auto caps = capabilities;
-    caps.ordered = true;  // one priority for every message sent
-    bool both = can_send_ && can_recv_;
-    caps.direction = both ? direction::duplex : direction::simplex;
-    std::size_t a = out_.max_message(), b = in_.max_message();
-    caps.max_message = both ? std::min(a, b) : std::max(a, b);
-    return caps;
-  }
-
- private:
-  static task<result<void>> unsupported() { co_return errc::not_supported; }
-  static task<result<std::size_t>> unsupported_size() { co_return errc::not_supported; }
-  void release() noexcept {
-    owner_.reset();
-    if (gate_) {
-      gate_->busy = false;
-      gate_->freed.set();
-      gate_.reset();
-    }
-  }
-
-  mq::queue out_;
-  mq::queue in_;
-  std::shared_ptr<owner_state> owner_;
-  std::shared_ptr<gate_state> gate_;
-  bool can_send_ = false;
-  bool can_recv_ = false;
-  bool closed_ = false;
-};
-
-static_assert(message_socket<mq_connection>);
-
-/// mq_listener waits for the first message of its queue and hands out one connection at a
-/// time (see the file comment).
+/// mq_listener is an mq::listener behind the pipeline's listener interface.
 class mq_listener final : public any_listener::iface {
  public:
-  mq_listener(mq_spec spec, mq::queue watch, std::shared_ptr<owner_state> owner)
-      : spec_(std::move(spec)),
-        watch_(std::move(watch)),
-        owner_(std::move(owner)),
-        gate_(std::make_shared<gate_state>()) {}
-  ~mq_listener() override { close(); }
+  explicit mq_listener(mq::listener listener) : listener_(std::move(listener)) {}
 
   task<result<any_connection>> accept(deadline dl) override {
-    while (!gate_->closed && gate_->busy) {
-      gate_->freed.reset();
-      auto r = co_await gate_->freed.wait(dl);
-      if (!r) co_return unexpected(r.error());
-    }
-    if (gate_->closed) co_return errc::closed;
-    if (auto r = co_await watch_.wait_message(dl); !r) co_return unexpected(r.error());
-    if (gate_->closed) co_return errc::closed;
-    auto in = mq::queue::open(spec_.name, {.mode = mq::access::receive});
-    if (!in) co_return unexpected(in.error());
-    mq::queue out;
-    if (!spec_.reply.empty()) {
-      auto o = mq::queue::open(spec_.reply, {.mode = mq::access::send, .priority = spec_.priority});
-      if (!o) co_return unexpected(o.error());
-      out = std::move(*o);
-    }
-    gate_->busy = true;
-    co_return any_connection(any_message(mq_connection(std::move(out), std::move(*in), owner_, gate_)));
+    auto e = co_await listener_.accept(dl);
+    if (!e) co_return unexpected(e.error());
+    co_return any_connection(any_message(std::move(*e)));
   }
   result<address> local_address() const override { return errc::not_supported; }
-  void close() override {
-    if (gate_->closed) return;
-    gate_->closed = true;
-    gate_->freed.set();
-    watch_ = mq::queue();  // wakes an accept waiting for a message: closed
-    owner_.reset();
-  }
+  void close() override { listener_.close(); }
 
  private:
-  mq_spec spec_;
-  mq::queue watch_;
-  std::shared_ptr<owner_state> owner_;
-  std::shared_ptr<gate_state> gate_;
+  mq::listener listener_;
 };
 
 // -- entry functions ----------------------------------------------------------------------
@@ -313,30 +173,16 @@ properties refine(properties computed, const layer_options& options) {
 
 task<result<any_connection>> connect(layer_options_ptr options, deadline) {
   const auto& spec = static_cast<const mq_config&>(*options).spec;
-  auto owner = std::make_shared<owner_state>();
-  owner->unlink = spec.unlink;
-  auto out = open_queue(spec.name, mq::access::send, spec.create, false, spec, *owner);
-  if (!out) return failed_connect(out.error());
-  mq::queue in;
-  if (!spec.reply.empty()) {
-    auto r = open_queue(spec.reply, mq::access::receive, true, false, spec, *owner);
-    if (!r) return failed_connect(r.error());
-    in = std::move(*r);
-  }
-  return connected(any_message(mq_connection(std::move(*out), std::move(in), std::move(owner), nullptr)));
+  auto e = mq::connect(spec);
+  if (!e) return failed_connect(e.error());
+  return connected(any_message(std::move(*e)));
 }
 
 result<any_listener> listen(layer_options_ptr options) {
   const auto& spec = static_cast<const mq_config&>(*options).spec;
-  auto owner = std::make_shared<owner_state>();
-  owner->unlink = spec.unlink;
-  auto watch = open_queue(spec.name, mq::access::receive, true, spec.exclusive, spec, *owner);
-  if (!watch) return unexpected(watch.error());
-  if (!spec.reply.empty()) {
-    auto r = open_queue(spec.reply, mq::access::send, true, false, spec, *owner);
-    if (!r) return unexpected(r.error());
-  }
-  return any_listener(std::make_unique<mq_listener>(spec, std::move(*watch), std::move(owner)));
+  auto l = mq::listener::open(spec);
+  if (!l) return unexpected(l.error());
+  return any_listener(std::make_unique<mq_listener>(std::move(*l)));
 }
 
 }  // namespace

@@ -49,6 +49,7 @@
 #include "strata/transport/udp.hpp"
 #include "strata/transport/unix.hpp"
 #include "strata/transport/unix_dgram.hpp"
+#include "transport/shm_ring.hpp"  // src/: the ring cores core_spin measures
 
 namespace {
 

@@ -18,7 +18,7 @@
 #include <cstring>
 #include <vector>
 
-#include "strata/transport/shm_ring.hpp"
+#include "transport/shm_ring.hpp"  // src/
 
 namespace {
 

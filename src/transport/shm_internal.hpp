@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "shm_ring.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/timer.hpp"

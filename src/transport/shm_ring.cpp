@@ -1,6 +1,6 @@
-// The sans-I/O ring cores of the shm transport; see include/strata/transport/shm_ring.hpp
+// The sans-I/O ring cores of the shm transport; see shm_ring.hpp
 // for the algorithms and docs/protocols/shm.md for the layout.
-#include "strata/transport/shm_ring.hpp"
+#include "shm_ring.hpp"
 
 #include <limits>
 

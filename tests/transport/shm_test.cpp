@@ -7,6 +7,8 @@
 #include "strata/transport/shm.hpp"
 #include "strata/transport/unix.hpp"
 
+#include "transport/shm_ring.hpp"  // src/: queue_core, the ring algorithm
+
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <poll.h>

@@ -48,9 +48,24 @@
 
 #include "strata/core/capability.hpp"
 #include "strata/core/stream.hpp"
-#include "strata/transport/shm_ring.hpp"
 
 namespace strata::shm {
+
+class queue_core;  // the ring algorithm (src/transport/shm_ring.hpp)
+
+/// overflow_policy is what a broadcast producer does when the slowest subscriber is a
+/// whole ring behind: wait for it (block) or overwrite its oldest messages (overwrite).
+enum class overflow_policy : std::uint32_t { block = 0, overwrite = 1 };
+
+// Bounds on the sizes a segment may declare (also the bounds of the spec parameters).
+inline constexpr std::uint64_t min_ring_bytes = 4096;
+inline constexpr std::uint64_t max_ring_bytes = std::uint64_t{1} << 30;
+inline constexpr std::uint64_t min_slots = 2;
+inline constexpr std::uint64_t max_slots = std::uint64_t{1} << 20;
+inline constexpr std::uint64_t max_slot_payload = std::uint64_t{1} << 24;
+inline constexpr std::uint32_t max_members = 256;
+/// max_segment_bytes bounds a whole segment (rings, slots and tables).
+inline constexpr std::uint64_t max_segment_bytes = std::uint64_t{4} << 30;
 
 /// stream_row is the shm stream's capability declaration.
 inline constexpr capability_row stream_row{

@@ -13,6 +13,7 @@
 //       shm-queue:NAME(role=both|send|recv, slots=N, max=SIZE, members=N, spin=0|1)
 #include <bit>
 
+#include "../../transport/shm_ring.hpp"  // make_layout checks a spec's sizes
 #include "../entry_support.hpp"
 #include "entries.hpp"
 #include "strata/transport/shm.hpp"

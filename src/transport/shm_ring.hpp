@@ -28,6 +28,7 @@
 
 #include "strata/core/buffer.hpp"
 #include "strata/runtime/result.hpp"
+#include "strata/transport/shm.hpp"
 
 namespace strata::shm {
 
@@ -45,19 +46,8 @@ inline constexpr std::uint32_t layout_version = 3;
 /// segment_kind says which ring a segment holds.
 enum class segment_kind : std::uint32_t { stream = 1, broadcast = 2, queue = 3 };
 
-/// overflow_policy is what a broadcast producer does when the slowest subscriber is a
-/// whole ring behind: wait for it (block) or overwrite its oldest messages (overwrite).
-enum class overflow_policy : std::uint32_t { block = 0, overwrite = 1 };
-
-// Bounds on the sizes a segment may declare (also the bounds of the spec parameters).
-inline constexpr std::uint64_t min_ring_bytes = 4096;
-inline constexpr std::uint64_t max_ring_bytes = std::uint64_t{1} << 30;
-inline constexpr std::uint64_t min_slots = 2;
-inline constexpr std::uint64_t max_slots = std::uint64_t{1} << 20;
-inline constexpr std::uint64_t max_slot_payload = std::uint64_t{1} << 24;
-inline constexpr std::uint32_t max_members = 256;
-/// max_segment_bytes bounds a whole segment (rings, slots and tables).
-inline constexpr std::uint64_t max_segment_bytes = std::uint64_t{4} << 30;
+// overflow_policy and the size bounds (min_ring_bytes ... max_segment_bytes) are public:
+// strata/transport/shm.hpp.
 
 template <class T>
 std::atomic_ref<T> atom(T& field) noexcept {

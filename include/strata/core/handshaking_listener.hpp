@@ -25,12 +25,12 @@
 
 #include "strata/core/address.hpp"
 #include "strata/core/query.hpp"
-#include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/channel.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/event_loop.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/scope.hpp"
 #include "strata/runtime/task.hpp"
 

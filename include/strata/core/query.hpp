@@ -29,7 +29,7 @@
 #include <type_traits>
 
 #include "strata/core/address.hpp"
-#include "strata/core/result.hpp"
+#include "strata/runtime/result.hpp"
 
 namespace strata {
 

@@ -17,6 +17,7 @@
 #include "io_parts.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
+#include "strata/transport/unix.hpp"  // max_fds_per_message
 
 namespace strata::detail {
 namespace {
@@ -37,7 +38,7 @@ void close_all(std::span<const int> fds) noexcept {
 /// ancillary collects what a recvmsg delivered besides the bytes.
 struct ancillary {
   std::vector<int> fds;
-  std::optional<uds::credentials> credentials;
+  std::optional<strata::credentials> credentials;
 
   void take(msghdr& msg) {
     take_fds(msg, fds);
@@ -46,7 +47,7 @@ struct ancillary {
       if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
         ucred cred;
         std::memcpy(&cred, CMSG_DATA(cm), sizeof cred);
-        credentials = uds::credentials{cred.pid, cred.uid, cred.gid};
+        credentials = strata::credentials{cred.pid, cred.uid, cred.gid};
       }
     }
   }
@@ -121,13 +122,13 @@ std::size_t unix_max_message(int fd) noexcept {
   return static_cast<std::size_t>(size) - 32;
 }
 
-result<uds::credentials> unix_peer_credentials(int fd) {
+result<credentials> unix_peer_credentials(int fd) {
   if (fd < 0) return errc::closed;
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
   if (cred.pid == 0) return errc::not_supported;
-  return uds::credentials{cred.pid, cred.uid, cred.gid};
+  return credentials{cred.pid, cred.uid, cred.gid};
 }
 
 result<void> set_pass_credentials(int fd, bool on) {

@@ -16,11 +16,12 @@
 
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
+#include "strata/core/query.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
-#include "strata/transport/unix.hpp"
+#include "strata/transport/socket.hpp"  // unix_socket_file
 
 namespace strata {
 
@@ -43,11 +44,11 @@ struct incoming_datagram {
 
 /// envelope is what arrives with a unix message besides its bytes.
 struct envelope {
-  address from{};                                 ///< the sender ("(unnamed)" when unbound)
-  std::vector<int> fds{};                         ///< descriptors sent with it (appended; close-on-exec;
-                                                  ///< the caller owns and closes them)
-  std::optional<uds::credentials> credentials{};  ///< the sender's pid/uid/gid (SCM_CREDENTIALS),
-                                                  ///< when the receiver turned pass_credentials on
+  address from{};                                    ///< the sender ("(unnamed)" when unbound)
+  std::vector<int> fds{};                            ///< descriptors sent with it (appended; close-on-exec;
+                                                     ///< the caller owns and closes them)
+  std::optional<strata::credentials> credentials{};  ///< the sender's pid/uid/gid (SCM_CREDENTIALS),
+                                                     ///< when the receiver turned pass_credentials on
 };
 
 namespace detail {
@@ -182,7 +183,7 @@ std::size_t unix_max_message(int fd) noexcept;
 /// unix_peer_credentials reads SO_PEERCRED. not_supported when the kernel recorded none
 /// (a datagram socket connected with connect(2): only socketpairs and seqpacket
 /// connections carry them).
-result<uds::credentials> unix_peer_credentials(int fd);
+result<credentials> unix_peer_credentials(int fd);
 /// set_pass_credentials turns SO_PASSCRED on or off: with it, every received message
 /// carries its sender's credentials, checked by the kernel.
 result<void> set_pass_credentials(int fd, bool on);

@@ -21,6 +21,7 @@
 #include "strata/core/stream.hpp"
 #include "strata/transport/packet_socket.hpp"
 #include "strata/transport/socket.hpp"
+#include "strata/transport/unix.hpp"
 
 namespace strata::seqpacket {
 

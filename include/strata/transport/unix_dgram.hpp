@@ -23,6 +23,7 @@
 #include "strata/core/capability.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/transport/packet_socket.hpp"
+#include "strata/transport/unix.hpp"
 
 namespace strata::unix_dgram {
 

@@ -1,0 +1,78 @@
+// Layering as DESIGN.md draws it, checked on the public headers' include graph: runtime
+// never includes core (result and errors sit in runtime), transports that are not unix
+// sockets never reach the unix header, and no public header includes an implementation
+// header (those live under src/).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path include_dir = fs::path(STRATA_SOURCE_DIR) / "include";
+
+/// direct_includes lists the "strata/..." headers `header` includes.
+std::vector<std::string> direct_includes(const std::string& header) {
+  std::ifstream in(include_dir / header);
+  std::vector<std::string> out;
+  static const std::regex include_line(R"(^\s*#\s*include\s+"(strata/[^"]+)\")");
+  std::string line;
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, include_line)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+/// closure is every "strata/..." header `header` reaches, itself included.
+std::set<std::string> closure(const std::string& header) {
+  std::set<std::string> seen;
+  std::vector<std::string> todo{header};
+  while (!todo.empty()) {
+    auto h = todo.back();
+    todo.pop_back();
+    if (!seen.insert(h).second) continue;
+    for (auto& next : direct_includes(h)) todo.push_back(next);
+  }
+  return seen;
+}
+
+std::vector<std::string> headers_under(const std::string& folder) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(include_dir / "strata" / folder)) {
+    if (e.path().extension() == ".hpp")
+      out.push_back("strata/" + folder + "/" + e.path().filename().string());
+  }
+  return out;
+}
+
+TEST(Layering, RuntimeNeverIncludesCore) {
+  for (const auto& h : headers_under("runtime")) {
+    for (const auto& reached : closure(h)) {
+      EXPECT_EQ(reached.rfind("strata/core/", 0), std::string::npos) << h << " reaches " << reached;
+      EXPECT_EQ(reached.rfind("strata/transport/", 0), std::string::npos) << h << " reaches " << reached;
+    }
+  }
+}
+
+TEST(Layering, OnlyUnixTransportsReachTheUnixHeader) {
+  const std::set<std::string> unix_family = {"strata/transport/unix.hpp", "strata/transport/unix_dgram.hpp",
+                                             "strata/transport/seqpacket.hpp", "strata/transport/shm.hpp"};
+  for (const auto& h : headers_under("transport")) {
+    if (unix_family.count(h)) continue;
+    EXPECT_EQ(closure(h).count("strata/transport/unix.hpp"), 0u) << h << " reaches strata/transport/unix.hpp";
+  }
+}
+
+TEST(Layering, ImplementationHeadersAreNotPublic) {
+  EXPECT_FALSE(fs::exists(include_dir / "strata/transport/shm_ring.hpp"));
+  EXPECT_TRUE(fs::exists(fs::path(STRATA_SOURCE_DIR) / "src/transport/shm_ring.hpp"));
+}
+
+}  // namespace

@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,11 +20,14 @@ const fs::path include_dir = fs::path(STRATA_SOURCE_DIR) / "include";
 std::vector<std::string> direct_includes(const std::string& header) {
   std::ifstream in(include_dir / header);
   std::vector<std::string> out;
-  static const std::regex include_line(R"(^\s*#\s*include\s+"(strata/[^"]+)\")");
   std::string line;
-  std::smatch m;
   while (std::getline(in, line)) {
-    if (std::regex_search(line, m, include_line)) out.push_back(m[1]);
+    auto at = line.find_first_not_of(" \t");
+    if (at == std::string::npos || line.compare(at, 8, "#include") != 0) continue;
+    auto open = line.find("\"strata/", at);
+    if (open == std::string::npos) continue;
+    auto close = line.find('"', open + 1);
+    if (close != std::string::npos) out.push_back(line.substr(open + 1, close - open - 1));
   }
   return out;
 }

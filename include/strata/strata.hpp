@@ -8,16 +8,13 @@
 #include "strata/runtime.hpp"
 #include "strata/runtime/frame_allocator.hpp"
 
-// core: buffers, addresses, capabilities, the two socket shapes (core/error.hpp and
-// core/result.hpp forward to runtime/)
+// core: buffers, addresses, capabilities, the two socket shapes
 #include "strata/core/address.hpp"
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
-#include "strata/core/error.hpp"
 #include "strata/core/handshaking_listener.hpp"
 #include "strata/core/query.hpp"
-#include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 
 // transport (L4): the socket, pipe, message-queue and shared-memory transports, and the

@@ -17,9 +17,9 @@
 
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
-#include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

@@ -25,9 +25,9 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
-#include "strata/core/result.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

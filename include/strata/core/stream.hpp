@@ -37,8 +37,8 @@
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
-#include "strata/core/result.hpp"
 #include "strata/runtime/deadline.hpp"
+#include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
 namespace strata {

@@ -30,6 +30,23 @@ constexpr int exit_signal(int signo) noexcept { return 128 + signo; }
 
 using duration = std::chrono::steady_clock::duration;
 
+/// first_failure is the outcome of a group of tasks that stop together: the first
+/// failure wins (where it happened and its error) and cancels the group; the
+/// cancellations it causes in the other tasks are not failures of their own.
+struct first_failure {
+  std::string what;
+  std::error_code error;
+
+  void fail(std::string where, std::error_code ec, scope& s) {
+    if (ec == errc::operation_canceled) return;
+    if (!error) {
+      what = std::move(where);
+      error = ec;
+    }
+    s.cancel();
+  }
+};
+
 /// args is a command's argument list after the command name, consumed front to back.
 /// peek() and next() on an empty list return an empty argument instead of reading past
 /// the end.

@@ -17,24 +17,14 @@ constexpr std::size_t chunk = 64 * 1024;
 // receives grow up to this.
 constexpr std::size_t largest_message = 64u << 20;
 
-// endpoint_state is shared by the receiving and the answering task; the first failure
-// wins, and the cancellations it causes are not failures of their own.
-struct endpoint_state {
-  std::string what;
-  std::error_code error;
+// endpoint_state is shared by the receiving and the answering task (first_failure: the
+// first failure wins).
+struct endpoint_state : first_failure {
   std::optional<address> last_sender;  // the sender of the latest datagram
   event have_sender;                   // a first datagram has arrived
   deadline::clock::time_point last_activity = deadline::clock::now();
   stdio_guard* stdio = nullptr;
 
-  void fail(std::string where, std::error_code ec, scope& s) {
-    if (ec == errc::operation_canceled) return;
-    if (!error) {
-      what = std::move(where);
-      error = ec;
-    }
-    s.cancel();
-  }
   void touch() { last_activity = deadline::clock::now(); }
 };
 

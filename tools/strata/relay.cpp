@@ -25,27 +25,15 @@ constexpr std::size_t chunk = 64 * 1024;
 // Largest line or message the relay buffers when the stack declares no max_message.
 constexpr std::size_t default_message_limit = 64u << 20;
 
-// relay_state is shared by the tasks of one relay; the first failure wins, and the
-// cancellations it causes in the other tasks are not failures of their own.
-struct relay_state {
-  std::string what;
-  std::error_code error;
+// relay_state is shared by the tasks of one relay (first_failure: the first failure
+// wins and stops the relay).
+struct relay_state : first_failure {
   deadline::clock::time_point last_activity = deadline::clock::now();
   deadline::clock::time_point last_stdin = deadline::clock::now();  // last data read from stdin
   bool peer_done = false;                                           // the peer has finished sending
   event sender_done;  // stdin -> connection has ended (or given up)
   stdio_guard* stdio = nullptr;
 
-  // fail records a failure and stops the relay. operation_canceled is never a failure
-  // of its own: it is how the tasks learn that the relay is stopping.
-  void fail(std::string where, std::error_code ec, scope& s) {
-    if (ec == errc::operation_canceled) return;
-    if (!error) {
-      what = std::move(where);
-      error = ec;
-    }
-    s.cancel();
-  }
   // fail_write records a failed write to the connection. Once the peer has finished
   // sending, `broken` only says it has closed entirely: the rest of stdin is dropped
   // (as nc does) and that is not a failure.

@@ -92,6 +92,10 @@ class handshaking_listener {
     if (s.tasks) s.tasks->cancel();
     s.lower.close();
     s.ready.close();
+    // What was ready but not taken is dropped (its destructor releases it).
+    while (s.ready.try_recv()) {
+      --s.pending;
+    }
   }
 
   handshake_stats stats() const {
@@ -181,6 +185,8 @@ class handshaking_listener {
       if (s.ready.try_send(ready_conn)) co_return;
       // Closed while handshaking: close what is no longer wanted.
       (void)co_await ready_conn.close(deadline::after(std::chrono::milliseconds(100)));
+    } else if (made.error() == errc::operation_canceled && s.closed) {
+      // close() ended it: not the peer's failure.
     } else {
       ++s.stats.failed;
       // A handshake that ran into its deadline failed because of it, whatever the layer

@@ -12,6 +12,7 @@
 
 #include "strata/runtime.hpp"
 #include "strata/transport/tcp.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -22,10 +23,7 @@ using clock_type = deadline::clock;
 const std::error_code canceled = make_error_code(errc::operation_canceled);
 const std::error_code not_finished = make_error_code(errc::protocol_error);  // a sentinel
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 // socket_pair is a non-blocking AF_UNIX stream pair that tells the loop before closing.
 struct socket_pair {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,10 +22,7 @@ const std::error_code closed_code = make_error_code(errc::closed);
 const std::error_code timed_out_code = make_error_code(errc::timed_out);
 const std::error_code canceled_code = make_error_code(errc::operation_canceled);
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 // spin_until waits (off any loop) until `cond` holds or 10 s pass; returns whether it held.
 template <class Cond>

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -12,10 +13,7 @@ namespace {
 
 using clock_type = deadline::clock;
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 TEST(Event, SetBeforeWaitReturnsAtOnce) {
   run([]() -> task<void> {

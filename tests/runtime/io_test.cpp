@@ -15,16 +15,14 @@
 
 #include "strata/runtime.hpp"
 #include "strata/transport/tcp.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
 namespace strata {
 namespace {
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 struct socket_pair {
   int fd[2] = {-1, -1};

@@ -12,16 +12,14 @@
 #include <cerrno>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
 namespace strata {
 namespace {
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 struct fd_pair {
   pollable_fd a, b;

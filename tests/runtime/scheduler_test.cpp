@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -13,10 +14,7 @@ namespace strata {
 namespace {
 
 // call keeps a callable (a lambda with captures) alive in the frame of the task it runs.
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 TEST(Scheduler, SpawnOrderIsStartOrder) {
   std::vector<int> order;

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -20,10 +21,7 @@ namespace {
 
 using clock_type = deadline::clock;
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 // counted is passed by value into coroutines: the frame's copy counts its destruction.
 struct counted {

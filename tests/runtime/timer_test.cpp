@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "strata/runtime.hpp"
+#include "support/co_test.hpp"
 
 using namespace std::chrono_literals;
 
@@ -18,10 +19,7 @@ using clock_type = deadline::clock;
 // Upper bounds are generous: CI machines and sanitizers are slow; lower bounds are strict.
 constexpr auto slack = 200ms;
 
-template <class F>
-task<void> call(F f) {
-  co_await f();
-}
+using test::call;
 
 TEST(Deadline, NeverAlreadyAndArithmetic) {
   auto never = deadline::never();

@@ -67,6 +67,14 @@ void run_test(Body&& body, std::chrono::milliseconds limit = std::chrono::second
   if (hung) ADD_FAILURE() << "the test body did not finish within " << limit.count() << "ms";
 }
 
+/// call runs a callable that returns an awaitable (e.g. a capturing lambda coroutine) in
+/// a task that owns the callable, so its captures live as long as the coroutine:
+/// `s.spawn(call([&]() -> task<void> { ... }))`.
+template <class F>
+task<void> call(F f) {
+  co_await f();
+}
+
 /// elapsed_since is the time from `start` to now, in milliseconds (for deadline checks).
 inline std::chrono::milliseconds elapsed_since(deadline::clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(deadline::clock::now() - start);

@@ -14,6 +14,36 @@
 
 namespace strata {
 
+namespace detail {
+
+/// erased_base is what every erased layer's interface has: close, the query and the
+/// capabilities of the concrete stack.
+struct erased_base {
+  virtual ~erased_base() = default;
+  virtual task<result<void>> close(deadline) = 0;
+  virtual bool query(fact_id, void*) const = 0;
+  virtual properties caps() const = 0;
+};
+
+/// erased_model implements erased_base for the concrete layer `L` it holds; each erased
+/// type's model adds its own operations on top.
+template <class Iface, class L>
+struct erased_model : Iface {
+  explicit erased_model(L l) : inner(std::move(l)) {}
+  task<result<void>> close(deadline dl) override { return inner.close(dl); }
+  bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
+  properties caps() const override {
+    if constexpr (requires { inner.runtime_capabilities(); }) {
+      return inner.runtime_capabilities();
+    } else {
+      return L::capabilities;
+    }
+  }
+  L inner;
+};
+
+}  // namespace detail
+
 /// any_stream holds any byte_stream.
 class any_stream {
  public:
@@ -39,33 +69,20 @@ class any_stream {
   properties runtime_capabilities() const { return impl_->caps(); }
 
  private:
-  struct iface {
-    virtual ~iface() = default;
+  struct iface : detail::erased_base {
     virtual task<result<std::size_t>> read_some(mutable_buffer, deadline) = 0;
     virtual task<result<void>> write(const_buffers, deadline) = 0;
     virtual task<result<void>> shutdown_write(deadline) = 0;
-    virtual task<result<void>> close(deadline) = 0;
-    virtual bool query(fact_id, void*) const = 0;
-    virtual properties caps() const = 0;
   };
   template <class S>
-  struct model final : iface {
-    explicit model(S s) : inner(std::move(s)) {}
+  struct model final : detail::erased_model<iface, S> {
+    using detail::erased_model<iface, S>::erased_model;
+    using detail::erased_model<iface, S>::inner;
     task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) override {
       return inner.read_some(b, dl);
     }
     task<result<void>> write(const_buffers b, deadline dl) override { return inner.write(b, dl); }
     task<result<void>> shutdown_write(deadline dl) override { return inner.shutdown_write(dl); }
-    task<result<void>> close(deadline dl) override { return inner.close(dl); }
-    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
-    properties caps() const override {
-      if constexpr (requires { inner.runtime_capabilities(); }) {
-        return inner.runtime_capabilities();
-      } else {
-        return S::capabilities;
-      }
-    }
-    S inner;
   };
   std::unique_ptr<iface> impl_;
 };
@@ -94,18 +111,15 @@ class any_message {
   properties runtime_capabilities() const { return impl_->caps(); }
 
  private:
-  struct iface {
-    virtual ~iface() = default;
+  struct iface : detail::erased_base {
     virtual task<result<void>> send(const_buffers, deadline) = 0;
     virtual task<result<std::size_t>> recv(mutable_buffer, deadline) = 0;
     virtual task<result<void>> shutdown_write(deadline) = 0;
-    virtual task<result<void>> close(deadline) = 0;
-    virtual bool query(fact_id, void*) const = 0;
-    virtual properties caps() const = 0;
   };
   template <class M>
-  struct model final : iface {
-    explicit model(M m) : inner(std::move(m)) {}
+  struct model final : detail::erased_model<iface, M> {
+    using detail::erased_model<iface, M>::erased_model;
+    using detail::erased_model<iface, M>::inner;
     task<result<void>> send(const_buffers b, deadline dl) override { return inner.send(b, dl); }
     task<result<std::size_t>> recv(mutable_buffer b, deadline dl) override { return inner.recv(b, dl); }
     task<result<void>> shutdown_write(deadline dl) override {
@@ -115,17 +129,7 @@ class any_message {
         return not_supported();
       }
     }
-    task<result<void>> close(deadline dl) override { return inner.close(dl); }
-    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
-    properties caps() const override {
-      if constexpr (requires { inner.runtime_capabilities(); }) {
-        return inner.runtime_capabilities();
-      } else {
-        return M::capabilities;
-      }
-    }
     static task<result<void>> not_supported() { co_return errc::not_supported; }
-    M inner;
   };
   std::unique_ptr<iface> impl_;
 };
@@ -241,33 +245,20 @@ class any_datagram {
   properties runtime_capabilities() const { return impl_->caps(); }
 
  private:
-  struct iface {
-    virtual ~iface() = default;
+  struct iface : detail::erased_base {
     virtual task<result<void>> send_to(const_buffers, const address&, deadline) = 0;
     virtual task<result<received>> recv_from(mutable_buffer, deadline) = 0;
-    virtual task<result<void>> close(deadline) = 0;
-    virtual bool query(fact_id, void*) const = 0;
-    virtual properties caps() const = 0;
   };
   template <class D>
-  struct model final : iface {
-    explicit model(D d) : inner(std::move(d)) {}
+  struct model final : detail::erased_model<iface, D> {
+    using detail::erased_model<iface, D>::erased_model;
+    using detail::erased_model<iface, D>::inner;
     task<result<void>> send_to(const_buffers b, const address& to, deadline dl) override {
       return inner.send_to(b, to, dl);
     }
     task<result<received>> recv_from(mutable_buffer b, deadline dl) override {
       return inner.recv_from(b, dl);
     }
-    task<result<void>> close(deadline dl) override { return inner.close(dl); }
-    bool query(fact_id id, void* out) const override { return answer_erased(inner, id, out); }
-    properties caps() const override {
-      if constexpr (requires { inner.runtime_capabilities(); }) {
-        return inner.runtime_capabilities();
-      } else {
-        return D::capabilities;
-      }
-    }
-    D inner;
   };
   std::unique_ptr<iface> impl_;
 };

@@ -1,17 +1,15 @@
 // The child-process harness of the CLI tests (cli_test.cpp, cli_input_test.cpp): a
 // program started with pipes on its stdin, stdout and stderr, driven with poll() against
 // a deadline (its exit seen through a pidfd, so nothing sleeps), and killed by its PID
-// when the test lets go of it.
+// when the test lets go of it. Starting it, and the loopback sockets, are the shared
+// pieces of support/peer_process.hpp.
 #pragma once
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
+#include "support/peer_process.hpp"
 
 namespace strata::test::cli {
 
@@ -44,19 +42,7 @@ inline bool has_line(const std::string& text, std::string_view needle) {
 // loopback_socket binds a TCP socket to 127.0.0.1 on a free port (listening with
 // `backlog` unless it is negative); -1 on failure. `port` receives the port.
 inline int loopback_socket(int backlog, int& port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      (backlog >= 0 && ::listen(fd, backlog) != 0) ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  port = ntohs(sa.sin_port);
-  return fd;
+  return test::loopback_socket(SOCK_STREAM, backlog, port);
 }
 
 /// loopback_connect returns a TCP socket connected to 127.0.0.1:`port`; -1 on failure.
@@ -81,46 +67,14 @@ class process {
   process& operator=(const process&) = delete;
 
   static std::unique_ptr<process> start(std::vector<std::string> argv) {
+    spawned_child c = spawn_child(argv, spawn_options{.stdin_pipe = true});
+    if (c.error != 0) return nullptr;
     auto p = std::unique_ptr<process>(new process());
-    int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
-      return nullptr;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    // The child starts with every signal at its default disposition and an empty mask,
-    // whatever the test runner set up for itself (the fixtures ignore SIGPIPE).
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigfillset(&defaults);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    int rc = ::posix_spawn(&p->pid_, cargv[0], &actions, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(in[0]);
-    ::close(out[1]);
-    ::close(err[1]);
-    p->in_ = in[1];
-    p->out_ = out[0];
-    p->err_ = err[0];
-    if (rc != 0) {
-      p->pid_ = -1;
-      return nullptr;
-    }
-    ::fcntl(p->in_, F_SETFL, O_NONBLOCK);
-    // Without a pidfd the exit would never be seen: that is a failed start (the
-    // destructor kills and reaps the child).
-    p->pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, p->pid_, 0));
-    if (p->pidfd_ < 0) return nullptr;
+    p->pid_ = c.pid;
+    p->pidfd_ = c.pidfd;
+    p->in_ = c.stdin_fd;
+    p->out_ = c.stdout_fd;
+    p->err_ = c.stderr_fd;
     return p;
   }
 
@@ -138,11 +92,7 @@ class process {
   const std::string& err() const { return err_data_; }
   bool exited() const { return exited_; }
   /// exit_code is the exit status, or 128 + signal for a child killed by a signal.
-  int exit_code() const {
-    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
-    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
-    return -1;
-  }
+  int exit_code() const { return test::exit_code(status_); }
   /// finished: exited and both output pipes at end of file.
   bool finished() const { return exited_ && out_ < 0 && err_ < 0; }
 

@@ -32,23 +32,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using namespace strata::test::cli;
+using strata::test::find_program;
 
 const std::string strata_cli = STRATA_CLI_PATH;
-
-// find_program searches PATH like a shell; empty when absent.
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  std::size_t begin = 0;
-  while (begin <= dirs.size()) {
-    auto end = dirs.find(':', begin);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(begin, end - begin) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    begin = end + 1;
-  }
-  return {};
-}
 
 // port_after finds the port at the end of the first line of `text` that contains
 // "listening on" (strata: "listening on 127.0.0.1:PORT"; socat -d -d: "listening on

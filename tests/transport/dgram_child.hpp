@@ -1,14 +1,12 @@
 // A child process for the multi-process tests of the message transports (udp, unix_dgram,
-// seqpacket): the built CLI (STRATA_CLI_PATH) or socat, started with posix_spawnp, its
-// stdin, stdout and stderr on pipes that the test drives through the event loop with
-// deadlines. Exit is awaited through a pidfd, so nothing polls or sleeps. A child still
-// running when the object goes away is killed (SIGKILL) and reaped.
+// seqpacket): the built CLI (STRATA_CLI_PATH) or socat, started by spawn_child
+// (support/peer_process.hpp), its stdin, stdout and stderr on pipes that the test drives
+// through the event loop with deadlines. Exit is awaited through a pidfd, so nothing
+// polls or sleeps. A child still running when the object goes away is killed (SIGKILL)
+// and reaped.
 #pragma once
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,8 +20,7 @@
 
 #include "strata/runtime.hpp"
 #include "strata/runtime/result.hpp"
-
-extern char** environ;
+#include "support/peer_process.hpp"
 
 namespace strata::test::dgram {
 
@@ -57,34 +54,14 @@ class child {
   /// spawn starts argv[0] (searched on PATH) with argv. Errors: the spawn's errno
   /// (ENOENT when the program is not installed: a missing peer fails the test).
   static result<child> spawn(const std::vector<std::string>& argv) {
-    // Writing to a child that died must fail with EPIPE, not kill the test program.
-    ::signal(SIGPIPE, SIG_IGN);
-    int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) < 0) return unexpected(from_errno(errno));
-    if (::pipe2(out, O_CLOEXEC) < 0) return unexpected(from_errno(errno));
-    if (::pipe2(err, O_CLOEXEC) < 0) return unexpected(from_errno(errno));
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
+    spawned_child s = spawn_child(argv, spawn_options{.stdin_pipe = true});
+    if (s.error != 0) return unexpected(from_errno(s.error));
     child c;
-    int rc = ::posix_spawnp(&c.pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    for (int fd : {in[0], out[1], err[1]}) ::close(fd);
-    c.in_ = in[1];
-    c.out_ = out[0];
-    c.err_ = err[0];
-    if (rc != 0) {
-      c.pid_ = -1;
-      return unexpected(from_errno(rc));
-    }
-    for (int fd : {c.in_, c.out_, c.err_}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    c.pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, c.pid_, 0));
-    if (c.pidfd_ < 0) return unexpected(from_errno(errno));
+    c.pid_ = s.pid;
+    c.pidfd_ = s.pidfd;
+    c.in_ = s.stdin_fd;
+    c.out_ = s.stdout_fd;
+    c.err_ = s.stderr_fd;
     return c;
   }
 
@@ -134,7 +111,7 @@ class child {
       int st = 0;
       pid_t r = ::waitpid(pid_, &st, WNOHANG);
       if (r == pid_) {
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        status_ = exit_code(st);
         break;
       }
       if (r < 0) co_return unexpected(from_errno(errno));

@@ -13,6 +13,7 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/handshaking_listener.hpp"
 #include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"

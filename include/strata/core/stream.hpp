@@ -37,6 +37,7 @@
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"  // received
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
@@ -58,17 +59,12 @@ concept message_socket = requires(M& m, mutable_buffer in, const_buffers out, de
   { m.close(dl) } -> std::same_as<task<result<void>>>;
 };
 
-/// received is what a connection-less receive returns: the message size and its sender.
-struct received {
-  std::size_t size = 0;
-  address from;
-};
-
 /// datagram_socket (connection-less messages, e.g. a bound UDP socket):
 ///   send_to(bufs, to, dl)  sends one message to `to`; message_too_large over max_message.
-///   recv_from(buf, dl)     receives one whole message and its sender; message_too_large
-///                          when `buf` is too small (whether the message is then dropped is
-///                          the protocol's to document: datagram sockets drop it).
+///   recv_from(buf, dl)     receives one whole message and its sender (`received`, in
+///                          core/datagram.hpp); message_too_large when `buf` is too small
+///                          (whether the message is then dropped is the protocol's to
+///                          document: datagram sockets drop it).
 template <class D>
 concept datagram_socket = requires(D& d, mutable_buffer in, const_buffers out, const address& to,
                                    deadline dl) {

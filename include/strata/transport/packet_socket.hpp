@@ -16,6 +16,7 @@
 
 #include "strata/core/address.hpp"
 #include "strata/core/buffer.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/query.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/pollable_fd.hpp"
@@ -23,35 +24,7 @@
 #include "strata/runtime/task.hpp"
 #include "strata/transport/socket.hpp"  // unix_socket_file
 
-namespace strata {
-
-/// outgoing_datagram is one message of a batch send: its bytes and, on a connection-less
-/// socket, its destination (nullptr: the connected peer). Both are views the caller keeps
-/// alive for the duration of the call.
-struct outgoing_datagram {
-  const_buffers data{};
-  const address* to = nullptr;
-};
-
-/// incoming_datagram is one slot of a batch receive: the caller's buffer, then what
-/// arrived in it.
-struct incoming_datagram {
-  mutable_buffer buf{};
-  std::size_t size = 0;    ///< the message's real size; larger than buf.size() when truncated
-  address from{};          ///< its sender
-  bool truncated = false;  ///< the message did not fit: buf holds its start, the rest is lost
-};
-
-/// envelope is what arrives with a unix message besides its bytes.
-struct envelope {
-  address from{};                                    ///< the sender ("(unnamed)" when unbound)
-  std::vector<int> fds{};                            ///< descriptors sent with it (appended; close-on-exec;
-                                                     ///< the caller owns and closes them)
-  std::optional<strata::credentials> credentials{};  ///< the sender's pid/uid/gid (SCM_CREDENTIALS),
-                                                     ///< when the receiver turned pass_credentials on
-};
-
-namespace detail {
+namespace strata::detail {
 
 /// packet_kind tells the machinery how a socket ends. A datagram socket never ends: a
 /// zero-length read is an empty message and errors are reported once, as they come. A
@@ -188,5 +161,4 @@ result<credentials> unix_peer_credentials(int fd);
 /// carries its sender's credentials, checked by the kernel.
 result<void> set_pass_credentials(int fd, bool on);
 
-}  // namespace detail
-}  // namespace strata
+}  // namespace strata::detail

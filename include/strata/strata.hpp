@@ -19,14 +19,14 @@
 #include "strata/core/stream.hpp"
 
 // transport (L4): the socket, pipe, message-queue and shared-memory transports, and the
-// socket machinery they share (socket, packet_socket)
+// socket machinery they share (socket_state: the sockets' data; packet_socket)
 #include "strata/transport/inproc.hpp"
 #include "strata/transport/mq.hpp"
 #include "strata/transport/packet_socket.hpp"
 #include "strata/transport/pipe.hpp"
 #include "strata/transport/seqpacket.hpp"
 #include "strata/transport/shm.hpp"
-#include "strata/transport/socket.hpp"
+#include "strata/transport/socket_state.hpp"
 #include "strata/transport/tcp.hpp"
 #include "strata/transport/udp.hpp"
 #include "strata/transport/unix.hpp"

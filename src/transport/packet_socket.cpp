@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "io_parts.hpp"
+#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
 #include "strata/transport/unix.hpp"  // max_fds_per_message

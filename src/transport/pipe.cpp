@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "io_parts.hpp"
+#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
-#include "strata/transport/socket.hpp"
 
 extern char** environ;
 

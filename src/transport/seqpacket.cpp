@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
 
@@ -114,14 +115,16 @@ result<listener> listener::bind(std::string_view path, listen_options options) {
 }
 
 task<result<socket>> listener::accept(deadline dl) {
-  auto fd = co_await accept_fd(dl);
+  auto fd = co_await detail::accept_fd(state_, dl);
   if (!fd) co_return unexpected(fd.error());
   co_return socket{*fd};
 }
 
+result<address> listener::local_address() const { return detail::local_address_of(state_.fd); }
+
 void listener::close() noexcept {
-  if (fd_.is_open()) file_.reset();
-  detail::socket_listener::close();
+  if (state_.fd.is_open()) file_.reset();
+  state_.fd.close();
 }
 
 }  // namespace strata::seqpacket

@@ -16,9 +16,9 @@
 #include <string>
 
 #include "shm_internal.hpp"
+#include "socket_io.hpp"
 #include "strata/core/handshaking_listener.hpp"
 #include "strata/runtime/event_loop.hpp"
-#include "strata/transport/socket.hpp"
 
 namespace strata::shm {
 namespace detail {

@@ -1,4 +1,4 @@
-#include "strata/transport/socket.hpp"
+#include "socket_io.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -38,73 +38,56 @@ bool waited_out(std::error_code ec) noexcept {
 
 }  // namespace
 
-// -- socket_stream -----------------------------------------------------------------------
-
-socket_stream::socket_stream(socket_stream&& other) noexcept
-    : fd_(std::move(other.fd_)),
-      read_error_(std::exchange(other.read_error_, errc::closed)),
-      write_error_(std::exchange(other.write_error_, errc::closed)),
-      write_shut_(other.write_shut_),
-      short_read_drains_(other.short_read_drains_),
-      peer_family_(other.peer_family_),
-      peer_port_(other.peer_port_),
-      peer_ip_(other.peer_ip_) {}
-
-socket_stream& socket_stream::operator=(socket_stream&& other) noexcept {
-  if (this != &other) {
-    fd_ = std::move(other.fd_);
-    read_error_ = std::exchange(other.read_error_, errc::closed);
-    write_error_ = std::exchange(other.write_error_, errc::closed);
-    write_shut_ = other.write_shut_;
-    short_read_drains_ = other.short_read_drains_;
-    peer_family_ = other.peer_family_;
-    peer_port_ = other.peer_port_;
-    peer_ip_ = other.peer_ip_;
-  }
-  return *this;
+result<address> local_address_of(const pollable_fd& fd) {
+  if (!fd) return errc::closed;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+    return unexpected(from_errno(errno));
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-socket_stream::~socket_stream() = default;
+// -- connected stream sockets ----------------------------------------------------------------
 
-int socket_stream::release() noexcept {
-  read_error_ = write_error_ = errc::closed;
-  return fd_.release();
+int stream_release(stream_socket_state& s) noexcept {
+  s.read_error = s.write_error = errc::closed;
+  return s.fd.release();
 }
 
-void socket_stream::reset() noexcept {
-  if (!fd_) return;
+void stream_reset(stream_socket_state& s) noexcept {
+  if (!s.fd) return;
   linger lg{1, 0};
-  ::setsockopt(fd_.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  release_fd();
-  read_error_ = write_error_ = errc::closed;
+  ::setsockopt(s.fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  s.fd.close();
+  s.read_error = s.write_error = errc::closed;
 }
 
-task<result<std::size_t>> socket_stream::read_some(mutable_buffer buf, deadline dl) {
-  if (read_error_) co_return unexpected(read_error_);
-  if (!fd_) co_return errc::closed;
+task<result<std::size_t>> stream_read_some(stream_socket_state& s, mutable_buffer buf, deadline dl) {
+  if (s.read_error) co_return unexpected(s.read_error);
+  if (!s.fd) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
-  const int fd = fd_.get();
-  auto n = co_await fd_.perform_read([&] { return ::recv(fd, buf.data(), buf.size(), 0); },
-                                     short_read_drains_ ? buf.size() : 0, dl);
+  const int fd = s.fd.get();
+  auto n = co_await s.fd.perform_read([&] { return ::recv(fd, buf.data(), buf.size(), 0); },
+                                      s.short_read_drains ? buf.size() : 0, dl);
   if (n && *n > 0) co_return n;
   if (n) {
-    fail_read(errc::end_of_stream);
+    stream_fail_read(s, errc::end_of_stream);
   } else if (!waited_out(n.error())) {
-    fail_read(n.error());
+    stream_fail_read(s, n.error());
   } else {
     co_return n;
   }
-  co_return unexpected(read_error_);
+  co_return unexpected(s.read_error);
 }
 
-task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
-  if (write_error_) co_return write_error_;
-  if (!fd_) co_return errc::closed;
-  const int fd = fd_.get();
+task<result<void>> stream_write(stream_socket_state& s, const_buffers bufs, deadline dl) {
+  if (s.write_error) co_return s.write_error;
+  if (!s.fd) co_return errc::closed;
+  const int fd = s.fd.get();
   iovec_list iov(bufs);
   std::size_t sent = 0;
   while (sent < iov.total()) {
-    auto n = co_await fd_.perform_write(
+    auto n = co_await s.fd.perform_write(
         [&] {
           msghdr msg{};
           msg.msg_iov = iov.data();
@@ -114,8 +97,8 @@ task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
         dl);
     if (!n) {
       // A partial write leaves the peer with an unknown prefix: the direction is lost.
-      if (sent > 0 || !waited_out(n.error())) fail_write(n.error());
-      co_return write_error_ ? write_error_ : n.error();
+      if (sent > 0 || !waited_out(n.error())) stream_fail_write(s, n.error());
+      co_return s.write_error ? s.write_error : n.error();
     }
     sent += *n;
     iov.advance(*n);
@@ -123,110 +106,87 @@ task<result<void>> socket_stream::write(const_buffers bufs, deadline dl) {
   co_return result<void>{};
 }
 
-task<result<void>> socket_stream::shutdown_write(deadline) {
-  if (!fd_) co_return errc::closed;
-  if (write_shut_) co_return result<void>{};
-  write_shut_ = true;
-  if (::shutdown(fd_.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
-    fail_write(from_errno(errno));
-    co_return write_error_;
+task<result<void>> stream_shutdown_write(stream_socket_state& s, deadline) {
+  if (!s.fd) co_return errc::closed;
+  if (s.write_shut) co_return result<void>{};
+  s.write_shut = true;
+  if (::shutdown(s.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
+    stream_fail_write(s, from_errno(errno));
+    co_return s.write_error;
   }
-  fail_write(errc::closed);
+  stream_fail_write(s, errc::closed);
   co_return result<void>{};
 }
 
-task<result<void>> socket_stream::close(deadline dl) {
-  if (!fd_) co_return errc::closed;
+task<result<void>> stream_close(stream_socket_state& s, deadline dl) {
+  if (!s.fd) co_return errc::closed;
   // Wake any task parked on this descriptor: it gets `closed`.
-  fd_.abort_waits();
-  const int fd = fd_.get();
-  if (!write_shut_) {
-    write_shut_ = true;
+  s.fd.abort_waits();
+  const int fd = s.fd.get();
+  if (!s.write_shut) {
+    s.write_shut = true;
     ::shutdown(fd, SHUT_WR);
   }
-  fail_write(errc::closed);
+  stream_fail_write(s, errc::closed);
   // Orderly end: drop what the peer still sends until it finishes, so the kernel does
   // not answer unread data with a reset that could destroy our last bytes in flight.
   std::error_code outcome;
-  if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
+  if (s.read_error != errc::end_of_stream && s.read_error != errc::broken) {
     thread_local std::array<std::byte, 4096> scratch;
     for (;;) {
-      auto n = co_await fd_.perform_read([&] { return ::recv(fd, scratch.data(), scratch.size(), 0); }, dl);
+      auto n = co_await s.fd.perform_read([&] { return ::recv(fd, scratch.data(), scratch.size(), 0); }, dl);
       if (n && *n > 0) continue;
       if (!n && waited_out(n.error())) outcome = n.error();
       break;
     }
   }
   if (outcome) {
-    reset();
+    stream_reset(s);
   } else {
-    release_fd();
+    s.fd.close();
   }
-  read_error_ = write_error_ = errc::closed;
+  s.read_error = s.write_error = errc::closed;
   co_return outcome;
 }
 
-result<address> socket_stream::local_address() const {
-  if (!fd_) return errc::closed;
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-    return unexpected(from_errno(errno));
-  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-}
-
-result<address> socket_stream::peer_address() const {
-  if (!fd_) return errc::closed;
-  if (peer_family_ == 4) {
+result<address> stream_peer_address(const stream_socket_state& s) {
+  if (!s.fd) return errc::closed;
+  if (s.peer_family == 4) {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(peer_port_);
-    std::memcpy(&sa.sin_addr, peer_ip_.data(), 4);
+    sa.sin_port = htons(s.peer_port);
+    std::memcpy(&sa.sin_addr, s.peer_ip.data(), 4);
     return address::from_sockaddr(reinterpret_cast<sockaddr*>(&sa), sizeof sa);
   }
-  if (peer_family_ == 6) {
+  if (s.peer_family == 6) {
     sockaddr_in6 sa{};
     sa.sin6_family = AF_INET6;
-    sa.sin6_port = htons(peer_port_);
-    std::memcpy(&sa.sin6_addr, peer_ip_.data(), 16);
+    sa.sin6_port = htons(s.peer_port);
+    std::memcpy(&sa.sin6_addr, s.peer_ip.data(), 16);
     return address::from_sockaddr(reinterpret_cast<sockaddr*>(&sa), sizeof sa);
   }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+  if (::getpeername(s.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
     return unexpected(from_errno(errno));
   return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-void socket_stream::remember_peer(const address& peer) noexcept {
+void stream_remember_peer(stream_socket_state& s, const address& peer) noexcept {
   if (peer.kind() == address::family::ipv4) {
     const auto* sa = reinterpret_cast<const sockaddr_in*>(peer.data());
-    peer_family_ = 4;
-    peer_port_ = ntohs(sa->sin_port);
-    std::memcpy(peer_ip_.data(), &sa->sin_addr, 4);
+    s.peer_family = 4;
+    s.peer_port = ntohs(sa->sin_port);
+    std::memcpy(s.peer_ip.data(), &sa->sin_addr, 4);
   } else if (peer.kind() == address::family::ipv6) {
     const auto* sa = reinterpret_cast<const sockaddr_in6*>(peer.data());
-    peer_family_ = 6;
-    peer_port_ = ntohs(sa->sin6_port);
-    std::memcpy(peer_ip_.data(), &sa->sin6_addr, 16);
+    s.peer_family = 6;
+    s.peer_port = ntohs(sa->sin6_port);
+    std::memcpy(s.peer_ip.data(), &sa->sin6_addr, 16);
   }
 }
 
-// -- socket_listener -------------------------------------------------------------------
-
-socket_listener::socket_listener(socket_listener&& other) noexcept
-    : fd_(std::move(other.fd_)), stats_(other.stats_), backoff_(other.backoff_) {}
-
-socket_listener& socket_listener::operator=(socket_listener&& other) noexcept {
-  if (this != &other) {
-    fd_ = std::move(other.fd_);
-    stats_ = other.stats_;
-    backoff_ = other.backoff_;
-  }
-  return *this;
-}
-
-socket_listener::~socket_listener() = default;
+// -- listening stream sockets --------------------------------------------------------------
 
 namespace {
 
@@ -260,14 +220,14 @@ constexpr std::chrono::milliseconds max_backoff{1000};
 
 }  // namespace
 
-task<result<int>> socket_listener::accept_fd(deadline dl, address* peer) {
+task<result<int>> accept_fd(listener_socket_state& s, deadline dl, address* peer) {
   for (;;) {
-    if (!fd_) co_return errc::closed;
+    if (!s.fd) co_return errc::closed;
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     int err = 0;
-    const int listen_fd = fd_.get();
-    auto fd = co_await fd_.perform_read(
+    const int listen_fd = s.fd.get();
+    auto fd = co_await s.fd.perform_read(
         [&]() -> ssize_t {
           for (;;) {
             len = sizeof ss;
@@ -277,12 +237,12 @@ task<result<int>> socket_listener::accept_fd(deadline dl, address* peer) {
               err = got < 0 ? errno : 0;
               return got;
             }
-            ++stats_.dropped_connections;
+            ++s.stats.dropped_connections;
           }
         },
         dl);
     if (fd) {
-      backoff_ = {};
+      s.backoff = {};
       if (peer) *peer = address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
       co_return static_cast<int>(*fd);
     }
@@ -290,22 +250,13 @@ task<result<int>> socket_listener::accept_fd(deadline dl, address* peer) {
     // Established connections go on; accepting resumes once descriptors or memory come
     // back. Waiting for readability would not notice that, so retry on a timer that
     // backs off (bounded) while the shortage lasts.
-    ++stats_.resource_errors;
-    stats_.last_resource_error = fd.error();
-    backoff_ = backoff_ == backoff_.zero() ? first_backoff : std::min(backoff_ * 2, max_backoff);
-    auto retry = deadline::after(backoff_);
+    ++s.stats.resource_errors;
+    s.stats.last_resource_error = fd.error();
+    s.backoff = s.backoff == s.backoff.zero() ? first_backoff : std::min(s.backoff * 2, max_backoff);
+    auto retry = deadline::after(s.backoff);
     if (!co_await sleep_until(deadline::earlier(retry, dl))) co_return errc::operation_canceled;
     if (dl.expired()) co_return errc::timed_out;
   }
-}
-
-result<address> socket_listener::local_address() const {
-  if (!fd_) return errc::closed;
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-    return unexpected(from_errno(errno));
-  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
 result<int> open_listener(const address& where, const socket_options& options) {

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 
+#include "socket_io.hpp"
+
 namespace strata::tcp {
 namespace {
 
@@ -22,10 +24,31 @@ result<stream> stream::adopt(int fd) {
   return stream{fd};
 }
 
+task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
+  return detail::stream_read_some(state_, buf, dl);
+}
+
+task<result<void>> stream::write(const_buffers bufs, deadline dl) {
+  return detail::stream_write(state_, bufs, dl);
+}
+
+task<result<void>> stream::shutdown_write(deadline dl) { return detail::stream_shutdown_write(state_, dl); }
+
+task<result<void>> stream::close(deadline dl) { return detail::stream_close(state_, dl); }
+
+result<address> stream::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> stream::peer_address() const { return detail::stream_peer_address(state_); }
+
+int stream::release() noexcept { return detail::stream_release(state_); }
+
+void stream::reset() noexcept { detail::stream_reset(state_); }
+
 result<void> stream::set_no_delay(bool on) {
-  if (!fd_) return errc::closed;
+  if (!state_.fd) return errc::closed;
   int value = on ? 1 : 0;
-  if (::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0) return from_errno(errno);
+  if (::setsockopt(state_.fd.get(), IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) < 0)
+    return from_errno(errno);
   return {};
 }
 
@@ -63,12 +86,14 @@ result<listener> listener::adopt(int fd) {
 
 task<result<stream>> listener::accept(deadline dl) {
   address peer;
-  auto fd = co_await accept_fd(dl, &peer);
+  auto fd = co_await detail::accept_fd(state_, dl, &peer);
   if (!fd) co_return unexpected(fd.error());
   apply_no_delay(*fd, no_delay_);
   stream s{*fd};
-  s.remember_peer(peer);
+  detail::stream_remember_peer(s.state_, peer);
   co_return s;
 }
+
+result<address> listener::local_address() const { return detail::local_address_of(state_.fd); }
 
 }  // namespace strata::tcp

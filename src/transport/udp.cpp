@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::udp {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "io_parts.hpp"
+#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::uds {
@@ -42,13 +43,25 @@ result<stream> stream::adopt(int fd) {
   return stream{fd};
 }
 
+task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
+  return detail::stream_read_some(state_, buf, dl);
+}
+
+task<result<void>> stream::write(const_buffers bufs, deadline dl) {
+  return detail::stream_write(state_, bufs, dl);
+}
+
+task<result<void>> stream::shutdown_write(deadline dl) { return detail::stream_shutdown_write(state_, dl); }
+
+task<result<void>> stream::close(deadline dl) { return detail::stream_close(state_, dl); }
+
 task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds, deadline dl) {
   if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
-  if (write_error()) co_return write_error();
-  if (!fd_) co_return errc::closed;
+  if (state_.write_error) co_return state_.write_error;
+  if (!state_.fd) co_return errc::closed;
   alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
-  const int fd = fd_.get();
-  auto n = co_await fd_.perform_write(
+  const int fd = state_.fd.get();
+  auto n = co_await state_.fd.perform_write(
       [&] {
         iovec iov{const_cast<std::byte*>(data.data()), data.size()};
         msghdr msg{};
@@ -60,8 +73,8 @@ task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds,
       dl);
   if (!n) {
     if (n.error() != errc::timed_out && n.error() != errc::operation_canceled) {
-      fail_write(n.error());
-      co_return write_error();
+      detail::stream_fail_write(state_, n.error());
+      co_return state_.write_error;
     }
     co_return n.error();
   }
@@ -71,14 +84,14 @@ task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds,
 }
 
 task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
-  if (read_error()) co_return unexpected(read_error());
-  if (!fd_) co_return errc::closed;
+  if (state_.read_error) co_return unexpected(state_.read_error);
+  if (!state_.fd) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
   alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
-  const int fd = fd_.get();
+  const int fd = state_.fd.get();
   msghdr msg{};
   iovec iov{buf.data(), buf.size()};
-  auto n = co_await fd_.perform_read(
+  auto n = co_await state_.fd.perform_read(
       [&] {
         msg = msghdr{};
         msg.msg_iov = &iov;
@@ -91,21 +104,30 @@ task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>&
   if (n) {
     detail::take_fds(msg, fds);
     if (*n > 0) co_return n;
-    fail_read(errc::end_of_stream);
-    co_return unexpected(read_error());
+    detail::stream_fail_read(state_, errc::end_of_stream);
+    co_return unexpected(state_.read_error);
   }
   if (n.error() == errc::timed_out || n.error() == errc::operation_canceled) co_return n;
-  fail_read(n.error());
-  co_return unexpected(read_error());
+  detail::stream_fail_read(state_, n.error());
+  co_return unexpected(state_.read_error);
 }
 
 result<credentials> stream::peer_credentials() const {
-  if (!fd_) return errc::closed;
+  if (!state_.fd) return errc::closed;
   ucred cred{};
   socklen_t len = sizeof cred;
-  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return unexpected(from_errno(errno));
+  if (::getsockopt(state_.fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return unexpected(from_errno(errno));
   return credentials{cred.pid, cred.uid, cred.gid};
 }
+
+result<address> stream::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> stream::peer_address() const { return detail::stream_peer_address(state_); }
+
+int stream::release() noexcept { return detail::stream_release(state_); }
+
+void stream::reset() noexcept { detail::stream_reset(state_); }
 
 task<result<stream>> connect(address where, deadline dl) {
   if (!where.is_unix()) co_return errc::invalid_argument;
@@ -121,12 +143,12 @@ task<result<stream>> connect(std::string_view path, deadline dl) {
 }
 
 listener::listener(listener&& other) noexcept
-    : detail::socket_listener(std::move(other)), file_(std::move(other.file_)) {}
+    : state_(std::move(other.state_)), file_(std::move(other.file_)) {}
 
 listener& listener::operator=(listener&& other) noexcept {
   if (this != &other) {
     close();
-    detail::socket_listener::operator=(std::move(other));
+    state_ = std::move(other.state_);
     file_ = std::move(other.file_);
   }
   return *this;
@@ -136,7 +158,7 @@ listener::~listener() { close(); }
 
 void listener::close() noexcept {
   file_.reset();
-  detail::socket_listener::close();
+  state_.fd.close();
 }
 
 result<listener> listener::bind(const address& where, listen_options options) {
@@ -162,9 +184,11 @@ result<listener> listener::bind(std::string_view path, listen_options options) {
 }
 
 task<result<stream>> listener::accept(deadline dl) {
-  auto fd = co_await accept_fd(dl);
+  auto fd = co_await detail::accept_fd(state_, dl);
   if (!fd) co_return unexpected(fd.error());
   co_return stream{*fd};
 }
+
+result<address> listener::local_address() const { return detail::local_address_of(state_.fd); }
 
 }  // namespace strata::uds

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "socket_io.hpp"
+
 namespace strata::unix_dgram {
 namespace {
 

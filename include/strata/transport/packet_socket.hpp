@@ -22,7 +22,7 @@
 #include "strata/runtime/pollable_fd.hpp"
 #include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
-#include "strata/transport/socket.hpp"  // unix_socket_file
+#include "strata/transport/socket_state.hpp"  // unix_socket_file
 
 namespace strata::detail {
 

@@ -20,7 +20,7 @@
 #include "strata/core/capability.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/transport/packet_socket.hpp"
-#include "strata/transport/socket.hpp"
+#include "strata/transport/socket_state.hpp"
 #include "strata/transport/unix.hpp"
 
 namespace strata::seqpacket {
@@ -123,18 +123,29 @@ struct listen_options {
 
 /// listener accepts seqpacket connections. A listener bound to a path removes the file
 /// when it is closed or destroyed.
-class listener : public detail::socket_listener {
+class listener {
  public:
   listener() noexcept = default;
   static result<listener> bind(const address& where, listen_options options = {});
   static result<listener> bind(std::string_view path, listen_options options = {});
-  /// accept waits for the next connection. Errors: timed_out, operation_canceled, closed.
+  /// accept waits for the next connection. Running out of descriptors or memory does
+  /// not fail it: it retries after a back-off (see tcp::listener::accept) counted in
+  /// stats(). Errors: timed_out, operation_canceled, closed.
   task<result<socket>> accept(deadline dl);
+  /// stats is what accept has survived so far.
+  const accept_stats& stats() const noexcept { return state_.stats; }
+  /// local_address is the bound name.
+  result<address> local_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// close removes the socket file (if it is still ours) and releases the socket; a
+  /// waiting accept gets `closed`.
   void close() noexcept;
 
  private:
   listener(int fd, detail::unix_socket_file file) noexcept
-      : detail::socket_listener(fd), file_(std::move(file)) {}
+      : state_{.fd = pollable_fd(fd)}, file_(std::move(file)) {}
+  detail::listener_socket_state state_;
   detail::unix_socket_file file_;
 };
 

@@ -19,10 +19,9 @@
 #include "strata/core/stream.hpp"
 
 // transport (L4): the socket, pipe, message-queue and shared-memory transports, and the
-// socket machinery they share (socket_state: the sockets' data; packet_socket)
+// data of the socket transports (socket_state; their machinery is private, in src/)
 #include "strata/transport/inproc.hpp"
 #include "strata/transport/mq.hpp"
-#include "strata/transport/packet_socket.hpp"
 #include "strata/transport/pipe.hpp"
 #include "strata/transport/seqpacket.hpp"
 #include "strata/transport/shm.hpp"

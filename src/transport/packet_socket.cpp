@@ -1,4 +1,4 @@
-#include "strata/transport/packet_socket.hpp"
+#include "packet_io.hpp"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -15,7 +15,6 @@
 #include <utility>
 
 #include "io_parts.hpp"
-#include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
 #include "strata/transport/unix.hpp"  // max_fds_per_message
@@ -66,6 +65,34 @@ address unnamed_unix() {
   sockaddr_un un{};
   un.sun_family = AF_UNIX;
   return address::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof(sa_family_t));
+}
+
+/// fail_read / fail_write record a sticky error for one direction (the first one stays).
+void fail_read(packet_socket_state& s, std::error_code ec) noexcept {
+  if (!s.read_error) s.read_error = ec;
+}
+void fail_write(packet_socket_state& s, std::error_code ec) noexcept {
+  if (!s.write_error) s.write_error = ec;
+}
+
+/// sender turns a received name into an address; an empty one (a unix sender that is
+/// not bound) becomes the unnamed unix address on a unix socket.
+address sender(const packet_socket_state& s, const void* name, unsigned len) {
+  if (len == 0 && s.is_unix) return unnamed_unix();
+  return address::from_sockaddr(static_cast<const sockaddr*>(name), len);
+}
+
+/// receive_failed turns a receive's error into the caller's (sticky for sequenced
+/// sockets; a wait's timeout or cancel never is).
+std::error_code receive_failed(packet_socket_state& s, std::error_code ec) noexcept {
+  if (waited_out(ec)) return ec;
+  if (ec == errc::closed) {
+    fail_read(s, ec);  // closed while waiting
+    return ec;
+  }
+  if (s.kind != packet_kind::sequenced) return ec;
+  fail_read(s, ec);
+  return s.read_error;
 }
 
 }  // namespace
@@ -141,72 +168,23 @@ result<void> set_pass_credentials(int fd, bool on) {
 
 // -- life cycle ----------------------------------------------------------------------------
 
-packet_socket::packet_socket(packet_socket&& other) noexcept
-    : fd_(std::move(other.fd_)),
-      kind_(other.kind_),
-      unix_(other.unix_),
-      keep_too_large_(other.keep_too_large_),
-      sends_poll_on_full_(other.sends_poll_on_full_),
-      max_send_(other.max_send_),
-      max_recv_(other.max_recv_),
-      only_from_(std::move(other.only_from_)),
-      read_error_(std::exchange(other.read_error_, errc::closed)),
-      write_error_(std::exchange(other.write_error_, errc::closed)),
-      write_shut_(other.write_shut_) {
-  other.only_from_.reset();
+void close_packet_now(packet_socket_state& s) noexcept {
+  s.fd.close();
+  s.read_error = s.write_error = errc::closed;
 }
 
-packet_socket& packet_socket::operator=(packet_socket&& other) noexcept {
-  if (this != &other) {
-    fd_ = std::move(other.fd_);
-    kind_ = other.kind_;
-    unix_ = other.unix_;
-    keep_too_large_ = other.keep_too_large_;
-    sends_poll_on_full_ = other.sends_poll_on_full_;
-    max_send_ = other.max_send_;
-    max_recv_ = other.max_recv_;
-    only_from_ = std::move(other.only_from_);
-    other.only_from_.reset();
-    read_error_ = std::exchange(other.read_error_, errc::closed);
-    write_error_ = std::exchange(other.write_error_, errc::closed);
-    write_shut_ = other.write_shut_;
-  }
-  return *this;
+int release_packet(packet_socket_state& s) noexcept {
+  s.read_error = s.write_error = errc::closed;
+  return s.fd.release();
 }
 
-packet_socket::~packet_socket() = default;
-
-void packet_socket::close_now() noexcept {
-  fd_.close();
-  read_error_ = write_error_ = errc::closed;
-}
-
-int packet_socket::release() noexcept {
-  read_error_ = write_error_ = errc::closed;
-  return fd_.release();
-}
-
-address packet_socket::sender(const void* name, unsigned len) const {
-  if (len == 0 && unix_) return unnamed_unix();
-  return address::from_sockaddr(static_cast<const sockaddr*>(name), len);
-}
-
-result<address> packet_socket::local_address() const {
-  if (!fd_) return errc::closed;
+result<address> packet_peer_address(const packet_socket_state& s) {
+  if (!s.fd) return errc::closed;
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  if (::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-    return unexpected(from_errno(errno));
-  return sender_of(ss, len);
-}
-
-result<address> packet_socket::peer_address() const {
-  if (!fd_) return errc::closed;
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0) {
-    // A peer kept in user space (see only_from_) is still the peer.
-    if (errno == ENOTCONN && only_from_) return *only_from_;
+  if (::getpeername(s.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) < 0) {
+    // A peer kept in user space (see only_from) is still the peer.
+    if (errno == ENOTCONN && s.only_from) return *s.only_from;
     return unexpected(from_errno(errno));
   }
   return sender_of(ss, len);
@@ -214,13 +192,13 @@ result<address> packet_socket::peer_address() const {
 
 // -- send ------------------------------------------------------------------------------------
 
-task<result<void>> packet_socket::send_packet(const_buffers bufs, const address* to, std::span<const int> fds,
-                                              deadline dl) {
-  if (write_error_) co_return write_error_;
-  if (!fd_) co_return errc::closed;
+task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const address* to,
+                               std::span<const int> fds, deadline dl) {
+  if (s.write_error) co_return s.write_error;
+  if (!s.fd) co_return errc::closed;
   if (fds.size() > uds::max_fds_per_message) co_return errc::invalid_argument;
   iovec_list iov(bufs);
-  if (max_send_ && iov.total() > max_send_) co_return errc::message_too_large;
+  if (s.max_send && iov.total() > s.max_send) co_return errc::message_too_large;
   alignas(cmsghdr) std::array<char, control_bytes> control{};
   msghdr msg{};
   msg.msg_iov = iov.data();
@@ -230,25 +208,25 @@ task<result<void>> packet_socket::send_packet(const_buffers bufs, const address*
     msg.msg_namelen = static_cast<socklen_t>(to->size());
   }
   attach_fds(msg, control, fds);
-  const int fd = fd_.get();
+  const int fd = s.fd.get();
   // A message goes whole or not at all, so a successful sendmsg sent all of it.
   auto send = [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); };
-  auto sent = to && sends_poll_on_full_ ? co_await fd_.perform_polled(send, dl)
-                                        : co_await fd_.perform_write(send, dl);
+  auto sent = to && s.sends_poll_on_full ? co_await s.fd.perform_polled(send, dl)
+                                         : co_await s.fd.perform_write(send, dl);
   if (sent) co_return result<void>{};
   auto ec = sent.error();
-  if (!waited_out(ec) && kind_ == packet_kind::sequenced && ec == errc::broken) fail_write(ec);
+  if (!waited_out(ec) && s.kind == packet_kind::sequenced && ec == errc::broken) fail_write(s, ec);
   co_return ec;
 }
 
-task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outgoing_datagram> msgs,
-                                                            deadline dl) {
-  if (write_error_) co_return unexpected(write_error_);
-  if (!fd_) co_return errc::closed;
+task<result<std::size_t>> send_batch_packets(packet_socket_state& s, std::span<const outgoing_datagram> msgs,
+                                             deadline dl) {
+  if (s.write_error) co_return unexpected(s.write_error);
+  if (!s.fd) co_return errc::closed;
   if (msgs.empty()) co_return std::size_t{0};
   std::size_t parts = 0;
   for (const auto& m : msgs) {
-    if (max_send_ && m.data.total_size() > max_send_) co_return errc::message_too_large;
+    if (s.max_send && m.data.total_size() > s.max_send) co_return errc::message_too_large;
     parts += m.data.view().size();
   }
   std::vector<mmsghdr> headers(msgs.size());
@@ -268,11 +246,11 @@ task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outg
       h.msg_namelen = static_cast<socklen_t>(msgs[i].to->size());
     }
   }
-  const int fd = fd_.get();
+  const int fd = s.fd.get();
   std::size_t done = 0;
   while (done < msgs.size()) {
     auto chunk = static_cast<unsigned>(std::min<std::size_t>(msgs.size() - done, UIO_MAXIOV));
-    auto n = co_await fd_.perform_write(
+    auto n = co_await s.fd.perform_write(
         [&]() -> ssize_t {
           int got = ::sendmmsg(fd, headers.data() + done, chunk, MSG_NOSIGNAL);
           if (got == 0) errno = EAGAIN;  // nothing went: wait for room
@@ -290,29 +268,18 @@ task<result<std::size_t>> packet_socket::send_batch_packets(std::span<const outg
 
 // -- receive ---------------------------------------------------------------------------------
 
-std::error_code packet_socket::receive_failed(std::error_code ec) noexcept {
-  if (waited_out(ec)) return ec;
-  if (ec == errc::closed) {
-    fail_read(ec);  // closed while waiting
-    return ec;
-  }
-  if (kind_ != packet_kind::sequenced) return ec;
-  fail_read(ec);
-  return read_error_;
-}
-
-task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address* from, envelope* env,
-                                                     deadline dl) {
-  if (read_error_) co_return unexpected(read_error_);
-  if (!fd_) co_return errc::closed;
+task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf, address* from,
+                                      envelope* env, deadline dl) {
+  if (s.read_error) co_return unexpected(s.read_error);
+  if (!s.fd) co_return errc::closed;
   alignas(cmsghdr) std::array<char, control_bytes> control;
-  const int fd = fd_.get();
+  const int fd = s.fd.get();
   for (;;) {
     sockaddr_storage ss{};
-    if (keep_too_large_ && buf.size() < max_recv_) {
+    if (s.keep_too_large && buf.size() < s.max_recv) {
       // Learn the size (and the sender) without taking the message.
       msghdr peek{};
-      auto size = co_await fd_.perform_read(
+      auto size = co_await s.fd.perform_read(
           [&] {
             peek = msghdr{};
             peek.msg_name = &ss;
@@ -321,9 +288,9 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
           },
           dl);
       // The peek may take a pending error (e.g. an ICMP port unreachable): report it now.
-      if (!size) co_return unexpected(receive_failed(size.error()));
+      if (!size) co_return unexpected(receive_failed(s, size.error()));
       if (*size > buf.size()) {
-        if (!only_from_ || same_sender(sender(&ss, peek.msg_namelen), *only_from_)) {
+        if (!s.only_from || same_sender(sender(s, &ss, peek.msg_namelen), *s.only_from)) {
           co_return errc::message_too_large;
         }
         // Someone else's message: the receive below drops it.
@@ -331,7 +298,7 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
     }
     iovec iov{buf.data(), buf.size()};
     msghdr msg{};
-    auto n = co_await fd_.perform_read(
+    auto n = co_await s.fd.perform_read(
         [&] {
           msg = msghdr{};
           msg.msg_iov = &iov;
@@ -346,18 +313,18 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
           return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
         },
         dl);
-    if (!n) co_return unexpected(receive_failed(n.error()));
+    if (!n) co_return unexpected(receive_failed(s, n.error()));
     ancillary extra;
     if (env) extra.take(msg);
-    address from_addr = sender(&ss, msg.msg_namelen);
-    if (only_from_ && kind_ == packet_kind::datagram && !same_sender(from_addr, *only_from_)) {
+    address from_addr = sender(s, &ss, msg.msg_namelen);
+    if (s.only_from && s.kind == packet_kind::datagram && !same_sender(from_addr, *s.only_from)) {
       extra.drop();
       continue;
     }
-    if (*n == 0 && kind_ == packet_kind::sequenced) {
+    if (*n == 0 && s.kind == packet_kind::sequenced) {
       extra.drop();
-      fail_read(errc::end_of_stream);
-      co_return unexpected(read_error_);
+      fail_read(s, errc::end_of_stream);
+      co_return unexpected(s.read_error);
     }
     if (*n > buf.size()) {
       // The kernel dropped what did not fit; descriptors sent with it go too.
@@ -374,17 +341,18 @@ task<result<std::size_t>> packet_socket::recv_packet(mutable_buffer buf, address
   }
 }
 
-task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_datagram> slots, deadline dl) {
-  if (read_error_) co_return unexpected(read_error_);
-  if (!fd_) co_return errc::closed;
+task<result<std::size_t>> recv_batch_packets(packet_socket_state& s, std::span<incoming_datagram> slots,
+                                             deadline dl) {
+  if (s.read_error) co_return unexpected(s.read_error);
+  if (!s.fd) co_return errc::closed;
   if (slots.empty()) co_return std::size_t{0};
   auto count = std::min<std::size_t>(slots.size(), UIO_MAXIOV);
   std::vector<mmsghdr> headers(count);
   std::vector<iovec> iovs(count);
   std::vector<sockaddr_storage> names(count);
-  const int fd = fd_.get();
+  const int fd = s.fd.get();
   for (;;) {
-    auto got = co_await fd_.perform_read(
+    auto got = co_await s.fd.perform_read(
         [&]() -> ssize_t {
           for (std::size_t i = 0; i < count; ++i) {
             iovs[i] = iovec{slots[i].buf.data(), slots[i].buf.size()};
@@ -406,8 +374,8 @@ task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_d
     // moves down is copied: its bytes sit in its own buffer.
     std::size_t kept = 0;
     for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
-      auto from_addr = sender(&names[i], headers[i].msg_hdr.msg_namelen);
-      if (only_from_ && !same_sender(from_addr, *only_from_)) continue;
+      auto from_addr = sender(s, &names[i], headers[i].msg_hdr.msg_namelen);
+      if (s.only_from && !same_sender(from_addr, *s.only_from)) continue;
       std::size_t size = headers[i].msg_len;
       bool truncated = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || size > slots[i].buf.size();
       if (kept != i) {
@@ -425,12 +393,12 @@ task<result<std::size_t>> packet_socket::recv_batch_packets(std::span<incoming_d
   }
 }
 
-task<result<address>> packet_socket::peek_sender(deadline dl) {
-  if (!fd_) co_return errc::closed;
-  const int fd = fd_.get();
+task<result<address>> peek_sender(packet_socket_state& s, deadline dl) {
+  if (!s.fd) co_return errc::closed;
+  const int fd = s.fd.get();
   sockaddr_storage ss{};
   msghdr msg{};
-  auto n = co_await fd_.perform_read(
+  auto n = co_await s.fd.perform_read(
       [&] {
         msg = msghdr{};
         msg.msg_name = &ss;
@@ -439,39 +407,39 @@ task<result<address>> packet_socket::peek_sender(deadline dl) {
       },
       dl);
   if (!n) co_return unexpected(n.error());
-  co_return sender(&ss, msg.msg_namelen);
+  co_return sender(s, &ss, msg.msg_namelen);
 }
 
 // -- shutdown and close --------------------------------------------------------------------
 
-result<void> packet_socket::shutdown_packet_write() {
-  if (!fd_) return errc::closed;
-  if (write_shut_) return {};
-  write_shut_ = true;
-  if (::shutdown(fd_.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
-    fail_write(from_errno(errno));
-    return write_error_;
+result<void> shutdown_packet_write(packet_socket_state& s) {
+  if (!s.fd) return errc::closed;
+  if (s.write_shut) return {};
+  s.write_shut = true;
+  if (::shutdown(s.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN) {
+    fail_write(s, from_errno(errno));
+    return s.write_error;
   }
-  fail_write(errc::closed);
+  fail_write(s, errc::closed);
   return {};
 }
 
-task<result<void>> packet_socket::close_packet(deadline dl) {
-  if (!fd_) co_return errc::closed;
+task<result<void>> close_packet(packet_socket_state& s, deadline dl) {
+  if (!s.fd) co_return errc::closed;
   // Wake any task parked on this descriptor: it gets `closed`.
-  fd_.abort_waits();
+  s.fd.abort_waits();
   std::error_code outcome;
-  if (kind_ == packet_kind::sequenced) {
-    const int fd = fd_.get();
-    if (!write_shut_) {
-      write_shut_ = true;
+  if (s.kind == packet_kind::sequenced) {
+    const int fd = s.fd.get();
+    if (!s.write_shut) {
+      s.write_shut = true;
       ::shutdown(fd, SHUT_WR);
     }
     // Orderly end, as for streams: drop what the peer still sends until it finishes.
-    if (read_error_ != errc::end_of_stream && read_error_ != errc::broken) {
+    if (s.read_error != errc::end_of_stream && s.read_error != errc::broken) {
       thread_local std::array<std::byte, 4096> scratch;
       for (;;) {
-        auto n = co_await fd_.perform_read(
+        auto n = co_await s.fd.perform_read(
             [&] { return ::recv(fd, scratch.data(), scratch.size(), MSG_TRUNC); }, dl);
         if (n && *n > 0) continue;
         if (!n && waited_out(n.error())) outcome = n.error();
@@ -479,7 +447,7 @@ task<result<void>> packet_socket::close_packet(deadline dl) {
       }
     }
   }
-  close_now();
+  close_packet_now(s);
   co_return outcome;
 }
 

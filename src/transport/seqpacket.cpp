@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "packet_io.hpp"
 #include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
@@ -18,7 +19,7 @@ task<result<void>> fail_with(errc e) { co_return e; }
 
 }  // namespace
 
-socket::socket(int fd) noexcept : detail::packet_socket(fd, detail::packet_kind::sequenced) { unix_ = true; }
+socket::socket(int fd) noexcept : state_(fd, detail::packet_kind::sequenced) { state_.is_unix = true; }
 
 result<std::pair<socket, socket>> socket::pair() {
   int fds[2];
@@ -35,39 +36,43 @@ result<socket> socket::adopt(int fd) {
 
 task<result<void>> socket::send(const_buffers bufs, deadline dl) {
   if (bufs.total_size() == 0) return fail_with(errc::invalid_argument);
-  return send_packet(bufs, nullptr, {}, dl);
+  return detail::send_packet(state_, bufs, nullptr, {}, dl);
 }
 
 task<result<std::size_t>> socket::recv(mutable_buffer buf, deadline dl) {
-  return recv_packet(buf, nullptr, nullptr, dl);
+  return detail::recv_packet(state_, buf, nullptr, nullptr, dl);
 }
 
 task<result<void>> socket::send_fds(const_buffers bufs, std::span<const int> fds, deadline dl) {
   if (bufs.total_size() == 0) return fail_with(errc::invalid_argument);
-  return send_packet(bufs, nullptr, fds, dl);
+  return detail::send_packet(state_, bufs, nullptr, fds, dl);
 }
 
 task<result<std::size_t>> socket::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
   envelope env;
-  auto n = co_await recv_packet(buf, nullptr, &env, dl);
+  auto n = co_await detail::recv_packet(state_, buf, nullptr, &env, dl);
   fds.insert(fds.end(), env.fds.begin(), env.fds.end());
   co_return n;
 }
 
 task<result<std::size_t>> socket::recv_with(mutable_buffer buf, envelope& env, deadline dl) {
-  return recv_packet(buf, nullptr, &env, dl);
+  return detail::recv_packet(state_, buf, nullptr, &env, dl);
 }
 
-task<result<void>> socket::shutdown_write(deadline) { co_return shutdown_packet_write(); }
+task<result<void>> socket::shutdown_write(deadline) { co_return detail::shutdown_packet_write(state_); }
 
-task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
+task<result<void>> socket::close(deadline dl) { return detail::close_packet(state_, dl); }
 
-result<uds::credentials> socket::peer_credentials() const { return detail::unix_peer_credentials(fd_.get()); }
+result<uds::credentials> socket::peer_credentials() const {
+  return detail::unix_peer_credentials(state_.fd.get());
+}
 
-result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
+result<void> socket::set_pass_credentials(bool on) {
+  return detail::set_pass_credentials(state_.fd.get(), on);
+}
 
 std::size_t socket::max_message() const noexcept {
-  auto n = detail::unix_max_message(fd_.get());
+  auto n = detail::unix_max_message(state_.fd.get());
   return n ? n : default_max_message;
 }
 
@@ -77,6 +82,12 @@ properties socket::runtime_capabilities() const noexcept {
   return caps;
 }
 
+result<address> socket::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> socket::peer_address() const { return detail::packet_peer_address(state_); }
+
+int socket::release() noexcept { return detail::release_packet(state_); }
+
 task<result<socket>> connect(address where, deadline dl) {
   if (!where.is_unix()) co_return errc::invalid_argument;
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -84,7 +95,7 @@ task<result<socket>> connect(address where, deadline dl) {
   socket s{fd};
   // A full listener backlog fails a unix connect with EAGAIN instead of leaving it in
   // progress (unlike TCP), and nothing announces room: retry on a growing timer.
-  auto r = co_await s.fd_.perform_polled(
+  auto r = co_await s.state_.fd.perform_polled(
       [&] { return static_cast<ssize_t>(::connect(fd, where.data(), static_cast<socklen_t>(where.size()))); },
       dl);
   if (!r) co_return unexpected(r.error());

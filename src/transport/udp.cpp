@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "packet_io.hpp"
 #include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 
@@ -93,9 +94,9 @@ address any_address(int family) { return *address::parse_ip(family == AF_INET6 ?
 
 // -- socket ----------------------------------------------------------------------------------
 
-socket::socket(int fd, int family) noexcept : detail::packet_socket(fd, detail::packet_kind::datagram) {
-  max_send_ = max_for(family);
-  max_recv_ = max_send_;
+socket::socket(int fd, int family) noexcept : state_(fd, detail::packet_kind::datagram) {
+  state_.max_send = max_for(family);
+  state_.max_recv = state_.max_send;
 }
 
 result<socket> socket::bind(const address& where, bind_options options) {
@@ -140,105 +141,121 @@ result<socket> socket::adopt(int fd) {
 }
 
 task<result<void>> socket::send_to(const_buffers bufs, const address& to, deadline dl) {
-  return send_packet(bufs, &to, {}, dl);
+  return detail::send_packet(state_, bufs, &to, {}, dl);
 }
 
 task<result<received>> socket::recv_from(mutable_buffer buf, deadline dl) {
   received r;
-  auto n = co_await recv_packet(buf, &r.from, nullptr, dl);
+  auto n = co_await detail::recv_packet(state_, buf, &r.from, nullptr, dl);
   if (!n) co_return unexpected(n.error());
   r.size = *n;
   co_return r;
 }
 
 task<result<std::size_t>> socket::send_batch(std::span<const outgoing> msgs, deadline dl) {
-  return send_batch_packets(msgs, dl);
+  return detail::send_batch_packets(state_, msgs, dl);
 }
 
 task<result<std::size_t>> socket::recv_batch(std::span<incoming> slots, deadline dl) {
-  return recv_batch_packets(slots, dl);
+  return detail::recv_batch_packets(state_, slots, dl);
 }
 
-task<result<void>> socket::close(deadline dl) { return close_packet(dl); }
+task<result<void>> socket::close(deadline dl) { return detail::close_packet(state_, dl); }
 
 result<connected> socket::connect(const address& peer) && {
-  if (!fd_.is_open()) return errc::closed;
+  if (!state_.fd.is_open()) return errc::closed;
   if (!peer.is_ip()) return errc::invalid_argument;
-  if (::connect(fd_.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
+  if (::connect(state_.fd.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
     return unexpected(from_errno(errno));
   // Datagrams from others may have queued before the kernel began to filter.
-  if (auto kernel_peer = peer_address()) only_from_ = *kernel_peer;
+  if (auto kernel_peer = peer_address()) state_.only_from = *kernel_peer;
   return connected{std::move(*this), true};
 }
 
 result<void> socket::join_group(const address& group, const std::optional<address>& interface) {
-  return membership(fd_.get(), IP_ADD_MEMBERSHIP, group, interface);
+  return membership(state_.fd.get(), IP_ADD_MEMBERSHIP, group, interface);
 }
 
 result<void> socket::leave_group(const address& group, const std::optional<address>& interface) {
-  return membership(fd_.get(), IP_DROP_MEMBERSHIP, group, interface);
+  return membership(state_.fd.get(), IP_DROP_MEMBERSHIP, group, interface);
 }
 
 result<void> socket::set_multicast_loop(bool on) {
-  return set_int(fd_.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+  return set_int(state_.fd.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
 }
 
 result<void> socket::set_multicast_interface(const address& interface) {
-  return multicast_interface(fd_.get(), interface);
+  return multicast_interface(state_.fd.get(), interface);
 }
 
-result<void> socket::set_multicast_ttl(int ttl) { return multicast_ttl(fd_.get(), ttl); }
+result<void> socket::set_multicast_ttl(int ttl) { return multicast_ttl(state_.fd.get(), ttl); }
 
-result<void> socket::apply(const multicast_options& options) { return apply_multicast(fd_.get(), options); }
+result<void> socket::apply(const multicast_options& options) {
+  return apply_multicast(state_.fd.get(), options);
+}
 
-properties socket::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }
+properties socket::runtime_capabilities() const noexcept { return capabilities_for(state_.max_send); }
+
+result<address> socket::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> socket::peer_address() const { return detail::packet_peer_address(state_); }
+
+int socket::release() noexcept { return detail::release_packet(state_); }
 
 // -- connected -------------------------------------------------------------------------------
 
 connected::connected(socket s, bool kernel_connected) noexcept
-    : detail::packet_socket(std::move(s)), kernel_connected_(kernel_connected) {}
+    : state_(std::move(s.state_)), kernel_connected_(kernel_connected) {}
 
 task<result<void>> connected::send(const_buffers bufs, deadline dl) {
-  return send_packet(bufs, kernel_connected_ || !only_from_ ? nullptr : &*only_from_, {}, dl);
+  return detail::send_packet(state_, bufs,
+                             kernel_connected_ || !state_.only_from ? nullptr : &*state_.only_from, {}, dl);
 }
 
 task<result<std::size_t>> connected::recv(mutable_buffer buf, deadline dl) {
-  return recv_packet(buf, nullptr, nullptr, dl);
+  return detail::recv_packet(state_, buf, nullptr, nullptr, dl);
 }
 
 task<result<std::size_t>> connected::send_batch(std::span<const outgoing> msgs, deadline dl) {
   // Every message goes to the peer, whatever its `to` says.
   std::vector<outgoing> to_peer(msgs.begin(), msgs.end());
-  const address* peer = kernel_connected_ || !only_from_ ? nullptr : &*only_from_;
+  const address* peer = kernel_connected_ || !state_.only_from ? nullptr : &*state_.only_from;
   for (auto& m : to_peer) m.to = peer;
-  co_return co_await send_batch_packets(to_peer, dl);
+  co_return co_await detail::send_batch_packets(state_, to_peer, dl);
 }
 
 task<result<std::size_t>> connected::recv_batch(std::span<incoming> slots, deadline dl) {
-  return recv_batch_packets(slots, dl);
+  return detail::recv_batch_packets(state_, slots, dl);
 }
 
-task<result<void>> connected::close(deadline dl) { return close_packet(dl); }
+task<result<void>> connected::close(deadline dl) { return detail::close_packet(state_, dl); }
 
 result<void> connected::set_multicast_loop(bool on) {
-  return set_int(fd_.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
+  return set_int(state_.fd.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
 }
 
 result<void> connected::set_multicast_interface(const address& interface) {
-  return multicast_interface(fd_.get(), interface);
+  return multicast_interface(state_.fd.get(), interface);
 }
 
-result<void> connected::set_multicast_ttl(int ttl) { return multicast_ttl(fd_.get(), ttl); }
+result<void> connected::set_multicast_ttl(int ttl) { return multicast_ttl(state_.fd.get(), ttl); }
 
 result<void> connected::set_ttl(int ttl) {
   if (ttl < 1 || ttl > 255) return errc::invalid_argument;
   auto here = local_address();
   if (!here) return unexpected(here.error());
-  if (here->kind() == address::family::ipv6) return set_int(fd_.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
-  return set_int(fd_.get(), IPPROTO_IP, IP_TTL, ttl);
+  if (here->kind() == address::family::ipv6)
+    return set_int(state_.fd.get(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl);
+  return set_int(state_.fd.get(), IPPROTO_IP, IP_TTL, ttl);
 }
 
-properties connected::runtime_capabilities() const noexcept { return capabilities_for(max_send_); }
+properties connected::runtime_capabilities() const noexcept { return capabilities_for(state_.max_send); }
+
+result<address> connected::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> connected::peer_address() const { return detail::packet_peer_address(state_); }
+
+int connected::release() noexcept { return detail::release_packet(state_); }
 
 result<connected> connect(const address& peer, connect_options options) {
   if (!peer.is_ip()) return errc::invalid_argument;
@@ -296,12 +313,12 @@ task<result<connected>> listener::accept(deadline dl) {
     if (accepted_once_) co_return errc::not_supported;
     co_return errc::closed;
   }
-  auto sender = co_await socket_.peek_sender(dl);
+  auto sender = co_await detail::peek_sender(socket_.state_, dl);
   if (!sender) co_return unexpected(sender.error());
   if (options_.multicast.group) {
     // A kernel-connected socket stops receiving group datagrams: keep the peer ourselves.
     accepted_once_ = true;
-    socket_.only_from_ = *sender;
+    socket_.state_.only_from = *sender;
     co_return connected{std::move(socket_), false};
   }
   // Bind the successor before the current socket narrows to its peer, so the port stays
@@ -311,7 +328,7 @@ task<result<connected>> listener::accept(deadline dl) {
   if (::connect(fd, sender->data(), static_cast<socklen_t>(sender->size())) < 0) {
     co_return unexpected(from_errno(errno));
   }
-  socket_.only_from_ = *sender;
+  socket_.state_.only_from = *sender;
   connected accepted{std::move(socket_), true};
   if (next) {
     socket_ = std::move(*next);
@@ -326,6 +343,6 @@ result<address> listener::local_address() const {
   return socket_.local_address();
 }
 
-void listener::close() noexcept { socket_.close_now(); }
+void listener::close() noexcept { detail::close_packet_now(socket_.state_); }
 
 }  // namespace strata::udp

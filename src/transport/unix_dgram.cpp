@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "packet_io.hpp"
 #include "socket_io.hpp"
 
 namespace strata::unix_dgram {
@@ -38,9 +39,9 @@ result<void> apply(socket& s, const bind_options& options) {
 // -- socket ----------------------------------------------------------------------------------
 
 socket::socket(int fd, detail::unix_socket_file file) noexcept
-    : detail::packet_socket(fd, detail::packet_kind::datagram), file_(std::move(file)) {
-  unix_ = true;
-  sends_poll_on_full_ = true;
+    : state_(fd, detail::packet_kind::datagram), file_(std::move(file)) {
+  state_.is_unix = true;
+  state_.sends_poll_on_full = true;
 }
 
 result<socket> socket::bind(const address& where, bind_options options) {
@@ -72,55 +73,61 @@ result<socket> socket::open(bool autobind) {
 }
 
 task<result<void>> socket::send_to(const_buffers bufs, const address& to, deadline dl) {
-  return send_packet(bufs, &to, {}, dl);
+  return detail::send_packet(state_, bufs, &to, {}, dl);
 }
 
 task<result<void>> socket::send_fds_to(const_buffers bufs, std::span<const int> fds, const address& to,
                                        deadline dl) {
-  return send_packet(bufs, &to, fds, dl);
+  return detail::send_packet(state_, bufs, &to, fds, dl);
 }
 
 task<result<received>> socket::recv_from(mutable_buffer buf, deadline dl) {
   received r;
-  auto n = co_await recv_packet(buf, &r.from, nullptr, dl);
+  auto n = co_await detail::recv_packet(state_, buf, &r.from, nullptr, dl);
   if (!n) co_return unexpected(n.error());
   r.size = *n;
   co_return r;
 }
 
 task<result<std::size_t>> socket::recv_with(mutable_buffer buf, envelope& env, deadline dl) {
-  return recv_packet(buf, nullptr, &env, dl);
+  return detail::recv_packet(state_, buf, nullptr, &env, dl);
 }
 
 task<result<void>> socket::close(deadline dl) {
   file_.reset();
-  return close_packet(dl);
+  return detail::close_packet(state_, dl);
 }
 
 result<connected> socket::connect(const address& peer) && {
-  if (!fd_.is_open()) return errc::closed;
+  if (!state_.fd.is_open()) return errc::closed;
   if (!peer.is_unix()) return errc::invalid_argument;
-  if (::connect(fd_.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
+  if (::connect(state_.fd.get(), peer.data(), static_cast<socklen_t>(peer.size())) < 0)
     return unexpected(from_errno(errno));
   // Messages from others may have queued before the kernel began to refuse them.
-  if (auto kernel_peer = peer_address()) only_from_ = *kernel_peer;
+  if (auto kernel_peer = peer_address()) state_.only_from = *kernel_peer;
   return connected{std::move(*this), true};
 }
 
-result<void> socket::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
+result<void> socket::set_pass_credentials(bool on) {
+  return detail::set_pass_credentials(state_.fd.get(), on);
+}
 
-std::size_t socket::max_message() const noexcept { return max_of(fd_.get()); }
+std::size_t socket::max_message() const noexcept { return max_of(state_.fd.get()); }
 
 properties socket::runtime_capabilities() const noexcept { return capabilities_for(max_message()); }
+
+result<address> socket::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> socket::peer_address() const { return detail::packet_peer_address(state_); }
+
+int socket::release() noexcept { return detail::release_packet(state_); }
 
 // -- connected -------------------------------------------------------------------------------
 
 connected::connected(socket s, bool kernel_connected) noexcept
-    : detail::packet_socket(std::move(s)), file_(std::move(s.file_)), kernel_connected_(kernel_connected) {}
+    : state_(std::move(s.state_)), file_(std::move(s.file_)), kernel_connected_(kernel_connected) {}
 
-connected::connected(int fd) noexcept : detail::packet_socket(fd, detail::packet_kind::datagram) {
-  unix_ = true;
-}
+connected::connected(int fd) noexcept : state_(fd, detail::packet_kind::datagram) { state_.is_unix = true; }
 
 result<std::pair<connected, connected>> connected::pair() {
   int fds[2];
@@ -136,44 +143,52 @@ result<connected> connected::adopt(int fd) {
 }
 
 task<result<void>> connected::send(const_buffers bufs, deadline dl) {
-  if (!kernel_connected_) return fail_with(!fd_.is_open() ? errc::closed : errc::not_supported);
-  return send_packet(bufs, nullptr, {}, dl);
+  if (!kernel_connected_) return fail_with(!state_.fd.is_open() ? errc::closed : errc::not_supported);
+  return detail::send_packet(state_, bufs, nullptr, {}, dl);
 }
 
 task<result<void>> connected::send_fds(const_buffers bufs, std::span<const int> fds, deadline dl) {
-  if (!kernel_connected_) return fail_with(!fd_.is_open() ? errc::closed : errc::not_supported);
-  return send_packet(bufs, nullptr, fds, dl);
+  if (!kernel_connected_) return fail_with(!state_.fd.is_open() ? errc::closed : errc::not_supported);
+  return detail::send_packet(state_, bufs, nullptr, fds, dl);
 }
 
 task<result<std::size_t>> connected::recv(mutable_buffer buf, deadline dl) {
-  return recv_packet(buf, nullptr, nullptr, dl);
+  return detail::recv_packet(state_, buf, nullptr, nullptr, dl);
 }
 
 task<result<std::size_t>> connected::recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl) {
   envelope env;
-  auto n = co_await recv_packet(buf, nullptr, &env, dl);
+  auto n = co_await detail::recv_packet(state_, buf, nullptr, &env, dl);
   fds.insert(fds.end(), env.fds.begin(), env.fds.end());
   co_return n;
 }
 
 task<result<std::size_t>> connected::recv_with(mutable_buffer buf, envelope& env, deadline dl) {
-  return recv_packet(buf, nullptr, &env, dl);
+  return detail::recv_packet(state_, buf, nullptr, &env, dl);
 }
 
 task<result<void>> connected::close(deadline dl) {
   file_.reset();
-  return close_packet(dl);
+  return detail::close_packet(state_, dl);
 }
 
 result<uds::credentials> connected::peer_credentials() const {
-  return detail::unix_peer_credentials(fd_.get());
+  return detail::unix_peer_credentials(state_.fd.get());
 }
 
-result<void> connected::set_pass_credentials(bool on) { return detail::set_pass_credentials(fd_.get(), on); }
+result<void> connected::set_pass_credentials(bool on) {
+  return detail::set_pass_credentials(state_.fd.get(), on);
+}
 
-std::size_t connected::max_message() const noexcept { return max_of(fd_.get()); }
+std::size_t connected::max_message() const noexcept { return max_of(state_.fd.get()); }
 
 properties connected::runtime_capabilities() const noexcept { return capabilities_for(max_message()); }
+
+result<address> connected::local_address() const { return detail::local_address_of(state_.fd); }
+
+result<address> connected::peer_address() const { return detail::packet_peer_address(state_); }
+
+int connected::release() noexcept { return detail::release_packet(state_); }
 
 result<connected> connect(const address& peer, connect_options options) {
   if (!peer.is_unix()) return errc::invalid_argument;
@@ -214,17 +229,17 @@ task<result<connected>> listener::accept(deadline dl) {
   if (accepted_) co_return errc::not_supported;
   for (;;) {
     if (!socket_.is_open()) co_return errc::closed;
-    auto sender = co_await socket_.peek_sender(dl);
+    auto sender = co_await detail::peek_sender(socket_.state_, dl);
     if (!sender) co_return unexpected(sender.error());
     int fd = socket_.native_handle();
     if (unnamed(*sender)) {
       accepted_ = true;
-      socket_.only_from_ = *sender;
+      socket_.state_.only_from = *sender;
       co_return connected{std::move(socket_), false};
     }
     if (::connect(fd, sender->data(), static_cast<socklen_t>(sender->size())) == 0) {
       accepted_ = true;
-      socket_.only_from_ = *sender;
+      socket_.state_.only_from = *sender;
       co_return connected{std::move(socket_), true};
     }
     int err = errno;
@@ -242,7 +257,7 @@ result<address> listener::local_address() const {
 void listener::close() noexcept {
   if (!socket_.is_open()) return;
   socket_.file_.reset();
-  socket_.close_now();
+  detail::close_packet_now(socket_.state_);
 }
 
 }  // namespace strata::unix_dgram

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/stream.hpp"
-#include "strata/transport/packet_socket.hpp"
 #include "strata/transport/socket_state.hpp"
 #include "strata/transport/unix.hpp"
 
@@ -51,7 +51,7 @@ inline constexpr capability_row row{
 
 /// socket is a connected seqpacket socket: a message_socket (core/stream.hpp) with
 /// half-close. Thread-compatible: one task receives and one sends at a time.
-class socket : public detail::packet_socket {
+class socket {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
@@ -97,13 +97,34 @@ class socket : public detail::packet_socket {
   /// set_pass_credentials turns SO_PASSCRED on: each message then carries its sender's
   /// credentials (see recv_with).
   result<void> set_pass_credentials(bool on);
+  /// max_message is the largest message this socket can send (SO_SNDBUF less 32).
   std::size_t max_message() const noexcept;
   properties runtime_capabilities() const noexcept;
+
+  /// set_keep_too_large chooses what recv does with a message larger than the caller's
+  /// buffer. Off (the default, the kernel's own behaviour, one system call per message):
+  /// message_too_large, and the message is lost. On: message_too_large and the message
+  /// stays queued, so a retry with a larger buffer gets it; this costs one extra peek
+  /// (MSG_PEEK|MSG_TRUNC) per receive.
+  void set_keep_too_large(bool on) noexcept { state_.keep_too_large = on; }
+  bool keeps_too_large() const noexcept { return state_.keep_too_large; }
+  /// local_address is the name this end is bound to ("(unnamed)" for a connecting or
+  /// paired socket).
+  result<address> local_address() const;
+  /// peer_address is the name of the socket at the other end.
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// release gives the descriptor to the caller, who must close it; every later call
+  /// gets `closed`.
+  int release() noexcept;
+  bool is_open() const noexcept { return state_.fd.is_open(); }
 
  private:
   friend task<result<socket>> connect(address, deadline);
   friend class listener;
   explicit socket(int fd) noexcept;
+  detail::packet_socket_state state_;
 };
 
 /// connect opens a connection to the seqpacket listener at `where` before `dl`.

@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
 
+#include "strata/core/address.hpp"
 #include "strata/runtime/error.hpp"
 #include "strata/runtime/pollable_fd.hpp"
 
@@ -81,6 +83,73 @@ struct listener_socket_state {
   pollable_fd fd;
   accept_stats stats{};
   std::chrono::milliseconds backoff{};
+};
+
+/// packet_kind tells the machinery how a socket ends. A datagram socket never ends: a
+/// zero-length read is an empty message and errors are reported once, as they come. A
+/// sequenced (SOCK_SEQPACKET) connection ends when the peer shuts down: a zero-length
+/// read is the end of stream, and end/broken are sticky per direction.
+enum class packet_kind : std::uint8_t { datagram, sequenced };
+
+/// packet_socket_state is a message socket (udp, unix_dgram, seqpacket): a SOCK_DGRAM or
+/// SOCK_SEQPACKET descriptor, how it ends, the limits and filters its sends and receives
+/// apply, and the sticky errors of a sequenced socket. Moving leaves `closed` in both
+/// directions (and no peer filter) behind.
+struct packet_socket_state {
+  packet_socket_state() noexcept = default;
+  /// packet_socket_state owns `owned` (non-blocking, close-on-exec).
+  packet_socket_state(int owned, packet_kind how) noexcept : fd(owned), kind(how) {}
+  packet_socket_state(packet_socket_state&& other) noexcept
+      : fd(std::move(other.fd)),
+        kind(other.kind),
+        is_unix(other.is_unix),
+        keep_too_large(other.keep_too_large),
+        sends_poll_on_full(other.sends_poll_on_full),
+        max_send(other.max_send),
+        max_recv(other.max_recv),
+        only_from(std::exchange(other.only_from, std::nullopt)),
+        read_error(std::exchange(other.read_error, errc::closed)),
+        write_error(std::exchange(other.write_error, errc::closed)),
+        write_shut(other.write_shut) {}
+  packet_socket_state& operator=(packet_socket_state&& other) noexcept {
+    if (this != &other) {
+      fd = std::move(other.fd);
+      kind = other.kind;
+      is_unix = other.is_unix;
+      keep_too_large = other.keep_too_large;
+      sends_poll_on_full = other.sends_poll_on_full;
+      max_send = other.max_send;
+      max_recv = other.max_recv;
+      only_from = std::exchange(other.only_from, std::nullopt);
+      read_error = std::exchange(other.read_error, errc::closed);
+      write_error = std::exchange(other.write_error, errc::closed);
+      write_shut = other.write_shut;
+    }
+    return *this;
+  }
+
+  pollable_fd fd;
+  packet_kind kind = packet_kind::datagram;
+  bool is_unix = false;  ///< an AF_UNIX socket (an empty sender name is the unnamed address)
+  /// keep_too_large: a message larger than the receive buffer stays queued (one extra
+  /// peek per receive) instead of being dropped; see the transports' set_keep_too_large.
+  bool keep_too_large = false;
+  /// sends_poll_on_full: a send to an explicit unix destination whose queue is full gets
+  /// EAGAIN while our own socket stays writable, so no readiness edge will announce room:
+  /// such sends retry on a short, growing timer instead of waiting for one.
+  bool sends_poll_on_full = false;
+  /// max_send: messages above this many bytes are refused without a system call (0: none).
+  std::size_t max_send = 0;
+  /// max_recv: the largest message the socket can receive; a buffer this large needs no
+  /// peek in keep_too_large mode.
+  std::size_t max_recv = SIZE_MAX;
+  /// only_from: when set, messages from other senders are dropped on receive (a socket
+  /// that was connected after datagrams from others had queued, or a peer kept in user
+  /// space rather than by the kernel).
+  std::optional<address> only_from;
+  std::error_code read_error{};
+  std::error_code write_error{};
+  bool write_shut = false;
 };
 
 /// unix_socket_file owns the filesystem entry of a socket this process bound to a path

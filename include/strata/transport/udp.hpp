@@ -16,8 +16,9 @@
 #include <string_view>
 
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/stream.hpp"
-#include "strata/transport/packet_socket.hpp"
+#include "strata/transport/socket_state.hpp"
 
 namespace strata::udp {
 
@@ -55,7 +56,7 @@ struct bind_options {
   bool reuse_port = false;      ///< SO_REUSEPORT: the kernel spreads datagrams over the sockets
   int receive_buffer = 0;       ///< SO_RCVBUF in bytes; 0 keeps the system default
   int send_buffer = 0;          ///< SO_SNDBUF in bytes; 0 keeps the system default
-  bool keep_too_large = false;  ///< see packet_socket::set_keep_too_large
+  bool keep_too_large = false;  ///< see socket::set_keep_too_large
 };
 
 /// multicast_options say how a socket sends to and receives from IPv4 groups.
@@ -71,7 +72,7 @@ class connected;
 
 /// socket is a bound, connection-less UDP socket (a datagram_socket; core/stream.hpp).
 /// Thread-compatible: one task receives and one sends at a time.
-class socket : public detail::packet_socket {
+class socket {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
@@ -93,8 +94,11 @@ class socket : public detail::packet_socket {
   /// small: message_too_large, and the datagram is dropped (the kernel's rule) unless
   /// keep_too_large is on. timed_out / operation_canceled consume nothing.
   task<result<received>> recv_from(mutable_buffer buf, deadline dl);
-  /// send_batch sends `msgs` (each with its `to`) in order with sendmmsg; returns how many
-  /// went (see packet_socket::send_batch_packets for partial results).
+  /// send_batch sends `msgs` (each with its `to`) in order with sendmmsg and returns how
+  /// many went: all of them, or fewer when the deadline passed, the scope was canceled or
+  /// an error came after at least one was sent (the error repeats on the next call if it
+  /// persists). It fails only when none was sent; message_too_large, before any system
+  /// call, when any message is over max_message().
   task<result<std::size_t>> send_batch(std::span<const outgoing> msgs, deadline dl);
   /// recv_batch waits for one datagram, then fills up to slots.size() slots with what is
   /// queued (one recvmmsg) and returns how many. A datagram larger than its slot is cut
@@ -130,19 +134,40 @@ class socket : public detail::packet_socket {
   result<void> apply(const multicast_options& options);
 
   /// max_message is the largest datagram the socket's family can carry.
-  std::size_t max_message() const noexcept { return max_send_; }
+  std::size_t max_message() const noexcept { return state_.max_send; }
   properties runtime_capabilities() const noexcept;
+
+  /// set_keep_too_large chooses what a receive does with a datagram larger than the
+  /// caller's buffer. Off (the default, the kernel's own behaviour, one system call per
+  /// datagram): message_too_large, and the datagram is dropped. On: message_too_large and
+  /// the datagram stays queued, so a retry with a larger buffer gets it; this costs one
+  /// extra peek (MSG_PEEK|MSG_TRUNC) per receive into a buffer smaller than
+  /// max_message(). Batch receives always drop (they flag `truncated`).
+  void set_keep_too_large(bool on) noexcept { state_.keep_too_large = on; }
+  bool keeps_too_large() const noexcept { return state_.keep_too_large; }
+  /// local_address is where the socket is bound (the ephemeral port filled in).
+  result<address> local_address() const;
+  /// peer_address is the connected peer of an adopted socket that was connected;
+  /// not_connected (a system error) otherwise.
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object: setsockopt is fine), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// release gives the descriptor to the caller, who must close it; every later call
+  /// gets `closed`.
+  int release() noexcept;
+  bool is_open() const noexcept { return state_.fd.is_open(); }
 
  private:
   friend class listener;
   friend class connected;
   socket(int fd, int family) noexcept;
+  detail::packet_socket_state state_;
 };
 
 /// connected is a UDP socket with a fixed peer: a message_socket (core/stream.hpp) whose
 /// send goes to the peer and whose recv takes only the peer's datagrams. Datagrams may
 /// be lost or reordered; there is no end of stream (recv waits until its deadline).
-class connected : public detail::packet_socket {
+class connected {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
@@ -157,6 +182,7 @@ class connected : public detail::packet_socket {
   /// send_batch / recv_batch as on socket; `to` is ignored and `from` is the peer.
   task<result<std::size_t>> send_batch(std::span<const outgoing> msgs, deadline dl);
   task<result<std::size_t>> recv_batch(std::span<incoming> slots, deadline dl);
+  /// close releases the socket; waiting tasks and later calls get `closed`.
   task<result<void>> close(deadline dl);
 
   /// The multicast setters of socket, for a socket connected to a group.
@@ -166,14 +192,30 @@ class connected : public detail::packet_socket {
   /// set_ttl sets the unicast hop limit (IP_TTL / IPV6_UNICAST_HOPS).
   result<void> set_ttl(int ttl);
 
-  std::size_t max_message() const noexcept { return max_send_; }
+  /// max_message is the largest datagram the socket's family can carry.
+  std::size_t max_message() const noexcept { return state_.max_send; }
   properties runtime_capabilities() const noexcept;
+
+  /// set_keep_too_large: as on socket.
+  void set_keep_too_large(bool on) noexcept { state_.keep_too_large = on; }
+  bool keeps_too_large() const noexcept { return state_.keep_too_large; }
+  /// local_address is where the socket is bound.
+  result<address> local_address() const;
+  /// peer_address is the peer datagrams go to and come from.
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// release gives the descriptor to the caller, who must close it; every later call
+  /// gets `closed`.
+  int release() noexcept;
+  bool is_open() const noexcept { return state_.fd.is_open(); }
 
  private:
   friend class socket;
   friend class listener;
   explicit connected(socket s, bool kernel_connected) noexcept;
-  bool kernel_connected_ = true;  // false: the peer is kept in user space (only_from_)
+  detail::packet_socket_state state_;
+  bool kernel_connected_ = true;  // false: the peer is kept in user space (state_.only_from)
 };
 
 /// connect_options tune udp::connect.
@@ -181,7 +223,7 @@ struct connect_options {
   std::optional<address> bind{};  ///< local address (default: any address, ephemeral port)
   multicast_options multicast{};  ///< for a group peer: interface, loop and ttl of the sends
   std::optional<int> ttl{};       ///< unicast hop limit
-  bool keep_too_large = false;    ///< see packet_socket::set_keep_too_large
+  bool keep_too_large = false;    ///< see socket::set_keep_too_large
 };
 
 /// connect opens a socket connected to `peer` (a unicast or multicast address). It does

@@ -21,8 +21,9 @@
 #include <vector>
 
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/stream.hpp"
-#include "strata/transport/packet_socket.hpp"
+#include "strata/transport/socket_state.hpp"
 #include "strata/transport/unix.hpp"
 
 namespace strata::unix_dgram {
@@ -57,7 +58,7 @@ struct bind_options {
   /// (or a file that is not a socket) makes bind fail with EADDRINUSE.
   bool unlink_stale = true;
   bool pass_credentials = false;  ///< SO_PASSCRED: messages carry their sender's credentials
-  bool keep_too_large = false;    ///< see packet_socket::set_keep_too_large
+  bool keep_too_large = false;    ///< see socket::set_keep_too_large
 };
 
 class connected;
@@ -65,7 +66,7 @@ class connected;
 /// socket is a connection-less unix datagram socket (a datagram_socket; core/stream.hpp),
 /// bound to a path or an abstract name, or unbound. A path-bound socket removes its file
 /// when closed or destroyed. Thread-compatible: one task receives and one sends at a time.
-class socket : public detail::packet_socket {
+class socket {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
@@ -110,17 +111,37 @@ class socket : public detail::packet_socket {
   std::size_t max_message() const noexcept;
   properties runtime_capabilities() const noexcept;
 
+  /// set_keep_too_large chooses what a receive does with a message larger than the
+  /// caller's buffer. Off (the default, the kernel's own behaviour, one system call per
+  /// message): message_too_large, and the message is dropped. On: message_too_large and
+  /// the message stays queued, so a retry with a larger buffer gets it; this costs one
+  /// extra peek (MSG_PEEK|MSG_TRUNC) per receive.
+  void set_keep_too_large(bool on) noexcept { state_.keep_too_large = on; }
+  bool keeps_too_large() const noexcept { return state_.keep_too_large; }
+  /// local_address is the bound name ("(unnamed)" for an unbound socket).
+  result<address> local_address() const;
+  /// peer_address is the connected peer of an adopted socket that was connected;
+  /// not_connected (a system error) otherwise.
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// release gives the descriptor to the caller, who must close it (the socket file
+  /// stays this object's to remove); every later call gets `closed`.
+  int release() noexcept;
+  bool is_open() const noexcept { return state_.fd.is_open(); }
+
  private:
   friend class connected;
   friend class listener;
   socket(int fd, detail::unix_socket_file file) noexcept;
+  detail::packet_socket_state state_;
   detail::unix_socket_file file_;
 };
 
 /// connected is a unix datagram socket with a fixed peer: a message_socket
 /// (core/stream.hpp). There is no end of stream: a peer that closes is noticed by the
 /// next send (ECONNREFUSED, then ENOTCONN), never by recv, which waits until its deadline.
-class connected : public detail::packet_socket {
+class connected {
  public:
   static constexpr properties capabilities = transport_properties(row);
 
@@ -144,23 +165,41 @@ class connected : public detail::packet_socket {
   task<result<std::size_t>> recv_fds(mutable_buffer buf, std::vector<int>& fds, deadline dl);
   /// recv_with receives one message with its envelope (see socket::recv_with).
   task<result<std::size_t>> recv_with(mutable_buffer buf, envelope& env, deadline dl);
+  /// close releases the socket (and its file); waiting tasks and later calls get `closed`.
   task<result<void>> close(deadline dl);
 
   /// peer_credentials reports the peer's pid, uid and gid (SO_PEERCRED) for a pair;
   /// not_supported for a socket connected with connect(2) (the kernel records none for
   /// datagram connects: turn pass_credentials on and read them from recv_with).
   result<uds::credentials> peer_credentials() const;
+  /// set_pass_credentials turns SO_PASSCRED on or off (see recv_with).
   result<void> set_pass_credentials(bool on);
+  /// max_message is the largest message this socket can send (SO_SNDBUF less 32).
   std::size_t max_message() const noexcept;
   properties runtime_capabilities() const noexcept;
+
+  /// set_keep_too_large: as on socket.
+  void set_keep_too_large(bool on) noexcept { state_.keep_too_large = on; }
+  bool keeps_too_large() const noexcept { return state_.keep_too_large; }
+  /// local_address is the bound name ("(unnamed)" for an unbound socket).
+  result<address> local_address() const;
+  /// peer_address is the peer's name ("(unnamed)" for an unbound peer).
+  result<address> peer_address() const;
+  /// native_handle is the descriptor (still owned by this object), or -1.
+  int native_handle() const noexcept { return state_.fd.get(); }
+  /// release gives the descriptor to the caller, who must close it (the socket file
+  /// stays this object's to remove); every later call gets `closed`.
+  int release() noexcept;
+  bool is_open() const noexcept { return state_.fd.is_open(); }
 
  private:
   friend class socket;
   friend class listener;
   explicit connected(socket s, bool kernel_connected) noexcept;
   explicit connected(int fd) noexcept;
+  detail::packet_socket_state state_;
   detail::unix_socket_file file_;
-  bool kernel_connected_ = true;  // false: a peer without a name, kept in only_from_
+  bool kernel_connected_ = true;  // false: a peer without a name, kept in state_.only_from
 };
 
 /// connect_options tune unix_dgram::connect.

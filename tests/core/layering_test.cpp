@@ -1,12 +1,16 @@
 // Layering as DESIGN.md draws it, checked on the public headers' include graph: runtime
 // never includes core (result and errors sit in runtime), transports that are not unix
 // sockets never reach the unix header, and no public header includes an implementation
-// header (those live under src/).
+// header (those live under src/). The socket transports hold their data
+// (transport/socket_state.hpp) and keep their machinery in src/ (decisions.md 42): no
+// public transport class derives from an internal base.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -73,8 +77,53 @@ TEST(Layering, OnlyUnixTransportsReachTheUnixHeader) {
 }
 
 TEST(Layering, ImplementationHeadersAreNotPublic) {
+  const fs::path src_dir = fs::path(STRATA_SOURCE_DIR) / "src";
   EXPECT_FALSE(fs::exists(include_dir / "strata/transport/shm_ring.hpp"));
-  EXPECT_TRUE(fs::exists(fs::path(STRATA_SOURCE_DIR) / "src/transport/shm_ring.hpp"));
+  EXPECT_TRUE(fs::exists(src_dir / "transport/shm_ring.hpp"));
+  // The socket machinery: once public base classes (socket.hpp, packet_socket.hpp).
+  EXPECT_FALSE(fs::exists(include_dir / "strata/transport/socket.hpp"));
+  EXPECT_FALSE(fs::exists(include_dir / "strata/transport/packet_socket.hpp"));
+  EXPECT_TRUE(fs::exists(src_dir / "transport/socket_io.hpp"));
+  EXPECT_TRUE(fs::exists(src_dir / "transport/packet_io.hpp"));
+}
+
+/// text is the whole of a public header.
+std::string text(const std::string& header) {
+  std::ifstream in(include_dir / header);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+TEST(Layering, PublicHeadersIncludeOnlyPublicHeaders) {
+  const std::regex quoted(R"re(#\s*include\s*"([^"]+)")re");
+  for (const auto& folder : {"runtime", "core", "transport", "adapt", "pipeline"}) {
+    for (const auto& h : headers_under(folder)) {
+      auto body = text(h);
+      for (std::sregex_iterator it(body.begin(), body.end(), quoted), end; it != end; ++it) {
+        auto target = (*it)[1].str();
+        EXPECT_EQ(target.rfind("strata/", 0), 0u) << h << " includes \"" << target << "\"";
+        EXPECT_TRUE(fs::exists(include_dir / target)) << h << " includes missing " << target;
+      }
+    }
+  }
+}
+
+TEST(Layering, TransportClassesDeriveFromNoInternalBase) {
+  const std::regex internal_base(R"re((class|struct)\s+\w+\s*(final\s*)?:[^{;]*\bdetail::)re");
+  for (const auto& h : headers_under("transport")) {
+    auto body = text(h);
+    std::smatch m;
+    EXPECT_FALSE(std::regex_search(body, m, internal_base)) << h << ": " << m.str();
+  }
+}
+
+TEST(Layering, SocketStateIsDataOnly) {
+  // Data and its special members only: no coroutine, so no operation of the sockets.
+  auto body = text("strata/transport/socket_state.hpp");
+  EXPECT_EQ(body.find("task<"), std::string::npos);
+  EXPECT_EQ(body.find("strata/runtime/task.hpp"), std::string::npos);
+  EXPECT_EQ(body.find("strata/core/buffer.hpp"), std::string::npos);
 }
 
 }  // namespace

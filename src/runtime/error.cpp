@@ -42,6 +42,8 @@ class strata_error_category final : public std::error_category {
         return "closed";
       case errc::peer_died:
         return "peer process died";
+      case errc::authentication_failed:
+        return "authentication failed";
     }
     return "unknown strata error " + std::to_string(value);
   }
@@ -82,7 +84,12 @@ const std::error_category& strata_category() noexcept {
 }
 
 int refined_errc(const std::error_code& ec) noexcept {
-  if (ec.category() != strata_category()) return 0;
+  if (ec.category() != strata_category()) {
+    // Only protocols' own categories can refine; system errors skip the cast's cost.
+    if (ec.category() == std::system_category() || ec.category() == std::generic_category()) return 0;
+    const auto* refining = dynamic_cast<const refining_category*>(&ec.category());
+    return refining ? static_cast<int>(refining->refines(ec.value())) : 0;
+  }
   switch (static_cast<cause>(ec.value())) {
     case cause::connection_reset:
       return static_cast<int>(errc::broken);

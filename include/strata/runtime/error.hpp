@@ -12,16 +12,17 @@ namespace strata {
 
 /// errc lists the errors every strata layer may report besides system errors.
 enum class errc {
-  timed_out = 1,       ///< the deadline passed; the operation may be retried
-  operation_canceled,  ///< the owning scope was canceled; unwind
-  end_of_stream,       ///< the peer finished sending (orderly); sticky for reads
-  broken,              ///< reset, broken pipe or earlier failure; sticky per direction
-  protocol_error,      ///< the peer violated the protocol; sticky for the direction
-  message_too_large,   ///< a message exceeds a limit or the caller's buffer
-  not_supported,       ///< this layer does not offer the operation or query
-  invalid_argument,    ///< the caller passed something unusable
-  closed,              ///< the object was closed or detached locally
-  peer_died,           ///< a peer process died while sharing state with us
+  timed_out = 1,          ///< the deadline passed; the operation may be retried
+  operation_canceled,     ///< the owning scope was canceled; unwind
+  end_of_stream,          ///< the peer finished sending (orderly); sticky for reads
+  broken,                 ///< reset, broken pipe or earlier failure; sticky per direction
+  protocol_error,         ///< the peer violated the protocol; sticky for the direction
+  message_too_large,      ///< a message exceeds a limit or the caller's buffer
+  not_supported,          ///< this layer does not offer the operation or query
+  invalid_argument,       ///< the caller passed something unusable
+  closed,                 ///< the object was closed or detached locally
+  peer_died,              ///< a peer process died while sharing state with us
+  authentication_failed,  ///< the peer's identity could not be verified, or it refused ours
 };
 
 /// strata_category is the std::error_category of strata::errc.
@@ -43,6 +44,15 @@ enum class cause {
 };
 
 inline std::error_code make_error_code(cause c) noexcept { return {static_cast<int>(c), strata_category()}; }
+
+/// refining_category is the base of a protocol's own error category whose codes refine
+/// an errc the way causes do (tls's certificate_expired is an authentication_failed):
+/// `ec == errc::authentication_failed` holds for them too.
+class refining_category : public std::error_category {
+ public:
+  /// refines is the errc that code `value` refines, or errc{} for none.
+  virtual errc refines(int value) const noexcept = 0;
+};
 
 /// refined_errc is the value of the errc that `ec` is or refines; 0 (no errc) for
 /// system errors and for causes that refine none.

@@ -226,6 +226,16 @@ std::string address::to_string() const {
   }
 }
 
+std::string address::host_text() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (family_ == family::ipv4) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(storage_)->sin_addr, text, sizeof text);
+  } else if (family_ == family::ipv6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(storage_)->sin6_addr, text, sizeof text);
+  }
+  return text;
+}
+
 bool operator==(const address& a, const address& b) noexcept {
   return a.family_ == b.family_ && a.len_ == b.len_ && std::memcmp(a.storage_, b.storage_, a.len_) == 0;
 }

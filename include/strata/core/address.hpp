@@ -46,6 +46,9 @@ class address {
 
   /// to_string renders "127.0.0.1:80", "[::1]:80", "/path" or "@name".
   std::string to_string() const;
+  /// host_text renders an IP address without its port ("127.0.0.1", "::1"); empty for
+  /// addresses of other families.
+  std::string host_text() const;
 
   friend bool operator==(const address& a, const address& b) noexcept;
 

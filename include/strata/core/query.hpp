@@ -26,7 +26,9 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "strata/core/address.hpp"
 #include "strata/runtime/result.hpp"
@@ -38,6 +40,22 @@ struct credentials {
   pid_t pid;
   uid_t uid;
   gid_t gid;
+};
+
+/// certificate_info describes the certificate a peer authenticated with (its leaf).
+struct certificate_info {
+  std::string subject;         ///< RFC 2253 form: "CN=localhost,O=Example"
+  std::string issuer;          ///< likewise
+  std::vector<std::byte> der;  ///< the certificate itself, DER-encoded
+};
+
+/// security_info describes a secure session (tls, dtls).
+struct security_info {
+  std::string version;         ///< "TLSv1.3", "TLSv1.2", "DTLSv1.2"
+  std::string cipher;          ///< the IANA-registered name as OpenSSL spells it: "TLS_AES_128_GCM_SHA256"
+  std::string server_name;     ///< the SNI name the client sent (empty: none)
+  bool resumed = false;        ///< the session was resumed (a ticket or a cached session)
+  bool peer_verified = false;  ///< the peer's certificate was checked and passed
 };
 
 /// fact_type is a tag type naming what its answer is (`using type = ...`).
@@ -86,6 +104,23 @@ struct max_message {
     { layer.max_message() } -> std::convertible_to<std::size_t>;
   }
   { return static_cast<std::size_t>(layer.max_message()); }
+};
+
+/// alpn: the application protocol a secure layer negotiated ("h2", "http/1.1"); empty
+/// when the peers negotiated none. Answered by tls and dtls.
+struct alpn {
+  using type = std::string;
+};
+
+/// peer_certificate: the certificate the peer presented; not_supported (from a layer
+/// that would know) when it presented none.
+struct peer_certificate {
+  using type = certificate_info;
+};
+
+/// secure_session: version, cipher and resumption of the secure layer.
+struct secure_session {
+  using type = security_info;
 };
 
 }  // namespace fact

@@ -271,6 +271,12 @@ bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeli
     }
     properties offers = stack_on(below, *entry->row);
     if (entry->refine) offers = entry->refine(offers, *options);
+    if (i > 0 && entry->fit_side) {
+      auto side =
+          layers.front().entry->role == layer_role::listener ? layer_side::server : layer_side::client;
+      if (!entry->fit_side(*options, side, layer, offers, why))
+        return refuse(error, why.message, why.position);
+    }
     layers.push_back(pipeline_layer{layer, entry, std::move(options), offers});
     below = offers;
   }

@@ -81,6 +81,12 @@ struct protocol_entry {
   /// all of it. On failure `lower` is closed.
   task<result<any_connection>> (*wrap)(any_connection lower, layer_options_ptr options, layer_side side,
                                        deadline dl) = nullptr;
+  /// fit_side refuses options that cannot serve the side the pipeline puts the adapter
+  /// on (a tls server without a certificate), so the mistake shows when the pipeline is
+  /// parsed, not at the first connection, and adjusts what the layer offers on that side
+  /// (`offers`, after refine). May be null: every side is fine and offers the same.
+  bool (*fit_side)(const layer_options& options, layer_side side, const spec_layer& layer, properties& offers,
+                   spec_error& error) = nullptr;
   /// context is what an entry made at run time needs besides its functions (see
   /// custom_protocol.hpp), kept alive by the registry it is added to; null for the
   /// built-in entries, which are constant-initialised (constinit).

@@ -26,15 +26,17 @@ run(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
 run(${WORK_DIR}/find_package/consumer)
 message(STATUS "find_package: ${out}")
 
-# 2. pkg-config strata, from the installed strata.pc only.
+# 2. pkg-config strata, from the installed strata.pc.
 file(GLOB_RECURSE pc_files ${prefix}/*/strata.pc)
 if(NOT pc_files)
   message(FATAL_ERROR "install test: no strata.pc under ${prefix}")
 endif()
 list(GET pc_files 0 pc_file)
 get_filename_component(pc_dir ${pc_file} DIRECTORY)
+# PKG_CONFIG_PATH is searched before the system's directories, so this strata.pc wins
+# over any other; the system's stay visible for what strata.pc requires (libssl).
 set(ENV{PKG_CONFIG_PATH} ${pc_dir})
-set(ENV{PKG_CONFIG_LIBDIR} ${pc_dir})
+unset(ENV{PKG_CONFIG_LIBDIR})
 find_program(PKG_CONFIG pkg-config REQUIRED)
 run(${PKG_CONFIG} --variable=includedir strata)
 string(STRIP "${out}" includedir)

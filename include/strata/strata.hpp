@@ -36,6 +36,9 @@
 #include "strata/adapt/framing.hpp"
 #include "strata/adapt/prefix.hpp"
 
+// secure (L6): secrecy and authentication (OpenSSL 3)
+#include "strata/secure/tls.hpp"
+
 // pipeline: spec strings, the registry, the checker
 #include "strata/pipeline/custom_protocol.hpp"
 #include "strata/pipeline/pipeline.hpp"

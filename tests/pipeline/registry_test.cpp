@@ -49,7 +49,8 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "shm-queue",
                                             "prefix",
                                             "crlf",
-                                            "term"};
+                                            "term",
+                                            "tls"};
   EXPECT_EQ(names, expected);
 }
 

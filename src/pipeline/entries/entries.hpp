@@ -34,5 +34,6 @@ extern const protocol_entry shm_queue_entry;           ///< shm-queue:NAME
 extern const protocol_entry prefix_entry;              ///< prefix(BYTES, order=, max=)
 extern const protocol_entry crlf_entry;                ///< crlf(max=, delim=)
 extern const protocol_entry term_entry;                ///< term(DELIM, max=)
+extern const protocol_entry tls_entry;                 ///< tls(sni=, alpn=, ca=, cert=, key=, ...)
 
 }  // namespace strata::pipeline_detail

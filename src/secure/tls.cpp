@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -110,8 +111,11 @@ std::string openssl_reason() {
 }
 
 bio_ptr open_pem(const std::string& file, const std::string& pem, std::string& why, const char* what) {
-  BIO* bio = pem.empty() ? BIO_new_file(file.c_str(), "r") : BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  if (!bio) why = std::string("cannot read ") + what + " " + (pem.empty() ? file : "(PEM text)") + ": " + openssl_reason();
+  BIO* bio = pem.empty() ? BIO_new_file(file.c_str(), "r")
+                         : BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (!bio)
+    why = std::string("cannot read ") + what + " " + (pem.empty() ? file : "(PEM text)") + ": " +
+          openssl_reason();
   return bio_ptr(bio);
 }
 
@@ -135,7 +139,7 @@ struct context_impl {
   SSL_CTX* ctx = nullptr;
   bool server = false;
   bool verify = true;
-  std::vector<std::string> alpn;          // a server's choices, in preference order
+  std::vector<std::string> alpn;  // a server's choices, in preference order
   std::vector<loaded_credential> certificates;
   FILE* keylog = nullptr;
   std::mutex keylog_mutex;
@@ -334,21 +338,25 @@ bool load_credential(const credential& in, detail::loaded_credential& out, std::
   if (!certs) return false;
   out.leaf.reset(PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr));
   if (!out.leaf) {
-    why = "no certificate in " + (in.cert_pem.empty() ? in.cert_file : "the PEM text") + ": " + openssl_reason();
+    why = "no certificate in " + (in.cert_pem.empty() ? in.cert_file : "the PEM text") + ": " +
+          openssl_reason();
     return false;
   }
   out.chain.reset(sk_X509_new_null());
-  while (X509* more = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr)) sk_X509_push(out.chain.get(), more);
+  while (X509* more = PEM_read_bio_X509(certs.get(), nullptr, nullptr, nullptr))
+    sk_X509_push(out.chain.get(), more);
   ERR_clear_error();  // the end of the file
   auto keys = open_pem(in.key_file, in.key_pem, why, "private key");
   if (!keys) return false;
   out.key.reset(PEM_read_bio_PrivateKey(keys.get(), nullptr, nullptr, nullptr));
   if (!out.key) {
-    why = "no private key in " + (in.key_pem.empty() ? in.key_file : "the PEM text") + ": " + openssl_reason();
+    why =
+        "no private key in " + (in.key_pem.empty() ? in.key_file : "the PEM text") + ": " + openssl_reason();
     return false;
   }
   if (X509_check_private_key(out.leaf.get(), out.key.get()) != 1) {
-    why = "the private key does not match the certificate " + (in.cert_pem.empty() ? in.cert_file : "(PEM text)");
+    why = "the private key does not match the certificate " +
+          (in.cert_pem.empty() ? in.cert_file : "(PEM text)");
     ERR_clear_error();
     return false;
   }
@@ -403,8 +411,8 @@ result<context> make_context(const context_options& o, bool server, std::string*
   SSL_CTX* ctx = impl->ctx;
   SSL_CTX_set_app_data(ctx, impl.get());
   // Renegotiation is a TLS 1.2 feature attackers like (CVE-2009-3555, CPU floods): off.
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                               (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
   // OpenSSL's own record buffers go back while a connection is idle.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (o.min_version > o.max_version) return fail("min_version is above max_version");
@@ -493,6 +501,79 @@ result<context> context::server(const context_options& options, std::string* why
 bool context::is_server() const noexcept { return impl_ && impl_->server; }
 bool context::verifies_peer() const noexcept { return impl_ && impl_->verify; }
 
+// -- self-signed credentials --------------------------------------------------------
+
+namespace {
+
+std::string pem_text(int (*write)(BIO*, const void*), const void* object) {
+  bio_ptr bio(BIO_new(BIO_s_mem()));
+  if (!bio || write(bio.get(), object) != 1) return {};
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+}  // namespace
+
+result<credential> self_signed(std::span<const std::string> names, std::chrono::seconds valid_for) {
+  if (names.empty()) return errc::invalid_argument;
+  ERR_clear_error();
+  auto failed = [] {
+    ERR_clear_error();
+    return unexpected(make_error_code(error::bad_configuration));
+  };
+  pkey_ptr key(EVP_EC_gen("P-256"));
+  x509_ptr cert(X509_new());
+  if (!key || !cert) return failed();
+  unsigned char serial[16];
+  if (RAND_bytes(serial, sizeof serial) != 1) return failed();
+  serial[0] &= 0x7f;  // a positive INTEGER
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  bool ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) != nullptr;
+  BN_free(bn);
+  ok = ok && X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+       X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+       X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(valid_for.count())) != nullptr &&
+       X509_set_pubkey(cert.get(), key.get()) == 1;
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  ok = ok &&
+       X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+                                  reinterpret_cast<const unsigned char*>(names.front().c_str()), -1, -1,
+                                  0) == 1 &&
+       X509_set_issuer_name(cert.get(), subject) == 1;
+  std::string alt;
+  for (const auto& n : names) {
+    if (!alt.empty()) alt += ',';
+    unsigned char scratch[16];
+    bool ip = inet_pton(AF_INET, n.c_str(), scratch) == 1 || inet_pton(AF_INET6, n.c_str(), scratch) == 1;
+    alt += (ip ? "IP:" : "DNS:") + n;
+  }
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
+  for (auto [nid, value] :
+       {std::pair{NID_subject_alt_name, alt.c_str()}, std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+        std::pair{NID_ext_key_usage, "serverAuth,clientAuth"}}) {
+    X509_EXTENSION* ext = ok ? X509V3_EXT_conf_nid(nullptr, &v3, nid, value) : nullptr;
+    ok = ext && X509_add_ext(cert.get(), ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+  }
+  ok = ok && X509_sign(cert.get(), key.get(), EVP_sha256()) > 0;
+  if (!ok) return failed();
+  credential out;
+  out.cert_pem = pem_text(
+      [](BIO* b, const void* c) { return PEM_write_bio_X509(b, static_cast<X509*>(const_cast<void*>(c))); },
+      cert.get());
+  out.key_pem = pem_text(
+      [](BIO* b, const void* k) {
+        return PEM_write_bio_PrivateKey(b, static_cast<EVP_PKEY*>(const_cast<void*>(k)), nullptr, nullptr, 0,
+                                        nullptr, nullptr);
+      },
+      key.get());
+  if (out.cert_pem.empty() || out.key_pem.empty()) return failed();
+  return out;
+}
+
 // -- errors -------------------------------------------------------------------------
 
 std::error_code detail::session_impl::failure(int ssl_error, bool in_handshake) {
@@ -522,7 +603,8 @@ std::error_code detail::session_impl::failure(int ssl_error, bool in_handshake) 
       case SSL_AD_UNKNOWN_CA:
         return error::certificate_rejected;
       default:
-        return std::error_code(static_cast<int>(error::peer_alert) + reason - SSL_AD_REASON_OFFSET, category());
+        return std::error_code(static_cast<int>(error::peer_alert) + reason - SSL_AD_REASON_OFFSET,
+                               category());
     }
   }
   switch (reason) {
@@ -703,7 +785,8 @@ result<void> session::encrypt(std::span<const const_buffer> parts, std::size_t& 
       budget -= take;
       offset += take;
       if (s.stage.size() == record) {
-        if (!seal(s.stage.data(), s.stage.size())) return unexpected(make_error_code(error::handshake_failed));
+        if (!seal(s.stage.data(), s.stage.size()))
+          return unexpected(make_error_code(error::handshake_failed));
         s.stage.clear();
       }
     }

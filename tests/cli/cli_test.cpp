@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cli/cli_support.hpp"
+#include "support/pki.hpp"
 
 namespace {
 
@@ -372,6 +373,35 @@ TEST_F(Cli, ListenKeepServesConnectionsOneAfterAnother) {
   EXPECT_EQ(server->out(), expected);
 }
 
+// listen -k serves TLS clients one after another; a client that fails its handshake (it
+// does not trust the server) is reported with -v and the listener goes on.
+TEST_F(Cli, ListenKeepServesTlsClients) {
+  const auto& pki = strata::test::pki();
+  auto server = strata(
+      {"listen", "-k", "-v",
+       "tcp-listen:127.0.0.1:0 | tls(cert=" + pki.server.cert_file + ", key=" + pki.server.key_file + ")"});
+  int port = port_of(*server);
+  ASSERT_GT(port, 0);
+  server->close_stdin();
+  std::string target = "tcp:127.0.0.1:" + std::to_string(port);
+  auto distrustful =
+      run({"connect", target + " | tls(sni=localhost, ca=" + pki.rogue_ca.cert_file + ")"}, "x\n");
+  EXPECT_EQ(distrustful->exit_code(), 1);
+  EXPECT_NE(distrustful->err().find("peer certificate not trusted"), std::string::npos) << distrustful->err();
+  std::string expected;
+  for (const char* line : {"first over tls\n", "second over tls\n"}) {
+    auto client = run({"connect", target + " | tls(sni=localhost, ca=" + pki.ca.cert_file + ")"}, line);
+    EXPECT_EQ(client->exit_code(), 0) << client->err();
+    expected += line;
+    ASSERT_TRUE(process::drive({server.get()}, until_, [&] { return server->out() == expected; }))
+        << "server: " << server->err() << " out: " << server->out();
+  }
+  EXPECT_FALSE(server->exited()) << server->err();
+  EXPECT_NE(server->err().find("handshake with 127.0.0.1"), std::string::npos) << server->err();
+  ASSERT_EQ(::kill(server->pid(), SIGTERM), 0);
+  ASSERT_TRUE(server->wait_finished(until_));
+}
+
 // -- bound endpoints: every datagram from every sender --------------------------------------------
 
 // datagram_socket is one sender of the bound-endpoint tests: a UDP socket bound to
@@ -658,13 +688,15 @@ TEST_F(Cli, DemoQuickVerifiesEveryTransfer) {
   auto p = run({"demo", "--quick"});
   EXPECT_EQ(p->exit_code(), 0) << p->out() << p->err();
   const auto& out = p->out();
-  for (const char* title : {"[1] tcp byte stream", "[2] ", "prefix(4)", "[3] ", "crlf", "[4] bridge"})
+  for (const char* title : {"[1] tcp byte stream", "[2] ", "prefix(4)", "[3] ", "crlf", "[4] bridge", "[5] ",
+                            "over tls | prefix(4)"})
     EXPECT_NE(out.find(title), std::string::npos) << title;
   std::size_t oks = 0;
   for (auto at = out.find("  ok\n"); at != std::string::npos; at = out.find("  ok\n", at + 1)) ++oks;
-  EXPECT_EQ(oks, 7u) << out;  // 1 + 2 + 2 + 2 receiving-side checks
+  EXPECT_EQ(oks, 9u) << out;  // 1 + 2 + 2 + 2 + 2 receiving-side checks
+  EXPECT_NE(out.find("secure authenticated"), std::string::npos) << out;
   EXPECT_EQ(out.find("MISMATCH"), std::string::npos) << out;
-  EXPECT_NE(out.find("demo: all 4 transfers verified ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: all 5 transfers verified ok"), std::string::npos) << out;
 }
 
 // -- a bridge outlives running out of descriptors ------------------------------------------

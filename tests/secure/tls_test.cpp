@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "support/pki.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/run.hpp"
@@ -20,6 +19,7 @@
 #include "strata/transport/inproc.hpp"
 #include "strata/transport/tcp.hpp"
 #include "support/co_test.hpp"
+#include "support/pki.hpp"
 
 namespace strata {
 namespace {
@@ -236,7 +236,8 @@ TEST(Tls, ClientWithoutVerificationConnectsButIsNotAuthenticated) {
 }
 
 TEST(Tls, MutualTlsChecksTheClientAndRequiresItsCertificate) {
-  auto server = server_context({.ca_file = pki().ca.cert_file, .client_certificates = tls::client_auth::required});
+  auto server =
+      server_context({.ca_file = pki().ca.cert_file, .client_certificates = tls::client_auth::required});
   test::run_test([&]() -> task<void> {
     auto dl = deadline::after(5s);
     auto with_cert = client_context({.certificates = {cred(pki().client)}});
@@ -367,6 +368,41 @@ TEST(Tls, PeerClosingMidHandshakeAndSilentPeersFailCleanly) {
   });
 }
 
+// shutdown_write ends the lower stream too: a peer whose close drains until our end
+// returns at once, while we still read what it sends (the demo's echo deadlocked on
+// this until the deadline).
+TEST(Tls, ShutdownWriteLetsThePeersCloseFinish) {
+  test::run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto out = co_await shake(client_context(), "localhost", server_context(), dl);
+    CO_ASSERT_OK(out.client);
+    CO_ASSERT_OK(out.server);
+    {
+      auto step_ = co_await out.client->shutdown_write(dl);
+      CO_ASSERT_OK(step_);
+    }
+    std::array<std::byte, 8> b{};
+    {
+      auto got_ = co_await out.server->read_some(b, dl);
+      EXPECT_EQ(got_.error(), errc::end_of_stream);
+    }
+    {
+      auto step_ = co_await out.server->write(as_bytes(std::string_view("bye")), dl);
+      CO_ASSERT_OK(step_);
+    }
+    auto start = deadline::clock::now();
+    {
+      auto closed_ = co_await out.server->close(deadline::after(2s));
+      EXPECT_TRUE(closed_) << closed_.error().message();
+    }
+    EXPECT_LT(test::elapsed_since(start), 1s);
+    auto bye = co_await read_all(*out.client, 3, dl);
+    EXPECT_TRUE(bye);
+    auto end = co_await out.client->read_some(b, dl);
+    EXPECT_EQ(end.error(), errc::end_of_stream);
+  });
+}
+
 TEST(Tls, TruncationIsNotAnOrderlyEnd) {
   test::run_test([]() -> task<void> {
     auto dl = deadline::after(5s);
@@ -433,7 +469,8 @@ TEST(Tls, DetachReturnsThePlainStreamWithEveryByteThatFollowed) {
     std::string got(reinterpret_cast<const char*>(plain_client->unread.data()), plain_client->unread.size());
     while (got.size() < 11) {
       std::array<char, 32> more{};
-      auto n = co_await plain_client->lower.read_some(as_writable_bytes(std::span(more.data(), more.size())), dl);
+      auto n =
+          co_await plain_client->lower.read_some(as_writable_bytes(std::span(more.data(), more.size())), dl);
       CO_ASSERT_OK(n);
       got.append(more.data(), *n);
     }
@@ -476,7 +513,8 @@ TEST(Tls, GatherWritesFillWholeRecords) {
     auto count_records = [](const_buffer wire) {
       std::size_t records = 0;
       for (std::size_t at = 0; at + 5 <= wire.size(); ++records) {
-        at += 5 + ((std::to_integer<std::size_t>(wire[at + 3]) << 8) | std::to_integer<std::size_t>(wire[at + 4]));
+        at += 5 + ((std::to_integer<std::size_t>(wire[at + 3]) << 8) |
+                   std::to_integer<std::size_t>(wire[at + 4]));
       }
       return records;
     };
@@ -515,7 +553,8 @@ TEST(Tls, KeyLogGetsTheSessionSecrets) {
 
 TEST(Tls, ContextErrorsSayWhatIsWrong) {
   std::string why;
-  auto missing = tls::context::server({.certificates = {{.cert_file = "/nonexistent.pem", .key_file = "/x.key"}}}, &why);
+  auto missing =
+      tls::context::server({.certificates = {{.cert_file = "/nonexistent.pem", .key_file = "/x.key"}}}, &why);
   EXPECT_EQ(missing.error(), tls::error::bad_configuration);
   EXPECT_NE(why.find("/nonexistent.pem"), std::string::npos) << why;
   auto mismatched = tls::context::server(
@@ -531,6 +570,31 @@ TEST(Tls, ContextErrorsSayWhatIsWrong) {
   // A client with nothing to check the server's name against.
   auto ctx = client_context();
   EXPECT_EQ(tls::session::client(ctx, {}, std::string("")).error(), tls::error::no_server_name);
+}
+
+TEST(Tls, SelfSignedCredentialIsTrustedByItself) {
+  std::vector<std::string> names{"localhost", "127.0.0.1"};
+  auto made = tls::self_signed(names);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_EQ(tls::self_signed({}).error(), errc::invalid_argument);
+  test::run_test([&]() -> task<void> {
+    auto server = server_context({.certificates = {*made}});
+    auto client = client_context({.ca_pem = made->cert_pem});
+    for (const char* name : {"localhost", "127.0.0.1"}) {
+      auto out = co_await shake(client, name, server, deadline::after(5s));
+      EXPECT_TRUE(out.client) << name << ": " << out.client.error().message();
+      if (out.client) {
+        EXPECT_TRUE(query<fact::secure_session>(*out.client)->peer_verified);
+      }
+    }
+    // Another self-signed certificate is not trusted by this one.
+    std::vector<std::string> other_names{"localhost"};
+    auto other = tls::self_signed(other_names);
+    CO_ASSERT_OK(other);
+    auto impostor = server_context({.certificates = {*other}});
+    auto out = co_await shake(client, "localhost", impostor, deadline::after(5s));
+    EXPECT_EQ(out.client.error(), errc::authentication_failed) << out.client.error().message();
+  });
 }
 
 // Pipelines: the same layer, unchanged, over every stream transport.
@@ -584,14 +648,13 @@ TEST_P(TlsOver, SpecStringsCarryDataAndFacts) {
   listener->close();
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, TlsOver,
-                         ::testing::Values(std::pair{std::string("tcp-listen:127.0.0.1:0"), std::string("tcp:127.0.0.1:")},
-                                           std::pair{std::string("unix-listen:@strata-tls-test"),
-                                                     std::string("unix:@strata-tls-test")},
-                                           std::pair{std::string("shm-listen:strata-tls-test"),
-                                                     std::string("shm:strata-tls-test")},
-                                           std::pair{std::string("inproc-listen:strata-tls-test"),
-                                                     std::string("inproc:strata-tls-test")}));
+INSTANTIATE_TEST_SUITE_P(
+    Transports, TlsOver,
+    ::testing::Values(
+        std::pair{std::string("tcp-listen:127.0.0.1:0"), std::string("tcp:127.0.0.1:")},
+        std::pair{std::string("unix-listen:@strata-tls-test"), std::string("unix:@strata-tls-test")},
+        std::pair{std::string("shm-listen:strata-tls-test"), std::string("shm:strata-tls-test")},
+        std::pair{std::string("inproc-listen:strata-tls-test"), std::string("inproc:strata-tls-test")}));
 
 TEST(TlsPipeline, CheckerRefusesWhatCannotWork) {
   pipeline_error e;
@@ -599,7 +662,8 @@ TEST(TlsPipeline, CheckerRefusesWhatCannotWork) {
   EXPECT_NE(e.message.find("stream"), std::string::npos) << e.message;
   EXPECT_FALSE(pipeline::parse("tcp-listen:127.0.0.1:0 | tls", e));
   EXPECT_NE(e.message.find("cert="), std::string::npos) << e.message;
-  EXPECT_FALSE(pipeline::parse("tcp:127.0.0.1:1 | tls(client-cert=require, ca=" + pki().ca.cert_file + ")", e));
+  EXPECT_FALSE(
+      pipeline::parse("tcp:127.0.0.1:1 | tls(client-cert=require, ca=" + pki().ca.cert_file + ")", e));
   EXPECT_NE(e.message.find("server's"), std::string::npos) << e.message;
   EXPECT_FALSE(pipeline::parse("tcp:127.0.0.1:1 | tls(cert=" + pki().client.cert_file + ")", e));
   EXPECT_NE(e.message.find("key="), std::string::npos) << e.message;
@@ -629,7 +693,8 @@ TEST(TlsPipeline, SilentClientsDoNotStallTheListener) {
         for (int i = 0; i < 100; ++i) {
           auto c = co_await tcp::connect(*address::parse_ip("127.0.0.1:" + port), deadline::after(5s));
           CO_ASSERT_OK(c);
-          if (i % 2) (void)co_await c->write(as_bytes(std::string_view("\x16\x03\x01\x02\x00")), deadline::after(1s));
+          if (i % 2)
+            (void)co_await c->write(as_bytes(std::string_view("\x16\x03\x01\x02\x00")), deadline::after(1s));
           silent.push_back(std::move(*c));
         }
         auto dl = deadline::after(20s);

@@ -3,15 +3,21 @@
 // it is received.
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "bridge.hpp"
 #include "commands.hpp"
+#include "strata/secure/tls.hpp"
 
 namespace strata::cli {
 
@@ -28,6 +34,10 @@ only, and verify every transfer:
      50000 printable lines of 16..1024 characters, echoed back
   4. an in-process bridge: client -> tcp -> bridge -> unix -> echo server and back
      (16 MiB by default)
+  5. messages over TLS: 'tcp-listen:127.0.0.1:0 | tls(cert=..., key=...) | prefix(4)',
+     20000 messages of 64..4096 bytes, echoed; the certificate is made for this run
+     (self-signed, for localhost) in a private temporary directory, removed afterwards,
+     and the client verifies the server against it
 
 For each it prints the stack of both ends (each layer with the properties it offers),
 the size, a 64-bit checksum computed on the sending side and one computed on the
@@ -53,6 +63,43 @@ struct demo_sizes {
   std::uint64_t messages = 100000;
   std::uint64_t lines = 50000;
   std::uint64_t bridge_bytes = 16ull << 20;
+  std::uint64_t tls_messages = 20000;
+};
+
+/// demo_certificate is a self-signed certificate for localhost in a private temporary
+/// directory, removed when it goes.
+struct demo_certificate {
+  std::string directory;
+  std::string cert_file;
+  std::string key_file;
+  std::string problem;  ///< why there is none
+
+  demo_certificate() {
+    std::vector<std::string> names{"localhost", "127.0.0.1"};
+    auto made = tls::self_signed(names);
+    if (!made) {
+      problem = "cannot make a certificate: " + made.error().message();
+      return;
+    }
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/strata-demo-XXXXXX";
+    if (!::mkdtemp(pattern.data())) {
+      problem = "cannot make a temporary directory in " + pattern;
+      return;
+    }
+    directory = pattern;  // mode 0700: the key is ours alone
+    cert_file = directory + "/localhost.cert.pem";
+    key_file = directory + "/localhost.key.pem";
+    std::ofstream(cert_file) << made->cert_pem;
+    std::ofstream(key_file) << made->key_pem;
+    if (!std::ifstream(cert_file) || !std::ifstream(key_file)) problem = "cannot write into " + directory;
+  }
+  demo_certificate(const demo_certificate&) = delete;
+  demo_certificate& operator=(const demo_certificate&) = delete;
+  ~demo_certificate() {
+    std::error_code ignored;
+    if (!directory.empty()) std::filesystem::remove_all(directory, ignored);
+  }
 };
 
 // outcome is what one transfer reports.
@@ -434,7 +481,7 @@ int demo_main(args& a, signal_guard& signals) {
       return usage_error("demo", "unknown argument '" + std::string(arg) + "'");
     }
   }
-  if (quick) sizes = demo_sizes{1ull << 20, 2000, 1000, 1ull << 20};
+  if (quick) sizes = demo_sizes{1ull << 20, 2000, 1000, 1ull << 20, 1000};
   if (size) {
     sizes.stream_bytes = *size;
     sizes.bridge_bytes = std::max<std::uint64_t>(1, *size / 4);
@@ -468,16 +515,31 @@ int demo_main(args& a, signal_guard& signals) {
     tally(print_outcome(3, third));
     auto fourth = co_await bridge_transfer(sizes.bridge_bytes, dl);
     tally(print_outcome(4, fourth));
+    demo_certificate certificate;
+    title = std::to_string(sizes.tls_messages) + " messages of 64..4096 bytes over tls | prefix(4), echoed";
+    server = "tcp-listen:127.0.0.1:0 | tls(cert=" + quote_spec_value(certificate.cert_file) +
+             ", key=" + quote_spec_value(certificate.key_file) + ") | prefix(4)";
+    client = "tcp:127.0.0.1:";
+    suffix = " | tls(sni=localhost, ca=" + quote_spec_value(certificate.cert_file) + ") | prefix(4)";
+    outcome fifth;
+    if (!certificate.problem.empty()) {
+      fifth.title = title;
+      fifth.fail(certificate.problem, errc::invalid_argument);
+    } else {
+      fifth = co_await message_transfer(title, server, client, suffix, sizes.tls_messages,
+                                        message_source{pattern(0x5eed0005), 64, 4096, false}, dl);
+    }
+    tally(print_outcome(5, fifth));
     double total = std::chrono::duration<double>(clock_type::now() - start).count();
     if (failures) {
-      std::printf("demo: %d of 4 transfers FAILED (%.2f s)\n", failures, total);
+      std::printf("demo: %d of 5 transfers FAILED (%.2f s)\n", failures, total);
       co_return exit_failure;
     }
     if (mismatches) {
-      std::printf("demo: %d of 4 transfers had a checksum MISMATCH (%.2f s)\n", mismatches, total);
+      std::printf("demo: %d of 5 transfers had a checksum MISMATCH (%.2f s)\n", mismatches, total);
       co_return exit_mismatch;
     }
-    std::printf("demo: all 4 transfers verified ok (%.2f s)\n", total);
+    std::printf("demo: all 5 transfers verified ok (%.2f s)\n", total);
     co_return exit_ok;
   });
 }

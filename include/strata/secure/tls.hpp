@@ -15,6 +15,7 @@
 // layer's, under the caller's deadline; OpenSSL never blocks and never sees a descriptor.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -91,6 +92,14 @@ struct credential {
   std::string key_pem{};
 };
 
+/// self_signed makes a throwaway P-256 key and a self-signed certificate for `names`
+/// (DNS names or IP addresses; the first is also the subject's CN), valid from an hour
+/// ago for `valid_for`: for demos and development servers. A client trusts it by taking
+/// the certificate itself as its CA (ca_pem = cert_pem). Errors: invalid_argument (no
+/// names), bad_configuration (OpenSSL failed).
+result<credential> self_signed(std::span<const std::string> names,
+                               std::chrono::seconds valid_for = std::chrono::hours(24));
+
 /// client_auth is what a server asks of its clients' certificates.
 enum class client_auth : std::uint8_t {
   none,      ///< no certificate asked for
@@ -152,7 +161,9 @@ class context {
   explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
   const std::shared_ptr<detail::context_impl>& impl() const noexcept { return impl_; }
   /// adopt wraps a made context (for the implementation).
-  static context adopt(std::shared_ptr<detail::context_impl> impl) noexcept { return context(std::move(impl)); }
+  static context adopt(std::shared_ptr<detail::context_impl> impl) noexcept {
+    return context(std::move(impl));
+  }
 
  private:
   explicit context(std::shared_ptr<detail::context_impl> impl) noexcept : impl_(std::move(impl)) {}
@@ -188,7 +199,8 @@ class session {
   /// client / server start a session with `ctx` (a client or server context). `peer_ip`
   /// is what a client without a server name verifies (empty: none). Errors:
   /// invalid_argument (the context is of the other side), no_server_name.
-  static result<session> client(const context& ctx, const client_options& options, std::string_view peer_ip = {});
+  static result<session> client(const context& ctx, const client_options& options,
+                                std::string_view peer_ip = {});
   static result<session> server(const context& ctx);
 
   /// handshake advances the handshake with the input so far: want::nothing when it is
@@ -307,12 +319,16 @@ class stream {
     co_return result<void>{};
   }
 
-  /// shutdown_write sends close_notify: the peer reads end_of_stream after our last
-  /// byte, and may go on sending (TLS 1.3 half-close). The lower stream stays open.
+  /// shutdown_write sends close_notify, then ends the lower stream's write direction:
+  /// the peer reads end_of_stream after our last byte and may go on sending (TLS 1.3
+  /// half-close). Nothing can follow on any layer, so a peer whose close waits for our
+  /// end is not kept waiting (to continue in plaintext, use detach instead).
   task<result<void>> shutdown_write(deadline dl) {
     if (closed_) co_return errc::closed;
     session_.close_notify();
-    co_return co_await flush(dl);
+    auto sent = co_await flush(dl);
+    if (!sent) co_return sent;
+    co_return co_await lower_.shutdown_write(dl);
   }
 
   /// close sends close_notify (when not sent yet), then closes the lower layer, which
@@ -469,8 +485,8 @@ std::string peer_ip_of(const Lower& lower) {
 /// connect runs a client handshake over `lower` (which it owns: closed on failure) and
 /// returns the TLS stream. Errors: tls::error codes, timed_out, the lower layer's errors.
 template <class Lower>
-requires stacks_on<Lower, layer> && byte_stream<Lower>
-task<result<stream<Lower>>> connect(Lower lower, context ctx, client_options options, deadline dl) {
+requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>>> connect(
+    Lower lower, context ctx, client_options options, deadline dl) {
   auto s = session::client(ctx, options, detail::peer_ip_of(lower));
   if (!s) {
     (void)co_await lower.close(dl);
@@ -486,8 +502,9 @@ task<result<stream<Lower>>> connect(Lower lower, context ctx, client_options opt
 
 /// accept runs a server handshake over `lower` (closed on failure).
 template <class Lower>
-requires stacks_on<Lower, layer> && byte_stream<Lower>
-task<result<stream<Lower>>> accept(Lower lower, context ctx, deadline dl) {
+requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>>> accept(Lower lower,
+                                                                                          context ctx,
+                                                                                          deadline dl) {
   auto s = session::server(ctx);
   if (!s) {
     (void)co_await lower.close(dl);

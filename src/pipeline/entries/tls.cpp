@@ -136,7 +136,8 @@ bool options_of(const spec_layer& layer, tls_config& config, spec_error& error) 
     auto keys = split_list(value_of(layer, "key"));
     if (certs.size() != keys.size()) {
       return fail(error,
-                  "tls: " + std::to_string(certs.size()) + " certificate(s) but " + std::to_string(keys.size()) +
+                  "tls: " + std::to_string(certs.size()) + " certificate(s) but " +
+                      std::to_string(keys.size()) +
                       " key(s); give one key per certificate, in the same order",
                   value_position(entry, layer, "key"));
     }
@@ -179,10 +180,12 @@ bool fit_side(const layer_options& options, layer_side side, const spec_layer& l
   const auto& config = static_cast<const tls_config&>(options);
   // authenticated means the peer was verified: a client does unless verify=0, a server
   // only when it asks for client certificates (and then only if they are required).
-  offers.authenticated = side == layer_side::client ? config.options.verify_peer
-                                                    : config.options.client_certificates == tls::client_auth::required;
+  offers.authenticated = side == layer_side::client
+                             ? config.options.verify_peer
+                             : config.options.client_certificates == tls::client_auth::required;
   if (side == layer_side::server) {
-    if (!config.server_context) return fail(error, "tls (server side): " + config.server_problem, layer.position);
+    if (!config.server_context)
+      return fail(error, "tls (server side): " + config.server_problem, layer.position);
     if (config.sni_given) {
       return fail(error, "tls (server side): sni= is the client's; a server picks among its cert= by SNI",
                   value_position(tls_entry, layer, "sni"));
@@ -192,13 +195,15 @@ bool fit_side(const layer_options& options, layer_side side, const spec_layer& l
                   value_position(tls_entry, layer, "verify"));
     }
   } else if (config.client_cert_given) {
-    return fail(error, "tls (client side): client-cert= is the server's; a client sends its own with cert= and key=",
+    return fail(error,
+                "tls (client side): client-cert= is the server's; a client sends its own with cert= and key=",
                 value_position(tls_entry, layer, "client-cert"));
   }
   return true;
 }
 
-task<result<any_connection>> wrap(any_connection lower, layer_options_ptr options, layer_side side, deadline dl) {
+task<result<any_connection>> wrap(any_connection lower, layer_options_ptr options, layer_side side,
+                                  deadline dl) {
   if (!lower.is_stream()) {
     if (lower.is_message()) (void)co_await lower.close(dl);
     co_return errc::invalid_argument;

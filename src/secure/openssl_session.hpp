@@ -1,0 +1,139 @@
+// The OpenSSL machinery tls and dtls share (private to src/secure): contexts, the
+// per-connection session state with the BIO that joins OpenSSL to its buffers, the
+// mapping of OpenSSL's errors to tls::error, and the facts a session answers.
+#pragma once
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "strata/secure/tls.hpp"
+
+namespace strata::tls::detail {
+
+template <class T, void (*Free)(T*)>
+struct openssl_deleter {
+  void operator()(T* p) const noexcept { Free(p); }
+};
+using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509, X509_free>>;
+using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_free>>;
+using bio_ptr = std::unique_ptr<BIO, openssl_deleter<BIO, BIO_free_all>>;
+
+inline void free_x509_stack(STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); }
+using x509_stack_ptr = std::unique_ptr<STACK_OF(X509), openssl_deleter<STACK_OF(X509), free_x509_stack>>;
+
+/// loaded_credential is a credential parsed once, shared by every connection.
+struct loaded_credential {
+  x509_ptr leaf;
+  x509_stack_ptr chain;
+  pkey_ptr key;
+};
+
+struct context_impl {
+  SSL_CTX* ctx = nullptr;
+  bool server = false;
+  bool verify = true;
+  bool datagram = false;              // a DTLS context
+  unsigned char cookie_secret[32]{};  // a DTLS server's cookie key
+  std::vector<std::string> alpn;      // a server's choices, in preference order
+  std::vector<loaded_credential> certificates;
+  FILE* keylog = nullptr;
+  std::mutex keylog_mutex;
+  // The client's session cache: the latest session per server name, oldest first.
+  std::mutex cache_mutex;
+  std::deque<std::pair<std::string, SSL_SESSION*>> sessions;
+  static constexpr std::size_t max_cached_sessions = 256;
+
+  ~context_impl() {
+    for (auto& [name, s] : sessions) SSL_SESSION_free(s);
+    if (keylog) std::fclose(keylog);
+    SSL_CTX_free(ctx);
+  }
+
+  void remember(const std::string& name, SSL_SESSION* s) {
+    std::lock_guard lock(cache_mutex);
+    for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+      if (it->first == name) {
+        SSL_SESSION_free(it->second);
+        sessions.erase(it);
+        break;
+      }
+    }
+    if (sessions.size() >= max_cached_sessions) {
+      SSL_SESSION_free(sessions.front().second);
+      sessions.pop_front();
+    }
+    sessions.emplace_back(name, s);
+  }
+  /// cached is a new reference to the session kept for `name`, or nullptr.
+  SSL_SESSION* cached(const std::string& name) {
+    std::lock_guard lock(cache_mutex);
+    for (auto& [n, s] : sessions) {
+      if (n == name && SSL_SESSION_is_resumable(s)) {
+        SSL_SESSION_up_ref(s);
+        return s;
+      }
+    }
+    return nullptr;
+  }
+};
+
+struct session_impl {
+  SSL* ssl = nullptr;
+  std::shared_ptr<context_impl> context;
+  std::string cache_key;  // a client's: where its sessions are remembered
+
+  // The peer's bytes: [in_begin, in_end) are received and not yet given to OpenSSL.
+  std::vector<std::byte> in;
+  std::size_t in_begin = 0;
+  std::size_t in_end = 0;
+  bool in_ended = false;
+  // Records to send: [out_begin, out.size()).
+  std::vector<std::byte> out;
+  std::size_t out_begin = 0;
+  // Small pieces of a gather write collect here until a record is full.
+  std::vector<std::byte> stage;
+
+  // Datagram mode (dtls): one BIO read takes one whole datagram, one BIO write makes one.
+  bool datagram = false;
+  std::deque<std::vector<std::byte>> datagrams_in;
+  std::deque<std::vector<std::byte>> datagrams_out;
+  std::string cookie_peer;  // a dtls server's: the peer address its cookies are bound to
+
+  bool handshake_done = false;
+  bool sent_close = false;
+  bool received_close = false;
+  std::error_code read_failure{};
+
+  ~session_impl() { SSL_free(ssl); }
+
+  std::error_code failure(int ssl_error, bool in_handshake);
+};
+
+/// make_context builds a TLS (datagram: DTLS 1.2) context for one side.
+result<context> make_context(const context_options& options, bool server, bool datagram, std::string* why);
+
+/// new_session makes the per-connection state for `ctx`, joined to its BIO.
+result<std::unique_ptr<session_impl>> new_session(const context& ctx);
+
+/// set_client_identity sends SNI and sets what a client verifies (the server name, else
+/// `peer_ip`), and offers a cached session. Errors: no_server_name.
+result<void> set_client_identity(session_impl& s, const context& ctx, const client_options& options,
+                                 std::string_view peer_ip);
+
+/// The facts a finished handshake answers.
+result<std::string> alpn_of(const session_impl* s);
+result<certificate_info> peer_certificate_of(const session_impl* s);
+result<security_info> security_of(const session_impl* s);
+bool peer_verified_of(const session_impl* s) noexcept;
+
+}  // namespace strata::tls::detail

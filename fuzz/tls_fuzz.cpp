@@ -1,16 +1,12 @@
 // Fuzz target for tls::session (the sans-I/O engine of `tls`): the input is what a peer
 // sends, fed to a server session (byte 0's low bit 0) or a client session (1), in pieces
 // whose sizes byte 1 seeds. The server's certificate and key are made in memory when the
-// target starts (no key is committed).
+// target starts (tls::self_signed; no key is committed).
 //
 // Invariants (abort() on violation): no crash or sanitizer report; the session never
 // returns more plaintext than it received; its pending records stay bounded (an answer
 // is never larger than a few records per input record); an error, once reported by
 // read, is reported again (sticky); a failed handshake never claims to be done.
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -26,17 +22,6 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-std::string pem_of(EVP_PKEY* key, X509* cert) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (key) PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  if (cert) PEM_write_bio_X509(bio, cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string out(data, static_cast<std::size_t>(len));
-  BIO_free(bio);
-  return out;
-}
-
 struct contexts {
   strata::tls::context server;
   strata::tls::context client;
@@ -44,21 +29,8 @@ struct contexts {
 
 const contexts& made() {
   static const contexts c = [] {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    X509_set_version(cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"),
-                               -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    X509_sign(cert, key, EVP_sha256());
-    strata::tls::credential cred{.cert_pem = pem_of(nullptr, cert), .key_pem = pem_of(key, nullptr)};
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    std::vector<std::string> names{"localhost"};
+    auto cred = *strata::tls::self_signed(names);
     contexts out;
     out.server = *strata::tls::context::server({.certificates = {cred}, .alpn = {"h2", "http/1.1"}});
     out.client = *strata::tls::context::client({.verify_peer = false, .alpn = {"h2"}});

@@ -37,6 +37,7 @@
 #include "strata/adapt/prefix.hpp"
 
 // secure (L6): secrecy and authentication (OpenSSL 3)
+#include "strata/secure/dtls.hpp"
 #include "strata/secure/tls.hpp"
 
 // pipeline: spec strings, the registry, the checker

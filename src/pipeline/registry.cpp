@@ -49,6 +49,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::crlf_entry,
       pipeline_detail::term_entry,
       pipeline_detail::tls_entry,
+      pipeline_detail::dtls_entry,
   }});
   return entries;
 }

@@ -107,7 +107,8 @@ struct session_impl {
   bool datagram = false;
   std::deque<std::vector<std::byte>> datagrams_in;
   std::deque<std::vector<std::byte>> datagrams_out;
-  std::string cookie_peer;  // a dtls server's: the peer address its cookies are bound to
+  std::string cookie_peer;           // a dtls server's: the peer address its cookies are bound to
+  unsigned retransmit_us = 1000000;  // dtls: the first retransmission timeout
 
   bool handshake_done = false;
   bool sent_close = false;

@@ -50,7 +50,8 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "prefix",
                                             "crlf",
                                             "term",
-                                            "tls"};
+                                            "tls",
+                                            "dtls"};
   EXPECT_EQ(names, expected);
 }
 
@@ -103,7 +104,7 @@ TEST(Registry, EntriesAreCompleteAndConsistent) {
 
 TEST(Registry, EveryEntryAcceptsItsDefaults) {
   // A minimal use of each entry (its target, its required parameters) passes the
-  // checker, on top of a tcp connector for adapters.
+  // checker, on top of a connector for adapters.
   for (const auto& e : registry()) {
     SCOPED_TRACE(std::string(e.name));
     std::string layer(e.name);
@@ -116,7 +117,10 @@ TEST(Registry, EveryEntryAcceptsItsDefaults) {
       required += (required.empty() ? "" : ", ") + std::string(p.name) + "=x";
     }
     if (!required.empty()) layer += "(" + required + ")";
-    std::string text = e.role == layer_role::adapter ? "tcp:127.0.0.1:1 | " + layer : layer;
+    // Adapters stand on what they need: a message layer (udp) or a stream (tcp).
+    bool needs_messages = e.row->required.has(prop::unit) && e.row->required_value.unit == unit::message;
+    std::string below = needs_messages ? "udp:127.0.0.1:1 | " : "tcp:127.0.0.1:1 | ";
+    std::string text = e.role == layer_role::adapter ? below + layer : layer;
     pipeline_error error;
     auto p = pipeline::parse(text, error);
     ASSERT_TRUE(p) << error.render(text);

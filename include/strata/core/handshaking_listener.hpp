@@ -162,9 +162,11 @@ class handshaking_listener {
       if (!conn) {
         if (conn.error() == errc::operation_canceled) co_return;
         // The socket listeners ride out descriptor famine themselves; what reaches here
-        // ends the listener (closed, a broken socket).
+        // ends the listener (closed, a broken socket, a listener that accepts once).
+        // Handshakes in flight still finish and are handed out; accept() reports the
+        // error after them.
         s.fatal = conn.error();
-        s.ready.close();
+        if (s.handshaking == 0) s.ready.close();
         co_return;
       }
       ++s.stats.accepted;
@@ -179,6 +181,14 @@ class handshaking_listener {
     auto dl = deadline::after(s.options.timeout);
     auto made = co_await s.wrap(std::move(conn), dl);
     --s.handshaking;
+    // The listener below ended while this handshake ran: after the last one, accept()
+    // reports why (values already queued stay receivable).
+    struct close_when_last {
+      state& s;
+      ~close_when_last() {
+        if (s.fatal && s.handshaking == 0) s.ready.close();
+      }
+    } last{s};
     if (made) {
       ++s.stats.ready;
       connection ready_conn = std::move(*made);

@@ -35,5 +35,6 @@ extern const protocol_entry prefix_entry;              ///< prefix(BYTES, order=
 extern const protocol_entry crlf_entry;                ///< crlf(max=, delim=)
 extern const protocol_entry term_entry;                ///< term(DELIM, max=)
 extern const protocol_entry tls_entry;                 ///< tls(sni=, alpn=, ca=, cert=, key=, ...)
+extern const protocol_entry dtls_entry;                ///< dtls(sni=, alpn=, ca=, cert=, key=, mtu=, ...)
 
 }  // namespace strata::pipeline_detail

@@ -1,0 +1,336 @@
+// dtls — secrecy and authentication for any message layer (DTLS 1.2, RFC 6347, on
+// OpenSSL 3): udp, unix-dgram, seqpacket, later dccp.
+//
+// row: requires message
+//      provides connection-based secure authenticated max_message (what one record carries
+//               within the MTU)
+//      passes   unit reliable ordered dup_free domain topology sharing direction multiplexed
+//               congestion_controlled priority_ordered
+//               (not fd_passing: descriptors cannot travel inside records)
+// spec: udp:127.0.0.1:4444 | dtls(sni=localhost, ca=ca.pem)           (client side)
+//       udp-listen:127.0.0.1:4444 | dtls(cert=server.pem, key=server.key)   (server side)
+//
+// Like tls, the protocol is a sans-I/O engine (dtls::session: datagrams in, datagrams
+// out, a retransmission timer to honour) and dtls::connection<Lower> is a thin coroutine
+// driver: the handshake's lost flights are sent again on strata timers under the caller's
+// deadline, a server answers a ClientHello with a cookie (HelloVerifyRequest) before it
+// does any work, and records replayed or from an old epoch are dropped (OpenSSL's replay
+// window). Configuration, errors and facts are tls's (tls::context_options, tls::error,
+// fact::alpn/peer_certificate/secure_session).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "strata/core/any.hpp"
+#include "strata/core/buffer.hpp"
+#include "strata/core/capability.hpp"
+#include "strata/core/query.hpp"
+#include "strata/core/stream.hpp"
+#include "strata/runtime/deadline.hpp"
+#include "strata/runtime/result.hpp"
+#include "strata/runtime/task.hpp"
+#include "strata/secure/tls.hpp"
+
+namespace strata::dtls {
+
+/// link_options describe the path below: the largest datagram DTLS may send, and how
+/// soon a lost handshake flight is sent again.
+struct link_options {
+  /// mtu: the largest datagram DTLS sends (the UDP payload, not the IP packet): handshake
+  /// messages are fragmented to fit and one record carries at most mtu less its
+  /// overhead. 256..65507; 1200 by default, which crosses any IPv6 path.
+  std::size_t mtu = 1200;
+  /// retransmit: the first retransmission timeout of a handshake flight, doubled after
+  /// each loss up to 60 s (RFC 6347 4.2.4 recommends 1 s).
+  std::chrono::milliseconds retransmit{1000};
+};
+
+/// row is dtls's capability declaration.
+inline constexpr capability_row row{
+    .name = "dtls",
+    .required = prop::unit,
+    .required_value = {.unit = unit::message},
+    .provided = prop::connection | prop::secure | prop::authenticated | prop::max_message,
+    .provided_value = {.connection = connection::based,
+                       .secure = true,
+                       .authenticated = true,
+                       .max_message = 1136},
+    .passed = prop_set::all() -
+              (prop::connection | prop::secure | prop::authenticated | prop::fd_passing | prop::max_message),
+};
+
+/// layer names the row for the stacks_on concept.
+struct layer {
+  static constexpr const capability_row& row = dtls::row;
+};
+
+/// client_context / server_context make a DTLS 1.2 context from the same options as tls
+/// (the version fields are ignored: DTLS 1.2 only). A server's context issues cookies.
+result<tls::context> client_context(const tls::context_options& options, std::string* why = nullptr);
+result<tls::context> server_context(const tls::context_options& options, std::string* why = nullptr);
+
+/// record_overhead is the most a record adds to its payload in a datagram (header,
+/// explicit nonce or IV, tag or MAC and padding) for the suites OpenSSL negotiates;
+/// max_payload(mtu) = mtu - record_overhead is what a pipeline promises before the
+/// handshake (after it, a connection's max_message() is exact and never smaller).
+inline constexpr std::size_t record_overhead = 64;
+
+/// session is the sans-I/O DTLS engine of one association: feed it each datagram that
+/// arrives, send each datagram it produces, and call on_timeout() when retransmit_in()
+/// has passed.
+class session {
+ public:
+  session() noexcept;
+  session(session&&) noexcept;
+  session& operator=(session&&) noexcept;
+  ~session();
+
+  /// client: `peer_ip` is verified when options.server_name is empty (as tls).
+  static result<session> client(const tls::context& ctx, const tls::client_options& options,
+                                std::string_view peer_ip, const link_options& link);
+  /// server: `peer` identifies the client (its address) for the cookie exchange.
+  static result<session> server(const tls::context& ctx, std::string_view peer, const link_options& link);
+
+  /// handshake advances the handshake with what was fed. Send every next_output()
+  /// afterwards. Errors: tls::error codes.
+  result<tls::want> handshake();
+  bool handshake_done() const noexcept;
+
+  /// feed hands the session one datagram from the peer.
+  void feed(const_buffer datagram);
+  bool has_output() const noexcept;
+  /// next_output is the next datagram to send (moved out).
+  std::vector<std::byte> next_output();
+  /// retransmit_in is how long until a flight must be sent again; nullopt when no timer
+  /// runs. on_timeout sends it again (then send next_output()).
+  std::optional<std::chrono::milliseconds> retransmit_in() const;
+  void on_timeout();
+
+  /// read decrypts the next record fed into `buf`: its size, or 0 when the session needs
+  /// another datagram. Records that fail authentication, replays and stale epochs are
+  /// dropped silently (RFC 6347 4.1.2.7). Errors: end_of_stream (close_notify; sticky),
+  /// message_too_large (`buf` is smaller than the record, which is dropped), tls::error.
+  result<std::size_t> read(mutable_buffer buf);
+  /// seal turns `message` into one record in one datagram. Errors: message_too_large
+  /// above max_payload() (nothing sent), closed after close_notify.
+  result<void> seal(const_buffers message);
+  /// max_payload is the largest message one record carries at the negotiated suite.
+  std::size_t max_payload() const noexcept;
+
+  void close_notify();
+  bool sent_close_notify() const noexcept;
+  bool received_close_notify() const noexcept;
+
+  result<std::string> alpn() const;
+  result<certificate_info> peer_certificate() const;
+  result<security_info> security() const;
+  bool peer_verified() const noexcept;
+
+ private:
+  explicit session(std::unique_ptr<tls::detail::session_impl> impl, link_options link) noexcept;
+  std::unique_ptr<tls::detail::session_impl> impl_;
+  link_options link_{};
+};
+
+/// connection is a DTLS association over the message layer `Lower`, which it owns; the
+/// contract is core/stream.hpp's message_socket. Made by dtls::connect and dtls::accept.
+/// One send and one recv may be pending at the same time (from different tasks).
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower>
+class connection {
+ public:
+  static constexpr properties capabilities = stack_on(Lower::capabilities, row);
+
+  connection(Lower lower, session s) : lower_(std::move(lower)), session_(std::move(s)) {}
+  connection(connection&&) noexcept = default;
+  connection& operator=(connection&&) noexcept = default;
+
+  /// send seals `message` as one record. Errors: message_too_large (above
+  /// max_message(); nothing sent), closed, the lower layer's send errors.
+  task<result<void>> send(const_buffers message, deadline dl) {
+    if (closed_) co_return errc::closed;
+    auto sealed = session_.seal(message);
+    if (!sealed) co_return unexpected(sealed.error());
+    co_return co_await flush(dl);
+  }
+
+  /// recv returns the next message. While it waits it also keeps the handshake's
+  /// retransmission timer (a peer whose last flight was lost is answered). Errors:
+  /// end_of_stream after the peer's close_notify, message_too_large (the message is
+  /// dropped), closed, the lower layer's errors.
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
+    if (closed_) co_return errc::closed;
+    for (;;) {
+      auto n = session_.read(buf);
+      if (session_.has_output()) (void)co_await flush(dl);
+      if (!n) co_return unexpected(n.error());
+      if (*n > 0 || buf.empty()) co_return *n;
+      auto got = co_await next_datagram(dl);
+      if (!got) co_return unexpected(got.error());
+    }
+  }
+
+  /// shutdown_write sends close_notify: the peer's recv reports end_of_stream.
+  task<result<void>> shutdown_write(deadline dl) {
+    if (closed_) co_return errc::closed;
+    session_.close_notify();
+    co_return co_await flush(dl);
+  }
+
+  /// close sends close_notify (once) and closes the lower layer.
+  task<result<void>> close(deadline dl) {
+    if (closed_) co_return errc::closed;
+    closed_ = true;
+    if (!session_.sent_close_notify()) {
+      session_.close_notify();
+      (void)co_await flush(dl);
+    }
+    co_return co_await lower_.close(dl);
+  }
+
+  const Lower& next_layer() const noexcept { return lower_; }
+  Lower& next_layer() noexcept { return lower_; }
+
+  using answers = fact_list<fact::alpn, fact::peer_certificate, fact::secure_session>;
+  result<std::string> query(fact::alpn) const { return session_.alpn(); }
+  result<certificate_info> query(fact::peer_certificate) const { return session_.peer_certificate(); }
+  result<security_info> query(fact::secure_session) const { return session_.security(); }
+  /// max_message is what one record carries (answers fact::max_message).
+  std::size_t max_message() const noexcept { return session_.max_payload(); }
+
+  properties runtime_capabilities() const {
+    properties below = Lower::capabilities;
+    if constexpr (requires { lower_.runtime_capabilities(); }) below = lower_.runtime_capabilities();
+    auto out = stack_on(below, row);
+    out.authenticated = session_.peer_verified();
+    out.max_message = session_.max_payload();
+    return out;
+  }
+
+  session& engine() noexcept { return session_; }
+
+  /// next_datagram waits for one datagram from the lower layer and feeds it, sending a
+  /// flight again whenever the retransmission timer fires first.
+  task<result<void>> next_datagram(deadline dl) {
+    if (inbox_.size() < receive_size) inbox_.resize(receive_size);
+    for (;;) {
+      auto wait = dl;
+      auto timer = session_.retransmit_in();
+      if (timer) wait = deadline::earlier(dl, deadline::after(*timer));
+      auto n = co_await lower_.recv(mutable_buffer(inbox_), wait);
+      if (n) {
+        session_.feed(const_buffer(inbox_.data(), *n));
+        co_return result<void>{};
+      }
+      if (n.error() == errc::timed_out && timer && wait != dl) {
+        session_.on_timeout();
+        auto sent = co_await flush(dl);
+        if (!sent) co_return sent;
+        continue;
+      }
+      // A datagram too large for any record is not DTLS: drop it and go on.
+      if (n.error() == errc::message_too_large) continue;
+      co_return unexpected(n.error());
+    }
+  }
+
+  /// flush sends every datagram the session produced, in order.
+  task<result<void>> flush(deadline dl) {
+    while (session_.has_output()) {
+      auto datagram = session_.next_output();
+      auto sent = co_await lower_.send(const_buffer(datagram), dl);
+      if (!sent) co_return sent;
+    }
+    co_return result<void>{};
+  }
+
+ private:
+  static constexpr std::size_t receive_size = 65536;
+
+  Lower lower_;
+  session session_;
+  std::vector<std::byte> inbox_;
+  bool closed_ = false;
+};
+
+namespace detail {
+
+/// run_handshake drives `c`'s session until the handshake completes or fails.
+template <class Connection>
+task<result<void>> run_handshake(Connection& c, deadline dl) {
+  for (;;) {
+    auto step = c.engine().handshake();
+    auto sent = co_await c.flush(dl);
+    if (!step) co_return unexpected(step.error());
+    if (!sent) co_return sent;
+    if (*step == tls::want::nothing) co_return result<void>{};
+    auto got = co_await c.next_datagram(dl);
+    if (!got) co_return got;
+  }
+}
+
+}  // namespace detail
+
+/// connect runs a client handshake over `lower` (closed on failure).
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> connect(
+    Lower lower, tls::context ctx, tls::client_options options, deadline dl, link_options link) {
+  auto s = session::client(ctx, options, tls::detail::peer_ip_of(lower), link);
+  if (!s) {
+    (void)co_await lower.close(dl);
+    co_return unexpected(s.error());
+  }
+  connection<Lower> c(std::move(lower), std::move(*s));
+  auto done = co_await detail::run_handshake(c, dl);
+  if (!done) {
+    (void)co_await c.next_layer().close(dl);
+    co_return unexpected(done.error());
+  }
+  co_return c;
+}
+
+/// accept runs a server handshake over `lower` (closed on failure). The cookie is bound
+/// to the lower layer's peer address.
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> accept(
+    Lower lower, tls::context ctx, deadline dl, link_options link) {
+  auto peer = query<fact::peer_address>(lower);
+  auto s = session::server(ctx, peer ? peer->to_string() : std::string("(unknown)"), link);
+  if (!s) {
+    (void)co_await lower.close(dl);
+    co_return unexpected(s.error());
+  }
+  connection<Lower> c(std::move(lower), std::move(*s));
+  auto done = co_await detail::run_handshake(c, dl);
+  if (!done) {
+    (void)co_await c.next_layer().close(dl);
+    co_return unexpected(done.error());
+  }
+  co_return c;
+}
+
+// The default link, as overloads rather than default arguments: not coroutines, so the
+// options temporary is made here and not in the caller's co_await expression (which
+// GCC 12 miscompiles for aggregates).
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> connect(
+    Lower lower, tls::context ctx, tls::client_options options, deadline dl) {
+  return dtls::connect(std::move(lower), std::move(ctx), std::move(options), dl, link_options{});
+}
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> accept(
+    Lower lower, tls::context ctx, deadline dl) {
+  return dtls::accept(std::move(lower), std::move(ctx), dl, link_options{});
+}
+
+extern template class connection<any_message>;
+
+}  // namespace strata::dtls

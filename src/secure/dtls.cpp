@@ -1,0 +1,203 @@
+// dtls: the sans-I/O DTLS 1.2 session over OpenSSL 3. The BIO (openssl_session) runs in
+// datagram mode: one read takes one datagram the driver fed, one write makes one datagram
+// the driver sends. Timers are OpenSSL's, read out and fired by the driver.
+#include "strata/secure/dtls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "openssl_session.hpp"
+
+namespace strata::dtls {
+
+using tls::detail::session_impl;
+
+result<tls::context> client_context(const tls::context_options& options, std::string* why) {
+  return tls::detail::make_context(options, false, true, why);
+}
+
+result<tls::context> server_context(const tls::context_options& options, std::string* why) {
+  return tls::detail::make_context(options, true, true, why);
+}
+
+session::session() noexcept = default;
+session::session(std::unique_ptr<tls::detail::session_impl> impl, link_options link) noexcept
+    : impl_(std::move(impl)), link_(link) {}
+session::session(session&&) noexcept = default;
+session& session::operator=(session&&) noexcept = default;
+session::~session() = default;
+
+namespace {
+
+/// next_timeout doubles the retransmission timeout from the link's first value up to
+/// 60 s (OpenSSL calls it with 0 when a flight is first sent).
+unsigned int next_timeout(SSL* ssl, unsigned int previous_us) {
+  auto* s = static_cast<session_impl*>(SSL_get_app_data(ssl));
+  unsigned int first = s ? s->retransmit_us : 1000000;
+  if (previous_us == 0) return first;
+  return std::min(previous_us * 2, 60u * 1000000u);
+}
+
+result<std::unique_ptr<session_impl>> start(const tls::context& ctx, const link_options& link) {
+  if (!ctx || !ctx.impl()->datagram) return errc::invalid_argument;
+  if (link.mtu < 256 || link.mtu > 65507) return errc::invalid_argument;
+  auto made = tls::detail::new_session(ctx);
+  if (!made) return unexpected(made.error());
+  auto& s = **made;
+  s.datagram = true;
+  s.retransmit_us = static_cast<unsigned>(std::clamp<long long>(
+      std::chrono::duration_cast<std::chrono::microseconds>(link.retransmit).count(), 1000, 60LL * 1000000));
+  SSL_set_mtu(s.ssl, static_cast<long>(link.mtu));
+  DTLS_set_timer_cb(s.ssl, next_timeout);
+  return made;
+}
+
+}  // namespace
+
+result<session> session::client(const tls::context& ctx, const tls::client_options& options,
+                                std::string_view peer_ip, const link_options& link) {
+  if (ctx.is_server()) return errc::invalid_argument;
+  auto made = start(ctx, link);
+  if (!made) return unexpected(made.error());
+  auto identity = tls::detail::set_client_identity(**made, ctx, options, peer_ip);
+  if (!identity) return unexpected(identity.error());
+  SSL_set_connect_state((*made)->ssl);
+  return session(std::move(*made), link);
+}
+
+result<session> session::server(const tls::context& ctx, std::string_view peer, const link_options& link) {
+  if (!ctx.is_server()) return errc::invalid_argument;
+  auto made = start(ctx, link);
+  if (!made) return unexpected(made.error());
+  (*made)->cookie_peer = std::string(peer);
+  SSL_set_accept_state((*made)->ssl);
+  return session(std::move(*made), link);
+}
+
+result<tls::want> session::handshake() {
+  auto& s = *impl_;
+  if (s.handshake_done) return tls::want::nothing;
+  ERR_clear_error();
+  int r = SSL_do_handshake(s.ssl);
+  if (r == 1) {
+    s.handshake_done = true;
+    return tls::want::nothing;
+  }
+  int e = SSL_get_error(s.ssl, r);
+  if (e == SSL_ERROR_WANT_READ) return tls::want::input;
+  return unexpected(s.failure(e, true));
+}
+
+bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
+
+void session::feed(const_buffer datagram) {
+  impl_->datagrams_in.emplace_back(datagram.begin(), datagram.end());
+}
+
+bool session::has_output() const noexcept { return impl_ && !impl_->datagrams_out.empty(); }
+
+std::vector<std::byte> session::next_output() {
+  auto& q = impl_->datagrams_out;
+  if (q.empty()) return {};
+  auto out = std::move(q.front());
+  q.pop_front();
+  return out;
+}
+
+std::optional<std::chrono::milliseconds> session::retransmit_in() const {
+  timeval left{};
+  if (!impl_ || DTLSv1_get_timeout(impl_->ssl, &left) != 1) return std::nullopt;
+  return std::chrono::milliseconds(left.tv_sec * 1000 + (left.tv_usec + 999) / 1000);
+}
+
+void session::on_timeout() {
+  ERR_clear_error();
+  (void)DTLSv1_handle_timeout(impl_->ssl);
+  ERR_clear_error();
+}
+
+result<std::size_t> session::read(mutable_buffer buf) {
+  auto& s = *impl_;
+  if (s.received_close) return errc::end_of_stream;
+  if (s.read_failure) return unexpected(s.read_failure);
+  if (!s.handshake_done) return unexpected(make_error_code(tls::error::handshake_failed));
+  // A record is read whole into the session's own buffer: a caller's smaller buffer
+  // must not cut a message silently.
+  if (s.stage.size() < 16384 + 2048) s.stage.resize(16384 + 2048);
+  for (;;) {
+    if (s.datagrams_in.empty() && SSL_pending(s.ssl) == 0) return std::size_t{0};
+    ERR_clear_error();
+    std::size_t n = 0;
+    int r = SSL_read_ex(s.ssl, s.stage.data(), s.stage.size(), &n);
+    if (r == 1) {
+      if (n > buf.size()) return errc::message_too_large;
+      std::memcpy(buf.data(), s.stage.data(), n);
+      return n;
+    }
+    int e = SSL_get_error(s.ssl, r);
+    if (e == SSL_ERROR_WANT_READ) continue;  // a record that was dropped, or not data
+    if (e == SSL_ERROR_ZERO_RETURN) {
+      s.received_close = true;
+      return errc::end_of_stream;
+    }
+    s.read_failure = s.failure(e, false);
+    return unexpected(s.read_failure);
+  }
+}
+
+result<void> session::seal(const_buffers message) {
+  auto& s = *impl_;
+  if (s.sent_close) return errc::closed;
+  if (!s.handshake_done) return unexpected(make_error_code(tls::error::handshake_failed));
+  auto parts = message.view();
+  std::size_t size = 0;
+  for (auto p : parts) size += p.size();
+  if (size > max_payload()) return errc::message_too_large;
+  const std::byte* data = nullptr;
+  if (parts.size() == 1) {
+    data = parts.front().data();
+  } else {
+    s.stage.clear();
+    for (auto p : parts) s.stage.insert(s.stage.end(), p.begin(), p.end());
+    data = s.stage.data();
+  }
+  ERR_clear_error();
+  std::size_t written = 0;
+  if (SSL_write_ex(s.ssl, data, size, &written) != 1 || written != size) {
+    ERR_clear_error();
+    return errc::broken;
+  }
+  return result<void>{};
+}
+
+std::size_t session::max_payload() const noexcept {
+  if (!impl_ || !impl_->handshake_done) return link_.mtu > record_overhead ? link_.mtu - record_overhead : 0;
+  return DTLS_get_data_mtu(impl_->ssl);
+}
+
+void session::close_notify() {
+  auto& s = *impl_;
+  if (s.sent_close) return;
+  s.sent_close = true;
+  if (!s.handshake_done) return;
+  ERR_clear_error();
+  (void)SSL_shutdown(s.ssl);
+  ERR_clear_error();
+}
+
+bool session::sent_close_notify() const noexcept { return impl_->sent_close; }
+bool session::received_close_notify() const noexcept { return impl_->received_close; }
+
+result<std::string> session::alpn() const { return tls::detail::alpn_of(impl_.get()); }
+result<certificate_info> session::peer_certificate() const {
+  return tls::detail::peer_certificate_of(impl_.get());
+}
+result<security_info> session::security() const { return tls::detail::security_of(impl_.get()); }
+bool session::peer_verified() const noexcept { return tls::detail::peer_verified_of(impl_.get()); }
+
+template class connection<any_message>;
+
+}  // namespace strata::dtls

@@ -1,0 +1,392 @@
+// dtls: the cookie exchange, handshakes and records over in-process message pairs (typed
+// API), through an in-test lossy layer that drops, duplicates, replays and reorders
+// datagrams, and over udp, unix-dgram and seqpacket pipelines built from spec strings.
+#include "strata/secure/dtls.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <deque>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "strata/pipeline/pipeline.hpp"
+#include "strata/runtime/scope.hpp"
+#include "strata/transport/inproc.hpp"
+#include "support/co_test.hpp"
+#include "support/pki.hpp"
+
+namespace strata {
+namespace {
+
+using namespace std::chrono_literals;
+using test::pki;
+
+// (Options are built in statements of their own, never inside a co_await expression:
+// GCC 12 miscompiles aggregate temporaries there; see tls_test.cpp.)
+tls::context server_context() {
+  std::string why;
+  auto c = dtls::server_context(
+      {.certificates = {{.cert_file = pki().server.cert_file, .key_file = pki().server.key_file}},
+       .alpn = {"coap"}},
+      &why);
+  EXPECT_TRUE(c) << why;
+  return c ? *c : tls::context{};
+}
+
+tls::context client_context(const std::string& ca) {
+  std::string why;
+  auto c = dtls::client_context({.ca_file = ca, .alpn = {"coap"}}, &why);
+  EXPECT_TRUE(c) << why;
+  return c ? *c : tls::context{};
+}
+
+tls::context client_context() { return client_context(pki().ca.cert_file); }
+
+/// faults say what a lossy layer does to the datagrams it sends, each with its own
+/// probability in percent: dropped, duplicated (the copy is a replay an attacker could
+/// make), or held back and sent after the next one (reordered). A fixed seed makes every
+/// run the same. (Every n-th datagram would not do: a flight of n datagrams would lose
+/// the same one on every retransmission.)
+struct faults {
+  int drop_percent = 0;
+  int duplicate_percent = 0;
+  int reorder_percent = 0;
+};
+
+/// lossy is a message layer that spoils what it sends as `faults` say, deterministically.
+template <class Lower>
+class lossy {
+ public:
+  static constexpr properties capabilities = Lower::capabilities;
+  lossy(Lower lower, faults f) : lower_(std::move(lower)), faults_(f) {}
+
+  task<result<void>> send(const_buffers msg, deadline dl) {
+    std::vector<std::byte> bytes;
+    msg.copy_to(bytes);
+    if (roll(faults_.drop_percent)) co_return result<void>{};
+    if (roll(faults_.reorder_percent) && held_.empty()) {
+      held_ = std::move(bytes);
+      co_return result<void>{};
+    }
+    auto sent = co_await lower_.send(const_buffer(bytes), dl);
+    if (!sent) co_return sent;
+    if (!held_.empty()) {
+      auto late = std::move(held_);
+      held_.clear();
+      (void)co_await lower_.send(const_buffer(late), dl);
+    }
+    if (roll(faults_.duplicate_percent)) {
+      (void)co_await lower_.send(const_buffer(bytes), dl);
+    }
+    co_return result<void>{};
+  }
+  task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) { return lower_.recv(buf, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return lower_.shutdown_write(dl); }
+  task<result<void>> close(deadline dl) { return lower_.close(dl); }
+
+ private:
+  bool roll(int percent) {
+    seed_ = seed_ * 1103515245u + 12345u;
+    return static_cast<int>((seed_ >> 16) % 100) < percent;
+  }
+
+  Lower lower_;
+  faults faults_;
+  std::uint32_t seed_ = 2026;
+  std::vector<std::byte> held_;
+};
+
+using lossy_message = lossy<inproc::message>;
+using association = dtls::connection<lossy_message>;
+
+struct handshake_outcome {
+  result<association> client = errc::not_supported;
+  result<association> server = errc::not_supported;
+};
+
+/// shake runs both handshakes over an in-process pair whose two directions spoil
+/// datagrams as `f` says, with fast retransmission.
+task<handshake_outcome> shake(tls::context client, tls::context server, faults f, deadline dl) {
+  handshake_outcome out;
+  auto [a, b] = inproc::message_pair();
+  dtls::link_options link{.mtu = 1200, .retransmit = 20ms};
+  tls::client_options to{.server_name = "localhost"};
+  co_await with_scope([&](scope& s) -> task<void> {
+    s.spawn([](lossy_message lower, tls::context ctx, deadline d, dtls::link_options l,
+               result<association>& into) -> task<void> {
+      into = co_await dtls::accept(std::move(lower), std::move(ctx), d, l);
+    }(lossy_message(std::move(b), f), server, dl, link, out.server));
+    out.client = co_await dtls::connect(lossy_message(std::move(a), f), client, to, dl, link);
+  });
+  co_return out;
+}
+
+std::string text(const std::vector<std::byte>& v, std::size_t n) {
+  return std::string(reinterpret_cast<const char*>(v.data()), n);
+}
+
+TEST(Dtls, HandshakeCarriesMessagesAndAnswersFacts) {
+  test::run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto out = co_await shake(client_context(), server_context(), {}, dl);
+    CO_ASSERT_OK(out.client);
+    CO_ASSERT_OK(out.server);
+    auto& c = *out.client;
+    auto& s = *out.server;
+    EXPECT_EQ(*query<fact::alpn>(c), std::string("coap"));
+    auto sec = query<fact::secure_session>(c);
+    CO_ASSERT_OK(sec);
+    EXPECT_EQ(sec->version, std::string("DTLSv1.2"));
+    EXPECT_TRUE(sec->peer_verified);
+    EXPECT_NE(query<fact::peer_certificate>(c)->subject.find("CN=localhost"), std::string::npos);
+    EXPECT_TRUE(c.runtime_capabilities().secure);
+    EXPECT_EQ(c.runtime_capabilities().connection, connection::based);
+    // One record within the 1200-byte MTU: about 1160 bytes with AES-GCM.
+    EXPECT_GE(c.max_message(), 1200 - dtls::record_overhead);
+    EXPECT_LT(c.max_message(), 1200u);
+
+    std::vector<std::byte> buf(2048);
+    for (int i = 0; i < 50; ++i) {
+      std::string msg = "message " + std::to_string(i);
+      auto sent = co_await c.send(as_bytes(std::string_view(msg)), dl);
+      CO_ASSERT_OK(sent);
+      auto n = co_await s.recv(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(text(buf, *n), msg);
+    }
+    // Boundaries are kept, and a message over the record's payload is refused whole.
+    std::vector<std::byte> big(c.max_message() + 1, std::byte{'x'});
+    auto refused = co_await c.send(const_buffer(big), dl);
+    EXPECT_EQ(refused.error(), errc::message_too_large);
+    big.pop_back();
+    auto fits = co_await c.send(const_buffer(big), dl);
+    CO_ASSERT_OK(fits);
+    auto n = co_await s.recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, big.size());
+    // A buffer too small for the record: message_too_large, the record is dropped.
+    auto again = co_await c.send(const_buffer(big), dl);
+    CO_ASSERT_OK(again);
+    std::array<std::byte, 16> tiny{};
+    auto small = co_await s.recv(tiny, dl);
+    EXPECT_EQ(small.error(), errc::message_too_large);
+
+    auto ended = co_await s.shutdown_write(dl);
+    CO_ASSERT_OK(ended);
+    auto end = co_await c.recv(buf, dl);
+    EXPECT_EQ(end.error(), errc::end_of_stream);
+  });
+}
+
+// The server answers a ClientHello with a HelloVerifyRequest (handshake type 3) carrying
+// a cookie, and goes on only when the ClientHello comes back with it.
+TEST(Dtls, ServerAsksForACookieFirst) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  tls::client_options to{.server_name = "localhost"};
+  auto client = dtls::session::client(client_ctx, to, {}, {});
+  ASSERT_TRUE(client);
+  auto server = dtls::session::server(server_ctx, "127.0.0.1:5000", {});
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(client->handshake());
+  auto hello = client->next_output();
+  ASSERT_GT(hello.size(), 13u);
+  EXPECT_EQ(std::to_integer<int>(hello[0]), 22);  // handshake record
+  EXPECT_EQ(std::to_integer<int>(hello[13]), 1);  // ClientHello
+  server->feed(hello);
+  ASSERT_TRUE(server->handshake());
+  auto verify = server->next_output();
+  ASSERT_GT(verify.size(), 13u);
+  EXPECT_EQ(std::to_integer<int>(verify[13]), 3);  // HelloVerifyRequest
+  EXPECT_FALSE(server->has_output());              // nothing else: no certificate, no key share
+  // The same ClientHello replayed from another address gets another cookie, never a
+  // ServerHello.
+  auto other = dtls::session::server(server_ctx, "10.0.0.9:5000", {});
+  ASSERT_TRUE(other);
+  other->feed(hello);
+  ASSERT_TRUE(other->handshake());
+  auto other_verify = other->next_output();
+  ASSERT_GT(other_verify.size(), 13u);
+  EXPECT_EQ(std::to_integer<int>(other_verify[13]), 3);
+  EXPECT_NE(other_verify, verify);
+  // With the cookie echoed, the server answers with its flight.
+  client->feed(verify);
+  ASSERT_TRUE(client->handshake());
+  auto second_hello = client->next_output();
+  server->feed(second_hello);
+  ASSERT_TRUE(server->handshake());
+  ASSERT_TRUE(server->has_output());
+  EXPECT_EQ(std::to_integer<int>(server->next_output()[13]), 2);  // ServerHello
+}
+
+// Loss, duplication (replays) and reordering: the handshake completes by retransmission,
+// and every message that arrives arrives once and intact.
+TEST(Dtls, LossReplaysAndReorderingAreSurvived) {
+  struct scenario {
+    const char* what;
+    faults f;
+  };
+  for (auto sc :
+       {scenario{"30% dropped", {.drop_percent = 30}}, scenario{"50% duplicated", {.duplicate_percent = 50}},
+        scenario{"50% reordered", {.reorder_percent = 50}},
+        scenario{"all three", {.drop_percent = 20, .duplicate_percent = 30, .reorder_percent = 30}}}) {
+    SCOPED_TRACE(sc.what);
+    test::run_test([&]() -> task<void> {
+      auto dl = deadline::after(10s);
+      auto out = co_await shake(client_context(), server_context(), sc.f, dl);
+      CO_ASSERT_OK(out.client);
+      CO_ASSERT_OK(out.server);
+      constexpr int count = 60;
+      std::set<int> seen;
+      co_await with_scope([&](scope& s) -> task<void> {
+        s.spawn([](association& c, deadline d) -> task<void> {
+          for (int i = 0; i < count; ++i) {
+            std::string msg = "m" + std::to_string(i);
+            (void)co_await c.send(as_bytes(std::string_view(msg)), d);
+          }
+          // The end marker is sent until it is read: loss may eat some copies.
+          for (int i = 0; i < 20; ++i) (void)co_await c.send(as_bytes(std::string_view("end")), d);
+        }(*out.client, dl));
+        std::vector<std::byte> buf(2048);
+        for (;;) {
+          auto n = co_await out.server->recv(buf, deadline::after(2s));
+          CO_ASSERT_OK(n);
+          auto got = text(buf, *n);
+          if (got == "end") break;
+          CO_ASSERT_TRUE(got.size() > 1 && got[0] == 'm');
+          int i = std::stoi(got.substr(1));
+          EXPECT_TRUE(seen.insert(i).second) << "message " << i << " delivered twice";
+          EXPECT_LT(i, count);
+        }
+      });
+      if (sc.f.drop_percent == 0) {
+        EXPECT_EQ(seen.size(), static_cast<std::size_t>(count));
+      } else {
+        EXPECT_GT(seen.size(), 0u);
+      }
+    });
+  }
+}
+
+TEST(Dtls, UntrustedServerAndSilentServerFail) {
+  test::run_test([]() -> task<void> {
+    auto rogue_trust = client_context(pki().rogue_ca.cert_file);
+    auto out = co_await shake(rogue_trust, server_context(), {}, deadline::after(5s));
+    EXPECT_EQ(out.client.error(), tls::error::certificate_untrusted) << out.client.error().message();
+    EXPECT_EQ(out.server.error(), errc::authentication_failed) << out.server.error().message();
+
+    // Nobody answers: the client retransmits until its deadline.
+    auto [a, b] = inproc::message_pair();
+    dtls::link_options link{.mtu = 1200, .retransmit = 20ms};
+    tls::client_options to{.server_name = "localhost"};
+    auto start = deadline::clock::now();
+    auto c = co_await dtls::connect(std::move(a), client_context(), to, deadline::after(200ms), link);
+    EXPECT_EQ(c.error(), errc::timed_out);
+    EXPECT_GE(test::elapsed_since(start), 190ms);
+    // ... and it did retransmit: the silent end holds several ClientHellos.
+    int hellos = 0;
+    std::vector<std::byte> buf(4096);
+    while (co_await b.recv(buf, deadline::after(10ms))) ++hellos;
+    EXPECT_GE(hellos, 3);
+  });
+}
+
+// Pipelines: one listening datagram endpoint, a DTLS association per peer.
+struct transport_case {
+  std::string listen;
+  std::string connect;
+  int peers;  // unix-dgram-listen accepts once: its first sender gets the socket
+};
+class DtlsOver : public ::testing::TestWithParam<transport_case> {};
+
+TEST_P(DtlsOver, SpecStringsServeSeveralPeers) {
+  auto [listen_spec, connect_prefix, peers] = GetParam();
+  auto listener = strata::listen(listen_spec + " | dtls(cert=" + pki().server.cert_file +
+                                 ", key=" + pki().server.key_file + ", retransmit=50)");
+  ASSERT_TRUE(listener) << listener.error().message();
+  std::string target = connect_prefix;
+  if (connect_prefix.back() == ':') target += std::to_string(listener->local_address()->port());
+  std::string client_spec = target + " | dtls(sni=localhost, ca=" + pki().ca.cert_file + ", retransmit=50)";
+  int served = 0;
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(10s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](any_listener& l, int n, int& count, deadline d) -> task<void> {
+        co_await with_scope([&](scope& inner) -> task<void> {
+          for (int i = 0; i < n; ++i) {
+            auto conn = co_await l.accept(d);
+            if (!conn) {
+              ADD_FAILURE() << "accept: " << conn.error().message();
+              co_return;
+            }
+            ++count;
+            inner.spawn([](any_connection c, deadline dd) -> task<void> {
+              auto& m = c.message();
+              std::vector<std::byte> buf(2048);
+              auto got = co_await m.recv(buf, dd);
+              if (!got) co_return;
+              (void)co_await m.send(const_buffer(buf.data(), *got), dd);
+              std::vector<std::byte> rest(64);
+              (void)co_await m.recv(rest, dd);  // until the client's close_notify
+              (void)co_await c.close(dd);
+            }(std::move(*conn), d));
+          }
+        });
+      }(*listener, peers, served, dl));
+      for (int i = 0; i < peers; ++i) {
+        s.spawn([](std::string spec, int id, deadline d) -> task<void> {
+          auto c = co_await strata::connect(spec, d);
+          if (!c) {
+            ADD_FAILURE() << "peer " << id << ": " << c.error().message();
+            co_return;
+          }
+          EXPECT_EQ(query<fact::secure_session>(*c)->version, std::string("DTLSv1.2"));
+          EXPECT_TRUE(c->runtime_capabilities().secure);
+          auto& m = c->message();
+          std::string msg = "hello from peer " + std::to_string(id);
+          auto sent = co_await m.send(as_bytes(std::string_view(msg)), d);
+          EXPECT_TRUE(sent) << sent.error().message();
+          std::vector<std::byte> buf(2048);
+          auto echo = co_await m.recv(buf, d);
+          EXPECT_TRUE(echo) << echo.error().message();
+          if (echo) {
+            EXPECT_EQ(text(buf, *echo), msg);
+          }
+          (void)co_await c->close(d);
+        }(client_spec, i, dl));
+      }
+      co_return;
+    });
+  });
+  EXPECT_EQ(served, peers);
+  listener->close();
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, DtlsOver,
+                         ::testing::Values(transport_case{"udp-listen:127.0.0.1:0", "udp:127.0.0.1:", 5},
+                                           transport_case{"unix-dgram-listen:@strata-dtls-test",
+                                                          "unix-dgram:@strata-dtls-test", 1},
+                                           transport_case{"seqpacket-listen:@strata-dtls-test",
+                                                          "seqpacket:@strata-dtls-test", 5}));
+
+TEST(DtlsPipeline, CheckerRefusesWhatCannotWork) {
+  pipeline_error e;
+  EXPECT_FALSE(pipeline::parse("tcp:127.0.0.1:1 | dtls", e));
+  EXPECT_NE(e.message.find("message"), std::string::npos) << e.message;
+  EXPECT_FALSE(pipeline::parse("udp-listen:127.0.0.1:0 | dtls", e));
+  EXPECT_NE(e.message.find("cert="), std::string::npos) << e.message;
+  EXPECT_FALSE(pipeline::parse("udp:127.0.0.1:1 | dtls(mtu=100)", e));
+  EXPECT_NE(e.message.find("mtu"), std::string::npos) << e.message;
+  auto checked = pipeline::parse("udp:127.0.0.1:1 | dtls(mtu=1400)", e);
+  ASSERT_TRUE(checked) << e.message;
+  EXPECT_TRUE(checked->top().secure);
+  EXPECT_TRUE(checked->top().authenticated);
+  EXPECT_EQ(checked->top().connection, connection::based);
+  EXPECT_EQ(checked->top().max_message, 1400 - dtls::record_overhead);
+  EXPECT_FALSE(checked->top().reliable);
+}
+
+}  // namespace
+}  // namespace strata

@@ -693,10 +693,10 @@ TEST_F(Cli, DemoQuickVerifiesEveryTransfer) {
     EXPECT_NE(out.find(title), std::string::npos) << title;
   std::size_t oks = 0;
   for (auto at = out.find("  ok\n"); at != std::string::npos; at = out.find("  ok\n", at + 1)) ++oks;
-  EXPECT_EQ(oks, 9u) << out;  // 1 + 2 + 2 + 2 + 2 receiving-side checks
+  EXPECT_EQ(oks, 11u) << out;  // 1 + 2 + 2 + 2 + 2 + 2 receiving-side checks
   EXPECT_NE(out.find("secure authenticated"), std::string::npos) << out;
   EXPECT_EQ(out.find("MISMATCH"), std::string::npos) << out;
-  EXPECT_NE(out.find("demo: all 5 transfers verified ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: all 6 transfers verified ok"), std::string::npos) << out;
 }
 
 // -- a bridge outlives running out of descriptors ------------------------------------------

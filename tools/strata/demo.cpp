@@ -38,6 +38,9 @@ only, and verify every transfer:
      20000 messages of 64..4096 bytes, echoed; the certificate is made for this run
      (self-signed, for localhost) in a private temporary directory, removed afterwards,
      and the client verifies the server against it
+  6. datagrams over DTLS: 'seqpacket-listen:@strata-demo-PID-dtls | dtls(...)', 5000
+     messages of 16..1100 bytes (each one record in one datagram of at most 1200),
+     echoed, with the same certificate
 
 For each it prints the stack of both ends (each layer with the properties it offers),
 the size, a 64-bit checksum computed on the sending side and one computed on the
@@ -64,6 +67,7 @@ struct demo_sizes {
   std::uint64_t lines = 50000;
   std::uint64_t bridge_bytes = 16ull << 20;
   std::uint64_t tls_messages = 20000;
+  std::uint64_t dtls_messages = 5000;
 };
 
 /// demo_certificate is a self-signed certificate for localhost in a private temporary
@@ -481,7 +485,7 @@ int demo_main(args& a, signal_guard& signals) {
       return usage_error("demo", "unknown argument '" + std::string(arg) + "'");
     }
   }
-  if (quick) sizes = demo_sizes{1ull << 20, 2000, 1000, 1ull << 20, 1000};
+  if (quick) sizes = demo_sizes{1ull << 20, 2000, 1000, 1ull << 20, 1000, 500};
   if (size) {
     sizes.stream_bytes = *size;
     sizes.bridge_bytes = std::max<std::uint64_t>(1, *size / 4);
@@ -530,16 +534,32 @@ int demo_main(args& a, signal_guard& signals) {
                                         message_source{pattern(0x5eed0005), 64, 4096, false}, dl);
     }
     tally(print_outcome(5, fifth));
+    title =
+        std::to_string(sizes.dtls_messages) + " datagrams of 16..1100 bytes over seqpacket | dtls, echoed";
+    server = "seqpacket-listen:@strata-demo-" + pid +
+             "-dtls | dtls(cert=" + quote_spec_value(certificate.cert_file) +
+             ", key=" + quote_spec_value(certificate.key_file) + ")";
+    client = "seqpacket:@strata-demo-" + pid + "-dtls";
+    suffix = " | dtls(sni=localhost, ca=" + quote_spec_value(certificate.cert_file) + ")";
+    outcome sixth;
+    if (!certificate.problem.empty()) {
+      sixth.title = title;
+      sixth.fail(certificate.problem, errc::invalid_argument);
+    } else {
+      sixth = co_await message_transfer(title, server, client, suffix, sizes.dtls_messages,
+                                        message_source{pattern(0x5eed0006), 16, 1100, false}, dl);
+    }
+    tally(print_outcome(6, sixth));
     double total = std::chrono::duration<double>(clock_type::now() - start).count();
     if (failures) {
-      std::printf("demo: %d of 5 transfers FAILED (%.2f s)\n", failures, total);
+      std::printf("demo: %d of 6 transfers FAILED (%.2f s)\n", failures, total);
       co_return exit_failure;
     }
     if (mismatches) {
-      std::printf("demo: %d of 5 transfers had a checksum MISMATCH (%.2f s)\n", mismatches, total);
+      std::printf("demo: %d of 6 transfers had a checksum MISMATCH (%.2f s)\n", mismatches, total);
       co_return exit_mismatch;
     }
-    std::printf("demo: all 5 transfers verified ok (%.2f s)\n", total);
+    std::printf("demo: all 6 transfers verified ok (%.2f s)\n", total);
     co_return exit_ok;
   });
 }

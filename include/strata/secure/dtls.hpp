@@ -178,11 +178,19 @@ class connection {
     }
   }
 
-  /// shutdown_write sends close_notify: the peer's recv reports end_of_stream.
+  /// shutdown_write sends close_notify (the peer's recv reports end_of_stream), then ends
+  /// the lower layer's write direction where it has one (seqpacket), so a peer whose
+  /// close waits for our end is not kept waiting.
   task<result<void>> shutdown_write(deadline dl) {
     if (closed_) co_return errc::closed;
     session_.close_notify();
-    co_return co_await flush(dl);
+    auto sent = co_await flush(dl);
+    if (!sent) co_return sent;
+    if constexpr (requires { lower_.shutdown_write(dl); }) {
+      auto shut = co_await lower_.shutdown_write(dl);
+      if (!shut && shut.error() != errc::not_supported) co_return shut;
+    }
+    co_return result<void>{};
   }
 
   /// close sends close_notify (once) and closes the lower layer.

@@ -349,6 +349,69 @@ TEST(TlsInterop, ClientPresentsItsCertificateToOpensslServerThatRequiresOne) {
   EXPECT_EQ(without_cert.error, errc::authentication_failed);
 }
 
+// strata's client keeps the session s_server gave it (TLS 1.3: in tickets after the
+// handshake, which the first read takes in) and resumes it on its next connection.
+TEST(TlsInterop, ClientResumesSessionsWithOpensslServer) {
+  for (auto vc : versions) {
+    SCOPED_TRACE(vc.name);
+    int port = test::free_loopback_port(SOCK_STREAM);
+    auto server = s_server(port, pki().server, {vc.flag});
+    ASSERT_TRUE(server);
+    auto ctx = make_client({});
+    std::array<seen, 2> rounds;
+    for (std::size_t i = 0; i < rounds.size(); ++i) {
+      std::string say = "round " + std::to_string(i) + "\n";
+      std::string answer = "answer " + std::to_string(i) + "\n";
+      strata_thread strata(
+          [&]() -> task<void> { co_await talk_as_client(port, ctx, "localhost", say, answer, rounds[i]); });
+      EXPECT_TRUE(server.wait_for_output(say, patience)) << server.output();
+      EXPECT_TRUE(server.write_stdin(answer));
+    }
+    EXPECT_FALSE(rounds[0].error) << rounds[0].error.message();
+    EXPECT_FALSE(rounds[1].error) << rounds[1].error.message();
+    EXPECT_FALSE(rounds[0].resumed);
+    EXPECT_TRUE(rounds[1].resumed);
+    EXPECT_EQ(rounds[1].version, vc.name);
+    // A resumed session still counts as verified: it carries the first one's check.
+    EXPECT_TRUE(rounds[1].peer_verified);
+    EXPECT_TRUE(server.wait_for_output("Reused session-id", patience)) << server.output();
+  }
+}
+
+// A HelloRetryRequest in both roles: OpenSSL's first key share is X25519, so an end that
+// accepts P-384 only must ask the other for a second ClientHello.
+TEST(TlsInterop, HelloRetryRequestWorksInBothRoles) {
+  int port = test::free_loopback_port(SOCK_STREAM);
+  auto server = s_server(port, pki().server, {"-groups", "P-384"});
+  ASSERT_TRUE(server);
+  seen client;
+  auto client_ctx = make_client({});
+  {
+    strata_thread strata([&]() -> task<void> {
+      co_await talk_as_client(port, client_ctx, "localhost", "retried\n", "", client);
+    });
+    EXPECT_TRUE(server.wait_for_output("retried\n", patience)) << server.output();
+  }
+  EXPECT_FALSE(client.error) << client.error.message() << "\n" << server.output();
+  EXPECT_EQ(client.version, "TLSv1.3");
+
+  auto bound = bind_loopback();
+  ASSERT_NE(bound.port, 0);
+  auto server_ctx = make_server({.groups = "P-384"});
+  seen served;
+  strata_thread strata(
+      [&]() -> task<void> { co_await serve_once(bound.listener, server_ctx, "", "bye\n", served); });
+  auto s_client_run = s_client(bound.port, {"-msg"}, true);
+  ASSERT_TRUE(s_client_run);
+  EXPECT_EQ(s_client_run.wait_exit(patience), 0) << s_client_run.output();
+  strata.join();
+  EXPECT_FALSE(served.error) << served.error.message();
+  auto out = s_client_run.output();
+  // -msg shows both: the retry request is a ServerHello too.
+  EXPECT_EQ(count_of(out, "], ServerHello"), 2u) << out;
+  EXPECT_NE(out.find("Server Temp Key: ECDH, secp384r1"), std::string::npos) << out;
+}
+
 // -- 5. failures against openssl s_server -------------------------------------------------
 
 TEST(TlsInterop, ClientRefusesOpensslServersWithExpiredOrUntrustedCertificates) {
@@ -404,6 +467,34 @@ TEST(TlsInterop, OpensslClientTalksToServerInBothVersionsWithAlpnAndSni) {
     EXPECT_EQ(served.server_name, "localhost");
     EXPECT_NE(served.received.find("ping from s_client\n"), std::string::npos) << served.received;
   }
+}
+
+// With two certificates the server presents the one for the name s_client asks for.
+TEST(TlsInterop, ServerPicksItsCertificateByOpensslClientsSni) {
+  auto bound = bind_loopback();
+  ASSERT_NE(bound.port, 0);
+  auto ctx = make_server({.certificates = {cred(pki().server), cred(pki().other_name_server)}});
+  const std::array<const char*, 2> names{"other.test", "localhost"};
+  std::array<seen, versions.size() * names.size()> served;
+  strata_thread strata([&]() -> task<void> {
+    for (auto& one : served) co_await serve_once(bound.listener, ctx, "", "", one);
+  });
+  std::size_t i = 0;
+  for (auto vc : versions) {
+    for (const char* name : names) {
+      SCOPED_TRACE(std::string(vc.name) + " " + name);
+      std::vector<std::string> argv{
+          "openssl", "s_client",         "-connect", "127.0.0.1:" + text_of(bound.port),
+          "-CAfile", pki().ca.cert_file, vc.flag,    "-servername",
+          name,      "-verify_hostname", name,       "-verify_return_error"};
+      auto client = peer_process::start(argv);
+      ASSERT_TRUE(client);
+      EXPECT_EQ(client.wait_exit(patience), 0) << client.output();
+      EXPECT_NE(client.output().find("Verify return code: 0 (ok)"), std::string::npos) << client.output();
+      EXPECT_EQ(served[i++].server_name, name);
+    }
+  }
+  strata.join();
 }
 
 TEST(TlsInterop, ServerRequiringClientCertificatesChecksOpensslClients) {

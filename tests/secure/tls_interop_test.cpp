@@ -378,6 +378,25 @@ TEST(TlsInterop, ClientResumesSessionsWithOpensslServer) {
   }
 }
 
+// s_server killed mid-connection ends the TCP stream without a close_notify: strata's
+// client reads truncated, not an orderly end.
+TEST(TlsInterop, ClientSeesTruncationWhenOpensslServerDies) {
+  int port = test::free_loopback_port(SOCK_STREAM);
+  auto server = s_server(port, pki().server);
+  ASSERT_TRUE(server);
+  seen client;
+  auto ctx = make_client({});
+  {
+    strata_thread strata([&]() -> task<void> {
+      co_await talk_as_client(port, ctx, "localhost", "last words\n", "never sent", client);
+    });
+    EXPECT_TRUE(server.wait_for_output("last words\n", patience)) << server.output();
+    server.stop();
+  }
+  EXPECT_EQ(client.error, tls::error::truncated) << client.error.message();
+  EXPECT_EQ(client.error, errc::broken);
+}
+
 // A HelloRetryRequest in both roles: OpenSSL's first key share is X25519, so an end that
 // accepts P-384 only must ask the other for a second ClientHello.
 TEST(TlsInterop, HelloRetryRequestWorksInBothRoles) {
@@ -467,6 +486,62 @@ TEST(TlsInterop, OpensslClientTalksToServerInBothVersionsWithAlpnAndSni) {
     EXPECT_EQ(served.server_name, "localhost");
     EXPECT_NE(served.received.find("ping from s_client\n"), std::string::npos) << served.received;
   }
+}
+
+/// numbered_lines is `count` lines "<prefix><number>\n" of 8 bytes each.
+std::string numbered_lines(char prefix, int count) {
+  std::string out;
+  out.reserve(static_cast<std::size_t>(count) * 8);
+  for (int i = 0; i < count; ++i) {
+    std::string n = std::to_string(i);
+    out += prefix;
+    out.append(6 - n.size(), '0');
+    out += n;
+    out += '\n';
+  }
+  return out;
+}
+
+// A mebibyte each way: many full records, written whole from the caller's memory, read
+// by OpenSSL's own record layer, and the other way round.
+TEST(TlsInterop, MebibytesBothWaysWithOpensslClient) {
+  const std::string upload = numbered_lines('u', 131072);
+  const std::string download = numbered_lines('d', 131072);
+  auto bound = bind_loopback();
+  ASSERT_NE(bound.port, 0);
+  auto ctx = make_server({});
+  seen served;
+  bool upload_intact = false;
+  strata_thread strata([&]() -> task<void> {
+    auto dl = deadline::after(patience);
+    auto s = co_await accept_tls(bound.listener, ctx, dl);
+    if (!s) {
+      served.error = s.error();
+      co_return;
+    }
+    std::string got(upload.size(), '\0');
+    auto r = co_await read_exact(*s, as_writable_bytes(std::span(got.data(), got.size())), dl);
+    if (!r) {
+      served.error = r.error();
+      co_return;
+    }
+    upload_intact = got == upload;
+    auto sent = co_await s->write(as_bytes(download), dl);
+    if (!sent) served.error = sent.error();
+    (void)co_await s->close(dl);
+  });
+  // -quiet: s_client's stdout is the bytes it received and nothing else; no command
+  // letters, and stdin's end is not the connection's.
+  auto client = s_client(bound.port, {"-quiet", "-verify_quiet", "-nocommands"}, true);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(client.write_stdin(upload, patience));
+  EXPECT_EQ(client.wait_exit(patience), 0);
+  strata.join();
+  EXPECT_FALSE(served.error) << served.error.message();
+  EXPECT_TRUE(upload_intact);
+  auto out = client.output();
+  EXPECT_EQ(out.size(), download.size());
+  EXPECT_TRUE(out == download) << out.substr(0, 200);
 }
 
 // With two certificates the server presents the one for the name s_client asks for.

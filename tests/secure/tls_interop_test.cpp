@@ -270,22 +270,31 @@ std::string scratch_path(std::string_view stem) {
 
 // -- 1. strata's client against openssl s_server -----------------------------------------
 
+/// talk_to_s_server runs talk_as_client against `server` (on 127.0.0.1:`port`) on a
+/// strata thread: strata writes `say`, and once s_server has printed it the test writes
+/// `answer` (when not empty) to s_server's stdin, which strata reads. It returns what
+/// strata's client saw.
+seen talk_to_s_server(peer_process& server, int port, const tls::context& ctx, std::string_view say,
+                      std::string_view answer = {}) {
+  seen out;
+  strata_thread strata(
+      [&]() -> task<void> { co_await talk_as_client(port, ctx, "localhost", say, answer, out); });
+  EXPECT_TRUE(server.wait_for_output(say, patience)) << server.output();
+  if (!answer.empty()) {
+    EXPECT_TRUE(server.write_stdin(answer));
+  }
+  strata.join();
+  return out;
+}
+
 TEST(TlsInterop, ClientTalksToOpensslServerInBothVersionsWithAlpn) {
   for (auto vc : versions) {
     SCOPED_TRACE(vc.name);
     int port = test::free_loopback_port(SOCK_STREAM);
     auto server = s_server(port, pki().server, {vc.flag, "-alpn", "h2"});
     ASSERT_TRUE(server);
-    seen client;
     auto ctx = make_client({.alpn = {"h2", "http/1.1"}});
-    {
-      strata_thread strata([&]() -> task<void> {
-        co_await talk_as_client(port, ctx, "localhost", "hello from strata\n", "hello from openssl\n",
-                                client);
-      });
-      EXPECT_TRUE(server.wait_for_output("hello from strata\n", patience)) << server.output();
-      EXPECT_TRUE(server.write_stdin("hello from openssl\n"));
-    }
+    auto client = talk_to_s_server(server, port, ctx, "hello from strata\n", "hello from openssl\n");
     EXPECT_FALSE(client.error) << client.error.message() << "\n" << server.output();
     EXPECT_EQ(client.alpn, "h2");
     EXPECT_EQ(client.version, vc.name);
@@ -306,12 +315,7 @@ TEST(TlsInterop, ClientSendsSniThatOpensslServerActsOn) {
       port, pki().other_name_server,
       {"-servername", "localhost", "-cert2", pki().server.cert_file, "-key2", pki().server.key_file});
   ASSERT_TRUE(server);
-  seen client;
-  auto ctx = make_client({});
-  {
-    strata_thread strata(
-        [&]() -> task<void> { co_await talk_as_client(port, ctx, "localhost", "sni\n", "", client); });
-  }
+  auto client = talk_to_s_server(server, port, make_client({}), "sni\n");
   EXPECT_FALSE(client.error) << client.error.message() << "\n" << server.output();
   EXPECT_NE(client.peer_subject.find("CN=localhost"), std::string::npos) << client.peer_subject;
   EXPECT_TRUE(server.wait_for_output("Hostname in TLS extension: \"localhost\"", patience))
@@ -324,22 +328,16 @@ TEST(TlsInterop, ClientPresentsItsCertificateToOpensslServerThatRequiresOne) {
   auto server =
       s_server(port, pki().server, {"-Verify", "1", "-verify_return_error", "-CAfile", pki().ca.cert_file});
   ASSERT_TRUE(server);
-  seen with_cert;
-  seen without_cert;
-  auto ctx_with = make_client({.certificates = {cred(pki().client)}});
-  auto ctx_without = make_client({});
-  {
-    strata_thread strata([&]() -> task<void> {
-      co_await talk_as_client(port, ctx_with, "localhost", "mutual\n", "", with_cert);
-    });
-    EXPECT_TRUE(server.wait_for_output("mutual\n", patience)) << server.output();
-  }
+  auto with_cert =
+      talk_to_s_server(server, port, make_client({.certificates = {cred(pki().client)}}), "mutual\n");
   EXPECT_FALSE(with_cert.error) << with_cert.error.message() << "\n" << server.output();
   // s_server verified us and prints our certificate's subject.
   EXPECT_TRUE(server.wait_for_output("strata test client", patience)) << server.output();
 
   // Without a certificate s_server refuses us. A TLS 1.3 client has finished its
   // handshake by then: the refusal is the alert its first read gets.
+  seen without_cert;
+  auto ctx_without = make_client({});
   {
     strata_thread strata([&]() -> task<void> {
       co_await talk_as_client(port, ctx_without, "localhost", "", "never sent", without_cert);
@@ -360,12 +358,8 @@ TEST(TlsInterop, ClientResumesSessionsWithOpensslServer) {
     auto ctx = make_client({});
     std::array<seen, 2> rounds;
     for (std::size_t i = 0; i < rounds.size(); ++i) {
-      std::string say = "round " + std::to_string(i) + "\n";
-      std::string answer = "answer " + std::to_string(i) + "\n";
-      strata_thread strata(
-          [&]() -> task<void> { co_await talk_as_client(port, ctx, "localhost", say, answer, rounds[i]); });
-      EXPECT_TRUE(server.wait_for_output(say, patience)) << server.output();
-      EXPECT_TRUE(server.write_stdin(answer));
+      rounds[i] = talk_to_s_server(server, port, ctx, "round " + std::to_string(i) + "\n",
+                                   "answer " + std::to_string(i) + "\n");
     }
     EXPECT_FALSE(rounds[0].error) << rounds[0].error.message();
     EXPECT_FALSE(rounds[1].error) << rounds[1].error.message();
@@ -403,14 +397,7 @@ TEST(TlsInterop, HelloRetryRequestWorksInBothRoles) {
   int port = test::free_loopback_port(SOCK_STREAM);
   auto server = s_server(port, pki().server, {"-groups", "P-384"});
   ASSERT_TRUE(server);
-  seen client;
-  auto client_ctx = make_client({});
-  {
-    strata_thread strata([&]() -> task<void> {
-      co_await talk_as_client(port, client_ctx, "localhost", "retried\n", "", client);
-    });
-    EXPECT_TRUE(server.wait_for_output("retried\n", patience)) << server.output();
-  }
+  auto client = talk_to_s_server(server, port, make_client({}), "retried\n");
   EXPECT_FALSE(client.error) << client.error.message() << "\n" << server.output();
   EXPECT_EQ(client.version, "TLSv1.3");
 

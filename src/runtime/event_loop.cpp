@@ -276,7 +276,8 @@ void event_loop::run_ready() {
     }
     if (--budget == 0) {
       budget = resumes_between_polls;
-      poll(false);
+      // Remote completions are seen by drain_remote, not through the wake eventfd.
+      if (watched_fds_ > 0) poll(false);
       expire_timers();
       drain_remote();
     }
@@ -492,6 +493,7 @@ bool event_loop::watch_io(int fd, bool write, detail::waiter& w, io_attempt atte
     }
     s.registered = true;
     s.interest = want;
+    ++watched_fds_;
   }
   auto*& parked = write ? s.writer : s.reader;
   if (parked) {
@@ -531,7 +533,10 @@ void event_loop::io_drained(int fd, bool write) noexcept {
 void event_loop::forget_fd(int fd) noexcept {
   if (fd < 0 || static_cast<std::size_t>(fd) >= io_.size()) return;
   auto& s = io_[fd];
-  if (s.registered) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (s.registered) {
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    --watched_fds_;
+  }
   auto* r = std::exchange(s.reader, nullptr);
   auto* w = std::exchange(s.writer, nullptr);
   s = io_slot{};

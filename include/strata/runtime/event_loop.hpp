@@ -203,6 +203,9 @@ class event_loop {
   std::size_t ready_count_ = 0;
   std::vector<detail::waiter*> timers_;
   std::vector<io_slot> io_;
+  // Descriptors registered with epoll (the wake eventfd aside): while there are none, the
+  // non-blocking poll between batches of resumes has nothing to find and is skipped.
+  std::size_t watched_fds_ = 0;
   std::mutex remote_mutex_;
   std::vector<remote_item> remote_;
   std::atomic<bool> remote_pending_{false};

@@ -4,7 +4,7 @@
 // peer's credentials through the query interface.
 //
 // `knock` makes the client send a shared secret before the stream is handed up; the
-// server refuses anyone who does not know it.
+// server refuses anyone who does not know it. First it says hello over TLS.
 #include <unistd.h>
 
 #include <array>
@@ -90,7 +90,39 @@ strata::task<int> knock_and_greet(const strata::protocol_registry& protocols, st
 
 }  // namespace
 
+// secure_hello runs TLS over an in-process stream pair with a certificate made for the
+// occasion: the installed package's secure layer, and its link to OpenSSL, work.
+strata::task<int> secure_hello() {
+  std::vector<std::string> names{"localhost"};
+  auto made = strata::tls::self_signed(names);
+  if (!made) co_return 1;
+  auto server_ctx = strata::tls::context::server({.certificates = {*made}});
+  auto client_ctx = strata::tls::context::client({.ca_pem = made->cert_pem});
+  if (!server_ctx || !client_ctx) co_return 1;
+  auto [a, b] = strata::inproc::stream_pair();
+  auto dl = strata::deadline::after(std::chrono::seconds(5));
+  strata::tls::client_options to{.server_name = "localhost"};
+  std::string said;
+  co_await strata::with_scope([&](strata::scope& s) -> strata::task<void> {
+    s.spawn(
+        [](strata::inproc::stream lower, strata::tls::context ctx, strata::deadline d) -> strata::task<void> {
+          auto t = co_await strata::tls::accept(std::move(lower), std::move(ctx), d);
+          if (t) (void)co_await t->write(strata::as_bytes(std::string_view("secret hello")), d);
+          if (t) (void)co_await t->close(d);
+        }(std::move(b), *server_ctx, dl));
+    auto t = co_await strata::tls::connect(std::move(a), *client_ctx, to, dl);
+    if (!t) co_return;
+    std::array<char, 64> buf{};
+    auto n = co_await t->read_some(std::as_writable_bytes(std::span(buf.data(), buf.size())), dl);
+    if (n) said.assign(buf.data(), *n);
+    (void)co_await t->close(dl);
+  });
+  std::printf("consumer: tls said '%s'\n", said.c_str());
+  co_return said == "secret hello" ? 0 : 1;
+}
+
 int main() {
+  if (strata::run(secure_hello()) != 0) return 1;
   strata::protocol_registry protocols;
   auto added = protocols.add(strata::adapter_entry<knock_options>({
       .name = "knock",

@@ -664,6 +664,12 @@ strata::task<void> strata_open_one(strata::tcp::listener& l, std::uint16_t port,
   });
 }
 
+// The memory figures come from three separate sets of connections, so that what one
+// phase leaves behind (a buffer a read took) does not count in another:
+//   A  open `count`, measure (both ends), drop the client ends, measure (server ends);
+//   B  open `count`, leave a read pending on every server end, measure;
+//   C  open `transfers`, send one large write through each, measure.
+
 strata::task<memory_outcome> strata_memory(const contexts& c, int count) {
   auto l = strata::tcp::listener::bind("127.0.0.1:0");
   if (!l) die_ec("strata listen", l.error());
@@ -671,60 +677,66 @@ strata::task<memory_outcome> strata_memory(const contexts& c, int count) {
   std::vector<std::unique_ptr<strata_tls>> servers, clients;
   servers.reserve(static_cast<std::size_t>(count));
   clients.reserve(static_cast<std::size_t>(count));
+  auto open = [&](int n) -> strata::task<void> {
+    for (int i = 0; i < n; ++i) co_await strata_open_one(*l, port, c, servers, clients);
+  };
   // Warm-up: what the first connections allocate once (OpenSSL's caches, the loop's
   // tables) is not per connection.
-  for (int i = 0; i < 16; ++i) co_await strata_open_one(*l, port, c, servers, clients);
+  co_await open(16);
   servers.clear();
   clients.clear();
-  memory_outcome out;
-  double n = count;
   (void)large_payload();
-  double before = heap_in_use();
-  for (int i = 0; i < count; ++i) co_await strata_open_one(*l, port, c, servers, clients);
+  const double n = count;
+  memory_outcome out;
+
+  double before = heap_in_use();  // A
+  co_await open(count);
   double both = heap_in_use();
-  // A read pending on every server end, as a server waiting for its clients' next
-  // request leaves it. The user's buffer is one for all (it is the application's).
-  double reading = 0;
+  clients.clear();
+  double servers_only = heap_in_use();
+  servers.clear();
+  out.both = (both - before) / n;
+  out.client = (both - servers_only) / n;
+  out.server = (servers_only - before) / n;
+
+  co_await open(count);  // B: as a server waiting for its clients' next request
+  double idle = heap_in_use();
   co_await strata::with_scope([&](strata::scope& sc) -> strata::task<void> {
     for (auto& s : servers) {
       sc.spawn([](strata_tls& st) -> strata::task<void> {
-        auto n = co_await st.read_some(strata::mutable_buffer(user_buffer, sizeof user_buffer),
-                                       strata::deadline::after(60s));
-        if (n || n.error() != strata::errc::operation_canceled) die("strata: an idle read returned");
+        auto got = co_await st.read_some(strata::mutable_buffer(user_buffer, sizeof user_buffer),
+                                         strata::deadline::after(60s));
+        if (got || got.error() != strata::errc::operation_canceled) die("strata: an idle read returned");
       }(*s));
     }
     co_await strata::yield();  // let every reader reach its wait
     co_await strata::yield();
-    reading = heap_in_use();
+    out.reading = out.server + (heap_in_use() - idle) / n;
     sc.cancel();
   });
-  // One large write from the client, read by the server 16 KiB at a time, on the first
-  // `transfers` connections; then they are idle again.
-  double idle = heap_in_use();
-  const int transfers = std::min(count, max_transfers);
-  for (int i = 0; i < transfers; ++i) {
+  clients.clear();
+  servers.clear();
+
+  const int transfers = std::min(count, max_transfers);  // C
+  before = heap_in_use();
+  co_await open(transfers);
+  for (std::size_t i = 0; i < servers.size(); ++i) {
     co_await strata::with_scope([&](strata::scope& sc) -> strata::task<void> {
       sc.spawn([](strata_tls& server) -> strata::task<void> {
         std::size_t got = 0;
         while (got < large_write) {
-          auto n = co_await server.read_some(strata::mutable_buffer(user_buffer, sizeof user_buffer),
+          auto r = co_await server.read_some(strata::mutable_buffer(user_buffer, sizeof user_buffer),
                                              strata::deadline::after(10s));
-          if (!n) die_ec("strata read_some", n.error());
-          got += *n;
+          if (!r) die_ec("strata read_some", r.error());
+          got += *r;
         }
-      }(*servers[static_cast<std::size_t>(i)]));
-      auto w =
-          co_await clients[static_cast<std::size_t>(i)]->write(large_payload(), strata::deadline::after(10s));
+      }(*servers[i]));
+      auto w = co_await clients[i]->write(large_payload(), strata::deadline::after(10s));
       if (!w) die_ec("strata write", w.error());
     });
   }
-  out.after_write = (both - before) / n + (heap_in_use() - idle) / transfers;
+  out.after_write = (heap_in_use() - before) / transfers;
   clients.clear();
-  double servers_only = heap_in_use();
-  out.both = (both - before) / n;
-  out.client = (both - servers_only) / n;
-  out.server = (servers_only - before) / n;
-  out.reading = out.server + (reading - both) / n;
   servers.clear();
   co_return out;
 }
@@ -776,46 +788,61 @@ memory_outcome raw_memory(const contexts& c, int count) {
     ssls.clear();
     fds.clear();
   };
-  for (int i = 0; i < 16; ++i) open_one();  // warm-up, as for strata
-  drop(clients, client_fds);
-  drop(servers, server_fds);
-  memory_outcome out;
-  double n = count;
+  auto open = [&](int n) {
+    for (int i = 0; i < n; ++i) open_one();
+  };
+  auto drop_all = [&] {
+    drop(clients, client_fds);
+    drop(servers, server_fds);
+  };
+  open(16);  // warm-up, as for strata
+  drop_all();
   (void)large_payload();
-  double before = heap_in_use();
-  for (int i = 0; i < count; ++i) open_one();
+  const double n = count;
+  memory_outcome out;
+
+  double before = heap_in_use();  // A
+  open(count);
   double both = heap_in_use();
-  // An event-driven server's idle connection: its read said "want read".
+  drop(clients, client_fds);
+  double servers_only = heap_in_use();
+  drop(servers, server_fds);
+  out.both = (both - before) / n;
+  out.client = (both - servers_only) / n;
+  out.server = (servers_only - before) / n;
+
+  open(count);  // B: an event-driven server's idle connection: its read said "want read"
+  double idle = heap_in_use();
   for (SSL* s : servers) {
     std::size_t got = 0;
     int r = SSL_read_ex(s, user_buffer, sizeof user_buffer, &got);
     if (r == 1 || SSL_get_error(s, r) != SSL_ERROR_WANT_READ) die_ssl("raw: an idle read returned");
   }
-  double reading = heap_in_use();
-  // One large write from the client, read by the server 16 KiB at a time, on the first
-  // `transfers` connections; then they are idle again.
-  const int transfers = std::min(count, max_transfers);
-  for (int i = 0; i < transfers; ++i) {
-    SSL* client = clients[static_cast<std::size_t>(i)];
-    SSL* server = servers[static_cast<std::size_t>(i)];
-    auto payload = large_payload();
+  out.reading = out.server + (heap_in_use() - idle) / n;
+  drop_all();
+
+  const int transfers = std::min(count, max_transfers);  // C
+  before = heap_in_use();
+  open(transfers);
+  const auto payload = large_payload();
+  for (std::size_t i = 0; i < servers.size(); ++i) {
     bool written = false;
     std::size_t got = 0;
     while (!written || got < large_write) {
-      std::size_t n = 0;
+      std::size_t done = 0;
       if (!written) {
-        int r = SSL_write_ex(client, payload.data(), payload.size(), &n);
+        int r = SSL_write_ex(clients[i], payload.data(), payload.size(), &done);
         if (r == 1) {
           written = true;
-        } else if (SSL_get_error(client, r) != SSL_ERROR_WANT_WRITE) {
+        } else if (SSL_get_error(clients[i], r) != SSL_ERROR_WANT_WRITE) {
           die_ssl("SSL_write_ex (non-blocking)");
         }
       }
       for (;;) {
-        int r = SSL_read_ex(server, user_buffer, sizeof user_buffer, &n);
+        int r = SSL_read_ex(servers[i], user_buffer, sizeof user_buffer, &done);
         if (r == 1) {
-          got += n;
-        } else if (SSL_get_error(server, r) == SSL_ERROR_WANT_READ) {
+          got += done;
+        } else if (SSL_get_error(servers[i], r) == SSL_ERROR_WANT_READ) {
           break;
         } else {
           die_ssl("SSL_read_ex (non-blocking)");
@@ -823,14 +850,8 @@ memory_outcome raw_memory(const contexts& c, int count) {
       }
     }
   }
-  out.after_write = (both - before) / n + (heap_in_use() - reading) / transfers;
-  drop(clients, client_fds);
-  double servers_only = heap_in_use();
-  out.both = (both - before) / n;
-  out.client = (both - servers_only) / n;
-  out.server = (servers_only - before) / n;
-  out.reading = out.server + (reading - both) / n;
-  drop(servers, server_fds);
+  out.after_write = (heap_in_use() - before) / transfers;
+  drop_all();
   ::close(lfd);
   return out;
 }

@@ -32,12 +32,12 @@
 //
 // Placement: see pin_mode below (default: both threads on one CPU).
 //
-// The raw contexts are configured as strata's (src/secure/tls.cpp, make_context): no
-// renegotiation, no compression, server cipher preference, SSL_MODE_RELEASE_BUFFERS,
-// TLS 1.3 only, the same groups, tickets off; the client verifies the server's
-// certificate and the name "localhost" as strata's does. The certificate is an ECDSA
-// P-256 key and a self-signed certificate made at startup by tls::self_signed (OpenSSL
-// 3's API; no key file anywhere), the same for both.
+// The raw contexts are configured as strata's (make_context in
+// src/secure/openssl_session.cpp): no renegotiation, no compression, server cipher
+// preference, SSL_MODE_RELEASE_BUFFERS, TLS 1.3 only, the same groups, tickets off; the
+// client verifies the server's certificate and the name "localhost" as strata's does.
+// The certificate is an ECDSA P-256 key and a self-signed certificate made at startup by
+// tls::self_signed (OpenSSL 3's API; no key file anywhere), the same for both.
 //
 // The cipher suite: strata's context_options have no cipher suite setting, so the suite
 // is chosen for the whole process through an OpenSSL configuration (system_default

@@ -36,7 +36,7 @@ namespace {
 /// 60 s (OpenSSL calls it with 0 when a flight is first sent).
 unsigned int next_timeout(SSL* ssl, unsigned int previous_us) {
   auto* s = static_cast<session_impl*>(SSL_get_app_data(ssl));
-  unsigned int first = s ? s->retransmit_us : 1000000;
+  unsigned int first = s && s->datagram ? s->datagram->retransmit_us : 1000000;
   if (previous_us == 0) return first;
   return std::min(previous_us * 2, 60u * 1000000u);
 }
@@ -47,8 +47,8 @@ result<std::unique_ptr<session_impl>> start(const tls::context& ctx, const link_
   auto made = tls::detail::new_session(ctx);
   if (!made) return unexpected(made.error());
   auto& s = **made;
-  s.datagram = true;
-  s.retransmit_us = static_cast<unsigned>(std::clamp<long long>(
+  s.datagram = std::make_unique<session_impl::datagram_state>();
+  s.datagram->retransmit_us = static_cast<unsigned>(std::clamp<long long>(
       std::chrono::duration_cast<std::chrono::microseconds>(link.retransmit).count(), 1000, 60LL * 1000000));
   SSL_set_mtu(s.ssl, static_cast<long>(link.mtu));
   DTLS_set_timer_cb(s.ssl, next_timeout);
@@ -72,7 +72,7 @@ result<session> session::server(const tls::context& ctx, std::string_view peer, 
   if (!ctx.is_server()) return errc::invalid_argument;
   auto made = start(ctx, link);
   if (!made) return unexpected(made.error());
-  (*made)->cookie_peer = std::string(peer);
+  (*made)->datagram->cookie_peer = std::string(peer);
   SSL_set_accept_state((*made)->ssl);
   return session(std::move(*made), link);
 }
@@ -94,13 +94,13 @@ result<tls::want> session::handshake() {
 bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
 
 void session::feed(const_buffer datagram) {
-  impl_->datagrams_in.emplace_back(datagram.begin(), datagram.end());
+  impl_->datagram->in.emplace_back(datagram.begin(), datagram.end());
 }
 
-bool session::has_output() const noexcept { return impl_ && !impl_->datagrams_out.empty(); }
+bool session::has_output() const noexcept { return impl_ && !impl_->datagram->out.empty(); }
 
 std::vector<std::byte> session::next_output() {
-  auto& q = impl_->datagrams_out;
+  auto& q = impl_->datagram->out;
   if (q.empty()) return {};
   auto out = std::move(q.front());
   q.pop_front();
@@ -128,7 +128,7 @@ result<std::size_t> session::read(mutable_buffer buf) {
   // must not cut a message silently.
   if (s.stage.size() < 16384 + 2048) s.stage.resize(16384 + 2048);
   for (;;) {
-    if (s.datagrams_in.empty() && SSL_pending(s.ssl) == 0) return std::size_t{0};
+    if (s.datagram->in.empty() && SSL_pending(s.ssl) == 0) return std::size_t{0};
     ERR_clear_error();
     std::size_t n = 0;
     int r = SSL_read_ex(s.ssl, s.stage.data(), s.stage.size(), &n);

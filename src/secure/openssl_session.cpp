@@ -52,7 +52,7 @@ int bio_write(BIO* bio, const char* data, std::size_t len, std::size_t* written)
   auto* s = static_cast<session_impl*>(BIO_get_data(bio));
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
   if (s->datagram) {
-    s->datagrams_out.emplace_back(bytes, bytes + len);
+    s->datagram->out.emplace_back(bytes, bytes + len);
   } else {
     s->out.insert(s->out.end(), bytes, bytes + len);
   }
@@ -66,15 +66,15 @@ int bio_read(BIO* bio, char* data, std::size_t len, std::size_t* read) {
   if (s->datagram) {
     // One read, one whole datagram (its tail is lost if OpenSSL asked for less, as
     // with a datagram socket).
-    if (s->datagrams_in.empty()) {
+    if (s->datagram->in.empty()) {
       BIO_set_retry_read(bio);
       *read = 0;
       return 0;
     }
-    auto& d = s->datagrams_in.front();
+    auto& d = s->datagram->in.front();
     std::size_t n = std::min(len, d.size());
     std::memcpy(data, d.data(), n);
-    s->datagrams_in.pop_front();
+    s->datagram->in.pop_front();
     *read = n;
     return 1;
   }
@@ -259,11 +259,11 @@ int version_number(version v) { return v == version::tls1_3 ? TLS1_3_VERSION : T
 bool cookie_mac(SSL* ssl, unsigned char* out, unsigned int* out_len) {
   auto* c = context_of(ssl);
   auto* s = static_cast<session_impl*>(SSL_get_app_data(ssl));
-  if (!c || !s) return false;
+  if (!c || !s || !s->datagram) return false;
   unsigned int len = 0;
   if (!HMAC(EVP_sha256(), c->cookie_secret, sizeof c->cookie_secret,
-            reinterpret_cast<const unsigned char*>(s->cookie_peer.data()), s->cookie_peer.size(), out,
-            &len)) {
+            reinterpret_cast<const unsigned char*>(s->datagram->cookie_peer.data()),
+            s->datagram->cookie_peer.size(), out, &len)) {
     return false;
   }
   *out_len = len;

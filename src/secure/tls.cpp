@@ -318,6 +318,24 @@ mutable_buffer session::input_space(std::size_t min) {
 }
 
 void session::commit_input(std::size_t n) noexcept { impl_->in_end += n; }
+
+std::size_t session::input_capacity() const noexcept { return impl_ ? impl_->in.size() : 0; }
+
+void session::release_input() noexcept {
+  auto& s = *impl_;
+  if (s.in_begin != s.in_end) return;
+  std::vector<std::byte>().swap(s.in);
+  s.in_begin = s.in_end = 0;
+}
+
+void session::trim_output(std::size_t above) noexcept {
+  auto& s = *impl_;
+  if (s.out.size() == s.out_begin && s.out.capacity() > above) {
+    std::vector<std::byte>().swap(s.out);
+    s.out_begin = 0;
+  }
+  if (s.stage.empty() && s.stage.capacity() > above) std::vector<std::byte>().swap(s.stage);
+}
 void session::end_input() noexcept { impl_->in_ended = true; }
 
 std::vector<std::byte> session::take_unread_input() {

@@ -16,6 +16,7 @@
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/run.hpp"
 #include "strata/runtime/scope.hpp"
+#include "strata/runtime/timer.hpp"
 #include "strata/transport/inproc.hpp"
 #include "strata/transport/tcp.hpp"
 #include "support/co_test.hpp"
@@ -400,6 +401,50 @@ TEST(Tls, ShutdownWriteLetsThePeersCloseFinish) {
     EXPECT_TRUE(bye);
     auto end = co_await out.client->read_some(b, dl);
     EXPECT_EQ(end.error(), errc::end_of_stream);
+  });
+}
+
+// An idle connection holds no input buffer: after idle_grace (50 ms) without a byte the
+// read waits with a small buffer. Records of any size still arrive whole afterwards.
+TEST(Tls, IdleConnectionGivesItsInputBufferBack) {
+  test::run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto out = co_await shake(client_context(), "localhost", server_context(), dl);
+    CO_ASSERT_OK(out.client);
+    CO_ASSERT_OK(out.server);
+    auto& s = *out.server;
+    auto big = pattern(40000, 3);
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](inproc_tls& c, const std::vector<std::byte>& data, deadline d) -> task<void> {
+        // The silence under test: longer than the grace, so the reader goes idle.
+        (void)co_await sleep_for(150ms);
+        (void)co_await c.write(as_bytes(std::string_view("x")), d);
+        (void)co_await sleep_for(150ms);
+        (void)co_await c.write(const_buffer(data), d);
+      }(*out.client, big, dl));
+      std::array<std::byte, 1> one{};
+      EXPECT_EQ(s.engine().input_capacity(), 0u);  // the handshake gave its buffer back
+      auto first = co_await s.read_some(one, dl);
+      CO_ASSERT_OK(first);
+      // A small record came in whole through the small read: no big buffer for it.
+      EXPECT_LE(s.engine().input_capacity(), 64u);
+      auto got = co_await read_all(s, big.size(), dl);
+      EXPECT_TRUE(got && *got == big);
+    });
+    // Idle again: the next read holds no buffer while it waits.
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](inproc_tls& c, deadline d) -> task<void> {
+        (void)co_await sleep_for(150ms);
+        (void)co_await c.write(as_bytes(std::string_view("late")), d);
+      }(*out.client, dl));
+      sc.spawn([](inproc_tls& server, deadline d) -> task<void> {
+        (void)co_await sleep_for(100ms);
+        EXPECT_EQ(server.engine().input_capacity(), 0u);
+        (void)d;
+      }(s, dl));
+      auto late = co_await read_all(s, 4, dl);
+      EXPECT_TRUE(late);
+    });
   });
 }
 

@@ -15,9 +15,11 @@
 // layer's, under the caller's deadline; OpenSSL never blocks and never sees a descriptor.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -229,9 +231,15 @@ class session {
 
   /// input_space is where the peer's next bytes go (at least `min` bytes); commit_input
   /// says how many arrived there; end_input says the lower layer ended.
-  mutable_buffer input_space(std::size_t min = 16 * 1024);
+  mutable_buffer input_space(std::size_t min = 18 * 1024);
   void commit_input(std::size_t n) noexcept;
   void end_input() noexcept;
+  /// input_capacity is the size of the input buffer (0 while released); release_input
+  /// frees it when it holds nothing unconsumed, so an idle connection keeps none.
+  std::size_t input_capacity() const noexcept;
+  void release_input() noexcept;
+  /// trim_output frees the record buffer when it is empty and larger than `above`.
+  void trim_output(std::size_t above) noexcept;
   /// unread_input is the peer's bytes after the record that carried its close_notify
   /// (what the layer below carries next, once TLS has ended).
   std::vector<std::byte> take_unread_input();
@@ -392,21 +400,44 @@ class stream {
 
  private:
   static constexpr std::size_t write_batch = 256 * 1024;
+  static constexpr std::size_t keep_output = 64 * 1024;
+  static constexpr std::chrono::milliseconds idle_grace{50};
+  static constexpr std::size_t wake_read = 64;
+  static constexpr std::size_t record_room = 18 * 1024;  // a record, its header and expansion
 
-  /// fill reads the lower stream into the session's input.
+  /// fill reads the lower stream into the session's input. While records keep coming the
+  /// input buffer is kept and read into; after idle_grace without a byte it is freed and
+  /// a small read does the waiting, so an idle connection holds no input buffer (the
+  /// framing adapters do the same).
   task<result<void>> fill(deadline dl) {
-    auto space = session_.input_space();
-    auto n = co_await lower_.read_some(space, dl);
+    if (session_.input_capacity() != 0) {
+      auto until = deadline::earlier(dl, deadline::after(idle_grace));
+      auto n = co_await lower_.read_some(session_.input_space(), until);
+      if (n || n.error() != errc::timed_out || until == dl) co_return took(n);
+      session_.release_input();
+    }
+    std::array<std::byte, wake_read> first;
+    auto n = co_await lower_.read_some(mutable_buffer(first), dl);
+    if (!n) co_return took(n);
+    // A full small read means a record is arriving: room for a whole one.
+    auto space = session_.input_space(*n == first.size() ? record_room : *n);
+    std::memcpy(space.data(), first.data(), *n);
+    session_.commit_input(*n);
+    co_return result<void>{};
+  }
+
+  /// took records what a read of the lower stream brought into the session.
+  result<void> took(const result<std::size_t>& n) {
     if (!n) {
       if (n.error() == errc::end_of_stream) {
         session_.end_input();
-        co_return result<void>{};
+        return result<void>{};
       }
       if (n.error() != errc::timed_out && n.error() != errc::operation_canceled) read_error_ = n.error();
-      co_return unexpected(n.error());
+      return unexpected(n.error());
     }
     session_.commit_input(*n);
-    co_return result<void>{};
+    return result<void>{};
   }
 
   /// flush sends the pending records. When another task is already sending, it waits
@@ -430,6 +461,12 @@ class stream {
         write_error_ = sent.error();
         co_return unexpected(sent.error());
       }
+    }
+    // A large write grew the record buffers: give them back (bulk writes of a record or
+    // two keep theirs).
+    if (!flushing_) {
+      if (sending_.capacity() > keep_output) std::vector<std::byte>().swap(sending_);
+      session_.trim_output(keep_output);
     }
     co_return result<void>{};
   }
@@ -461,7 +498,12 @@ task<result<void>> run_handshake(Lower& lower, session& s, deadline dl) {
       if (!sent && step) co_return unexpected(sent.error());
     }
     if (!step) co_return unexpected(step.error());
-    if (*step == want::nothing) co_return result<void>{};
+    if (*step == want::nothing) {
+      // The connection may now sit idle for long: its first read waits with a small
+      // buffer (tls::stream::fill), not this one.
+      s.release_input();
+      co_return result<void>{};
+    }
     auto n = co_await lower.read_some(s.input_space(), dl);
     if (!n) {
       if (n.error() != errc::end_of_stream) co_return unexpected(n.error());

@@ -287,22 +287,32 @@ task<result<void>> run_handshake(Connection& c, deadline dl) {
 
 }  // namespace detail
 
-/// connect runs a client handshake over `lower` (closed on failure).
+namespace detail {
+
+/// associate runs the handshake of session `s` over `lower` (closed on failure).
 template <class Lower>
-requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> connect(
-    Lower lower, tls::context ctx, tls::client_options options, deadline dl, link_options link) {
-  auto s = session::client(ctx, options, tls::detail::peer_ip_of(lower), link);
+task<result<connection<Lower>>> associate(result<session> s, Lower lower, deadline dl) {
   if (!s) {
     (void)co_await lower.close(dl);
     co_return unexpected(s.error());
   }
   connection<Lower> c(std::move(lower), std::move(*s));
-  auto done = co_await detail::run_handshake(c, dl);
+  auto done = co_await run_handshake(c, dl);
   if (!done) {
     (void)co_await c.next_layer().close(dl);
     co_return unexpected(done.error());
   }
   co_return c;
+}
+
+}  // namespace detail
+
+/// connect runs a client handshake over `lower` (closed on failure).
+template <class Lower>
+requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> connect(
+    Lower lower, tls::context ctx, tls::client_options options, deadline dl, link_options link) {
+  auto s = session::client(ctx, options, tls::detail::peer_ip_of(lower), link);
+  return detail::associate(std::move(s), std::move(lower), dl);
 }
 
 /// accept runs a server handshake over `lower` (closed on failure). The cookie is bound
@@ -312,17 +322,7 @@ requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection
     Lower lower, tls::context ctx, deadline dl, link_options link) {
   auto peer = query<fact::peer_address>(lower);
   auto s = session::server(ctx, peer ? peer->to_string() : std::string("(unknown)"), link);
-  if (!s) {
-    (void)co_await lower.close(dl);
-    co_return unexpected(s.error());
-  }
-  connection<Lower> c(std::move(lower), std::move(*s));
-  auto done = co_await detail::run_handshake(c, dl);
-  if (!done) {
-    (void)co_await c.next_layer().close(dl);
-    co_return unexpected(done.error());
-  }
-  co_return c;
+  return detail::associate(std::move(s), std::move(lower), dl);
 }
 
 // The default link, as overloads rather than default arguments: not coroutines, so the

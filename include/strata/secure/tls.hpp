@@ -524,17 +524,16 @@ std::string peer_ip_of(const Lower& lower) {
 
 }  // namespace detail
 
-/// connect runs a client handshake over `lower` (which it owns: closed on failure) and
-/// returns the TLS stream. Errors: tls::error codes, timed_out, the lower layer's errors.
+namespace detail {
+
+/// secured runs the handshake of session `s` over `lower` (closed on failure).
 template <class Lower>
-requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>>> connect(
-    Lower lower, context ctx, client_options options, deadline dl) {
-  auto s = session::client(ctx, options, detail::peer_ip_of(lower));
+task<result<stream<Lower>>> secured(result<session> s, Lower lower, deadline dl) {
   if (!s) {
     (void)co_await lower.close(dl);
     co_return unexpected(s.error());
   }
-  auto done = co_await detail::run_handshake(lower, *s, dl);
+  auto done = co_await run_handshake(lower, *s, dl);
   if (!done) {
     (void)co_await lower.close(dl);
     co_return unexpected(done.error());
@@ -542,22 +541,23 @@ requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>
   co_return stream<Lower>(std::move(lower), std::move(*s));
 }
 
+}  // namespace detail
+
+/// connect runs a client handshake over `lower` (which it owns: closed on failure) and
+/// returns the TLS stream. Errors: tls::error codes, timed_out, the lower layer's errors.
+template <class Lower>
+requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>>> connect(
+    Lower lower, context ctx, client_options options, deadline dl) {
+  auto s = session::client(ctx, options, detail::peer_ip_of(lower));
+  return detail::secured(std::move(s), std::move(lower), dl);
+}
+
 /// accept runs a server handshake over `lower` (closed on failure).
 template <class Lower>
 requires stacks_on<Lower, layer> && byte_stream<Lower> task<result<stream<Lower>>> accept(Lower lower,
                                                                                           context ctx,
                                                                                           deadline dl) {
-  auto s = session::server(ctx);
-  if (!s) {
-    (void)co_await lower.close(dl);
-    co_return unexpected(s.error());
-  }
-  auto done = co_await detail::run_handshake(lower, *s, dl);
-  if (!done) {
-    (void)co_await lower.close(dl);
-    co_return unexpected(done.error());
-  }
-  co_return stream<Lower>(std::move(lower), std::move(*s));
+  return detail::secured(session::server(ctx), std::move(lower), dl);
 }
 
 extern template class stream<any_stream>;

@@ -285,10 +285,6 @@ task<result<void>> run_handshake(Connection& c, deadline dl) {
   }
 }
 
-}  // namespace detail
-
-namespace detail {
-
 /// associate runs the handshake of session `s` over `lower` (closed on failure).
 template <class Lower>
 task<result<connection<Lower>>> associate(result<session> s, Lower lower, deadline dl) {

@@ -522,10 +522,6 @@ std::string peer_ip_of(const Lower& lower) {
   return peer->host_text();
 }
 
-}  // namespace detail
-
-namespace detail {
-
 /// secured runs the handshake of session `s` over `lower` (closed on failure).
 template <class Lower>
 task<result<stream<Lower>>> secured(result<session> s, Lower lower, deadline dl) {

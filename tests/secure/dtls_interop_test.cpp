@@ -1,20 +1,45 @@
-// dtls against an implementation the project did not write (issue 9, item 4):
+// dtls against an implementation the project did not write, and over lossy paths (issue
+// 9, item 4):
 //   - strata's client against `openssl s_server -listen` (OpenSSL's stateless cookie
 //     exchange, ALPN, -mtu 1200, a client certificate s_server demands);
 //   - `openssl s_client` against strata's server: its HelloVerifyRequest is the first
 //     thing s_client's trace shows; mutual authentication with client-cert=require;
-//   - several s_clients at once on one strata listener (one udp-listen address).
+//   - several s_clients at once on one strata listener (one udp-listen address);
+//   - strata's client and server exchanging requests, resent until echoed, over a path
+//     that loses, delays, reorders and duplicates datagrams: netem in a network namespace
+//     the test makes (where the kernel has netem; the test says so and skips where it
+//     does not), and a relay in the test drawing the same fates (on any kernel);
+//   - each implementation retransmitting to the other through the relay, which spoils
+//     chosen handshake messages by script, so every run is the same.
 //
 // Every peer is started here on a 127.0.0.1 port and stopped by its PID
 // (support/peer_process.hpp); a missing peer fails the test. The strata side runs on a
 // thread of its own with its own event loop, because the peer waits block the test
 // thread. Nothing sleeps: the test thread waits for the peers' output, the strata thread
-// for its sockets, both under deadlines.
+// for its sockets, both under deadlines; the relay's thread waits for its sockets and for
+// the datagrams it delays.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -24,6 +49,8 @@
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime/run.hpp"
 #include "strata/runtime/scope.hpp"
+#include "strata/secure/dtls.hpp"
+#include "strata/transport/udp.hpp"
 #include "support/co_test.hpp"
 #include "support/peer_process.hpp"
 #include "support/pki.hpp"
@@ -406,6 +433,591 @@ TEST(DtlsInterop, SeveralSClientsAtOnceOnOneListener) {
   EXPECT_EQ(messages.size(), static_cast<std::size_t>(peers));
   EXPECT_EQ(addresses.size(), static_cast<std::size_t>(peers));
   for (int i = 0; i < peers; ++i) EXPECT_EQ(messages.count("peer " + std::to_string(i) + "\n"), 1u);
+}
+
+// -- a lossy path: netem, and a relay in user space -------------------------------------
+
+/// fate is what a lossy path does with one datagram.
+enum class fate {
+  pass,       ///< sent after the path's delay
+  drop,       ///< lost
+  duplicate,  ///< sent twice (the copy is a replay)
+  early,      ///< sent at once, overtaking those still delayed (netem's reorder)
+  hold,       ///< sent right after the next datagram in the same direction (reordered)
+};
+
+/// fate_of decides the fate of each datagram from its direction and bytes (on the relay's
+/// thread).
+using fate_of = std::function<fate(bool to_client, std::span<const char> datagram)>;
+
+/// netem_faults is the netem the namespace test puts on its loopback interface;
+/// netem_like draws the same fates from a fixed seed, for the relay and its 5 ms delay.
+const std::vector<std::string> netem_faults{"loss",    "20%", "delay",     "5ms",
+                                            "reorder", "25%", "duplicate", "5%"};
+constexpr auto netem_delay = 5ms;
+
+fate_of netem_like(std::uint32_t seed) {
+  return [random = std::minstd_rand(seed)](bool, std::span<const char>) mutable {
+    auto roll = [&random](unsigned percent) { return random() % 100 < percent; };
+    if (roll(20)) return fate::drop;
+    if (roll(5)) return fate::duplicate;
+    if (roll(25)) return fate::early;
+    return fate::pass;
+  };
+}
+
+/// lossy_relay forwards datagrams between one client and a server on 127.0.0.1, each as
+/// `decide` says: netem in user space, for any kernel, or a script that spoils chosen
+/// handshake messages. It polls its two sockets on a thread of its own and holds delayed
+/// datagrams until they are due (the only waiting it does); stop() ends it.
+class lossy_relay {
+ public:
+  /// counts say what the relay did.
+  struct counts {
+    int forwarded = 0;
+    int dropped = 0;
+    int duplicated = 0;
+    int reordered = 0;  ///< sent early or held
+  };
+
+  /// lossy_relay listens on 127.0.0.1 (port()) and forwards to 127.0.0.1:`server_port`.
+  lossy_relay(int server_port, std::chrono::milliseconds delay, fate_of decide)
+      : delay_(delay), decide_(std::move(decide)) {
+    int back_port = 0;
+    front_ = test::loopback_socket(SOCK_DGRAM, -1, port_);
+    back_ = test::loopback_socket(SOCK_DGRAM, -1, back_port);
+    wake_ = ::eventfd(0, EFD_CLOEXEC);
+    sockaddr_in server{};
+    server.sin_family = AF_INET;
+    server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    server.sin_port = htons(static_cast<std::uint16_t>(server_port));
+    if (front_ < 0 || back_ < 0 || wake_ < 0 ||
+        ::connect(back_, reinterpret_cast<sockaddr*>(&server), sizeof server) != 0) {
+      ADD_FAILURE() << "lossy_relay: " << std::strerror(errno);
+      port_ = 0;
+      return;
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+  lossy_relay(const lossy_relay&) = delete;
+  lossy_relay& operator=(const lossy_relay&) = delete;
+  ~lossy_relay() {
+    stop();
+    for (int fd : {front_, back_, wake_})
+      if (fd >= 0) ::close(fd);
+  }
+
+  /// port is where the client sends; 0 when the relay could not start.
+  int port() const noexcept { return port_; }
+
+  /// stop ends the relay (what it still holds is lost) and returns what it did.
+  counts stop() {
+    if (thread_.joinable()) {
+      std::uint64_t one = 1;
+      (void)!::write(wake_, &one, sizeof one);
+      thread_.join();
+    }
+    return counts_;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct queued {
+    clock::time_point due;
+    bool to_client;
+    std::vector<char> bytes;
+  };
+
+  void enqueue(clock::time_point due, bool to_client, std::vector<char> bytes) {
+    auto at = std::upper_bound(queue_.begin(), queue_.end(), due,
+                               [](clock::time_point t, const queued& q) { return t < q.due; });
+    queue_.insert(at, queued{due, to_client, std::move(bytes)});
+  }
+
+  // take gives one datagram its fate.
+  void take(bool to_client, const char* data, std::size_t size) {
+    std::vector<char> bytes(data, data + size);
+    auto now = clock::now();
+    auto& held = held_[to_client ? 1 : 0];
+    switch (decide_(to_client, std::span<const char>(bytes))) {
+      case fate::drop:
+        ++counts_.dropped;
+        return;
+      case fate::hold:
+        ++counts_.reordered;
+        held = std::move(bytes);
+        return;
+      case fate::duplicate:
+        ++counts_.duplicated;
+        enqueue(now + delay_, to_client, bytes);
+        enqueue(now + delay_, to_client, std::move(bytes));
+        break;
+      case fate::early:
+        ++counts_.reordered;
+        enqueue(now, to_client, std::move(bytes));
+        break;
+      case fate::pass:
+        enqueue(now + delay_, to_client, std::move(bytes));
+        break;
+    }
+    if (!held.empty()) {
+      enqueue(now + delay_, to_client, std::move(held));
+      held.clear();
+    }
+  }
+
+  void run() {
+    sockaddr_in client{};
+    socklen_t client_size = 0;
+    std::vector<char> buf(65536);
+    for (;;) {
+      int timeout = -1;
+      if (!queue_.empty()) {
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(queue_.front().due - clock::now());
+        timeout = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+      }
+      std::array<pollfd, 3> fds{pollfd{front_, POLLIN, 0}, pollfd{back_, POLLIN, 0},
+                                pollfd{wake_, POLLIN, 0}};
+      if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) return;
+      if (fds[2].revents != 0) return;
+      if (fds[0].revents != 0) {
+        sockaddr_in from{};
+        socklen_t size = sizeof from;
+        auto n = ::recvfrom(front_, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from),
+                            &size);
+        if (n >= 0) {
+          client = from;
+          client_size = size;
+          take(false, buf.data(), static_cast<std::size_t>(n));
+        }
+      }
+      if (fds[1].revents != 0) {
+        auto n = ::recv(back_, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n >= 0 && client_size != 0) take(true, buf.data(), static_cast<std::size_t>(n));
+      }
+      for (auto now = clock::now(); !queue_.empty() && queue_.front().due <= now; queue_.pop_front()) {
+        const auto& q = queue_.front();
+        if (q.to_client) {
+          (void)::sendto(front_, q.bytes.data(), q.bytes.size(), 0, reinterpret_cast<sockaddr*>(&client),
+                         client_size);
+        } else {
+          (void)::send(back_, q.bytes.data(), q.bytes.size(), 0);
+        }
+        ++counts_.forwarded;
+      }
+    }
+  }
+
+  std::chrono::milliseconds delay_;
+  fate_of decide_;
+  int front_ = -1;
+  int back_ = -1;
+  int wake_ = -1;
+  int port_ = 0;
+  std::deque<queued> queue_;
+  std::array<std::vector<char>, 2> held_;  // [to_client]
+  counts counts_;
+  std::thread thread_;
+};
+
+/// DTLS adds no reliability, so the client resends a request until its echo comes back.
+constexpr int request_count = 50;
+constexpr auto resend_after = 40ms;
+
+/// request is copy `attempt` of request `id`: a header naming both, then a body whose
+/// length (16..915 bytes) and bytes follow from the id, so a damaged or mixed-up message
+/// shows.
+std::string request(int id, int attempt) {
+  std::string m = "request " + std::to_string(id) + " copy " + std::to_string(attempt) + ":";
+  int body = 16 + (id * 97) % 900;
+  for (int i = 0; i < body; ++i) m.push_back(static_cast<char>('a' + (id + i) % 26));
+  return m;
+}
+
+/// parse_request reads id and copy back from `m` and checks all of it against request();
+/// nullopt when `m` is not exactly one of them.
+std::optional<std::pair<int, int>> parse_request(std::string_view m) {
+  auto number = [&m](std::string_view before, int& into) {
+    if (!m.starts_with(before)) return false;
+    m.remove_prefix(before.size());
+    auto [end, ec] = std::from_chars(m.data(), m.data() + m.size(), into);
+    if (ec != std::errc{}) return false;
+    m.remove_prefix(static_cast<std::size_t>(end - m.data()));
+    return true;
+  };
+  std::string_view whole = m;
+  int id = 0, attempt = 0;
+  if (!number("request ", id) || !number(" copy ", attempt) || id < 0 || attempt < 0) return std::nullopt;
+  if (whole != request(id, attempt)) return std::nullopt;
+  return std::pair{id, attempt};
+}
+
+/// exchange_report is what both ends of the lossy exchange saw.
+struct exchange_report {
+  std::vector<std::string> problems;  ///< everything that went wrong, in words
+  int answered = 0;                   ///< requests whose echo came back (counted once per id)
+  int sends = 0;                      ///< requests sent, resends included
+  int late_echoes = 0;                ///< echoes of a copy sent before the one answered
+  int served = 0;                     ///< requests the server received
+};
+
+tls::context dtls_server_context() {
+  std::string why;
+  tls::context_options options{
+      .certificates = {{.cert_file = pki().server.cert_file, .key_file = pki().server.key_file}}};
+  auto c = dtls::server_context(options, &why);
+  EXPECT_TRUE(c) << why;
+  return c ? *c : tls::context{};
+}
+
+tls::context dtls_client_context() {
+  std::string why;
+  tls::context_options options{.ca_file = pki().ca.cert_file};
+  auto c = dtls::client_context(options, &why);
+  EXPECT_TRUE(c) << why;
+  return c ? *c : tls::context{};
+}
+
+/// arrival checks a message that reached `where` ("the server", or "the client" for an
+/// echo): an intact request, whose id and copy `arrived` did not hold yet. Its id and
+/// copy, or nullopt when it is damaged; what is wrong goes into r.problems.
+std::optional<std::pair<int, int>> arrival(const std::string& m, std::set<std::pair<int, int>>& arrived,
+                                           const std::string& where, exchange_report& r) {
+  auto which = parse_request(m);
+  if (!which) {
+    r.problems.push_back(where + " received a damaged message: " + m.substr(0, 40));
+    return std::nullopt;
+  }
+  if (!arrived.insert(*which).second) {
+    r.problems.push_back(where + " received request " + std::to_string(which->first) + " copy " +
+                         std::to_string(which->second) + " twice");
+  }
+  return which;
+}
+
+/// echo_requests accepts one association on `l` and sends every request back as it came,
+/// until it is canceled. No request may arrive twice: the path's duplicates are replays,
+/// which DTLS drops.
+task<void> echo_requests(udp::listener& l, tls::context ctx, dtls::link_options link, exchange_report& r,
+                         deadline dl) {
+  auto lower = co_await l.accept(dl);
+  if (!lower) {
+    r.problems.push_back("udp accept: " + lower.error().message());
+    co_return;
+  }
+  auto s = co_await dtls::accept(std::move(*lower), std::move(ctx), dl, link);
+  if (!s) {
+    r.problems.push_back("server handshake: " + s.error().message());
+    co_return;
+  }
+  std::set<std::pair<int, int>> received;
+  std::vector<std::byte> buf(4096);
+  for (;;) {
+    auto n = co_await s->recv(buf, dl);
+    if (!n) {
+      if (n.error() != errc::operation_canceled) r.problems.push_back("server recv: " + n.error().message());
+      break;
+    }
+    if (!arrival(text(buf, *n), received, "the server", r)) continue;
+    ++r.served;
+    (void)co_await s->send(const_buffer(buf.data(), *n),
+                           dl);  // lost or not: the client resends
+  }
+  (void)co_await s->close(dl);
+}
+
+/// send_requests connects to 127.0.0.1:`port` and sends each request until its echo comes
+/// back intact, one request at a time. The path's duplicates are replays, which DTLS
+/// drops: no echo may arrive twice.
+task<void> send_requests(int port, tls::context ctx, dtls::link_options link, exchange_report& r,
+                         deadline dl) {
+  auto lower = udp::connect("127.0.0.1:" + std::to_string(port));
+  if (!lower) {
+    r.problems.push_back("udp connect: " + lower.error().message());
+    co_return;
+  }
+  tls::client_options to{.server_name = "localhost"};
+  auto c = co_await dtls::connect(std::move(*lower), std::move(ctx), to, dl, link);
+  if (!c) {
+    r.problems.push_back("client handshake: " + c.error().message());
+    co_return;
+  }
+  std::set<std::pair<int, int>> echoes;
+  std::vector<std::byte> buf(4096);
+  for (int id = 0; id < request_count; ++id) {
+    bool answered = false;
+    for (int attempt = 0; !answered; ++attempt) {
+      auto m = request(id, attempt);
+      ++r.sends;
+      auto sent = co_await c->send(as_bytes(std::string_view(m)), dl);
+      if (!sent) {
+        r.problems.push_back("client send: " + sent.error().message());
+        co_return;
+      }
+      auto resend_at = deadline::earlier(dl, deadline::after(resend_after));
+      while (!answered) {
+        auto n = co_await c->recv(buf, resend_at);
+        if (!n && n.error() == errc::timed_out && resend_at != dl) break;  // lost: send again
+        if (!n) {
+          r.problems.push_back("client recv (request " + std::to_string(id) + "): " + n.error().message());
+          co_return;
+        }
+        auto which = arrival(text(buf, *n), echoes, "the client", r);
+        if (!which) continue;
+        if (which->first == id) {
+          answered = true;
+          ++r.answered;
+        } else if (which->first < id) {
+          ++r.late_echoes;
+        } else {
+          r.problems.push_back("an echo of request " + std::to_string(which->first) + " not sent yet");
+        }
+      }
+    }
+  }
+  (void)co_await c->close(dl);
+}
+
+/// lossy_exchange runs strata's DTLS server on `l` and strata's client towards
+/// 127.0.0.1:`port` (the server, or a relay in front of it) on this thread's loop, with
+/// fast retransmission.
+task<void> lossy_exchange(udp::listener& l, int port, exchange_report& r) {
+  auto dl = deadline::after(patience);
+  dtls::link_options link{.mtu = 1200, .retransmit = 50ms};
+  scope server;
+  server.spawn(echo_requests(l, dtls_server_context(), link, r, dl));
+  co_await send_requests(port, dtls_client_context(), link, r, dl);
+  server.cancel();
+  (void)co_await server.join(dl);
+}
+
+void check_exchange(const exchange_report& r) {
+  for (const auto& p : r.problems) ADD_FAILURE() << p;
+  EXPECT_EQ(r.answered, request_count);
+  EXPECT_GE(r.served, request_count);
+  EXPECT_GT(r.sends, request_count) << "nothing was lost: the path did not spoil anything";
+  ::testing::Test::RecordProperty("requests", request_count);
+  ::testing::Test::RecordProperty("sends", r.sends);
+  ::testing::Test::RecordProperty("served", r.served);
+  ::testing::Test::RecordProperty("late_echoes", r.late_echoes);
+}
+
+/// run_command runs `argv` to its end and returns its exit code (-1 when it could not
+/// start or did not end within patience), its output in `out`.
+int run_command(const std::vector<std::string>& argv, std::string& out) {
+  auto p = peer_process::start(argv);
+  if (!p) return -1;
+  auto code = p.wait_exit(patience);
+  out = p.output();
+  return code.value_or(-1);
+}
+
+// netem on the loopback interface of a network namespace the test makes for one thread:
+// unshare(CLONE_NEWNET) moves only the calling thread, so that thread's sockets, and the
+// ip and tc it starts, see a namespace of their own holding just `lo`, which goes away
+// with the thread. No datagram leaves it.
+TEST(DtlsLossyPath, NetemInANetworkNamespace) {
+  for (const char* tool : {"ip", "tc"}) {
+    ASSERT_FALSE(test::find_program(tool).empty())
+        << tool << " (iproute2) is not installed; scripts/quickstart setup installs it";
+  }
+  std::string unavailable;  // why netem cannot run here; empty when it ran
+  std::string qdisc;
+  exchange_report report;
+  std::jthread inside([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      unavailable = std::string("no network namespace for the test (unshare(CLONE_NEWNET): ") +
+                    std::strerror(errno) + "; it needs CONFIG_NET_NS and CAP_SYS_ADMIN)";
+      return;
+    }
+    std::string out;
+    if (run_command({"ip", "link", "set", "lo", "up"}, out) != 0) {
+      ADD_FAILURE() << "ip link set lo up, in the test's namespace: " << out;
+      return;
+    }
+    std::vector<std::string> netem{"tc", "qdisc", "add", "dev", "lo", "root", "netem"};
+    netem.insert(netem.end(), netem_faults.begin(), netem_faults.end());
+    if (run_command(netem, out) != 0) {
+      std::string ignored;  // the module may only need loading (kmod)
+      if (!test::find_program("modprobe").empty()) run_command({"modprobe", "sch_netem"}, ignored);
+      if (run_command(netem, out) != 0) {
+        unavailable =
+            "the kernel has no netem qdisc (CONFIG_NET_SCH_NETEM, "
+            "module sch_netem); tc said: " +
+            out;
+        return;
+      }
+    }
+    run_command({"tc", "qdisc", "show", "dev", "lo"}, qdisc);
+    auto l = udp::listener::bind("127.0.0.1:0");
+    if (!l) {
+      ADD_FAILURE() << "udp bind in the namespace: " << l.error().message();
+      return;
+    }
+    int port = l->local_address()->port();
+    test::run_test(
+        [&, held = std::move(*l)]() mutable -> task<void> {
+          auto listener = std::move(held);
+          co_await lossy_exchange(listener, port, report);
+        },
+        patience + 5s);
+  });
+  inside.join();
+  if (!unavailable.empty()) GTEST_SKIP() << "netem did not run: " << unavailable;
+  EXPECT_NE(qdisc.find("netem"), std::string::npos) << qdisc;
+  check_exchange(report);
+}
+
+// The same exchange through the relay drawing netem's fates: it runs on any kernel.
+TEST(DtlsLossyPath, RelayThatLosesDelaysReordersAndDuplicates) {
+  auto l = udp::listener::bind("127.0.0.1:0");
+  ASSERT_TRUE(l) << l.error().message();
+  lossy_relay relay(l->local_address()->port(), netem_delay, netem_like(2026));
+  ASSERT_NE(relay.port(), 0);
+  exchange_report report;
+  {
+    auto strata_side = on_strata_thread([&, held = std::move(*l)]() mutable -> task<void> {
+      auto listener = std::move(held);
+      co_await lossy_exchange(listener, relay.port(), report);
+    });
+  }
+  auto did = relay.stop();
+  check_exchange(report);
+  EXPECT_GT(did.dropped, 0);
+  EXPECT_GT(did.duplicated, 0);
+  EXPECT_GT(did.reordered, 0);
+  ::testing::Test::RecordProperty("relay_forwarded", did.forwarded);
+  ::testing::Test::RecordProperty("relay_dropped", did.dropped);
+}
+
+// -- retransmission across implementations: a script spoils chosen handshake messages ----
+//
+// Random loss is no way to test OpenSSL's end: its first timeout is 1 s, doubled after
+// each loss, so a handshake under netem's 20% can take longer than a test should; and
+// s_server -listen takes SSL_accept's retryable -1 for a failure ("ERROR"), which OpenSSL
+// returns when it drops a ChangeCipherSpec that came before the ClientKeyExchange it
+// follows (seen when the path lost that one message of strata's resent flight). A script
+// names the datagrams to spoil instead, by the first record they carry, so every run
+// loses, reorders and duplicates the same messages.
+
+/// rule spoils the `nth` datagram (from 1) going `to_client` (or to the server) whose
+/// first record has content type `content` and, for an epoch-0 handshake record,
+/// handshake type `handshake` (-1: any).
+struct rule {
+  bool to_client;
+  int content;
+  int handshake;
+  int nth;
+  fate what;
+  std::string name;  ///< for messages: what the rule does
+};
+
+constexpr int change_cipher_spec = 20, handshake_record = 22, application_data = 23;
+constexpr int client_hello = 1, server_hello = 2, certificate_message = 11, server_key_exchange = 12,
+              new_session_ticket = 4, client_key_exchange = 16;
+
+/// script applies rules (on the relay's thread) and remembers which fired; read unfired()
+/// after the relay stopped.
+class script {
+ public:
+  explicit script(std::vector<rule> rules) : rules_(std::move(rules)), seen_(rules_.size()) {}
+
+  fate operator()(bool to_client, std::span<const char> d) {
+    if (d.size() < 13) return fate::pass;
+    int content = static_cast<unsigned char>(d[0]);
+    bool epoch0 = d[3] == 0 && d[4] == 0;
+    int handshake =
+        content == handshake_record && epoch0 && d.size() > 13 ? static_cast<unsigned char>(d[13]) : -1;
+    auto what = fate::pass;
+    for (std::size_t i = 0; i < rules_.size(); ++i) {
+      const auto& r = rules_[i];
+      if (r.to_client != to_client || r.content != content || (r.handshake >= 0 && r.handshake != handshake))
+        continue;
+      if (++seen_[i] == r.nth) what = r.what;
+    }
+    return what;
+  }
+
+  /// unfired names the rules whose datagram never came.
+  std::vector<std::string> unfired() const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < rules_.size(); ++i)
+      if (seen_[i] < rules_[i].nth) out.push_back(rules_[i].name);
+    return out;
+  }
+
+ private:
+  std::vector<rule> rules_;
+  std::vector<int> seen_;
+};
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : "; ") + n;
+  return out;
+}
+
+TEST(DtlsLossyPath, StrataClientAndSServerRetransmitToEachOther) {
+  int port = 0;
+  auto server = start_s_server(port, {});
+  ASSERT_TRUE(server);
+  script spoil({
+      {false, handshake_record, client_hello, 1, fate::drop, "strata's first ClientHello lost"},
+      {true, handshake_record, server_hello, 1, fate::drop, "s_server's first flight lost"},
+      {true, handshake_record, server_hello, 2, fate::hold,
+       "s_server's resent ServerHello after its Certificate"},
+      {true, handshake_record, certificate_message, 1, fate::duplicate, "s_server's Certificate twice"},
+      {false, handshake_record, client_key_exchange, 1, fate::drop,
+       "strata's first ClientKeyExchange flight lost"},
+      {false, handshake_record, client_key_exchange, 2, fate::duplicate,
+       "strata's resent ClientKeyExchange twice"},
+      // (No replayed application data: s_server's blocking SSL_read, having dropped the
+      // replay, would wait for another datagram instead of sending what its stdin gets.)
+  });
+  lossy_relay relay(port, 0ms, std::ref(spoil));
+  ASSERT_NE(relay.port(), 0);
+
+  seen client;
+  talk_to_s_server(server, client_spec(relay.port(), ", retransmit=100"), client);
+  relay.stop();
+  EXPECT_EQ(joined(spoil.unfired()), "");
+  EXPECT_FALSE(client.error) << client.error.message();
+  EXPECT_EQ(client.received, "hello from openssl\n");
+  EXPECT_TRUE(client.peer_verified);
+}
+
+TEST(DtlsLossyPath, SClientAndStrataServerRetransmitToEachOther) {
+  auto listener = listen_dtls(", retransmit=100");
+  ASSERT_TRUE(listener);
+  script spoil({
+      {false, handshake_record, client_hello, 1, fate::drop, "s_client's first ClientHello lost"},
+      {true, handshake_record, server_hello, 1, fate::drop, "strata's first flight lost"},
+      {true, handshake_record, server_hello, 2, fate::hold,
+       "strata's resent ServerHello after its Certificate"},
+      {true, handshake_record, server_key_exchange, 1, fate::duplicate, "strata's ServerKeyExchange twice"},
+      // The server has finished: its recv must answer s_client's resent flight.
+      {true, handshake_record, new_session_ticket, 1, fate::drop, "strata's last flight lost"},
+      {false, application_data, -1, 1, fate::duplicate, "s_client's first message replayed"},
+  });
+  lossy_relay relay(port_of(listener), 0ms, std::ref(spoil));
+  ASSERT_NE(relay.port(), 0);
+  seen served;
+  auto strata_side = on_strata_thread([&, held = std::move(listener)]() mutable -> task<void> {
+    auto l = std::move(held);  // ends with the coroutine, on its loop
+    (void)co_await serve_one(l, "hello from strata, ", served, deadline::after(patience));
+    l.close();
+  });
+
+  auto client = openssl(s_client_args(relay.port()));
+  ASSERT_TRUE(client);
+  talk_from_s_client(client, "hello from openssl\n", "hello from strata, hello from openssl");
+  strata_side.join();
+  relay.stop();
+  EXPECT_EQ(joined(spoil.unfired()), "");
+  EXPECT_FALSE(served.error) << served.error.message();
+  EXPECT_EQ(served.received, "hello from openssl\n");
+  EXPECT_EQ(served.extra_messages, 0) << "the replayed record was delivered";
+  EXPECT_EQ(served.end, errc::end_of_stream) << served.end.message();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 //     exchange, ALPN, -mtu 1200, a client certificate s_server demands);
 //   - `openssl s_client` against strata's server: its HelloVerifyRequest is the first
 //     thing s_client's trace shows; mutual authentication with client-cert=require;
+//     s_client's renegotiation refused;
 //   - several s_clients at once on one strata listener (one udp-listen address);
 //   - strata's client and server exchanging requests, resent until echoed, over a path
 //     that loses, delays, reorders and duplicates datagrams: netem in a network namespace
@@ -163,6 +164,17 @@ task<bool> serve_one(any_listener& l, std::string reply_prefix, seen& out, deadl
   co_return true;
 }
 
+/// serving serves one association on `listener` (serve_one) on a strata thread, then
+/// closes the listener; `out` must outlive the thread.
+std::jthread serving(any_listener listener, std::string reply_prefix, seen& out) {
+  return on_strata_thread(
+      [held = std::move(listener), reply_prefix = std::move(reply_prefix), &out]() mutable -> task<void> {
+        auto l = std::move(held);  // ends with the coroutine, on its loop
+        (void)co_await serve_one(l, reply_prefix, out, deadline::after(patience));
+        l.close();
+      });
+}
+
 /// listen_dtls binds a strata DTLS listener on 127.0.0.1 (an ephemeral port) with the
 /// test server's credential and `extra` parameters.
 any_listener listen_dtls(const std::string& extra) {
@@ -294,11 +306,7 @@ TEST(DtlsInterop, SClientAgainstStrataServerIsAskedForACookieFirst) {
   ASSERT_TRUE(listener);
   int port = port_of(listener);
   seen server;
-  auto strata_side = on_strata_thread([&, held = std::move(listener)]() mutable -> task<void> {
-    auto l = std::move(held);  // ends with the coroutine, on its loop
-    (void)co_await serve_one(l, "hello from strata, ", server, deadline::after(patience));
-    l.close();
-  });
+  auto strata_side = serving(std::move(listener), "hello from strata, ", server);
 
   // -trace decodes DTLS 1.2 handshake messages by name (-msg in OpenSSL 3.0 does not).
   auto args = s_client_args(port);
@@ -377,6 +385,34 @@ TEST(DtlsInterop, SClientCertificateToStrataServerRequiringOne) {
   EXPECT_NE(served.peer_subject.find("strata test client"), std::string::npos) << served.peer_subject;
   ASSERT_EQ(refused.size(), 1u);
   EXPECT_EQ(refused[0].error, errc::authentication_failed) << refused[0].error.message();
+}
+
+// strata's contexts refuse renegotiation: s_client's "R" gets a no_renegotiation alert,
+// s_client gives up, and strata's recv reports s_client's handshake_failure alert.
+TEST(DtlsInterop, SClientRenegotiationIsRefused) {
+  auto listener = listen_dtls("");
+  ASSERT_TRUE(listener);
+  int port = port_of(listener);
+  seen served;
+  auto strata_side = serving(std::move(listener), "hello, ", served);
+
+  auto client = openssl(s_client_args(port));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client.wait_for_output(handshake_done, patience)) << client.output();
+  EXPECT_TRUE(client.write_stdin("hello from openssl\n"));
+  EXPECT_TRUE(client.wait_for_output("hello, hello from openssl", patience)) << client.output();
+  EXPECT_TRUE(client.write_stdin("R\n"));
+  EXPECT_TRUE(client.wait_for_output("no renegotiation", patience)) << client.output();
+  auto code = client.wait_exit(patience);
+  EXPECT_TRUE(code && *code != 0) << client.output();
+  strata_side.join();
+
+  EXPECT_FALSE(served.error) << served.error.message();
+  EXPECT_EQ(served.extra_messages, 0);
+  constexpr int handshake_failure_alert = 40;  // RFC 5246 7.2
+  EXPECT_EQ(served.end, std::error_code(static_cast<int>(tls::error::peer_alert) + handshake_failure_alert,
+                                        tls::category()))
+      << served.end.message();
 }
 
 // Several s_clients hold associations with one strata listener (one udp-listen address)
@@ -1002,11 +1038,7 @@ TEST(DtlsLossyPath, SClientAndStrataServerRetransmitToEachOther) {
   lossy_relay relay(port_of(listener), 0ms, std::ref(spoil));
   ASSERT_NE(relay.port(), 0);
   seen served;
-  auto strata_side = on_strata_thread([&, held = std::move(listener)]() mutable -> task<void> {
-    auto l = std::move(held);  // ends with the coroutine, on its loop
-    (void)co_await serve_one(l, "hello from strata, ", served, deadline::after(patience));
-    l.close();
-  });
+  auto strata_side = serving(std::move(listener), "hello from strata, ", served);
 
   auto client = openssl(s_client_args(relay.port()));
   ASSERT_TRUE(client);

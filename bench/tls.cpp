@@ -30,7 +30,7 @@
 //              `idle_after_1MiB_write`: per connection, after one 1 MiB write from the
 //              client that the server read 16 KiB at a time (100 connections).
 //
-// Placement: see pin_mode below (default: both threads on one CPU).
+// Placement: see pin_mode in openssl_common.hpp (default: both threads on one CPU).
 //
 // The raw contexts are configured as strata's (make_context in
 // src/secure/openssl_session.cpp): no renegotiation, no compression, server cipher
@@ -53,8 +53,6 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
-#include <pthread.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,6 +68,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "openssl_common.hpp"
 #include "strata/runtime.hpp"
 #include "strata/secure/tls.hpp"
 #include "strata/transport/tcp.hpp"
@@ -85,71 +84,13 @@ namespace tls = strata::tls;
 constexpr std::size_t record = 16 * 1024;  // bytes per write and per read
 constexpr const char* server_name = "localhost";
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "tls: %s\n", what.c_str());
-  std::exit(1);
-}
-[[noreturn]] void die_errno(const char* what) { die(std::string(what) + ": " + std::strerror(errno)); }
-[[noreturn]] void die_ec(const char* what, std::error_code ec) {
-  die(std::string(what) + ": " + ec.message());
-}
-[[noreturn]] void die_ssl(const char* what) {
-  std::string out = what;
-  while (auto code = ERR_get_error()) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    out += std::string("; ") + text;
-  }
-  die(out);
-}
-
-// -- process-wide setup ----------------------------------------------------------------
-
-/// select_suite makes `suite` the only TLS 1.3 cipher suite of every SSL_CTX this process
-/// creates, strata's included. It must run before anything else initialises OpenSSL.
-void select_suite(const std::string& suite) {
-  if (suite == "default") return;
-  char path[] = "/tmp/strata-bench-tls-XXXXXX";
-  int fd = ::mkstemp(path);
-  if (fd < 0) die_errno("mkstemp");
-  std::string conf =
-      "openssl_conf = bench_init\n[bench_init]\nssl_conf = bench_ssl\n[bench_ssl]\n"
-      "system_default = bench_tls\n[bench_tls]\nCiphersuites = " +
-      suite + "\n";
-  if (::write(fd, conf.data(), conf.size()) != static_cast<ssize_t>(conf.size())) die_errno("write config");
-  ::close(fd);
-  OPENSSL_INIT_SETTINGS* settings = OPENSSL_INIT_new();
-  OPENSSL_INIT_set_config_filename(settings, path);
-  OPENSSL_INIT_set_config_file_flags(settings, 0);  // a bad file is an error, not ignored
-  int ok = OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, settings);
-  OPENSSL_INIT_free(settings);
-  ::unlink(path);
-  if (ok != 1) die_ssl(("loading the cipher suite configuration for " + suite).c_str());
-}
-
-/// pki is the server's key and self-signed certificate (tls::self_signed: an ECDSA P-256
-/// key made at startup), which clients trust directly: PEM for strata, parsed for raw.
-struct pki {
-  std::string cert_pem;
-  std::string key_pem;
-  X509* cert = nullptr;
-  EVP_PKEY* key = nullptr;
-};
-
-pki make_pki() {
-  const std::string names[] = {server_name};
-  auto made = tls::self_signed(names);
-  if (!made) die_ec("tls::self_signed", made.error());
-  pki p{made->cert_pem, made->key_pem};
-  BIO* cert = BIO_new_mem_buf(p.cert_pem.data(), static_cast<int>(p.cert_pem.size()));
-  BIO* key = BIO_new_mem_buf(p.key_pem.data(), static_cast<int>(p.key_pem.size()));
-  p.cert = PEM_read_bio_X509(cert, nullptr, nullptr, nullptr);
-  p.key = PEM_read_bio_PrivateKey(key, nullptr, nullptr, nullptr);
-  BIO_free(cert);
-  BIO_free(key);
-  if (!p.cert || !p.key) die_ssl("reading the self-signed credential");
-  return p;
-}
+using bench::openssl::compare;
+using bench::openssl::die;
+using bench::openssl::die_ec;
+using bench::openssl::die_errno;
+using bench::openssl::die_ssl;
+using bench::openssl::pin_server;
+using bench::openssl::pki;
 
 // -- contexts ------------------------------------------------------------------------
 
@@ -248,60 +189,6 @@ void note_strata_suite(const Stream& s) {
   if (!info) die_ec("secure_session", info.error());
   strata_suite = info->cipher;
   if (info->version != "TLSv1.3") die("strata negotiated " + info->version);
-}
-
-// -- placement -----------------------------------------------------------------------
-
-// Where the two threads run decides more than the code does: on two CPUs they overlap
-// (a pipeline's rate up to twice that on one), but every wake-up of the other CPU costs
-// an idle vCPU's exit on this VM (40-70 us), and under other builders' load the second
-// CPU is the one they take. Both implementations are always measured in the same
-// placement: by default both threads on the first CPU this process may use (`same`: each
-// figure then follows the CPU cost of the code path, and is steady under load), or the
-// client on the first and the server on the second (`split`), or wherever the scheduler
-// puts them (`none`). With one CPU, split falls back to same; a refusal to pin turns
-// pinning off (a message says so; the table's note names the placement used).
-enum class pin_mode { split, same, none };
-pin_mode placement = pin_mode::same;
-int cpu_a = -1;
-int cpu_b = -1;
-
-void pin_to(int cpu) {
-  if (placement == pin_mode::none) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set)) {
-    std::fprintf(stderr, "tls: pthread_setaffinity_np: %s; not pinning\n", std::strerror(err));
-    placement = pin_mode::none;
-  }
-}
-
-void setup_placement() {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
-    for (int c = 0; c < CPU_SETSIZE && cpu_b < 0; ++c) {
-      if (CPU_ISSET(c, &allowed)) (cpu_a < 0 ? cpu_a : cpu_b) = c;
-    }
-  }
-  if (cpu_a < 0) placement = pin_mode::none;
-  if (cpu_b < 0 && placement == pin_mode::split) placement = pin_mode::same;
-  pin_to(cpu_a);  // the main thread is every measurement's client
-}
-
-void pin_server() { pin_to(placement == pin_mode::split ? cpu_b : cpu_a); }
-
-const char* placement_name() {
-  switch (placement) {
-    case pin_mode::split:
-      return "split (client and server on two CPUs)";
-    case pin_mode::same:
-      return "same (client and server on one CPU)";
-    case pin_mode::none:
-      break;
-  }
-  return "none (the scheduler places the threads)";
 }
 
 // -- sockets ---------------------------------------------------------------------------
@@ -916,16 +803,7 @@ settings parse_settings(int& argc, char** argv, bool quick) {
     } else if (a == "--suite") {
       s.suite = value();
     } else if (a == "--pin") {
-      std::string v = value();
-      if (v == "split") {
-        placement = pin_mode::split;
-      } else if (v == "same") {
-        placement = pin_mode::same;
-      } else if (v == "none") {
-        placement = pin_mode::none;
-      } else {
-        die("--pin takes split, same or none, not " + v);
-      }
+      bench::openssl::parse_placement(value());
     } else {
       argv[kept++] = argv[i];
     }
@@ -936,18 +814,6 @@ settings parse_settings(int& argc, char** argv, bool quick) {
   return s;
 }
 
-bench::figure compare(std::string name, std::string unit, bool higher_is_better,
-                      const std::vector<double>& strata, const std::vector<double>& raw) {
-  bench::figure f;
-  f.name = std::move(name);
-  f.unit = std::move(unit);
-  f.higher_is_better = higher_is_better;
-  f.value = bench::summarize(strata);
-  f.baseline_name = "raw_openssl";
-  f.baseline = bench::summarize(raw);
-  return f;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -955,10 +821,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) quick = quick || !std::strcmp(argv[i], "--quick");
   auto set = parse_settings(argc, argv, quick);
   auto opt = bench::parse_options(argc, argv, usage_extra);
-  select_suite(set.suite);  // before anything else touches OpenSSL
-  setup_placement();
+  bench::openssl::program = "tls";
+  // The suite, before anything else touches OpenSSL.
+  if (set.suite != "default") bench::openssl::configure_ssl("Ciphersuites = " + set.suite);
+  bench::openssl::setup_placement();
   bench::report rep("tls", opt);
-  const pki p = make_pki();
+  const pki p = bench::openssl::make_pki(server_name);
 
   // Bulk: rounds of --round-mib on fresh connections, raw and strata alternating.
   auto default_contexts = make_contexts(p, "");
@@ -1033,7 +901,7 @@ int main(int argc, char** argv) {
                    " KiB writes; handshakes: " + std::to_string(set.handshakes) +
                    " per side and group, batches of " + std::to_string(set.batch) +
                    "; idle: " + std::to_string(set.connections) +
-                   " connections (both ends in this process); placement " + placement_name() +
+                   " connections (both ends in this process); placement " + bench::openssl::placement_name() +
                    "; baseline raw_openssl = blocking SSL_write/SSL_read "
                    "on a socket BIO (idle: non-blocking)");
 }

@@ -1,0 +1,180 @@
+// Shared pieces of the programs that measure strata's secure layers next to raw OpenSSL
+// (bench/tls.cpp, bench/dtls.cpp): exits on errors, the process-wide OpenSSL
+// configuration that chooses the cipher suite, the self-signed credential both sides use,
+// where the client and server threads run, and the strata-vs-raw figure.
+#pragma once
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "strata/secure/tls.hpp"
+
+namespace bench::openssl {
+
+/// program prefixes every message: main sets it to the program's stem.
+inline const char* program = "bench";
+
+[[noreturn]] inline void die(const std::string& what) {
+  std::fprintf(stderr, "%s: %s\n", program, what.c_str());
+  std::exit(1);
+}
+[[noreturn]] inline void die_errno(const char* what) { die(std::string(what) + ": " + std::strerror(errno)); }
+[[noreturn]] inline void die_ec(const char* what, std::error_code ec) {
+  die(std::string(what) + ": " + ec.message());
+}
+[[noreturn]] inline void die_ssl(const char* what) {
+  std::string out = what;
+  while (auto code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    out += std::string("; ") + text;
+  }
+  die(out);
+}
+
+/// configure_ssl applies `directive` (one line of an OpenSSL configuration's
+/// system_default section, e.g. "Ciphersuites = TLS_AES_128_GCM_SHA256" or "CipherString
+/// = ECDHE-ECDSA-AES128-GCM-SHA256") to every SSL_CTX this process creates, strata's
+/// included: strata's context_options have no cipher suite setting. It must run before
+/// anything else initialises OpenSSL.
+inline void configure_ssl(const std::string& directive) {
+  char path[] = "/tmp/strata-bench-ssl-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0) die_errno("mkstemp");
+  std::string conf =
+      "openssl_conf = bench_init\n[bench_init]\nssl_conf = bench_ssl\n[bench_ssl]\n"
+      "system_default = bench_system\n[bench_system]\n" +
+      directive + "\n";
+  if (::write(fd, conf.data(), conf.size()) != static_cast<ssize_t>(conf.size())) die_errno("write config");
+  ::close(fd);
+  OPENSSL_INIT_SETTINGS* settings = OPENSSL_INIT_new();
+  OPENSSL_INIT_set_config_filename(settings, path);
+  OPENSSL_INIT_set_config_file_flags(settings, 0);  // a bad file is an error, not ignored
+  int ok = OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, settings);
+  OPENSSL_INIT_free(settings);
+  ::unlink(path);
+  if (ok != 1) die_ssl(("loading the OpenSSL configuration \"" + directive + "\"").c_str());
+}
+
+/// pki is the server's key and self-signed certificate (tls::self_signed: an ECDSA P-256
+/// key made at startup), which clients trust directly: PEM for strata, parsed for raw.
+struct pki {
+  std::string cert_pem;
+  std::string key_pem;
+  X509* cert = nullptr;
+  EVP_PKEY* key = nullptr;
+};
+
+inline pki make_pki(const std::string& server_name) {
+  const std::string names[] = {server_name};
+  auto made = strata::tls::self_signed(names);
+  if (!made) die_ec("tls::self_signed", made.error());
+  pki p{made->cert_pem, made->key_pem};
+  BIO* cert = BIO_new_mem_buf(p.cert_pem.data(), static_cast<int>(p.cert_pem.size()));
+  BIO* key = BIO_new_mem_buf(p.key_pem.data(), static_cast<int>(p.key_pem.size()));
+  p.cert = PEM_read_bio_X509(cert, nullptr, nullptr, nullptr);
+  p.key = PEM_read_bio_PrivateKey(key, nullptr, nullptr, nullptr);
+  BIO_free(cert);
+  BIO_free(key);
+  if (!p.cert || !p.key) die_ssl("reading the self-signed credential");
+  return p;
+}
+
+// -- placement -----------------------------------------------------------------------
+
+// Where the two threads run decides more than the code does: on two CPUs they overlap
+// (a pipeline's rate up to twice that on one), but every wake-up of the other CPU costs
+// an idle vCPU's exit on this VM (40-70 us), and under other builders' load the second
+// CPU is the one they take. Both implementations are always measured in the same
+// placement: by default both threads on the first CPU this process may use (`same`: each
+// figure then follows the CPU cost of the code path, and is steady under load), or the
+// client on the first and the server on the second (`split`), or wherever the scheduler
+// puts them (`none`). With one CPU, split falls back to same; a refusal to pin turns
+// pinning off (a message says so; the table's note names the placement used).
+enum class pin_mode { split, same, none };
+inline pin_mode placement = pin_mode::same;
+inline int cpu_a = -1;
+inline int cpu_b = -1;
+
+/// parse_placement sets the placement from --pin's value.
+inline void parse_placement(const std::string& v) {
+  if (v == "split") {
+    placement = pin_mode::split;
+  } else if (v == "same") {
+    placement = pin_mode::same;
+  } else if (v == "none") {
+    placement = pin_mode::none;
+  } else {
+    die("--pin takes split, same or none, not " + v);
+  }
+}
+
+inline void pin_to(int cpu) {
+  if (placement == pin_mode::none) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (int err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set)) {
+    std::fprintf(stderr, "%s: pthread_setaffinity_np: %s; not pinning\n", program, std::strerror(err));
+    placement = pin_mode::none;
+  }
+}
+
+/// setup_placement finds the CPUs and pins the calling (main) thread, every
+/// measurement's client.
+inline void setup_placement() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    for (int c = 0; c < CPU_SETSIZE && cpu_b < 0; ++c) {
+      if (CPU_ISSET(c, &allowed)) (cpu_a < 0 ? cpu_a : cpu_b) = c;
+    }
+  }
+  if (cpu_a < 0) placement = pin_mode::none;
+  if (cpu_b < 0 && placement == pin_mode::split) placement = pin_mode::same;
+  pin_to(cpu_a);
+}
+
+/// pin_server places a server thread (call it first thing in the thread).
+inline void pin_server() { pin_to(placement == pin_mode::split ? cpu_b : cpu_a); }
+
+inline const char* placement_name() {
+  switch (placement) {
+    case pin_mode::split:
+      return "split (client and server on two CPUs)";
+    case pin_mode::same:
+      return "same (client and server on one CPU)";
+    case pin_mode::none:
+      break;
+  }
+  return "none (the scheduler places the threads)";
+}
+
+/// compare is a figure of strata's samples with raw OpenSSL's as the baseline.
+inline figure compare(std::string name, std::string unit, bool higher_is_better,
+                      const std::vector<double>& strata, const std::vector<double>& raw) {
+  figure f;
+  f.name = std::move(name);
+  f.unit = std::move(unit);
+  f.higher_is_better = higher_is_better;
+  f.value = summarize(strata);
+  f.baseline_name = "raw_openssl";
+  f.baseline = summarize(raw);
+  return f;
+}
+
+}  // namespace bench::openssl

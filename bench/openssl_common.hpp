@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -164,6 +165,63 @@ inline const char* placement_name() {
   return "none (the scheduler places the threads)";
 }
 
+// -- options and measurements ---------------------------------------------------------
+
+/// own_options walks argv for a program's own options and keeps the others in place for
+/// bench::parse_options (argc counts them at the end). --pin (the placement) is handled
+/// here for every program.
+///   for (own_options o(argc, argv); o.next();) {
+///     if (o.name() == "--round") round = o.number(); else o.keep();
+///   }
+class own_options {
+ public:
+  own_options(int& argc, char** argv) : argc_(argc), total_(argc), argv_(argv) {}
+
+  /// next moves to the next option; false at the end.
+  bool next() {
+    while (++at_ < total_) {
+      name_ = argv_[at_];
+      if (name_ != "--pin") return true;
+      parse_placement(value());
+    }
+    argc_ = kept_;
+    return false;
+  }
+  const std::string& name() const { return name_; }
+  /// value is the option's value (the next argument).
+  std::string value() {
+    if (at_ + 1 >= total_) die("option " + name_ + " needs a value");
+    return argv_[++at_];
+  }
+  /// number is the option's value as a positive integer.
+  std::uint64_t number() {
+    std::string v = value();
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+    if (v.empty() || *end || n == 0) die("option " + name_ + " needs a positive number, not " + v);
+    return n;
+  }
+  /// keep leaves the option for bench::parse_options.
+  void keep() { argv_[kept_++] = argv_[at_]; }
+
+ private:
+  int& argc_;
+  int total_;
+  char** argv_;
+  int at_ = 0;
+  int kept_ = 1;
+  std::string name_;
+};
+
+/// alternate calls run(raw) for `rounds` rounds of both implementations, raw first in
+/// even rounds and strata first in odd ones, so that drift over a run hits both alike.
+template <class Run>
+void alternate(std::size_t rounds, Run run) {
+  for (std::size_t r = 0; r < rounds; ++r) {
+    for (int k = 0; k < 2; ++k) run((k == 0) == (r % 2 == 0));
+  }
+}
+
 /// compare is a figure of strata's samples with raw OpenSSL's as the baseline.
 inline figure compare(std::string name, std::string unit, bool higher_is_better,
                       const std::vector<double>& strata, const std::vector<double>& raw) {
@@ -175,6 +233,40 @@ inline figure compare(std::string name, std::string unit, bool higher_is_better,
   f.baseline_name = "raw_openssl";
   f.baseline = summarize(raw);
   return f;
+}
+
+/// handshake_batch is what one batch of handshakes, one at a time, measured.
+struct handshake_batch {
+  double per_s = 0;                // handshakes per second over the batch
+  double cpu_us = 0;               // client + server thread CPU per handshake
+  std::vector<double> latency_us;  // each handshake, client side
+};
+
+/// finish_batch fills in the rate and CPU of a batch of `count` handshakes that began
+/// at `begin`.
+inline handshake_batch finish_batch(handshake_batch out, int count, clock::time_point begin,
+                                    double client_cpu_ns, double server_cpu_ns) {
+  out.per_s = count / (ns_between(begin, clock::now()) / 1e9);
+  out.cpu_us = (client_cpu_ns + server_cpu_ns) / 1e3 / count;
+  return out;
+}
+
+/// add_handshake_figures runs `batches` batches of each implementation, alternating
+/// (batch(raw) makes one), and adds `name` (handshakes/s per batch), `name`_latency
+/// (every handshake) and `name`_cpu (per batch).
+template <class Batch>
+void add_handshake_figures(report& rep, const std::string& name, int batches, Batch batch) {
+  std::vector<double> raw_rate, strata_rate, raw_cpu, strata_cpu, raw_latency, strata_latency;
+  alternate(static_cast<std::size_t>(batches), [&](bool raw) {
+    handshake_batch out = batch(raw);
+    (raw ? raw_rate : strata_rate).push_back(out.per_s);
+    (raw ? raw_cpu : strata_cpu).push_back(out.cpu_us);
+    auto& lat = raw ? raw_latency : strata_latency;
+    lat.insert(lat.end(), out.latency_us.begin(), out.latency_us.end());
+  });
+  rep.add(compare(name, "handshake/s", true, strata_rate, raw_rate));
+  rep.add(compare(name + "_latency", "us", false, strata_latency, raw_latency));
+  rep.add(compare(name + "_cpu", "cpu us/hs", false, strata_cpu, raw_cpu));
 }
 
 }  // namespace bench::openssl

@@ -89,6 +89,7 @@ using bench::openssl::die;
 using bench::openssl::die_ec;
 using bench::openssl::die_errno;
 using bench::openssl::die_ssl;
+using bench::openssl::handshake_batch;
 using bench::openssl::pin_server;
 using bench::openssl::pki;
 
@@ -415,12 +416,6 @@ bulk_outcome strata_bulk_round(const contexts& c, transport t, std::size_t bytes
 
 // -- handshakes --------------------------------------------------------------------------
 
-struct handshake_batch {
-  double per_s = 0;                // handshakes per second over the batch
-  double cpu_us = 0;               // client + server thread CPU per handshake
-  std::vector<double> latency_us;  // each handshake, client side
-};
-
 handshake_batch raw_handshake_batch(const contexts& c, int count) {
   std::uint16_t port = 0;
   int lfd = raw_listener(port);
@@ -453,10 +448,8 @@ handshake_batch raw_handshake_batch(const contexts& c, int count) {
   }
   double client_cpu = bench::thread_cpu_ns() - cpu0;
   server.join();
-  out.per_s = count / (ns_between(begin, clock::now()) / 1e9);
-  out.cpu_us = (client_cpu + server_cpu) / 1e3 / count;
   ::close(lfd);
-  return out;
+  return bench::openssl::finish_batch(std::move(out), count, begin, client_cpu, server_cpu);
 }
 
 strata::task<void> strata_handshake_server(strata::tcp::listener& l, tls::context ctx, int count) {
@@ -502,9 +495,7 @@ handshake_batch strata_handshake_batch(const contexts& c, int count) {
   strata::run(strata_handshake_client(port, c.strata_client, count, out.latency_us));
   double client_cpu = bench::thread_cpu_ns() - cpu0;
   server.join();
-  out.per_s = count / (ns_between(begin, clock::now()) / 1e9);
-  out.cpu_us = (client_cpu + server_cpu) / 1e3 / count;
-  return out;
+  return bench::openssl::finish_batch(std::move(out), count, begin, client_cpu, server_cpu);
 }
 
 // -- idle memory ---------------------------------------------------------------------------
@@ -778,37 +769,22 @@ settings parse_settings(int& argc, char** argv, bool quick) {
     s.batch = 20;
     s.connections = 100;
   }
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die("option " + a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&]() -> std::size_t {
-      std::string v = value();
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end || n == 0) die("option " + a + " needs a positive number, not " + v);
-      return n;
-    };
+  for (bench::openssl::own_options o(argc, argv); o.next();) {
+    const std::string& a = o.name();
     if (a == "--volume-mib") {
-      s.volume_mib = number();
+      s.volume_mib = o.number();
     } else if (a == "--round-mib") {
-      s.round_mib = number();
+      s.round_mib = o.number();
     } else if (a == "--handshakes") {
-      s.handshakes = static_cast<int>(number());
+      s.handshakes = static_cast<int>(o.number());
     } else if (a == "--connections") {
-      s.connections = static_cast<int>(number());
+      s.connections = static_cast<int>(o.number());
     } else if (a == "--suite") {
-      s.suite = value();
-    } else if (a == "--pin") {
-      bench::openssl::parse_placement(value());
+      s.suite = o.value();
     } else {
-      argv[kept++] = argv[i];
+      o.keep();
     }
   }
-  argc = kept;
   s.round_mib = std::min(s.round_mib, s.volume_mib);
   s.batch = std::min(s.batch, s.handshakes);
   return s;
@@ -838,20 +814,12 @@ int main(int argc, char** argv) {
     (void)raw_bulk_round(*default_contexts, t, round / 4);  // warm-up
     (void)strata_bulk_round(*default_contexts, t, round / 4);
     std::vector<double> raw_rate, strata_rate, raw_cpu, strata_cpu;
-    for (std::size_t r = 0; r < rounds; ++r) {
-      bulk_outcome a, b;
-      if (r % 2 == 0) {
-        a = raw_bulk_round(*default_contexts, t, round);
-        b = strata_bulk_round(*default_contexts, t, round);
-      } else {
-        b = strata_bulk_round(*default_contexts, t, round);
-        a = raw_bulk_round(*default_contexts, t, round);
-      }
-      raw_rate.push_back(a.mb_per_s);
-      raw_cpu.push_back(a.cpu_ns_per_kib);
-      strata_rate.push_back(b.mb_per_s);
-      strata_cpu.push_back(b.cpu_ns_per_kib);
-    }
+    bench::openssl::alternate(rounds, [&](bool raw) {
+      auto out =
+          raw ? raw_bulk_round(*default_contexts, t, round) : strata_bulk_round(*default_contexts, t, round);
+      (raw ? raw_rate : strata_rate).push_back(out.mb_per_s);
+      (raw ? raw_cpu : strata_cpu).push_back(out.cpu_ns_per_kib);
+    });
     rep.add(compare(name, "MB/s", true, strata_rate, raw_rate));
     rep.add(compare(std::string(name) + "_cpu", "cpu ns/KiB", false, strata_cpu, raw_cpu));
   }
@@ -863,21 +831,9 @@ int main(int argc, char** argv) {
     auto ctx = make_contexts(p, groups);
     (void)raw_handshake_batch(*ctx, std::min(set.batch, 20));  // warm-up
     (void)strata_handshake_batch(*ctx, std::min(set.batch, 20));
-    std::vector<double> raw_rate, strata_rate, raw_cpu, strata_cpu, raw_latency, strata_latency;
-    const int batches = std::max(1, set.handshakes / set.batch);
-    for (int b = 0; b < batches; ++b) {
-      for (int k = 0; k < 2; ++k) {
-        bool raw = (k == 0) == (b % 2 == 0);
-        auto out = raw ? raw_handshake_batch(*ctx, set.batch) : strata_handshake_batch(*ctx, set.batch);
-        (raw ? raw_rate : strata_rate).push_back(out.per_s);
-        (raw ? raw_cpu : strata_cpu).push_back(out.cpu_us);
-        auto& lat = raw ? raw_latency : strata_latency;
-        lat.insert(lat.end(), out.latency_us.begin(), out.latency_us.end());
-      }
-    }
-    rep.add(compare(name, "handshake/s", true, strata_rate, raw_rate));
-    rep.add(compare(std::string(name) + "_latency", "us", false, strata_latency, raw_latency));
-    rep.add(compare(std::string(name) + "_cpu", "cpu us/hs", false, strata_cpu, raw_cpu));
+    bench::openssl::add_handshake_figures(rep, name, std::max(1, set.handshakes / set.batch), [&](bool raw) {
+      return raw ? raw_handshake_batch(*ctx, set.batch) : strata_handshake_batch(*ctx, set.batch);
+    });
   }
 
   // Idle memory: one pass each (heap figures do not move with load).

@@ -678,7 +678,7 @@ handshake_batch strata_handshake_batch(const contexts& c, int count, std::size_t
 /// settings are the program's own options (the common ones are bench::options).
 struct settings {
   std::uint64_t messages = 200000;  // per implementation and case
-  std::uint64_t round = 25000;
+  std::uint64_t round = 10000;
   std::uint64_t window = 32;
   int handshakes = 1000;  // per implementation
   int batch = 50;

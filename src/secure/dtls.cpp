@@ -13,6 +13,7 @@
 
 namespace strata::dtls {
 
+using tls::detail::clear_errors;
 using tls::detail::session_impl;
 
 result<tls::context> client_context(const tls::context_options& options, std::string* why) {
@@ -80,7 +81,7 @@ result<session> session::server(const tls::context& ctx, std::string_view peer, 
 result<tls::want> session::handshake() {
   auto& s = *impl_;
   if (s.handshake_done) return tls::want::nothing;
-  ERR_clear_error();
+  clear_errors();
   int r = SSL_do_handshake(s.ssl);
   if (r == 1) {
     s.handshake_done = true;
@@ -94,7 +95,8 @@ result<tls::want> session::handshake() {
 bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
 
 void session::feed(const_buffer datagram) {
-  impl_->datagram->in.emplace_back(datagram.begin(), datagram.end());
+  auto& d = *impl_->datagram;
+  d.in.push_back(d.take(datagram.data(), datagram.size()));
 }
 
 bool session::has_output() const noexcept { return impl_ && !impl_->datagram->out.empty(); }
@@ -107,6 +109,10 @@ std::vector<std::byte> session::next_output() {
   return out;
 }
 
+void session::recycle(std::vector<std::byte> sent) noexcept {
+  if (impl_ && impl_->datagram) impl_->datagram->give_back(std::move(sent));
+}
+
 std::optional<std::chrono::milliseconds> session::retransmit_in() const {
   timeval left{};
   if (!impl_ || DTLSv1_get_timeout(impl_->ssl, &left) != 1) return std::nullopt;
@@ -114,9 +120,9 @@ std::optional<std::chrono::milliseconds> session::retransmit_in() const {
 }
 
 void session::on_timeout() {
-  ERR_clear_error();
+  clear_errors();
   (void)DTLSv1_handle_timeout(impl_->ssl);
-  ERR_clear_error();
+  clear_errors();
 }
 
 result<std::size_t> session::read(mutable_buffer buf) {
@@ -124,15 +130,19 @@ result<std::size_t> session::read(mutable_buffer buf) {
   if (s.received_close) return errc::end_of_stream;
   if (s.read_failure) return unexpected(s.read_failure);
   if (!s.handshake_done) return unexpected(make_error_code(tls::error::handshake_failed));
-  // A record is read whole into the session's own buffer: a caller's smaller buffer
-  // must not cut a message silently.
-  if (s.stage.size() < 16384 + 2048) s.stage.resize(16384 + 2048);
+  // A record is read whole: a caller's smaller buffer must not cut a message silently.
+  // A buffer that holds any record's plaintext takes it directly; a smaller one gets it
+  // through the session's own.
+  const bool direct = buf.size() >= max_record_plaintext;
+  if (!direct && s.stage.size() < max_record_plaintext) s.stage.resize(max_record_plaintext);
+  const mutable_buffer into = direct ? buf : mutable_buffer(s.stage.data(), s.stage.size());
   for (;;) {
     if (s.datagram->in.empty() && SSL_pending(s.ssl) == 0) return std::size_t{0};
-    ERR_clear_error();
+    clear_errors();
     std::size_t n = 0;
-    int r = SSL_read_ex(s.ssl, s.stage.data(), s.stage.size(), &n);
+    int r = SSL_read_ex(s.ssl, into.data(), into.size(), &n);
     if (r == 1) {
+      if (direct) return n;
       if (n > buf.size()) return errc::message_too_large;
       std::memcpy(buf.data(), s.stage.data(), n);
       return n;
@@ -164,10 +174,10 @@ result<void> session::seal(const_buffers message) {
     for (auto p : parts) s.stage.insert(s.stage.end(), p.begin(), p.end());
     data = s.stage.data();
   }
-  ERR_clear_error();
+  clear_errors();
   std::size_t written = 0;
   if (SSL_write_ex(s.ssl, data, size, &written) != 1 || written != size) {
-    ERR_clear_error();
+    clear_errors();
     return errc::broken;
   }
   return result<void>{};
@@ -183,9 +193,9 @@ void session::close_notify() {
   if (s.sent_close) return;
   s.sent_close = true;
   if (!s.handshake_done) return;
-  ERR_clear_error();
+  clear_errors();
   (void)SSL_shutdown(s.ssl);
-  ERR_clear_error();
+  clear_errors();
 }
 
 bool session::sent_close_notify() const noexcept { return impl_->sent_close; }

@@ -52,7 +52,7 @@ int bio_write(BIO* bio, const char* data, std::size_t len, std::size_t* written)
   auto* s = static_cast<session_impl*>(BIO_get_data(bio));
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
   if (s->datagram) {
-    s->datagram->out.emplace_back(bytes, bytes + len);
+    s->datagram->out.push_back(s->datagram->take(bytes, len));
   } else {
     s->out.insert(s->out.end(), bytes, bytes + len);
   }
@@ -71,10 +71,11 @@ int bio_read(BIO* bio, char* data, std::size_t len, std::size_t* read) {
       *read = 0;
       return 0;
     }
-    auto& d = s->datagram->in.front();
+    auto d = std::move(s->datagram->in.front());
+    s->datagram->in.pop_front();
     std::size_t n = std::min(len, d.size());
     std::memcpy(data, d.data(), n);
-    s->datagram->in.pop_front();
+    s->datagram->give_back(std::move(d));
     *read = n;
     return 1;
   }

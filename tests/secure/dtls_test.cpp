@@ -4,6 +4,7 @@
 #include "strata/secure/dtls.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 
 #include <array>
 #include <deque>
@@ -268,6 +269,118 @@ TEST(Dtls, LossReplaysAndReorderingAreSurvived) {
       }
     });
   }
+}
+
+/// engines are a client and a server session whose handshake ran in memory, datagram by
+/// datagram (cookie exchange included).
+struct engines {
+  dtls::session client;
+  dtls::session server;
+};
+
+engines shake_in_memory() {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  tls::client_options to{.server_name = "localhost"};
+  auto client = dtls::session::client(client_ctx, to, {}, {});
+  auto server = dtls::session::server(server_ctx, "127.0.0.1:5000", {});
+  EXPECT_TRUE(client && server);
+  if (!client || !server) return {};
+  for (int i = 0; i < 10 && !(client->handshake_done() && server->handshake_done()); ++i) {
+    EXPECT_TRUE(client->handshake());
+    while (client->has_output()) server->feed(client->next_output());
+    EXPECT_TRUE(server->handshake());
+    while (server->has_output()) client->feed(server->next_output());
+  }
+  EXPECT_TRUE(client->handshake_done() && server->handshake_done());
+  return {std::move(*client), std::move(*server)};
+}
+
+/// seal_one seals `text` and returns its datagram.
+std::vector<std::byte> seal_one(dtls::session& s, std::string_view text) {
+  EXPECT_TRUE(s.seal(as_bytes(text)));
+  EXPECT_TRUE(s.has_output());
+  return s.next_output();
+}
+
+// A datagram handed back after sending carries the next one: no allocation per message.
+TEST(Dtls, SentDatagramBuffersAreReused) {
+  auto e = shake_in_memory();
+  ASSERT_TRUE(e.client.handshake_done());
+  const std::string one(1000, 'a');
+  const std::string two(1000, 'b');
+  auto first = seal_one(e.client, one);
+  const std::byte* where = first.data();
+  const std::size_t bytes = first.capacity();
+  e.server.feed(first);
+  e.client.recycle(std::move(first));
+  // Had the buffer been freed, this would most likely take its memory.
+  std::vector<std::byte> blocker(bytes);
+  auto second = seal_one(e.client, two);
+  EXPECT_EQ(second.data(), where);
+  e.server.feed(second);
+  std::vector<std::byte> buf(2048);
+  for (const auto& expected : {one, two}) {
+    auto n = e.server.read(buf);
+    ASSERT_TRUE(n) << n.error().message();
+    EXPECT_EQ(text(buf, *n), expected);
+  }
+}
+
+// The error queue is emptied only when it holds something: an error some other code left
+// on this thread must still not turn a dropped record (a replay) into a failed read, nor
+// fail a seal.
+TEST(Dtls, AStaleOpenSslErrorFailsNothing) {
+  auto e = shake_in_memory();
+  ASSERT_TRUE(e.client.handshake_done());
+  auto once = seal_one(e.client, "once");
+  std::vector<std::byte> buf(2048);
+  e.server.feed(once);
+  auto n = e.server.read(buf);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(text(buf, *n), "once");
+  ERR_raise(ERR_LIB_USER, 1);
+  e.server.feed(once);  // a replay: dropped
+  auto replayed = e.server.read(buf);
+  ASSERT_TRUE(replayed) << replayed.error().message();
+  EXPECT_EQ(*replayed, 0u);
+  ERR_raise(ERR_LIB_USER, 2);
+  auto again = seal_one(e.client, "again");
+  e.server.feed(again);
+  n = e.server.read(buf);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(text(buf, *n), "again");
+  ERR_clear_error();
+}
+
+// A buffer of max_record_plaintext bytes or more takes records directly, a smaller one
+// through the session's buffer; either way a message arrives whole or not at all.
+TEST(Dtls, ReadsIntoLargeAndSmallBuffers) {
+  auto e = shake_in_memory();
+  ASSERT_TRUE(e.client.handshake_done());
+  const std::string message(e.client.max_payload(), 'm');
+  for (std::size_t size : {dtls::max_record_plaintext + 1, dtls::max_record_plaintext,
+                           dtls::max_record_plaintext - 1, message.size(), message.size() - 1}) {
+    SCOPED_TRACE(size);
+    std::vector<std::byte> buf(size, std::byte{'-'});
+    e.server.feed(seal_one(e.client, message));
+    auto n = e.server.read(buf);
+    if (size < message.size()) {
+      EXPECT_EQ(n.error(), errc::message_too_large);
+      continue;
+    }
+    ASSERT_TRUE(n) << n.error().message();
+    EXPECT_EQ(text(buf, *n), message);
+    if (*n < size) {
+      EXPECT_EQ(buf[*n], std::byte{'-'});  // nothing written past the message
+    }
+  }
+  // After a message too large for the buffer, the next one arrives whole.
+  std::vector<std::byte> buf(dtls::max_record_plaintext);
+  e.server.feed(seal_one(e.client, "next"));
+  auto n = e.server.read(buf);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(text(buf, *n), "next");
 }
 
 TEST(Dtls, UntrustedServerAndSilentServerFail) {

@@ -83,6 +83,11 @@ result<tls::context> server_context(const tls::context_options& options, std::st
 /// handshake (after it, a connection's max_message() is exact and never smaller).
 inline constexpr std::size_t record_overhead = 64;
 
+/// max_record_plaintext is the most one record carries, whatever the MTU (2^14 bytes,
+/// RFC 5246 6.2.1 as RFC 6347 4.1 keeps it): a receive buffer at least this large takes
+/// a record without a copy through the session's own buffer.
+inline constexpr std::size_t max_record_plaintext = 16384;
+
 /// session is the sans-I/O DTLS engine of one association: feed it each datagram that
 /// arrives, send each datagram it produces, and call on_timeout() when retransmit_in()
 /// has passed.
@@ -109,15 +114,20 @@ class session {
   bool has_output() const noexcept;
   /// next_output is the next datagram to send (moved out).
   std::vector<std::byte> next_output();
+  /// recycle hands back a datagram from next_output once it was sent, so that its buffer
+  /// carries a later datagram instead of a new allocation (optional).
+  void recycle(std::vector<std::byte> sent) noexcept;
   /// retransmit_in is how long until a flight must be sent again; nullopt when no timer
   /// runs. on_timeout sends it again (then send next_output()).
   std::optional<std::chrono::milliseconds> retransmit_in() const;
   void on_timeout();
 
   /// read decrypts the next record fed into `buf`: its size, or 0 when the session needs
-  /// another datagram. Records that fail authentication, replays and stale epochs are
-  /// dropped silently (RFC 6347 4.1.2.7). Errors: end_of_stream (close_notify; sticky),
-  /// message_too_large (`buf` is smaller than the record, which is dropped), tls::error.
+  /// another datagram. A `buf` of max_record_plaintext bytes or more is written directly,
+  /// a smaller one receives a copy. Records that fail authentication, replays and stale
+  /// epochs are dropped silently (RFC 6347 4.1.2.7). Errors: end_of_stream (close_notify;
+  /// sticky), message_too_large (`buf` is smaller than the record, which is dropped),
+  /// tls::error.
   result<std::size_t> read(mutable_buffer buf);
   /// seal turns `message` into one record in one datagram. Errors: message_too_large
   /// above max_payload() (nothing sent), closed after close_notify.
@@ -163,7 +173,8 @@ class connection {
   }
 
   /// recv returns the next message. While it waits it also keeps the handshake's
-  /// retransmission timer (a peer whose last flight was lost is answered). Errors:
+  /// retransmission timer (a peer whose last flight was lost is answered). A `buf` of
+  /// max_record_plaintext bytes or more saves a copy per message. Errors:
   /// end_of_stream after the peer's close_notify, message_too_large (the message is
   /// dropped), closed, the lower layer's errors.
   task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) {
@@ -256,6 +267,7 @@ class connection {
       auto datagram = session_.next_output();
       auto sent = co_await lower_.send(const_buffer(datagram), dl);
       if (!sent) co_return sent;
+      session_.recycle(std::move(datagram));
     }
     co_return result<void>{};
   }

@@ -337,20 +337,20 @@ struct receiver {
         }
         next_index = v + 1;
         ++received;
-        if (v % p.window == p.window - 1 || v + 1 == p.count) break;
-        return 0;
+        if (v % p.window != p.window - 1 && v + 1 != p.count) return 0;
+        stamp(reply, kind::ack, v / p.window);  // the window's last message
+        return header;
       case kind::probe:
-        break;
+        stamp(reply, kind::ack, v);  // the window probed
+        return header;
       case kind::done:
         finished = true;
         return 0;
       default:
         die(std::string(who) + ": an unknown message");
     }
-    stamp(reply, kind::ack, v / p.window);
-    return header;
   }
-  /// quiet: may a receive that timed out end the round? Only once every window was
+  /// may_end: may a receive that timed out end the round? Only once every window was
   /// acked (the done message was lost).
   bool may_end() const { return next_index == p.count; }
 };

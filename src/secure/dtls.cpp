@@ -78,19 +78,7 @@ result<session> session::server(const tls::context& ctx, std::string_view peer, 
   return session(std::move(*made), link);
 }
 
-result<tls::want> session::handshake() {
-  auto& s = *impl_;
-  if (s.handshake_done) return tls::want::nothing;
-  clear_errors();
-  int r = SSL_do_handshake(s.ssl);
-  if (r == 1) {
-    s.handshake_done = true;
-    return tls::want::nothing;
-  }
-  int e = SSL_get_error(s.ssl, r);
-  if (e == SSL_ERROR_WANT_READ) return tls::want::input;
-  return unexpected(s.failure(e, true));
-}
+result<tls::want> session::handshake() { return impl_->handshake_step(); }
 
 bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
 
@@ -188,15 +176,7 @@ std::size_t session::max_payload() const noexcept {
   return DTLS_get_data_mtu(impl_->ssl);
 }
 
-void session::close_notify() {
-  auto& s = *impl_;
-  if (s.sent_close) return;
-  s.sent_close = true;
-  if (!s.handshake_done) return;
-  clear_errors();
-  (void)SSL_shutdown(s.ssl);
-  clear_errors();
-}
+void session::close_notify() { impl_->queue_close_notify(); }
 
 bool session::sent_close_notify() const noexcept { return impl_->sent_close; }
 bool session::received_close_notify() const noexcept { return impl_->received_close; }

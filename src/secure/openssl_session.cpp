@@ -439,6 +439,28 @@ result<void> set_client_identity(session_impl& s, const context& ctx, const clie
 
 // -- errors -------------------------------------------------------------------------
 
+result<want> session_impl::handshake_step() {
+  if (handshake_done) return want::nothing;
+  clear_errors();
+  int r = SSL_do_handshake(ssl);
+  if (r == 1) {
+    handshake_done = true;
+    return want::nothing;
+  }
+  int e = SSL_get_error(ssl, r);
+  if (e == SSL_ERROR_WANT_READ) return want::input;
+  return unexpected(failure(e, true));
+}
+
+void session_impl::queue_close_notify() {
+  if (sent_close) return;
+  sent_close = true;
+  if (!handshake_done) return;
+  clear_errors();
+  (void)SSL_shutdown(ssl);  // queues close_notify; the peer's comes through read
+  clear_errors();
+}
+
 std::error_code session_impl::failure(int ssl_error, bool in_handshake) {
   if (ssl_error == SSL_ERROR_ZERO_RETURN) return errc::end_of_stream;
   if (ssl_error == SSL_ERROR_SYSCALL) {

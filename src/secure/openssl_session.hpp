@@ -144,11 +144,15 @@ struct session_impl {
   ~session_impl() { SSL_free(ssl); }
 
   std::error_code failure(int ssl_error, bool in_handshake);
+  /// handshake_step runs SSL_do_handshake once over what was fed (tls and dtls alike).
+  result<want> handshake_step();
+  /// queue_close_notify queues the alert that ends our direction, once.
+  void queue_close_notify();
 };
 
 /// clear_errors empties the thread's OpenSSL error queue, as every SSL call whose outcome
 /// SSL_get_error reads needs. ERR_clear_error resets all 16 slots of the queue each time
-/// (~100 ns, once per DTLS record: bench/dtls.cpp); the queue is almost always empty
+/// (~100 ns, once per record: bench/dtls.cpp); the queue is almost always empty
 /// already, which ERR_peek_error tells for much less.
 inline void clear_errors() noexcept {
   if (ERR_peek_error() != 0) ERR_clear_error();

@@ -208,19 +208,7 @@ result<session> session::server(const context& ctx) {
   return session(std::move(*made));
 }
 
-result<want> session::handshake() {
-  auto& s = *impl_;
-  if (s.handshake_done) return want::nothing;
-  ERR_clear_error();
-  int r = SSL_do_handshake(s.ssl);
-  if (r == 1) {
-    s.handshake_done = true;
-    return want::nothing;
-  }
-  int e = SSL_get_error(s.ssl, r);
-  if (e == SSL_ERROR_WANT_READ) return want::input;
-  return unexpected(s.failure(e, true));
-}
+result<want> session::handshake() { return impl_->handshake_step(); }
 
 bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
 
@@ -229,7 +217,7 @@ result<std::size_t> session::read(mutable_buffer buf) {
   if (s.received_close) return errc::end_of_stream;
   if (s.read_failure) return unexpected(s.read_failure);
   if (!s.handshake_done) return unexpected(make_error_code(error::handshake_failed));
-  ERR_clear_error();
+  detail::clear_errors();
   std::size_t n = 0;
   int r = SSL_read_ex(s.ssl, buf.data(), buf.size(), &n);
   if (r == 1) return n;
@@ -250,7 +238,7 @@ result<void> session::encrypt(std::span<const const_buffer> parts, std::size_t& 
   constexpr std::size_t record = 16 * 1024;
   auto seal = [&](const std::byte* data, std::size_t size) -> bool {
     std::size_t written = 0;
-    ERR_clear_error();
+    detail::clear_errors();
     return SSL_write_ex(s.ssl, data, size, &written) == 1 && written == size;
   };
   // Find where the previous call stopped.
@@ -290,15 +278,7 @@ result<void> session::encrypt(std::span<const const_buffer> parts, std::size_t& 
   return result<void>{};
 }
 
-void session::close_notify() {
-  auto& s = *impl_;
-  if (s.sent_close) return;
-  s.sent_close = true;
-  if (!s.handshake_done) return;
-  ERR_clear_error();
-  (void)SSL_shutdown(s.ssl);  // queues close_notify; the peer's comes through read
-  ERR_clear_error();
-}
+void session::close_notify() { impl_->queue_close_notify(); }
 
 bool session::sent_close_notify() const noexcept { return impl_->sent_close; }
 bool session::received_close_notify() const noexcept { return impl_->received_close; }

@@ -67,13 +67,7 @@ using test::pki;
 /// patience bounds every wait of these tests, on either thread.
 constexpr auto patience = 10s;
 
-/// on_strata_thread runs `body` (a callable returning task<void>) on a thread of its own
-/// with its own event loop, under run_test's time limit; the thread joins when the
-/// returned object goes (or at join()). Declare it after everything the body uses.
-template <class Body>
-std::jthread on_strata_thread(Body body) {
-  return std::jthread([body = std::move(body)]() mutable { test::run_test(body, patience + 5s); });
-}
+using test::on_strata_thread;
 
 std::string text(const std::vector<std::byte>& v, std::size_t n) {
   return std::string(reinterpret_cast<const char*>(v.data()), n);

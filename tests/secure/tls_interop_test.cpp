@@ -6,7 +6,7 @@
 //
 // Every peer is started here on a 127.0.0.1 port and stopped by its PID
 // (support/peer_process.hpp); a missing peer fails the test. The strata side runs on a
-// thread of its own with its own event loop (strata_thread), because the peer waits
+// thread of its own with its own event loop (test::on_strata_thread), because the peer waits
 // block the test thread. Nothing sleeps: the test thread waits for the peers' output,
 // the strata thread for its sockets, both under deadlines.
 #include <netinet/in.h>
@@ -47,28 +47,7 @@ using tls_tcp = tls::stream<tcp::stream>;
 /// patience bounds every wait of these tests, on either thread.
 constexpr auto patience = 10s;
 
-// -- the strata side on its own thread ---------------------------------------------------
-
-/// strata_thread runs a coroutine body (a callable returning task<void>) on a thread of
-/// its own with its own event loop, under test::run_test's time limit. The destructor
-/// joins it: declare it after everything the body uses by reference.
-class strata_thread {
- public:
-  template <class Body>
-  explicit strata_thread(Body body)
-      : thread_([body = std::move(body)]() mutable { test::run_test(body, patience + 5s); }) {}
-  strata_thread(const strata_thread&) = delete;
-  strata_thread& operator=(const strata_thread&) = delete;
-  ~strata_thread() { join(); }
-
-  /// join waits until the body has finished.
-  void join() {
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::thread thread_;
-};
+using test::on_strata_thread;
 
 tls::credential cred(const test::credential& c) { return {.cert_file = c.cert_file, .key_file = c.key_file}; }
 
@@ -277,7 +256,7 @@ std::string scratch_path(std::string_view stem) {
 seen talk_to_s_server(peer_process& server, int port, const tls::context& ctx, std::string_view say,
                       std::string_view answer = {}) {
   seen out;
-  strata_thread strata(
+  auto strata = on_strata_thread(
       [&]() -> task<void> { co_await talk_as_client(port, ctx, "localhost", say, answer, out); });
   EXPECT_TRUE(server.wait_for_output(say, patience)) << server.output();
   if (!answer.empty()) {
@@ -339,7 +318,7 @@ TEST(TlsInterop, ClientPresentsItsCertificateToOpensslServerThatRequiresOne) {
   seen without_cert;
   auto ctx_without = make_client({});
   {
-    strata_thread strata([&]() -> task<void> {
+    auto strata = on_strata_thread([&]() -> task<void> {
       co_await talk_as_client(port, ctx_without, "localhost", "", "never sent", without_cert);
     });
   }
@@ -381,7 +360,7 @@ TEST(TlsInterop, ClientSeesTruncationWhenOpensslServerDies) {
   seen client;
   auto ctx = make_client({});
   {
-    strata_thread strata([&]() -> task<void> {
+    auto strata = on_strata_thread([&]() -> task<void> {
       co_await talk_as_client(port, ctx, "localhost", "last words\n", "never sent", client);
     });
     EXPECT_TRUE(server.wait_for_output("last words\n", patience)) << server.output();
@@ -405,7 +384,7 @@ TEST(TlsInterop, HelloRetryRequestWorksInBothRoles) {
   ASSERT_NE(bound.port, 0);
   auto server_ctx = make_server({.groups = "P-384"});
   seen served;
-  strata_thread strata(
+  auto strata = on_strata_thread(
       [&]() -> task<void> { co_await serve_once(bound.listener, server_ctx, "", "bye\n", served); });
   auto s_client_run = s_client(bound.port, {"-msg"}, true);
   ASSERT_TRUE(s_client_run);
@@ -431,7 +410,7 @@ TEST(TlsInterop, ClientRefusesOpensslServersWithExpiredOrUntrustedCertificates) 
   seen to_rogue;
   auto ctx = make_client({});
   {
-    strata_thread strata([&]() -> task<void> {
+    auto strata = on_strata_thread([&]() -> task<void> {
       co_await talk_as_client(expired_port, ctx, "localhost", "", "", to_expired);
       co_await talk_as_client(rogue_port, ctx, "localhost", "", "", to_rogue);
     });
@@ -453,7 +432,7 @@ TEST(TlsInterop, OpensslClientTalksToServerInBothVersionsWithAlpnAndSni) {
     ASSERT_NE(bound.port, 0);
     seen served;
     auto ctx = make_server({.alpn = {"h2", "http/1.1"}});
-    strata_thread strata([&]() -> task<void> {
+    auto strata = on_strata_thread([&]() -> task<void> {
       co_await serve_once(bound.listener, ctx, "ping from s_client\n", "pong from strata\n", served);
     });
     auto client = s_client(bound.port, {vc.flag, "-alpn", "h2"}, true);
@@ -499,7 +478,7 @@ TEST(TlsInterop, MebibytesBothWaysWithOpensslClient) {
   auto ctx = make_server({});
   seen served;
   bool upload_intact = false;
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     auto dl = deadline::after(patience);
     auto s = co_await accept_tls(bound.listener, ctx, dl);
     if (!s) {
@@ -538,7 +517,7 @@ TEST(TlsInterop, ServerPicksItsCertificateByOpensslClientsSni) {
   auto ctx = make_server({.certificates = {cred(pki().server), cred(pki().other_name_server)}});
   const std::array<const char*, 2> names{"other.test", "localhost"};
   std::array<seen, versions.size() * names.size()> served;
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     for (auto& one : served) co_await serve_once(bound.listener, ctx, "", "", one);
   });
   std::size_t i = 0;
@@ -565,7 +544,7 @@ TEST(TlsInterop, ServerRequiringClientCertificatesChecksOpensslClients) {
   auto ctx = make_server({.ca_file = pki().ca.cert_file, .client_certificates = tls::client_auth::required});
   seen with_cert;
   seen without_cert;
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     co_await serve_once(bound.listener, ctx, "ping\n", "pong\n", with_cert);
     co_await serve_once(bound.listener, ctx, "", "", without_cert);
   });
@@ -598,7 +577,7 @@ TEST(TlsInterop, OpensslClientResumesTls12SessionsWithReconnect) {
   ASSERT_NE(bound.port, 0);
   auto ctx = make_server({});
   std::vector<seen> served(6);
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     for (auto& one : served) co_await serve_once(bound.listener, ctx, "", "", one);
   });
   auto client = s_client(bound.port, {"-tls1_2", "-reconnect"}, false);
@@ -621,7 +600,7 @@ TEST(TlsInterop, OpensslClientResumesTls13SessionsWithASavedTicket) {
   ASSERT_NE(bound.port, 0);
   auto ctx = make_server({});
   std::vector<seen> served(2);
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     // The first connection's data follows the tickets: once s_client has printed it, it
     // has read them (it saves the session as each ticket arrives). Our close_notify
     // then ends it. (s_client's own report of a ticket sits in its stdio buffer until
@@ -661,7 +640,7 @@ TEST(TlsInterop, ServerAnswersOpensslKeyUpdatesAndRefusesRenegotiation) {
   auto ctx = make_server({});
   seen updated;
   seen renegotiated;
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     co_await serve_once(bound.listener, ctx, "after the key update\n", "pong\n", updated);
     co_await serve_once(bound.listener, ctx, "never sent\n", "", renegotiated);
   });
@@ -698,7 +677,8 @@ TEST(TlsInterop, OpensslClientRefusesServerWithUntrustedCertificate) {
   ASSERT_NE(bound.port, 0);
   auto ctx = make_server({.certificates = {cred(pki().rogue_server)}});
   seen served;
-  strata_thread strata([&]() -> task<void> { co_await serve_once(bound.listener, ctx, "", "", served); });
+  auto strata =
+      on_strata_thread([&]() -> task<void> { co_await serve_once(bound.listener, ctx, "", "", served); });
   auto client = s_client(bound.port, {}, true);
   ASSERT_TRUE(client);
   EXPECT_TRUE(client.wait_for_output("verify error", patience)) << client.output();
@@ -718,7 +698,7 @@ TEST(TlsInterop, CurlGetsAnHttpsResponseFromServer) {
   int port = listener->local_address()->port();
   const std::string body = "hello from strata over https\n";
   std::vector<seen> served(2);
-  strata_thread strata([&]() -> task<void> {
+  auto strata = on_strata_thread([&]() -> task<void> {
     auto dl = deadline::after(patience);
     std::string response =
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
@@ -816,7 +796,7 @@ TEST(TlsInterop, TsharkDecryptsTheCaptureOnlyWithTheKeyLog) {
   {
     auto client_ctx = make_client({.keylog_file = keylog});
     auto server_ctx = make_server({});
-    strata_thread strata([&]() -> task<void> {
+    auto strata = on_strata_thread([&]() -> task<void> {
       co_await with_scope([&](scope& s) -> task<void> {
         s.spawn(serve_once(bound.listener, server_ctx, to_server, to_client, server));
         co_await talk_as_client(bound.port, client_ctx, "localhost", to_server, to_client, client);

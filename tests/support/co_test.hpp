@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "strata/runtime/deadline.hpp"
@@ -65,6 +66,15 @@ void run_test(Body&& body, std::chrono::milliseconds limit = std::chrono::second
   bool hung = false;
   strata::run(run_test_root(body, limit, hung));
   if (hung) ADD_FAILURE() << "the test body did not finish within " << limit.count() << "ms";
+}
+
+/// on_strata_thread runs `body` (a callable returning task<void>) on a thread of its own
+/// with its own event loop, under run_test's `limit`: for tests whose own thread blocks
+/// (waiting on a peer process). The thread joins when the returned object goes, or at
+/// join(): declare it after everything the body uses by reference.
+template <class Body>
+std::jthread on_strata_thread(Body body, std::chrono::milliseconds limit = std::chrono::seconds(15)) {
+  return std::jthread([body = std::move(body), limit]() mutable { run_test(body, limit); });
 }
 
 /// call runs a callable that returns an awaitable (e.g. a capturing lambda coroutine) in

@@ -40,6 +40,9 @@
 #include "strata/secure/dtls.hpp"
 #include "strata/secure/tls.hpp"
 
+// app (L7): application protocols
+#include "strata/app/http1.hpp"
+
 // pipeline: spec strings, the registry, the checker
 #include "strata/pipeline/custom_protocol.hpp"
 #include "strata/pipeline/pipeline.hpp"

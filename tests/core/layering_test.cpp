@@ -115,7 +115,7 @@ std::vector<std::string> quoted_includes(const std::string& header) {
 }
 
 TEST(Layering, PublicHeadersIncludeOnlyPublicHeaders) {
-  for (const auto& folder : {"runtime", "core", "transport", "adapt", "secure", "pipeline"}) {
+  for (const auto& folder : {"runtime", "core", "transport", "adapt", "secure", "app", "pipeline"}) {
     for (const auto& h : headers_under(folder)) {
       for (const auto& target : quoted_includes(h)) {
         EXPECT_EQ(target.rfind("strata/", 0), 0u) << h << " includes \"" << target << "\"";

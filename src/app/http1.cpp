@@ -963,6 +963,7 @@ class connection {
   body_reader body;
   bool continue_sent = false;
   bool close = false;
+  bool upgraded = false;  // the stream was handed over (response::upgrade)
   std::unique_ptr<request> current;
   response* current_response = nullptr;
   serve_stats stats;
@@ -1158,6 +1159,7 @@ task<result<serve_stats>> connection::run() {
     current_response = &res;
     auto handled = co_await handle(*current, res);
     current_response = nullptr;
+    if (upgraded) co_return stats;
     if (!res.started_) {
       // Nothing was sent: the body's own error if reading it failed, else 500.
       auto why = body.failure ? body.failure : make_error_code(errc::protocol_error);
@@ -1271,6 +1273,29 @@ task<result<void>> response::finish(std::span<const header> trailers, deadline d
 }
 
 task<result<void>> response::finish(deadline dl) { return finish(std::span<const header>{}, dl); }
+
+task<result<detached<any_stream>>> response::upgrade(std::string_view protocol, deadline dl) {
+  auto& c = *conn_;
+  const auto& head = c.current->head();
+  if (started_ || head.upgrade.empty() || !c.body.done || !is_token(protocol))
+    co_return errc::invalid_argument;
+  started_ = true;
+  finished_ = true;
+  auto& out = c.out;
+  out += "HTTP/1.1 101 Switching Protocols\r\n";
+  for (const auto& h : headers_) out.append(h.name).append(": ").append(h.value).append("\r\n");
+  out.append("Connection: Upgrade\r\nUpgrade: ").append(protocol).append("\r\n\r\n");
+  if (auto sent = co_await c.flush(c.write_due(dl)); !sent) {
+    c.close = true;
+    co_return unexpected(sent.error());
+  }
+  auto rest = c.in.view();
+  std::vector<std::byte> unread(reinterpret_cast<const std::byte*>(rest.data()),
+                                reinterpret_cast<const std::byte*>(rest.data() + rest.size()));
+  c.in.consume(rest.size());
+  c.upgraded = true;
+  co_return detached<any_stream>{std::move(c.stream), std::move(unread)};
+}
 
 // -- client ----------------------------------------------------------------------------------
 
@@ -1392,6 +1417,17 @@ task<result<std::string>> client::read_body(std::size_t max, deadline dl) {
 const fields& client::trailers() const noexcept { return impl_->body.chunked.trailers(); }
 
 bool client::reusable() const noexcept { return impl_->reusable && impl_->body.done && !impl_->closed; }
+
+result<detached<any_stream>> client::take_stream() {
+  auto& c = *impl_;
+  if (c.closed) return errc::closed;
+  c.closed = true;
+  auto rest = c.in.view();
+  std::vector<std::byte> unread(reinterpret_cast<const std::byte*>(rest.data()),
+                                reinterpret_cast<const std::byte*>(rest.data() + rest.size()));
+  c.in.consume(rest.size());
+  return detached<any_stream>{std::move(c.stream), std::move(unread)};
+}
 
 task<result<void>> client::close(deadline dl) {
   auto& c = *impl_;

@@ -662,6 +662,34 @@ TEST(Http1Server, ExpectContinueAnsweredWithoutReadingClosesTheConnection) {
   EXPECT_NE(r.reply.find("Connection: close\r\n"), std::string::npos) << r.reply;
 }
 
+TEST(Http1Server, UpgradeHandsTheStreamOverWithTheBytesThatFollowed) {
+  auto h = [](http1::request& req, http1::response& res) -> task<result<void>> {
+    auto dl = deadline::after(5s);
+    if (req.head().upgrade != "echo") co_return co_await res.send(426, "", dl);
+    (void)res.set_header("X-Proto", "echo/1");
+    auto taken = co_await res.upgrade("echo", dl);
+    if (!taken) co_return unexpected(taken.error());
+    // The new protocol: echo what came, the early bytes first, until the client ends.
+    auto& stream = taken->lower;
+    if (!taken->unread.empty()) (void)co_await stream.write(const_buffer(taken->unread), dl);
+    std::array<std::byte, 256> buf{};
+    for (;;) {
+      auto n = co_await stream.read_some(buf, dl);
+      if (!n) break;
+      (void)co_await stream.write(const_buffer(buf.data(), *n), dl);
+    }
+    (void)co_await stream.close(dl);
+    co_return result<void>{};
+  };
+  auto r = exchange("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nEARLY+late", h);
+  EXPECT_EQ(r.reply.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0), 0u) << r.reply;
+  EXPECT_NE(r.reply.find("X-Proto: echo/1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nEARLY+late"),
+            std::string::npos)
+      << r.reply;
+  auto refused = exchange("GET / HTTP/1.1\r\nHost: a\r\n\r\n", h);
+  EXPECT_EQ(refused.reply.rfind("HTTP/1.1 426 ", 0), 0u);
+}
+
 // -- client ----------------------------------------------------------------------------------
 
 TEST(Http1Client, SendsRequestsAndReadsResponsesOnOneConnection) {

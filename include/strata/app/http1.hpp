@@ -27,6 +27,7 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/error.hpp"
 #include "strata/runtime/result.hpp"
@@ -304,6 +305,14 @@ class response {
   /// finish ends the body, with trailer fields for a chunked one.
   task<result<void>> finish(std::span<const header> trailers, deadline dl);
   task<result<void>> finish(deadline dl);
+  /// upgrade accepts the client's offer to switch protocols (request_head::upgrade):
+  /// it sends "101 Switching Protocols" with the headers set, "Connection: Upgrade" and
+  /// "Upgrade: <protocol>" (after the responses to earlier requests), then hands the
+  /// connection over: the stream and the bytes the client sent after this request, the
+  /// new protocol's first. serve() returns once the handler does, leaving the stream to
+  /// its new owner. Errors: invalid_argument (no offer, a response started, the request
+  /// body not read to its end), the stream's errors.
+  task<result<detached<any_stream>>> upgrade(std::string_view protocol, deadline dl);
   bool started() const noexcept { return started_; }
   bool finished() const noexcept { return finished_; }
 
@@ -388,6 +397,10 @@ class client {
   const fields& trailers() const noexcept;
   /// reusable says whether another request may follow on this connection.
   bool reusable() const noexcept;
+  /// take_stream ends the client and hands its connection over with the bytes received
+  /// after the last response's head: after "101 Switching Protocols", the new protocol's
+  /// first bytes. Errors: closed (already closed or taken).
+  result<detached<any_stream>> take_stream();
   task<result<void>> close(deadline dl);
 
  private:

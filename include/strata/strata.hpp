@@ -42,6 +42,7 @@
 
 // app (L7): application protocols
 #include "strata/app/http1.hpp"
+#include "strata/app/http2.hpp"
 
 // pipeline: spec strings, the registry, the checker
 #include "strata/pipeline/custom_protocol.hpp"

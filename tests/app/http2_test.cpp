@@ -1,0 +1,300 @@
+// http2: our client against our server over in-memory streams — requests and responses
+// with bodies both ways, many concurrent streams, streamed bodies larger than every
+// flow-control window, trailers, HEAD, a handler that sends nothing, the limits that
+// guard the server (header list, body, active handlers against rapid reset) and the
+// graceful GOAWAY of a stopping server.
+#include "strata/app/http2.hpp"
+
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+
+#include <string>
+#include <vector>
+
+#include "strata/runtime.hpp"
+#include "support/co_test.hpp"
+#include "support/mem_stream.hpp"
+
+using namespace std::chrono_literals;
+
+namespace strata::test {
+namespace {
+
+task<void> run_server(mem_stream s, http2::handler h, http2::server_options o,
+                      result<http2::serve_stats>& out) {
+  out = co_await http2::serve(any_stream(std::move(s)), std::move(h), o);
+}
+
+http2::handler echo_handler() {
+  return [](http2::request& req, http2::response& res) -> task<result<void>> {
+    auto dl = deadline::after(10s);
+    auto body = co_await req.read_body(64 << 20, dl);
+    if (!body) co_return unexpected(body.error());
+    (void)res.set_header("X-Method", req.method());
+    std::string reply = std::string(req.target()) + " " + *body;
+    for (const auto& t : req.trailers().all())
+      reply += " " + std::string(t.name) + "=" + std::string(t.value);
+    co_return co_await res.send(200, reply, dl);
+  };
+}
+
+struct h2_pair {
+  mem_stream client_end;
+  mem_stream server_end;
+};
+
+h2_pair make_pair() {
+  auto [a, b] = mem_stream::pair();
+  return {std::move(a), std::move(b)};
+}
+
+http2::client_options client_opts() {
+  http2::client_options co;
+  co.authority = "example.org";
+  co.scheme = "http";
+  return co;
+}
+
+TEST(Http2, RequestsAndResponsesWithBodies) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), echo_handler(), http2::server_options{}, stats));
+    http2::client_options co;
+    co.authority = "example.org";
+    co.scheme = "http";
+    http2::client c(any_stream(std::move(p.client_end)), co);
+    auto dl = deadline::after(10s);
+    http2::client::outgoing get;
+    get.target = "/a";
+    auto r = co_await c.request(get, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(r->status(), 200);
+    EXPECT_EQ(r->fields().get("x-method"), std::optional<std::string_view>("GET"));
+    EXPECT_EQ(r->fields().get("server"), std::optional<std::string_view>("strata"));
+    auto body = co_await r->read_body(1024, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(*body, std::string("/a "));
+
+    http2::client::outgoing post;
+    post.method = "POST";
+    post.target = "/b";
+    post.body = "payload";
+    r = co_await c.request(post, dl);
+    CO_ASSERT_OK(r);
+    body = co_await r->read_body(1024, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(*body, std::string("/b payload"));
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+    CO_ASSERT_OK(stats);
+    EXPECT_EQ(stats->requests, 2u);
+  });
+}
+
+task<void> one_request(http2::client& c, int i, int& ok) {
+  http2::client::outgoing get;
+  get.target = "/" + std::to_string(i);
+  auto dl = deadline::after(10s);
+  auto r = co_await c.request(get, dl);
+  if (!r) co_return;
+  auto body = co_await r->read_body(1024, dl);
+  if (body && *body == get.target + " ") ++ok;
+}
+
+TEST(Http2, ManyConcurrentStreamsOnOneConnection) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), echo_handler(), http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    int ok = 0;
+    {
+      scope requests;
+      for (int i = 0; i < 50; ++i) requests.spawn(one_request(c, i, ok));
+      (void)co_await requests.join(deadline::after(10s));
+    }
+    EXPECT_EQ(ok, 50);
+    (void)co_await c.close(deadline::after(5s));
+    (void)co_await s.join(deadline::after(5s));
+    CO_ASSERT_OK(stats);
+    EXPECT_EQ(stats->requests, 50u);
+    // 50 responses left in far fewer writes than streams.
+    EXPECT_LT(stats->writes, 50u);
+  });
+}
+
+TEST(Http2, BodiesLargerThanEveryWindowStreamBothWays) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    http2::server_options o;
+    o.stream_window = 65535;
+    o.connection_window = 65535;
+    o.max_body = 8 << 20;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), echo_handler(), o, stats));
+    auto co = client_opts();
+    co.stream_window = 65535;
+    co.connection_window = 65535;
+    http2::client c(any_stream(std::move(p.client_end)), co);
+    auto dl = deadline::after(20s);
+    http2::client::outgoing post;
+    post.method = "PUT";
+    post.target = "/big";
+    post.body.resize(3 << 20);
+    for (std::size_t i = 0; i < post.body.size(); ++i) post.body[i] = static_cast<char>('a' + i % 26);
+    auto r = co_await c.request(post, dl);
+    CO_ASSERT_OK(r);
+    auto body = co_await r->read_body(8 << 20, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(body->size(), post.body.size() + 5);
+    EXPECT_TRUE(*body == "/big " + post.body);
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
+TEST(Http2, StreamedResponseWithTrailersAndHead) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    auto h = [](http2::request&, http2::response& res) -> task<result<void>> {
+      auto dl = deadline::after(10s);
+      auto st = co_await res.start(200, std::nullopt, dl);
+      if (!st) co_return st;
+      for (int i = 0; i < 100; ++i) {
+        std::string piece(1000, static_cast<char>('0' + i % 10));
+        auto w = co_await res.write(as_bytes(piece), dl);
+        if (!w) co_return w;
+      }
+      std::vector<http1::header> trailers;
+      trailers.push_back({"X-Checksum", "abc"});
+      co_return co_await res.finish(trailers, dl);
+    };
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), h, http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    auto dl = deadline::after(10s);
+    http2::client::outgoing get;
+    auto r = co_await c.request(get, dl);
+    CO_ASSERT_OK(r);
+    auto body = co_await r->read_body(1 << 20, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(body->size(), 100000u);
+    EXPECT_EQ(r->trailers().get("x-checksum"), std::optional<std::string_view>("abc"));
+    http2::client::outgoing head;
+    head.method = "HEAD";
+    r = co_await c.request(head, dl);
+    CO_ASSERT_OK(r);
+    body = co_await r->read_body(1 << 20, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_TRUE(body->empty());
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
+TEST(Http2, AHandlerThatSendsNothingGets500) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    auto h = [](http2::request&, http2::response&) -> task<result<void>> { co_return result<void>{}; };
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), h, http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    auto dl = deadline::after(10s);
+    http2::client::outgoing get;
+    auto r = co_await c.request(get, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(r->status(), 500);
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
+TEST(Http2, HeaderListAndBodyLimitsResetTheStreamNotTheConnection) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    http2::server_options o;
+    o.max_header_list = 4096;
+    o.max_body = 1000;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), echo_handler(), o, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    auto dl = deadline::after(10s);
+    http2::client::outgoing big_header;
+    big_header.headers.push_back({"x-big", std::string(5000, 'v')});
+    auto r = co_await c.request(big_header, dl);
+    EXPECT_FALSE(r.has_value());
+    http2::client::outgoing big_body;
+    big_body.method = "POST";
+    big_body.body.assign(5000, 'b');
+    r = co_await c.request(big_body, dl);
+    if (r) {
+      auto body = co_await r->read_body(1 << 20, dl);
+      EXPECT_FALSE(body.has_value());
+    }
+    // The connection still serves.
+    http2::client::outgoing fine;
+    fine.target = "/fine";
+    r = co_await c.request(fine, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(r->status(), 200);
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
+TEST(Http2, AStoppingServerSendsGoawayAndFinishesStreamsInProgress) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    event stop;
+    event entered;
+    event release;
+    auto h = [&](http2::request&, http2::response& res) -> task<result<void>> {
+      entered.set();
+      (void)co_await release.wait(deadline::after(10s));
+      co_return co_await res.send(200, "late", deadline::after(10s));
+    };
+    http2::server_options o;
+    o.stop = &stop;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), h, o, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    auto dl = deadline::after(10s);
+    result<std::string> got = errc::closed;
+    auto request = [](http2::client& c, result<std::string>& got) -> task<void> {
+      http2::client::outgoing get;
+      auto dl = deadline::after(10s);
+      auto r = co_await c.request(get, dl);
+      if (!r) {
+        got = unexpected(r.error());
+        co_return;
+      }
+      got = co_await r->read_body(1024, dl);
+    };
+    scope requests;
+    requests.spawn(request(c, got));
+    (void)co_await entered.wait(dl);
+    stop.set();
+    release.set();
+    (void)co_await requests.join(dl);
+    CO_ASSERT_OK(got);
+    EXPECT_EQ(*got, std::string("late"));
+    (void)co_await s.join(dl);
+    CO_ASSERT_OK(stats);
+    // A request after the GOAWAY is refused by the client side.
+    http2::client::outgoing again;
+    auto r = co_await c.request(again, dl);
+    EXPECT_FALSE(r.has_value());
+    (void)co_await c.close(dl);
+  });
+}
+
+}  // namespace
+}  // namespace strata::test

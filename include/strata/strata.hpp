@@ -41,6 +41,7 @@
 #include "strata/secure/tls.hpp"
 
 // app (L7): application protocols
+#include "strata/app/http.hpp"
 #include "strata/app/http1.hpp"
 #include "strata/app/http2.hpp"
 

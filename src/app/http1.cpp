@@ -1202,6 +1202,17 @@ task<result<serve_stats>> serve(any_stream stream, handler h, server_options opt
   co_return co_await c->run();
 }
 
+task<result<serve_stats>> serve(any_stream stream, std::vector<std::byte> unread, handler h,
+                                server_options options) {
+  auto c = std::make_unique<connection>(std::move(stream), std::move(h), options);
+  if (!unread.empty()) {
+    auto space = c->in.room(unread.size());
+    std::memcpy(space.data(), unread.data(), unread.size());
+    c->in.end += unread.size();
+  }
+  co_return co_await c->run();
+}
+
 task<result<serve_stats>> serve(any_stream stream, handler h) {
   server_options options;
   co_return co_await serve(std::move(stream), std::move(h), options);

@@ -179,6 +179,7 @@ struct stream_state {
   std::size_t in_pos = 0;
   bool in_end = false;
   std::uint64_t in_total = 0;
+  bool body_from_http1 = false;  // the h2c Upgrade's request body: no window to reopen
   // Body to send.
   std::string out;
   std::size_t out_pos = 0;
@@ -518,7 +519,7 @@ task<result<std::size_t>> session_core::read_body_some(stream_state& st, mutable
         st.in.clear();
         st.in_pos = 0;
       }
-      if (!st.closed) {
+      if (!st.closed && !st.body_from_http1) {
         // What was read opens the stream's and the connection's windows again.
         nghttp2_session_consume(ng, st.id, n);
         wake_writer();
@@ -755,10 +756,12 @@ result<void> server_session::start(const upgraded_request* first) {
     if (!payload) return make_error_code(error::connection_failed);
     auto st = std::make_shared<stream_state>();
     st->id = 1;
-    if (nghttp2_session_upgrade2(ng, payload->data(), payload->size(), first->method == "HEAD", st.get()) !=
+    if (nghttp2_session_upgrade2(ng, payload->data(), payload->size(), first->method == "HEAD", nullptr) !=
         0) {
       return make_error_code(error::connection_failed);
     }
+    // A server's upgrade2 ignores its stream_user_data argument.
+    nghttp2_session_set_stream_user_data(ng, 1, st.get());
     st->pseudo_method = first->method;
     st->pseudo_path = first->target;
     st->pseudo_authority = first->authority;
@@ -773,6 +776,7 @@ result<void> server_session::start(const upgraded_request* first) {
     build_fields(st->text, st->spans, st->fields);
     st->in = first->body;
     st->in_end = true;
+    st->body_from_http1 = true;
     st->head_done = true;
     streams.emplace(1, st);
   }

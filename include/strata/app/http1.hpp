@@ -358,6 +358,9 @@ struct serve_stats {
 /// Returns what happened, or the error that ended the connection.
 task<result<serve_stats>> serve(any_stream stream, handler h, server_options options);
 task<result<serve_stats>> serve(any_stream stream, handler h);
+/// serve with `unread`: bytes already read from `stream` (by a sniffer) come first.
+task<result<serve_stats>> serve(any_stream stream, std::vector<std::byte> unread, handler h,
+                                server_options options);
 
 /// client_options tune a client.
 struct client_options {

@@ -935,12 +935,15 @@ inline constexpr capability_row tunnel_row{
     .passed = {},
 };
 
-/// tunnel_stream is the byte stream of an accepted extended CONNECT.
+/// tunnel_stream is the byte stream of an extended CONNECT, on either side. It keeps the
+/// session alive (`owner`) for as long as it lives.
 class tunnel_stream {
  public:
   static constexpr properties capabilities = transport_properties(tunnel_row);
 
-  tunnel_stream(server_session& s, std::shared_ptr<stream_state> st) : session_(&s), stream_(std::move(st)) {}
+  tunnel_stream(session_core& s, std::shared_ptr<stream_state> st, std::size_t send_buffer,
+                std::shared_ptr<void> owner = {})
+      : session_(&s), stream_(std::move(st)), send_buffer_(send_buffer), owner_(std::move(owner)) {}
 
   task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl) {
     if (!stream_) co_return errc::closed;
@@ -948,7 +951,7 @@ class tunnel_stream {
   }
   task<result<void>> write(const_buffers bufs, deadline dl) {
     if (!stream_ || stream_->out_end) co_return errc::closed;
-    co_return co_await session_->queue_body(*stream_, bufs, session_->options.send_buffer, dl);
+    co_return co_await session_->queue_body(*stream_, bufs, send_buffer_, dl);
   }
   task<result<void>> shutdown_write(deadline) {
     if (!stream_) co_return errc::closed;
@@ -959,12 +962,15 @@ class tunnel_stream {
     if (!stream_) co_return errc::closed;
     if (!stream_->out_end) session_->end_body(*stream_, {});
     stream_.reset();
+    owner_.reset();
     co_return result<void>{};
   }
 
  private:
-  server_session* session_;
+  session_core* session_;
   std::shared_ptr<stream_state> stream_;
+  std::size_t send_buffer_;
+  std::shared_ptr<void> owner_;
 };
 
 }  // namespace
@@ -979,7 +985,7 @@ task<result<any_stream>> response::tunnel(deadline dl) {
   started_ = true;
   finished_ = true;
   auto shared = session_->streams.at(stream_->id);
-  co_return any_stream(tunnel_stream(*session_, std::move(shared)));
+  co_return any_stream(tunnel_stream(*session_, std::move(shared), session_->options.send_buffer));
 }
 
 // -- client ----------------------------------------------------------------------------------
@@ -1110,8 +1116,10 @@ task<result<client_response>> client::request(const outgoing& r, deadline dl) {
   // Without an authority (client_options::authority or a Host header) servers refuse
   // the request; refusing it here says why.
   if (r.method.empty() || r.target.empty() || authority.empty()) co_return errc::invalid_argument;
+  bool tunnel = !r.protocol.empty();
   std::vector<nghttp2_nv> nva;
-  nva.push_back(make_nv(":method", r.method));
+  nva.push_back(make_nv(":method", tunnel ? std::string_view("CONNECT") : std::string_view(r.method)));
+  if (tunnel) nva.push_back(make_nv(":protocol", r.protocol));
   nva.push_back(make_nv(":scheme", s.options.scheme));
   nva.push_back(make_nv(":authority", authority));
   nva.push_back(make_nv(":path", r.target));
@@ -1121,13 +1129,13 @@ task<result<client_response>> client::request(const outgoing& r, deadline dl) {
   auto st = std::make_shared<stream_state>();
   nghttp2_data_provider provider{};
   provider.read_callback = session_core::read_body_callback;
-  if (!r.body.empty()) {
+  if (!r.body.empty() || tunnel) {
     st->out = r.body;
-    st->out_end = true;
+    st->out_end = !tunnel;  // a tunnel's DATA goes on until it is closed
     st->has_provider = true;
   }
   auto id = nghttp2_submit_request(s.ng, nullptr, nva.data(), nva.size(),
-                                   r.body.empty() ? nullptr : &provider, st.get());
+                                   st->has_provider ? &provider : nullptr, st.get());
   if (id < 0)
     co_return unexpected(make_error_code(
         id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE ? error::going_away : error::connection_failed));
@@ -1172,6 +1180,16 @@ client_response& client_response::operator=(client_response&&) noexcept = defaul
 client_response::~client_response() = default;
 
 int client_response::status() const noexcept { return stream_ ? stream_->status : 0; }
+
+result<any_stream> client_response::tunnel() {
+  if (!stream_ || !stream_->has_provider || stream_->out_end || stream_->status < 200 ||
+      stream_->status > 299) {
+    return errc::invalid_argument;
+  }
+  auto* session = static_cast<client_session*>(session_.get());
+  auto out = any_stream(tunnel_stream(*session, std::move(stream_), 256 * 1024, std::move(session_)));
+  return out;
+}
 
 const http1::fields& client_response::fields() const noexcept {
   static const http1::fields none;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "strata/runtime.hpp"
+#include "strata/secure/tls.hpp"
 #include "support/co_test.hpp"
 #include "support/mem_stream.hpp"
 
@@ -293,6 +294,79 @@ TEST(Http2, AStoppingServerSendsGoawayAndFinishesStreamsInProgress) {
     auto r = co_await c.request(again, dl);
     EXPECT_FALSE(r.has_value());
     (void)co_await c.close(dl);
+  });
+}
+
+// RFC 8441: an extended CONNECT turns one stream into a byte stream; TLS runs over it
+// unchanged, on both sides, while the connection goes on serving other requests.
+TEST(Http2, ExtendedConnectCarriesTlsOverOneStream) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    std::vector<std::string> names{"localhost"};
+    auto cert = tls::self_signed(names);
+    CO_ASSERT_OK(cert);
+    tls::context_options server_options;
+    server_options.certificates.push_back(*cert);
+    auto server_ctx = tls::context::server(server_options);
+    CO_ASSERT_OK(server_ctx);
+    tls::context_options client_ctx_options;
+    client_ctx_options.ca_pem = cert->cert_pem;
+    auto client_ctx = tls::context::client(client_ctx_options);
+    CO_ASSERT_OK(client_ctx);
+    auto h = [ctx = *server_ctx](http2::request& req, http2::response& res) -> task<result<void>> {
+      auto dl = deadline::after(10s);
+      if (req.head().protocol != "echo-tls") co_return co_await res.send(400, "", dl);
+      auto tunnel = co_await res.tunnel(dl);
+      if (!tunnel) co_return unexpected(tunnel.error());
+      auto secured = co_await tls::accept(std::move(*tunnel), ctx, dl);
+      if (!secured) co_return unexpected(secured.error());
+      std::array<std::byte, 1024> buf{};
+      for (;;) {
+        auto n = co_await secured->read_some(buf, dl);
+        if (!n) break;
+        auto w = co_await secured->write(const_buffer(buf.data(), *n), dl);
+        if (!w) break;
+      }
+      (void)co_await secured->close(dl);
+      co_return result<void>{};
+    };
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), h, http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(p.client_end)), client_opts());
+    auto dl = deadline::after(10s);
+    http2::client::outgoing connect;
+    connect.protocol = "echo-tls";
+    connect.target = "/tunnel";
+    auto r = co_await c.request(connect, dl);
+    CO_ASSERT_OK(r);
+    CO_ASSERT_EQ(r->status(), 200);
+    auto tunnel = r->tunnel();
+    CO_ASSERT_OK(tunnel);
+    tls::client_options hello;
+    hello.server_name = "localhost";
+    auto secured = co_await tls::connect(std::move(*tunnel), *client_ctx, hello, dl);
+    CO_ASSERT_OK(secured);
+    std::string message = "through TLS through one HTTP/2 stream";
+    auto w = co_await secured->write(as_bytes(message), dl);
+    CO_ASSERT_OK(w);
+    std::string echoed;
+    std::array<std::byte, 1024> buf{};
+    while (echoed.size() < message.size()) {
+      auto n = co_await secured->read_some(buf, dl);
+      CO_ASSERT_OK(n);
+      echoed.append(reinterpret_cast<const char*>(buf.data()), *n);
+    }
+    EXPECT_EQ(echoed, message);
+    // Meanwhile the connection serves ordinary requests.
+    http2::client::outgoing get;
+    auto plain = co_await c.request(get, dl);
+    CO_ASSERT_OK(plain);
+    EXPECT_EQ(plain->status(), 400);
+    (void)co_await secured->shutdown_write(dl);
+    (void)co_await secured->close(dl);
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
   });
 }
 

@@ -231,6 +231,10 @@ class client_response {
   task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl);
   task<result<std::string>> read_body(std::size_t max, deadline dl);
   const http1::fields& trailers() const noexcept;
+  /// tunnel turns the 2xx answer to an extended CONNECT (outgoing::protocol) into a byte
+  /// stream over the request's stream, ending this response object. Errors:
+  /// invalid_argument (not an accepted extended CONNECT).
+  result<any_stream> tunnel();
 
  private:
   friend class client;
@@ -254,6 +258,9 @@ class client {
     std::string target = "/";
     std::vector<http1::header> headers{};
     std::string body{};
+    /// protocol, when set, makes the request an extended CONNECT (RFC 8441) for that
+    /// protocol (method ignored): client_response::tunnel() then gives the stream.
+    std::string protocol{};
   };
   /// request sends `r` and waits for its response head. Several may run at once.
   /// Errors: invalid_argument (bad header), http2::error, the stream's errors.

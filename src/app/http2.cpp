@@ -147,6 +147,8 @@ std::optional<std::vector<std::uint8_t>> base64url_decode(std::string_view text)
 }
 
 constexpr std::size_t write_chunk = 64 * 1024;
+/// SETTINGS_MAX_FRAME_SIZE's initial value (RFC 9113 6.5.2), which strata never raises.
+constexpr std::size_t default_max_frame_size = 16384;
 constexpr std::size_t read_chunk = 16 * 1024;
 
 }  // namespace
@@ -278,6 +280,12 @@ class session_core {
  private:
   std::chrono::milliseconds write_timeout_;
   std::string outbuf_;
+
+ protected:
+  std::string carry_;  // the start of a frame header not complete yet
+  /// bytes before the next frame header: the client preface (24) on a server, else the
+  /// rest of the frame being received.
+  std::size_t to_frame_header_ = 0;
 };
 
 void session_core::set_common_callbacks(nghttp2_session_callbacks* cb) {
@@ -412,7 +420,38 @@ ssize_t session_core::read_body_callback(nghttp2_session* ng, std::int32_t strea
 }
 
 result<void> session_core::feed(const std::byte* data, std::size_t size) {
-  auto rv = nghttp2_session_mem_recv(ng, reinterpret_cast<const std::uint8_t*>(data), size);
+  // nghttp2 (1.52 with Debian's backported CONTINUATION limit) counts a CONTINUATION
+  // once per call that delivers a piece of it, so a header block arriving in small reads
+  // would look like a flood and close the connection. Header-block frames (HEADERS,
+  // PUSH_PROMISE, CONTINUATION) are therefore handed over whole, and every frame header
+  // too: what is incomplete waits in `carry_` — at most one frame of the default
+  // SETTINGS_MAX_FRAME_SIZE; a longer one goes through at once for nghttp2 to refuse.
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  if (!carry_.empty()) {
+    carry_.append(in);
+    in = carry_;
+  }
+  std::size_t pos = 0;
+  while (pos < in.size()) {
+    if (to_frame_header_ > 0) {
+      auto step = std::min<std::size_t>(to_frame_header_, in.size() - pos);
+      pos += step;
+      to_frame_header_ -= step;
+      continue;
+    }
+    if (in.size() - pos < 9) break;
+    auto p = reinterpret_cast<const std::uint8_t*>(in.data() + pos);
+    std::size_t length = (std::size_t{p[0]} << 16) | (std::size_t{p[1]} << 8) | p[2];
+    bool header_block =
+        p[3] == NGHTTP2_HEADERS || p[3] == NGHTTP2_PUSH_PROMISE || p[3] == NGHTTP2_CONTINUATION;
+    if (header_block && length <= default_max_frame_size && in.size() - pos < 9 + length) break;
+    to_frame_header_ = length;
+    pos += 9;
+  }
+  // (Not even an empty call: in the middle of a header block, each one counts as well.)
+  auto rv = pos > 0 ? nghttp2_session_mem_recv(ng, reinterpret_cast<const std::uint8_t*>(in.data()), pos) : 0;
+  std::string rest(in.substr(pos));
+  carry_ = std::move(rest);
   if (rv < 0) {
     if (!failure) {
       failure = rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? make_error_code(error::not_http2)
@@ -597,6 +636,7 @@ class server_session final : public session_core {
     max_header_list = o.max_header_list;
     max_fields = o.max_fields;
     max_body = o.max_body;
+    to_frame_header_ = preface.size();
   }
 
   result<void> start(const upgraded_request* first);

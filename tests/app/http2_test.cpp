@@ -297,6 +297,31 @@ TEST(Http2, AStoppingServerSendsGoawayAndFinishesStreamsInProgress) {
   });
 }
 
+// A header block larger than one frame travels as HEADERS + CONTINUATION; arriving a
+// byte at a time it must not look like a CONTINUATION flood (nghttp2 1.52's limit counts
+// pieces, see session_core::feed).
+TEST(Http2, AHeaderBlockInContinuationsArrivingByteByByte) {
+  run_test([]() -> task<void> {
+    mem_options bytewise;
+    bytewise.max_read_chunk = 1;
+    auto [client_end, server_end] = mem_stream::pair(mem_options{}, bytewise);
+    result<http2::serve_stats> stats = errc::closed;
+    scope s;
+    s.spawn(run_server(std::move(server_end), echo_handler(), http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(client_end)), client_opts());
+    auto dl = deadline::after(20s);
+    http2::client::outgoing get;
+    get.target = "/large-head";
+    for (int i = 0; i < 5; ++i)
+      get.headers.push_back({"x-big-" + std::to_string(i), std::string(7000, 'a' + i)});
+    auto r = co_await c.request(get, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(r->status(), 200);
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
 // RFC 8441: an extended CONNECT turns one stream into a byte stream; TLS runs over it
 // unchanged, on both sides, while the connection goes on serving other requests.
 TEST(Http2, ExtendedConnectCarriesTlsOverOneStream) {

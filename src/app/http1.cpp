@@ -453,9 +453,12 @@ head_parser::status head_parser::find_end(std::string_view input, std::size_t li
       break;
     }
     auto lf = static_cast<std::size_t>(static_cast<const char*>(found) - base);
+    // The limits first, in the order the unterminated case below checks them, so the
+    // outcome does not depend on how the bytes were split into reads.
+    if (first_line_end_ == 0 && lf + 1 - line_start_ > line_limit) return fail(error::uri_too_long);
+    if (lf + 1 - skipped_ > limits_.max_header_block) return fail(error::header_too_large);
     if (lf == line_start_ || base[lf - 1] != '\r') return fail(error::bad_line_ending);
     if (first_line_end_ == 0) {
-      if (lf + 1 - line_start_ > line_limit) return fail(error::uri_too_long);
       first_line_end_ = lf + 1;
     } else if (lf == line_start_ + 1) {
       consumed_ = lf + 1;  // the empty line ends the head

@@ -769,6 +769,13 @@ result<void> server_session::start(const upgraded_request* first) {
         }
         return 0;
       });
+  nghttp2_session_callbacks_set_on_frame_send_callback(
+      cb, [](nghttp2_session*, const nghttp2_frame* frame, void* user) -> int {
+        if (frame->hd.type == NGHTTP2_GOAWAY) {
+          static_cast<server_session*>(user)->stats.goaway_code = frame->goaway.error_code;
+        }
+        return 0;
+      });
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);

@@ -637,6 +637,7 @@ class server_session final : public session_core {
     max_fields = o.max_fields;
     max_body = o.max_body;
     to_frame_header_ = preface.size();
+    reset_tokens = o.reset_burst;
   }
 
   result<void> start(const upgraded_request* first);
@@ -647,13 +648,31 @@ class server_session final : public session_core {
   void stream_closed(stream_state& st) override;
   void frame_received(const nghttp2_frame& frame) override;
   void begin_request(std::int32_t id);
+  bool take_reset_token();
 
   handler handle;
   server_options options;
   serve_stats stats;
   scope* handlers = nullptr;
   std::uint32_t active = 0;
+  std::uint64_t reset_tokens = 0;
+  std::chrono::steady_clock::time_point reset_refilled = std::chrono::steady_clock::now();
 };
+
+bool server_session::take_reset_token() {
+  // A token bucket: reset_burst tokens, reset_rate more each whole second.
+  auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - reset_refilled);
+  if (seconds.count() > 0) {
+    auto n = static_cast<std::uint64_t>(seconds.count());
+    auto refill = options.reset_rate > options.reset_burst / n ? options.reset_burst : options.reset_rate * n;
+    reset_tokens = options.reset_burst - reset_tokens <= refill ? options.reset_burst : reset_tokens + refill;
+    reset_refilled += seconds;
+  }
+  if (reset_tokens == 0) return false;
+  --reset_tokens;
+  return true;
+}
 
 void server_session::begin_request(std::int32_t id) {
   if (active >= options.max_active_handlers) {
@@ -670,7 +689,16 @@ void server_session::begin_request(std::int32_t id) {
 }
 
 void server_session::frame_received(const nghttp2_frame& frame) {
-  if (frame.hd.type == NGHTTP2_RST_STREAM) ++stats.resets_received;
+  if (frame.hd.type == NGHTTP2_RST_STREAM) {
+    ++stats.resets_received;
+    if (!take_reset_token()) {
+      // Rapid reset (CVE-2023-44487). We limit it, not nghttp2: its plain GOAWAY lets the
+      // rest of this read open streams past the GOAWAY's last-stream-id (RFC 9113 6.8);
+      // terminating ignores everything after this frame.
+      nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
+  }
   auto* st = stream_of(frame.hd.stream_id);
   if (!st) return;
   bool end_stream = (frame.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -780,7 +808,7 @@ result<void> server_session::start(const upgraded_request* first) {
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_continuations(opt, options.max_continuations);
-  nghttp2_option_set_stream_reset_rate_limit(opt, options.reset_burst, options.reset_rate);
+  nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, 0);  // ours: frame_received
   nghttp2_option_set_max_settings(opt, 32);
   int rv = nghttp2_session_server_new2(&ng, cb, this, opt);
   nghttp2_option_del(opt);

@@ -452,6 +452,10 @@ result<void> session_core::feed(const std::byte* data, std::size_t size) {
   auto rv = pos > 0 ? nghttp2_session_mem_recv(ng, reinterpret_cast<const std::uint8_t*>(in.data()), pos) : 0;
   std::string rest(in.substr(pos));
   carry_ = std::move(rest);
+  if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+    // Abuse (RFC 9113 10.5): say why before closing (5.4.1); the writer sends it last.
+    nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+  }
   if (rv < 0) {
     if (!failure) {
       failure = rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? make_error_code(error::not_http2)

@@ -93,5 +93,50 @@ TEST(Query, TypeErasureForwardsEveryFact) {
   EXPECT_EQ(query<fact::peer_address>(empty).error(), errc::not_supported);
 }
 
+/// with_descriptor is a bottom layer that owns a descriptor (number 42, never used).
+class with_descriptor {
+ public:
+  static constexpr properties capabilities = mem_stream::capabilities;
+  explicit with_descriptor(mem_stream lower) : lower_(std::move(lower)) {}
+  task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) { return lower_.read_some(b, dl); }
+  task<result<void>> write(const_buffers b, deadline dl) { return lower_.write(b, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return lower_.shutdown_write(dl); }
+  task<result<void>> close(deadline dl) { return lower_.close(dl); }
+  int native_handle() const noexcept { return 42; }
+
+ private:
+  mem_stream lower_;
+};
+
+/// rewriting stands for a layer that changes the bytes (as tls does): it forwards facts.
+class rewriting {
+ public:
+  static constexpr properties capabilities = mem_stream::capabilities;
+  explicit rewriting(any_stream lower) : lower_(std::move(lower)) {}
+  task<result<std::size_t>> read_some(mutable_buffer b, deadline dl) { return lower_.read_some(b, dl); }
+  task<result<void>> write(const_buffers b, deadline dl) { return lower_.write(b, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return lower_.shutdown_write(dl); }
+  task<result<void>> close(deadline dl) { return lower_.close(dl); }
+  const any_stream& next_layer() const noexcept { return lower_; }
+
+ private:
+  any_stream lower_;
+};
+
+TEST(Query, NativeHandleIsAnsweredOnlyByTheLayerThatOwnsIt) {
+  auto [a, b] = mem_stream::pair();
+  any_stream bottom(with_descriptor(std::move(a)));
+  // Erasure is looked through: the erased bottom layer still answers.
+  EXPECT_EQ(query<fact::native_handle>(bottom).value(), 42);
+  // A layer above it (one that could encrypt or frame the bytes) does not forward it,
+  // typed or erased, while the other facts still come through.
+  rewriting above(std::move(bottom));
+  EXPECT_EQ(query<fact::native_handle>(above).error(), errc::not_supported);
+  any_connection top(any_stream(std::move(above)));
+  EXPECT_EQ(query<fact::native_handle>(top).error(), errc::not_supported);
+  auto [c, d] = mem_stream::pair();
+  EXPECT_EQ(query<fact::native_handle>(any_stream(std::move(c))).error(), errc::not_supported);
+}
+
 }  // namespace
 }  // namespace strata

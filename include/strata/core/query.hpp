@@ -123,6 +123,29 @@ struct secure_session {
   using type = security_info;
 };
 
+/// native_handle: the descriptor this layer itself reads and writes, for system calls
+/// that move bytes without copying them through the process (sendfile(2), splice(2)).
+/// Answered by the layer that owns one (every socket, pipe and FIFO transport, through
+/// its native_handle() accessor) and, unlike every other fact, never forwarded up through
+/// a layer that has none: a layer above may change the bytes (tls encrypts them, prefix
+/// frames them), so a descriptor below it is not where that layer's bytes go. The
+/// descriptor stays the layer's: write to it only while no other write of the layer is
+/// in flight, and never close it. Errors: closed (the layer was closed), not_supported
+/// (the layer has no descriptor of its own: tls, prefix, inproc, shm...).
+struct native_handle {
+  using type = int;
+  /// forwarded = false: query<native_handle>(layer) asks `layer` alone (see query).
+  static constexpr bool forwarded = false;
+  static result<int> ask(const auto& layer) requires requires {
+    { layer.native_handle() } -> std::convertible_to<int>;
+  }
+  {
+    int fd = layer.native_handle();
+    if (fd < 0) return errc::closed;
+    return fd;
+  }
+};
+
 }  // namespace fact
 
 /// fact_id identifies a fact across type erasure: the address of a variable that exists
@@ -135,8 +158,19 @@ inline constexpr char fact_key = 0;
 
 /// core_facts are the facts any layer may answer through its accessor convention; type
 /// erasure tries them on every layer besides the layer's own `answers`.
-using core_facts =
-    fact_list<fact::local_address, fact::peer_address, fact::peer_credentials, fact::max_message>;
+using core_facts = fact_list<fact::local_address, fact::peer_address, fact::peer_credentials,
+                             fact::max_message, fact::native_handle>;
+
+/// forwarded_fact is false for a fact that only the layer asked may answer (one that
+/// declares `static constexpr bool forwarded = false`, as fact::native_handle does).
+template <class F>
+inline constexpr bool forwarded_fact = [] {
+  if constexpr (requires { F::forwarded; }) {
+    return static_cast<bool>(F::forwarded);
+  } else {
+    return true;
+  }
+}();
 }  // namespace detail
 
 template <fact_type F>
@@ -165,8 +199,9 @@ concept forwarding_layer = requires(const L& l) {
 };
 
 /// query asks the stack whose top is `layer` for fact F: the topmost layer that knows
-/// answers. Errors: not_supported when no layer of the stack knows F; otherwise what the
-/// answering layer returns (e.g. closed).
+/// answers (for a fact that is not forwarded, fact::native_handle, only `layer` itself;
+/// type erasure is not a layer and is looked through). Errors: not_supported when no
+/// layer of the stack knows F; otherwise what the answering layer returns (e.g. closed).
 template <fact_type F, class L>
 result<typename F::type> query(const L& layer) {
   if constexpr (requires {
@@ -179,7 +214,7 @@ result<typename F::type> query(const L& layer) {
     return answer;
   } else if constexpr (requires { F::ask(layer); }) {
     return F::ask(layer);
-  } else if constexpr (forwarding_layer<L>) {
+  } else if constexpr (forwarding_layer<L> && detail::forwarded_fact<F>) {
     return query<F>(layer.next_layer());
   } else {
     return errc::not_supported;
@@ -204,6 +239,14 @@ bool answer_from(const L& layer, fact_id id, void* out, fact_list<Fs...>) {
   return (answer_one<Fs>(layer, id, out) || ...);
 }
 
+/// local_facts are the facts that are not forwarded (forwarded_fact is false).
+using local_facts = fact_list<fact::native_handle>;
+
+template <class... Fs>
+bool is_local_fact(fact_id id, fact_list<Fs...>) noexcept {
+  return ((id == id_of<Fs>()) || ...);
+}
+
 }  // namespace detail
 
 /// answer_erased answers the fact `id` for type erasure: `out` points to a
@@ -219,6 +262,7 @@ bool answer_erased(const L& layer, fact_id id, void* out) {
       if (detail::answer_from(layer, id, out, typename L::answers{})) return true;
     }
     if constexpr (forwarding_layer<L>) {
+      if (detail::is_local_fact(id, detail::local_facts{})) return false;
       return answer_erased(layer.next_layer(), id, out);
     } else {
       return false;

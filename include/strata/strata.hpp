@@ -43,6 +43,7 @@
 // app (L7): application protocols
 #include "strata/app/http.hpp"
 #include "strata/app/http1.hpp"
+#include "strata/app/http1_files.hpp"
 #include "strata/app/http2.hpp"
 
 // pipeline: spec strings, the registry, the checker

@@ -8,6 +8,12 @@
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <memory>
+
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "strata/runtime/event_loop.hpp"
 
 namespace strata::http1 {
 namespace {
@@ -1448,6 +1454,93 @@ task<result<void>> client::close(deadline dl) {
   if (c.closed) co_return errc::closed;
   c.closed = true;
   co_return co_await c.stream.close(dl);
+}
+
+// -- files: response::send_file ---------------------------------------------------------------
+// (Added with the CLI's file server: sendfile(2) where the stream is a bare descriptor,
+// pread + write through the stream elsewhere.)
+
+namespace {
+
+constexpr std::size_t file_piece = 64 * 1024;
+/// One sendfile call moves at most this much, so a huge file does not starve the loop.
+constexpr std::size_t sendfile_piece = 1 << 20;
+
+/// sendfile_refused: sendfile(2) cannot join this pair of descriptors (a file that cannot
+/// be mapped, an output it does not support); the caller falls back to read + write.
+bool sendfile_refused(int err) noexcept { return err == EINVAL || err == ENOSYS || err == EOPNOTSUPP; }
+
+/// send_native sends `length` bytes of `file` from `offset` into the descriptor `out` with
+/// sendfile(2), waiting for room through the loop. `sent` counts what left. Returns
+/// not_supported when sendfile refuses before the first byte.
+task<result<void>> send_native(int out, int file, std::uint64_t offset, std::uint64_t length,
+                               std::uint64_t& sent, std::chrono::milliseconds wait_limit, deadline dl) {
+  while (sent < length) {
+    auto off = static_cast<off_t>(offset + sent);
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(length - sent, sendfile_piece));
+    ssize_t n = ::sendfile(out, file, &off, want);
+    if (n > 0) {
+      sent += static_cast<std::uint64_t>(n);
+      continue;
+    }
+    if (n == 0) co_return errc::end_of_stream;  // the file is shorter than announced
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      auto until = deadline::earlier(dl, deadline::after(wait_limit));
+      auto room = wait_writable(out, until);
+      auto ready = co_await room;
+      if (ready) co_return unexpected(ready);
+      continue;
+    }
+    if (sent == 0 && sendfile_refused(err)) co_return errc::not_supported;
+    co_return unexpected(from_errno(err));
+  }
+  co_return result<void>{};
+}
+
+}  // namespace
+
+task<result<void>> response::send_file(int fd, std::uint64_t offset, std::uint64_t length, deadline dl) {
+  auto& c = *conn_;
+  if (!started_ || finished_ || fd < 0) co_return errc::invalid_argument;
+  if (length_ && (written_ + length > *length_ || written_ + length < written_)) co_return errc::invalid_argument;
+  written_ += length;
+  if (head_only_ || length == 0 || (length_ && *length_ == 0)) co_return result<void>{};
+  if (chunked_) {
+    append_number(c.out, length, 16);
+    c.out += "\r\n";
+  }
+  auto failed = [&](std::error_code ec) -> result<void> {
+    // The body is cut: nothing more may follow (finish() refuses) and the connection
+    // closes after it, so the client sees it end early.
+    finished_ = true;
+    c.close = true;
+    return unexpected(ec);
+  };
+  if (auto flushed = co_await c.flush(c.write_due(dl)); !flushed) co_return failed(flushed.error());
+  std::uint64_t sent = 0;
+  if (auto out = query<fact::native_handle>(c.stream)) {
+    auto native = co_await send_native(*out, fd, offset, length, sent, c.options.write_timeout, dl);
+    c.stats.sendfile_bytes += sent;
+    if (!native && native.error() != errc::not_supported) co_return failed(native.error());
+  }
+  if (sent < length) {
+    auto piece = std::make_unique<std::byte[]>(file_piece);
+    while (sent < length) {
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(length - sent, file_piece));
+      ssize_t n = ::pread(fd, piece.get(), want, static_cast<off_t>(offset + sent));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) co_return failed(from_errno(errno));
+      if (n == 0) co_return failed(make_error_code(errc::end_of_stream));
+      ++c.stats.writes;
+      auto wrote = co_await c.stream.write(const_buffer(piece.get(), static_cast<std::size_t>(n)), c.write_due(dl));
+      if (!wrote) co_return failed(wrote.error());
+      sent += static_cast<std::uint64_t>(n);
+    }
+  }
+  if (chunked_) c.out += "\r\n";
+  co_return result<void>{};
 }
 
 }  // namespace strata::http1

@@ -316,6 +316,23 @@ class response {
   bool started() const noexcept { return started_; }
   bool finished() const noexcept { return finished_; }
 
+  // -- files (send_file; added with the CLI's file server, strata listen --serve) --------
+
+  /// send_file sends `length` bytes of the open file `fd`, from `offset`, as body bytes
+  /// of a started response (start() with a content_length, or chunked; then finish()).
+  /// When the stream below is a descriptor with nothing between it and HTTP
+  /// (fact::native_handle: tcp, unix, a pipe; not tls) the bytes go with sendfile(2) and
+  /// never enter the process; otherwise, or where sendfile refuses the pair of
+  /// descriptors, they are read with pread(2) and written through the stream in 64 KiB
+  /// pieces. Responses buffered before it leave first. `fd` stays the caller's and its
+  /// file offset does not move. A HEAD request counts the bytes and sends none. Each wait
+  /// for the peer is bounded by the server's write_timeout, the whole call by `dl`.
+  /// Errors: invalid_argument (not started, finished, fd < 0, more than the announced
+  /// length), end_of_stream (the file ended before `length` bytes), the file's read
+  /// errors, the stream's errors, timed_out. A failure after bytes were sent cuts the
+  /// body: the connection closes after it.
+  task<result<void>> send_file(int fd, std::uint64_t offset, std::uint64_t length, deadline dl);
+
  private:
   friend class connection;
   explicit response(connection& c) noexcept : conn_(&c) {}
@@ -350,6 +367,7 @@ struct serve_stats {
   std::uint64_t requests = 0;
   std::uint64_t errors_answered = 0;  ///< requests refused with a 4xx/5xx by the parser
   std::uint64_t writes = 0;           ///< write calls on the stream
+  std::uint64_t sendfile_bytes = 0;   ///< body bytes response::send_file sent with sendfile(2)
 };
 
 /// serve runs the requests of one connection through `h` until the client closes it, a

@@ -47,6 +47,7 @@
 #include "strata/app/http2.hpp"
 
 // pipeline: spec strings, the registry, the checker
+#include "strata/pipeline/application.hpp"
 #include "strata/pipeline/custom_protocol.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/pipeline/registry.hpp"

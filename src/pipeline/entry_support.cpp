@@ -265,6 +265,52 @@ bool choice_param(const protocol_entry& entry, const spec_layer& layer, std::str
   return fail(error, where(entry, key) + " must be " + names + ", got '" + p->value + "'", p->position);
 }
 
+bool parse_duration_ms(std::string_view text, std::uint64_t& ms) noexcept {
+  std::uint64_t scale = 1;
+  if (text.ends_with("ms")) {
+    text.remove_suffix(2);
+  } else if (text.ends_with("s")) {
+    text.remove_suffix(1);
+    scale = 1000;
+  } else if (text.ends_with("m")) {
+    text.remove_suffix(1);
+    scale = 60'000;
+  }
+  std::uint64_t n = 0;
+  if (!parse_decimal(text, n) || n > std::numeric_limits<std::uint64_t>::max() / scale) return false;
+  ms = n * scale;
+  return true;
+}
+
+std::string format_duration_ms(std::uint64_t ms) {
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+bool duration_param(const protocol_entry& entry, const spec_layer& layer, std::string_view key,
+                    std::uint64_t fallback, std::uint64_t lo, std::uint64_t hi, std::uint64_t& out,
+                    spec_error& error) {
+  const auto* p = entry.find_param(layer, key);
+  if (!p) {
+    out = fallback;
+    return true;
+  }
+  std::uint64_t ms = 0;
+  if (!parse_duration_ms(p->value, ms)) {
+    return fail(error, where(entry, key) + " '" + p->value + "' is not a duration (a number with ms, s or m)",
+                p->position);
+  }
+  if (ms < lo || ms > hi) {
+    return fail(error,
+                where(entry, key) + " must be from " + format_duration_ms(lo) + " to " + format_duration_ms(hi) +
+                    ", got '" + p->value + "'",
+                p->position);
+  }
+  out = ms;
+  return true;
+}
+
 task<result<any_connection>> failed_connect(std::error_code ec) { co_return unexpected(ec); }
 
 }  // namespace strata::pipeline_detail

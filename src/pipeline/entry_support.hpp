@@ -56,6 +56,18 @@ bool choice_param(const protocol_entry& entry, const spec_layer& layer, std::str
                   std::span<const std::string_view> choices, std::size_t fallback, std::size_t& out,
                   spec_error& error);
 
+/// parse_duration_ms reads "250ms", "5s", "2m" or a bare number of milliseconds; false on
+/// anything else or on overflow.
+bool parse_duration_ms(std::string_view text, std::uint64_t& ms) noexcept;
+/// format_duration_ms renders milliseconds the way parse_duration_ms reads them, with the
+/// largest exact unit ("2m", "10s", "250ms").
+std::string format_duration_ms(std::uint64_t ms);
+/// duration_param reads duration parameter `key` in milliseconds (or `fallback` when
+/// absent) and checks that it lies in [lo, hi].
+bool duration_param(const protocol_entry& entry, const spec_layer& layer, std::string_view key,
+                    std::uint64_t fallback, std::uint64_t lo, std::uint64_t hi, std::uint64_t& out,
+                    spec_error& error);
+
 /// value_position is where the value of parameter `key` is written, or the end of the
 /// layer when it is absent.
 std::size_t value_position(const protocol_entry& entry, const spec_layer& layer, std::string_view key);

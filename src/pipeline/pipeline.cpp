@@ -120,6 +120,14 @@ std::string above_bound(const spec_layer& upper, const spec_layer& bottom, const
   return message;
 }
 
+/// above_application explains a layer standing on an application protocol, which ends
+/// the stack.
+std::string above_application(const spec_layer& upper, const spec_layer& app) {
+  return upper.name + " cannot stand on " + app.text() + ": " + app.name +
+         " is an application protocol (it carries requests and responses, not bytes or messages) "
+         "and must be the top layer; put the layers it runs on below it";
+}
+
 /// unmet_message explains an adapter whose requirements the layer below does not meet.
 std::string unmet_message(const spec_layer& upper, const protocol_entry& entry, const spec_layer& lower,
                           const properties& below, const unmet& u, const protocol_registry& protocols) {
@@ -164,11 +172,19 @@ struct stack_copy {
   std::string text;
 };
 
+/// built_count counts the layers a pipeline builds: all but an application on
+/// top, which the caller runs.
+std::size_t built_count(const std::vector<pipeline_layer>& layers) noexcept {
+  if (!layers.empty() && layers.back().entry->role == layer_role::application) return layers.size() - 1;
+  return layers.size();
+}
+
 task<stack_result<any_connection>> connect_stack(stack_copy stack, deadline dl) {
   const auto& bottom = stack.layers.front();
   auto conn = co_await bottom.entry->connect(bottom.options, dl);
   if (!conn) co_return stack_error("connect", stack.text, bottom.spec.name, conn.error());
-  std::vector<pipeline_layer> upper(stack.layers.begin() + 1, stack.layers.end());
+  auto built = static_cast<std::ptrdiff_t>(built_count(stack.layers));
+  std::vector<pipeline_layer> upper(stack.layers.begin() + 1, stack.layers.begin() + built);
   auto step = co_await wrap_upper(std::move(*conn), upper, layer_side::client, dl);
   if (!step.top) co_return stack_error("connect", stack.text, step.failed_layer, step.top.error());
   co_return std::move(*step.top);
@@ -247,7 +263,8 @@ bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeli
                                        : "; did you mean '" + std::string(close) + "'?";
       return refuse(error, "unknown protocol '" + layer.name + "'" + hint, layer.position);
     }
-    bool transport = entry->role != layer_role::adapter;
+    bool transport = entry->role == layer_role::connector || entry->role == layer_role::listener ||
+                     entry->role == layer_role::bound;
     if (i == 0 && !transport) return refuse(error, adapter_first(parsed, *entry, protocols), layer.position);
     if (i > 0 && transport) {
       return refuse(error,
@@ -259,6 +276,9 @@ bool check_stack(const spec& parsed, std::vector<pipeline_layer>& layers, pipeli
     if (i > 0 && layers.front().entry->role == layer_role::bound) {
       return refuse(error, above_bound(layer, parsed.layers.front(), *layers.front().entry, protocols),
                     layer.position);
+    }
+    if (i > 0 && layers.back().entry->role == layer_role::application) {
+      return refuse(error, above_application(layer, parsed.layers[i - 1]), layer.position);
     }
     spec_error why;
     auto options = entry->configure(*entry, layer, why);
@@ -306,7 +326,15 @@ bool pipeline::is_bound() const noexcept {
   return !layers_.empty() && layers_.front().entry->role == layer_role::bound;
 }
 
-properties pipeline::top() const noexcept { return layers_.empty() ? properties{} : layers_.back().offers; }
+const pipeline_layer* pipeline::application() const noexcept {
+  if (layers_.empty() || layers_.back().entry->role != layer_role::application) return nullptr;
+  return &layers_.back();
+}
+
+properties pipeline::top() const noexcept {
+  auto built = built_count(layers_);
+  return built == 0 ? properties{} : layers_[built - 1].offers;
+}
 
 std::string pipeline::describe() const {
   std::vector<std::string> names;
@@ -358,9 +386,10 @@ stack_result<any_listener> pipeline::listen(listen_options options) const {
   const auto& bottom_layer = layers_.front();
   auto bottom = bottom_layer.entry->listen(bottom_layer.options);
   if (!bottom) return stack_error("listen", text_, bottom_layer.spec.name, bottom.error());
-  if (layers_.size() == 1) return std::move(*bottom);
+  auto built = static_cast<std::ptrdiff_t>(built_count(layers_));
+  if (built == 1) return std::move(*bottom);
   auto upper = std::make_shared<const stack_copy>(
-      stack_copy{std::vector<pipeline_layer>(layers_.begin() + 1, layers_.end()), entries_, text_});
+      stack_copy{std::vector<pipeline_layer>(layers_.begin() + 1, layers_.begin() + built), entries_, text_});
   return any_listener(
       std::make_unique<stacked_listener>(std::move(*bottom), std::move(upper), options.handshakes));
 }

@@ -50,6 +50,8 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::term_entry,
       pipeline_detail::tls_entry,
       pipeline_detail::dtls_entry,
+      pipeline_detail::http1_entry,
+      pipeline_detail::http_entry,
   }});
   return entries;
 }
@@ -85,6 +87,8 @@ bool role_has_factory(const protocol_entry& e) {
       return e.wrap != nullptr;
     case layer_role::bound:
       return e.bind != nullptr;
+    case layer_role::application:
+      return true;  // the program runs it: nothing to build
   }
   return false;
 }
@@ -152,6 +156,8 @@ std::string_view to_string(layer_role role) noexcept {
       return "adapter";
     case layer_role::bound:
       return "bound";
+    case layer_role::application:
+      return "application";
   }
   return "?";
 }

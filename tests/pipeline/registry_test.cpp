@@ -51,7 +51,9 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "crlf",
                                             "term",
                                             "tls",
-                                            "dtls"};
+                                            "dtls",
+                                            "http1",
+                                            "http"};
   EXPECT_EQ(names, expected);
 }
 
@@ -81,6 +83,10 @@ TEST(Registry, EntriesAreCompleteAndConsistent) {
         EXPECT_NE(e.wrap, nullptr);
         EXPECT_TRUE(e.target_help.empty());
         break;
+      case layer_role::application:
+        EXPECT_EQ(e.wrap, nullptr) << "the program runs an application; nothing wraps it";
+        EXPECT_TRUE(e.target_help.empty());
+        break;
       case layer_role::bound:
         EXPECT_NE(e.bind, nullptr);
         EXPECT_FALSE(e.target_help.empty());
@@ -108,7 +114,8 @@ TEST(Registry, EveryEntryAcceptsItsDefaults) {
   for (const auto& e : registry()) {
     SCOPED_TRACE(std::string(e.name));
     std::string layer(e.name);
-    if (e.role != layer_role::adapter) {
+    bool stacked = e.role == layer_role::adapter || e.role == layer_role::application;
+    if (!stacked) {
       layer += e.protocol == "unix" ? ":@strata-registry-test" : ":127.0.0.1:1";
     }
     std::string required;
@@ -120,7 +127,7 @@ TEST(Registry, EveryEntryAcceptsItsDefaults) {
     // Adapters stand on what they need: a message layer (udp) or a stream (tcp).
     bool needs_messages = e.row->required.has(prop::unit) && e.row->required_value.unit == unit::message;
     std::string below = needs_messages ? "udp:127.0.0.1:1 | " : "tcp:127.0.0.1:1 | ";
-    std::string text = e.role == layer_role::adapter ? below + layer : layer;
+    std::string text = stacked ? below + layer : layer;
     pipeline_error error;
     auto p = pipeline::parse(text, error);
     ASSERT_TRUE(p) << error.render(text);
@@ -141,6 +148,7 @@ TEST(Registry, ClosestProtocol) {
   EXPECT_EQ(closest_protocol(""), "");
   EXPECT_EQ(to_string(layer_role::listener), "listener");
   EXPECT_EQ(to_string(layer_role::bound), "bound");
+  EXPECT_EQ(to_string(layer_role::application), "application");
 }
 
 // The completeness check (STYLE.md rule 11): a protocol without its docs page, test

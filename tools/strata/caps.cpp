@@ -17,7 +17,8 @@ Without PROTOCOL: the capability table of every registered protocol, one row eac
   NAME        the name used in a SPEC (tcp, tcp-listen, prefix, ...)
   ROLE        connector (bottom layer that connects), listener (bottom layer that
               accepts), bound (bottom layer that binds one connection-less endpoint:
-              any sender, any peer) or adapter (stacked on another layer)
+              any sender, any peer), adapter (stacked on another layer) or
+              application (the protocol on top, e.g. http1: it ends the pipeline)
   REQUIRES    properties the layer directly below must provide ('-': none)
   SPEC        how to write it, with parameters and their defaults
   PROVIDES    properties it sets for the layer above; 'passes' lists the properties it
@@ -238,7 +239,14 @@ void print_detail(const protocol_entry& e) {
   auto provided = join_words(e.row->provided, e.row->provided_value, false);
   std::printf("    provides  %s\n", provided.empty() ? "-" : provided.c_str());
   std::printf("    passes    %s\n", e.row->passed.bits ? names_of(e.row->passed).c_str() : "-");
-  if (e.role == layer_role::adapter) {
+  if (e.role == layer_role::application) {
+    std::printf("  top:       an application protocol ends the pipeline; the program speaks it on the\n"
+                "             connection of the layers below (strata get, strata listen --serve)\n");
+    if (const auto* below = example_below(e)) {
+      std::printf("  e.g.:      %.*s:HOST:PORT | %.*s\n", static_cast<int>(below->name.size()), below->name.data(),
+                  static_cast<int>(e.name.size()), e.name.data());
+    }
+  } else if (e.role == layer_role::adapter) {
     if (const auto* below = example_below(e)) {
       auto offers = stack_on(transport_properties(*below->row), *e.row);
       std::printf("  over %.*s it offers: %s\n", static_cast<int>(below->name.size()), below->name.data(),

@@ -119,18 +119,27 @@ class pipeline {
   /// is_bound is true when the bottom layer is a bound, connection-less endpoint
   /// (udp-bind, unix-dgram-bind): build it with bind(), not connect() or listen().
   bool is_bound() const noexcept;
-  /// top is what the whole stack offers to the application.
+  /// application is the application layer on top of the stack (role application:
+  /// `tcp-listen:127.0.0.1:8080 | http1`), or nullptr when the stack ends in a byte
+  /// stream or messages. connect() and listen() build the layers below it; the program
+  /// speaks the protocol it names (entry->protocol: "http1") on the connections they
+  /// give, with the settings the spec gave it (pipeline/application.hpp: http1_settings_of).
+  const pipeline_layer* application() const noexcept;
+  /// top is what the connections that connect() and listen() give offer: the top
+  /// layer's properties or, under an application, those of the layer below it.
   properties top() const noexcept;
   /// describe prints one line per layer, bottom first: "tcp:127.0.0.1:7000  ->  <props>".
   std::string describe() const;
 
   /// connect builds the stack bottom up (connector pipelines only), each layer's
-  /// handshake included, all within `dl`. Errors name the failing layer (stack_error):
+  /// handshake included, all within `dl`; an application on top is left to the caller
+  /// (see application()). Errors name the failing layer (stack_error):
   /// the layers' (timed_out, ECONNREFUSED, a handshake's protocol_error, ...);
   /// invalid_argument for a listener pipeline. The task keeps its own copy of the
   /// layers: the pipeline may go away before it runs.
   task<stack_result<any_connection>> connect(deadline dl) const;
-  /// listen binds the bottom layer; each accepted connection gets the upper layers,
+  /// listen binds the bottom layer; each accepted connection gets the upper layers (all
+  /// but an application on top, which the caller runs),
   /// concurrently and under options.handshakes (see handshaking_listener): accept()
   /// returns only connections whose stack is ready, and stats() counts the failures.
   /// Errors: as the transport's bind (EADDRINUSE, ...); invalid_argument for a

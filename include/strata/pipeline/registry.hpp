@@ -27,6 +27,12 @@ enum class layer_role {
   /// it receives from any sender and sends to any address (any_datagram). It stands
   /// alone: no layer is stacked on a bound endpoint yet.
   bound,
+  /// application: the protocol a program speaks on top of the stack (`... | http1`). Its
+  /// row is checked like an adapter's, but it must be the top layer (it carries requests
+  /// and responses, not bytes or messages) and has no factory: pipeline::connect and
+  /// listen build the layers below it, and the program runs the protocol that
+  /// pipeline::application() names on the connection they give.
+  application,
 };
 
 /// layer_side says which end of a connection a layer is stacked on: the end that

@@ -36,5 +36,7 @@ extern const protocol_entry crlf_entry;                ///< crlf(max=, delim=)
 extern const protocol_entry term_entry;                ///< term(DELIM, max=)
 extern const protocol_entry tls_entry;                 ///< tls(sni=, alpn=, ca=, cert=, key=, ...)
 extern const protocol_entry dtls_entry;                ///< dtls(sni=, alpn=, ca=, cert=, key=, mtu=, ...)
+extern const protocol_entry http1_entry;               ///< http1(max-body=, header-timeout=, ...)
+extern const protocol_entry http_entry;                ///< http(...): http1 for now (later http1 or h2)
 
 }  // namespace strata::pipeline_detail

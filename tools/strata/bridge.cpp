@@ -446,6 +446,11 @@ int bridge_main(args& a, signal_guard& signals) {
   auto second = parse_pipeline("bridge: SPEC2", specs[1]);
   if (!second) return exit_usage;
   for (const auto* side : {&*first, &*second}) {
+    if (const auto* app = side->application()) {
+      return usage_error("bridge", "'" + side->text() + "' ends in the application protocol " + app->spec.name +
+                                       "; bridge relays byte streams and messages: leave '| " + app->spec.name +
+                                       "' out to relay the bytes it would carry");
+    }
     if (side->is_bound())
       return usage_error("bridge",
                          "'" + side->text() +

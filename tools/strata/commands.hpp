@@ -25,11 +25,13 @@ int listen_main(args& a, signal_guard& signals);
 int bridge_main(args& a, signal_guard& signals);
 int caps_main(args& a, signal_guard& signals);
 int demo_main(args& a, signal_guard& signals);
+int get_main(args& a, signal_guard& signals);
 
 extern const std::string_view connect_help;
 extern const std::string_view listen_help;
 extern const std::string_view bridge_help;
 extern const std::string_view caps_help;
 extern const std::string_view demo_help;
+extern const std::string_view get_help;
 
 }  // namespace strata::cli

@@ -83,6 +83,10 @@ int connect_main(args& a, signal_guard& signals) {
   if (p->is_bound())
     return usage_error("connect", "'" + std::string(spec_text) +
                                       "' is a bound endpoint (connection-less); use 'strata listen' for it");
+  if (const auto* app = p->application()) {
+    return usage_error("connect", "'" + std::string(spec_text) + "' ends in the application protocol " +
+                                      app->spec.name + "; use 'strata get URL --via SPEC' for it");
+  }
   options.label = p->text();
 
   stdio_guard stdio;

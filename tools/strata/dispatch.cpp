@@ -29,14 +29,16 @@ exit status:
   2    usage error, or a SPEC the pipeline checker refused (with a caret under the
        offending layer and the property that is missing)
   3    strata demo: a checksum did not match
+  22   strata get: the response's status was 400 or more (curl -f's code)
   129  stopped by SIGHUP, 130 by SIGINT, 143 by SIGTERM (128 + signal number)
 )";
 
 const command table[] = {
     {"connect", "dial a connector SPEC and relay stdin/stdout over it (like nc)", connect_help, connect_main},
-    {"listen", "accept one connection on a listener SPEC and relay stdin/stdout (like nc -l)", listen_help,
-     listen_main},
+    {"listen", "accept a connection on a listener SPEC and relay stdin/stdout (like nc -l), or serve files",
+     listen_help, listen_main},
     {"bridge", "join two pipelines end to end, with back-pressure (like socat)", bridge_help, bridge_main},
+    {"get", "fetch a URL over HTTP/1.1, over any pipeline (like curl)", get_help, get_main},
     {"caps", "print the capability table of the registered protocols", caps_help, caps_main},
     {"demo", "run servers and clients over several pipelines in-process and verify checksums", demo_help,
      demo_main},

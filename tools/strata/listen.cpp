@@ -1,11 +1,13 @@
 // strata listen SPEC: accept on a listener pipeline and relay stdin/stdout over the
 // accepted connection, or serve a bound endpoint: print every datagram from every sender.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "commands.hpp"
 #include "endpoint.hpp"
 #include "relay.hpp"
+#include "serve.hpp"
 
 namespace strata::cli {
 
@@ -25,6 +27,16 @@ datagram arrives, and its end stops only the answers. An answer that cannot be
 delivered is reported and the endpoint goes on. It runs until SIGHUP/SIGINT/SIGTERM,
 a receive error or --idle; -k changes nothing and --linger does not apply.
 
+With --serve DIR, SPEC ends in an HTTP application ('... | http' or '| http1') and
+strata is a static file server: each connection is served concurrently, requests one
+after another (keep-alive), with GET and HEAD of the regular files under DIR (Content-
+Type by extension, Last-Modified, If-Modified-Since 304, one Range 206/416, a
+directory's index.html, no listings; other methods 405; '..' and symbolic links out of
+DIR 403; a missing file 404). Files go out with sendfile(2) when nothing lies between
+HTTP and the socket (not under tls). It runs until SIGHUP/SIGINT/SIGTERM; -v writes
+one line per request to stderr: PEER METHOD TARGET STATUS BYTES. The application's
+parameters (max-body, header-timeout, idle-timeout, ...) tune the server.
+
 Once bound, strata writes 'listening on ADDRESS' to stderr, with the real port when
 SPEC asked for port 0. stdout carries nothing but received data.
 
@@ -34,7 +46,9 @@ options:
                        and once stdin has ended later connections get end of stream
                        right away. Runs until a fatal error or SIGHUP/SIGINT/SIGTERM.
   -v, --verbose        write 'connection from ADDRESS' to stderr for each connection
-                       ('datagram from ADDRESS' for each datagram of a bound SPEC)
+                       ('datagram from ADDRESS' for each datagram of a bound SPEC;
+                       'PEER METHOD TARGET STATUS BYTES' for each request with --serve)
+  --serve DIR          serve the files under DIR over HTTP (SPEC ends in '| http')
   --from               (bound SPEC) prefix each datagram's line with its sender:
                        '127.0.0.1:40000: text'
   --handshake DURATION each connection's layers above the transport must be ready
@@ -51,7 +65,49 @@ examples:
   strata listen tcp-listen:127.0.0.1:7000 > received.bin
   strata listen -k 'unix-listen:/tmp/app.sock | prefix(4)'
   strata listen --from udp-bind:127.0.0.1:5514       # a syslog-like sink
+  strata listen 'tcp-listen:127.0.0.1:8080 | http' --serve ./www
+  strata listen -v 'tcp-listen:127.0.0.1:8443 | tls(cert=s.pem, key=s.key) | http' --serve .
 )";
+
+namespace {
+
+/// listen_serve runs --serve DIR: a static file server on a pipeline ending in http1.
+int listen_serve(const pipeline& p, const pipeline_layer& app, std::string_view dir, const listen_options& listening,
+                 bool verbose, signal_guard& signals) {
+  const auto* http = http1_settings_of(app);
+  if (http == nullptr) {
+    return usage_error("listen", "--serve speaks HTTP/1.1; '" + app.spec.name + "' is not supported yet");
+  }
+  serve_options options{.verbose = verbose, .label = p.text(), .http = http->server};
+  std::optional<http1::file_server> files;
+  if (!parse_only()) {
+    auto opened = http1::file_server::open(std::string(dir));
+    if (!opened) {
+      report("listen: --serve " + std::string(dir), opened.error());
+      return exit_usage;
+    }
+    files = std::move(*opened);
+  }
+  return run_command(signals, [&]() -> task<int> {
+    auto listener = p.listen(listening);
+    if (!listener) {
+      report(listener.error().where(), listener.error());
+      co_return exit_failure;
+    }
+    if (verbose) {
+      listener->on_handshake_failure([](const handshake_failure& f) {
+        std::string who = f.peer && !f.peer->to_string().empty() ? f.peer->to_string() : "a peer";
+        report("handshake with " + who + " failed", f.error);
+      });
+    }
+    auto where = listener->local_address();
+    std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : p.text().c_str());
+    std::fflush(stderr);
+    co_return co_await serve_files(*listener, *files, options);
+  });
+}
+
+}  // namespace
 
 int listen_main(args& a, signal_guard& signals) {
   relay_options options;
@@ -61,6 +117,7 @@ int listen_main(args& a, signal_guard& signals) {
   bool from = false;
   std::string_view spec_text;
   bool have_spec = false;
+  std::optional<std::string_view> serve_dir;
   while (!a.empty()) {
     bool missing = false;
     if (auto v = option_value(a, "--idle", missing)) {
@@ -68,6 +125,11 @@ int listen_main(args& a, signal_guard& signals) {
       if (!d || d->count() == 0)
         return usage_error("listen", "--idle: not a duration: '" + std::string(*v) + "'");
       options.idle = *d;
+      continue;
+    }
+    if (auto v = option_value(a, "--serve", missing)) {
+      if (v->empty()) return usage_error("listen", "--serve needs a directory");
+      serve_dir = *v;
       continue;
     }
     if (auto v = option_value(a, "--handshake", missing)) {
@@ -109,6 +171,17 @@ int listen_main(args& a, signal_guard& signals) {
     return usage_error("listen",
                        "--from applies to a bound SPEC (udp-bind, unix-dgram-bind), whose "
                        "datagrams come from many senders");
+  if (const auto* app = p->application()) {
+    if (!serve_dir) {
+      return usage_error("listen", "'" + std::string(spec_text) + "' ends in the application protocol " +
+                                       app->spec.name + "; add --serve DIR to serve the files under DIR");
+    }
+    return listen_serve(*p, *app, *serve_dir, listening, verbose, signals);
+  }
+  if (serve_dir) {
+    return usage_error("listen", "--serve needs a SPEC that ends in an HTTP application: add '| http' to '" +
+                                     std::string(spec_text) + "'");
+  }
   if (p->is_bound()) {
     endpoint_options endpoint{
         .show_sender = from, .verbose = verbose, .idle = options.idle, .label = p->text()};

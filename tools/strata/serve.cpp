@@ -1,0 +1,75 @@
+// strata listen --serve DIR: a static file server on any listener pipeline that ends in
+// `| http` or `| http1`, one task per connection.
+#include "serve.hpp"
+
+#include <cstdio>
+#include <memory>
+#include <utility>
+
+namespace strata::cli {
+namespace {
+
+/// log_line writes one request to stderr: PEER METHOD TARGET STATUS BYTES.
+void log_line(const std::string& peer, const http1::request& req, const http1::served& what) {
+  auto method = req.method();
+  auto target = req.target();
+  std::fprintf(stderr, "%s %.*s %.*s %d %llu\n", peer.c_str(), static_cast<int>(method.size()), method.data(),
+               static_cast<int>(target.size()), target.data(), what.status,
+               static_cast<unsigned long long>(what.bytes));
+  std::fflush(stderr);
+}
+
+task<void> serve_connection(any_connection conn, std::string peer, http1::file_server files,
+                            const serve_options& options) {
+  if (!conn.is_stream()) {
+    (void)co_await conn.close(deadline::after(std::chrono::milliseconds(100)));
+    co_return;
+  }
+  http1::handler h;
+  if (options.verbose) {
+    h = [files, peer](http1::request& req, http1::response& res) -> task<result<void>> {
+      auto what = co_await files.serve(req, res);
+      if (!what) {
+        std::fprintf(stderr, "%s %.*s %.*s failed: %s\n", peer.c_str(), static_cast<int>(req.method().size()),
+                     req.method().data(), static_cast<int>(req.target().size()), req.target().data(),
+                     error_text(what.error()).c_str());
+        std::fflush(stderr);
+        co_return unexpected(what.error());
+      }
+      log_line(peer, req, *what);
+      co_return result<void>{};
+    };
+  } else {
+    h = files.as_handler();
+  }
+  auto served = co_await http1::serve(conn.take_stream(), std::move(h), options.http);
+  if (!served && options.verbose && served.error() != errc::operation_canceled) {
+    report("connection from " + peer, served.error());
+  }
+}
+
+}  // namespace
+
+task<int> serve_files(any_listener& listener, const http1::file_server& files, const serve_options& options) {
+  int code = exit_ok;
+  co_await with_scope([&](scope& s) -> task<void> {
+    for (;;) {
+      auto conn = co_await listener.accept(deadline::never());
+      if (!conn) {
+        if (conn.error() != errc::operation_canceled) {
+          report("accept on " + options.label, conn.error());
+          code = exit_failure;
+        }
+        s.cancel();
+        co_return;
+      }
+      auto peer_address = conn->peer_address();
+      std::string peer = peer_address && !peer_address->to_string().empty() ? peer_address->to_string() : "-";
+      s.spawn(serve_connection(std::move(*conn), std::move(peer), files, options));
+    }
+  });
+  listener.close();
+  co_return code;
+}
+
+}  // namespace strata::cli

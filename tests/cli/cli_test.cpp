@@ -128,13 +128,13 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpListsEveryCommandAndExitCodes) {
   auto p = run({"--help"});
   EXPECT_EQ(p->exit_code(), 0);
-  for (const char* cmd : {"connect", "listen", "bridge", "caps", "demo"})
+  for (const char* cmd : {"connect", "listen", "bridge", "get", "caps", "demo"})
     EXPECT_NE(p->out().find(cmd), std::string::npos) << cmd;
   EXPECT_NE(p->out().find("exit status"), std::string::npos);
 }
 
 TEST_F(Cli, EveryCommandHasHelp) {
-  for (const char* cmd : {"connect", "listen", "bridge", "caps", "demo"}) {
+  for (const char* cmd : {"connect", "listen", "bridge", "get", "caps", "demo"}) {
     auto p = run({cmd, "--help"});
     EXPECT_EQ(p->exit_code(), 0) << cmd;
     EXPECT_EQ(p->out().rfind(std::string("usage: strata ") + cmd, 0), 0u) << p->out();

@@ -348,7 +348,16 @@ std::string pipeline::describe() const {
     out += names[i];
     out.append(width - names[i].size(), ' ');
     out += "  ->  ";
-    out += strata::describe(layers_[i].offers);
+    const auto& offers = layers_[i].offers;
+    if (layers_[i].entry->role == layer_role::application) {
+      // Not a stream or messages: only what describes the connection it runs on.
+      out += "application";
+      if (offers.secure) out += " secure";
+      if (offers.authenticated) out += " authenticated";
+      if (offers.domain != domain::unspecified) out += " " + std::string(to_string(offers.domain));
+    } else {
+      out += strata::describe(offers);
+    }
     out += '\n';
   }
   return out;

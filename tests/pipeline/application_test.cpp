@@ -106,7 +106,16 @@ TEST(ApplicationRole, DescribeShowsTheApplicationOnTop) {
   ASSERT_TRUE(p);
   auto text = p->describe();
   EXPECT_NE(text.find("tcp:127.0.0.1:9  ->  connection-based stream"), std::string::npos) << text;
-  EXPECT_NE(text.find("\nhttp1"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nhttp1            ->  application net\n"), std::string::npos) << text;
+  // Over tls the application's line shows what it passes on.
+  auto secure = pipeline::parse("tcp:127.0.0.1:9 | tls(sni=localhost) | http1", error);
+  ASSERT_TRUE(secure) << error.message;
+  auto lines = secure->describe();
+  auto at = lines.find("\nhttp1");
+  ASSERT_NE(at, std::string::npos) << lines;
+  EXPECT_NE(lines.find("->  application secure authenticated net\n", at), std::string::npos) << lines;
+  EXPECT_TRUE(secure->top().secure);
+  EXPECT_EQ(secure->top().unit, unit::stream);
 }
 
 TEST(ApplicationRole, ConnectAndListenBuildTheLayersBelowIt) {

@@ -1504,7 +1504,8 @@ task<result<void>> send_native(int out, int file, std::uint64_t offset, std::uin
 task<result<void>> response::send_file(int fd, std::uint64_t offset, std::uint64_t length, deadline dl) {
   auto& c = *conn_;
   if (!started_ || finished_ || fd < 0) co_return errc::invalid_argument;
-  if (length_ && (written_ + length > *length_ || written_ + length < written_)) co_return errc::invalid_argument;
+  if (length_ && (written_ + length > *length_ || written_ + length < written_))
+    co_return errc::invalid_argument;
   written_ += length;
   if (head_only_ || length == 0 || (length_ && *length_ == 0)) co_return result<void>{};
   if (chunked_) {
@@ -1534,7 +1535,8 @@ task<result<void>> response::send_file(int fd, std::uint64_t offset, std::uint64
       if (n < 0) co_return failed(from_errno(errno));
       if (n == 0) co_return failed(make_error_code(errc::end_of_stream));
       ++c.stats.writes;
-      auto wrote = co_await c.stream.write(const_buffer(piece.get(), static_cast<std::size_t>(n)), c.write_due(dl));
+      auto wrote =
+          co_await c.stream.write(const_buffer(piece.get(), static_cast<std::size_t>(n)), c.write_due(dl));
       if (!wrote) co_return failed(wrote.error());
       sent += static_cast<std::uint64_t>(n);
     }

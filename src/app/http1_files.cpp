@@ -247,8 +247,8 @@ std::string format_http_date(std::time_t t) {
   std::array<char, 40> text{};
   std::snprintf(text.data(), text.size(), "%s, %02d %s %04d %02d:%02d:%02d GMT",
                 day_names[static_cast<std::size_t>(tm.tm_wday)].data(), tm.tm_mday,
-                month_names[static_cast<std::size_t>(tm.tm_mon)].data(), tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                tm.tm_sec);
+                month_names[static_cast<std::size_t>(tm.tm_mon)].data(), tm.tm_year + 1900, tm.tm_hour,
+                tm.tm_min, tm.tm_sec);
   return text.data();
 }
 
@@ -349,8 +349,9 @@ opened open_beneath(int dir, const std::string& real_dir, const std::string& rel
   std::array<char, PATH_MAX> resolved{};
   if (::realpath(joined.c_str(), resolved.data()) == nullptr) return {-1, status_for_open_errno(errno)};
   std::string_view real(resolved.data());
-  bool inside = real == real_dir || (real.size() > real_dir.size() && real.substr(0, real_dir.size()) == real_dir &&
-                                     (real_dir.back() == '/' || real[real_dir.size()] == '/'));
+  bool inside =
+      real == real_dir || (real.size() > real_dir.size() && real.substr(0, real_dir.size()) == real_dir &&
+                           (real_dir.back() == '/' || real[real_dir.size()] == '/'));
   if (!inside) return {-1, 403};
   fd = ::open(resolved.data(), static_cast<int>(flags) | O_NOFOLLOW);
   if (fd < 0) return {-1, status_for_open_errno(errno)};

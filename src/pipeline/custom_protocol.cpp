@@ -37,8 +37,8 @@ bool read_field(const protocol_entry& entry, const spec_layer& layer, std::strin
       if (ms < lo || ms > hi) {
         return pipeline_detail::fail(error,
                                      std::string(entry.name) + ": " + std::string(key) + " must be from " +
-                                         format_duration_ms(lo) + " to " + format_duration_ms(hi) + ", got '" +
-                                         given->value + "'",
+                                         format_duration_ms(lo) + " to " + format_duration_ms(hi) +
+                                         ", got '" + given->value + "'",
                                      given->position);
       }
       out.number = ms;

@@ -303,8 +303,8 @@ bool duration_param(const protocol_entry& entry, const spec_layer& layer, std::s
   }
   if (ms < lo || ms > hi) {
     return fail(error,
-                where(entry, key) + " must be from " + format_duration_ms(lo) + " to " + format_duration_ms(hi) +
-                    ", got '" + p->value + "'",
+                where(entry, key) + " must be from " + format_duration_ms(lo) + " to " +
+                    format_duration_ms(hi) + ", got '" + p->value + "'",
                 p->position);
   }
   out = ms;

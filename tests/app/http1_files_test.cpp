@@ -5,8 +5,8 @@
 // traversal and symbolic links out of the directory refused.
 #include "strata/app/http1_files.hpp"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -157,7 +157,9 @@ struct reply {
   int status = 0;
   std::string head;
   std::string body;
-  bool has(std::string_view field_line) const { return head.find(std::string(field_line) + "\r\n") != std::string::npos; }
+  bool has(std::string_view field_line) const {
+    return head.find(std::string(field_line) + "\r\n") != std::string::npos;
+  }
 };
 
 reply split(const std::string& raw) {
@@ -202,7 +204,8 @@ reply fetch_mem(const http1::file_server& files, std::string method, std::string
                 std::string extra = {}, http1::serve_stats* stats_out = nullptr) {
   reply out;
   http1::serve_stats stats;
-  std::string request = method + " " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + extra + "\r\n";
+  std::string request =
+      method + " " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + extra + "\r\n";
   run_test([&]() -> task<void> {
     auto [a, b] = mem_stream::pair();
     co_await fetch_over(any_stream(std::move(a)), any_stream(std::move(b)), files, request, out, stats);
@@ -262,7 +265,8 @@ TEST(Http1FileServer, AnswersRanges) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "hello, world\n");
   // If-Range with another date: the whole file.
-  r = fetch_mem(files, "GET", "/hello.txt", "Range: bytes=0-4\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
+  r = fetch_mem(files, "GET", "/hello.txt",
+                "Range: bytes=0-4\r\nIf-Range: Sun, 06 Nov 1994 08:49:37 GMT\r\n");
   EXPECT_EQ(r.status, 200);
 }
 

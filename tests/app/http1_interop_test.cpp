@@ -101,7 +101,8 @@ class server {
   void stop() {
     if (!thread_.joinable()) return;
     if (!stopped_) {
-      auto curl = peer_process::start({"curl", "-sk", "--http1.1", scheme + "://127.0.0.1:" + std::to_string(port) + "/stop"});
+      auto curl = peer_process::start(
+          {"curl", "-sk", "--http1.1", scheme + "://127.0.0.1:" + std::to_string(port) + "/stop"});
       (void)curl.wait_exit(patience);
     }
     thread_.join();
@@ -221,7 +222,8 @@ TEST(Http1Interop, CurlGetsFilesOverKeptAliveConnections) {
   server srv("tcp-listen:127.0.0.1:0 | http1", s.root);
   ASSERT_NE(srv.port, 0);
   std::string base = "http://127.0.0.1:" + std::to_string(srv.port);
-  auto one = curl({"-o", (s.tmp.dir / "hello.out").string(), "-w", "%{http_code} %{content_type}", base + "/hello.txt"});
+  auto one = curl(
+      {"-o", (s.tmp.dir / "hello.out").string(), "-w", "%{http_code} %{content_type}", base + "/hello.txt"});
   EXPECT_EQ(one.code, 0) << one.output;
   EXPECT_EQ(one.output, "200 text/plain; charset=utf-8");
   EXPECT_EQ(read_file(s.tmp.dir / "hello.out"), "hello from strata\n");
@@ -256,7 +258,8 @@ TEST(Http1Interop, CurlHeadRangeAndConditionalRequests) {
   EXPECT_NE(head.output.find("Content-Length: 1048576\r\n"), std::string::npos) << head.output;
   EXPECT_NE(head.output.find("Accept-Ranges: bytes\r\n"), std::string::npos);
 
-  auto range = curl({"-r", "100-199", "-D", "-", "-o", (s.tmp.dir / "range.out").string(), base + "/big.txt"});
+  auto range =
+      curl({"-r", "100-199", "-D", "-", "-o", (s.tmp.dir / "range.out").string(), base + "/big.txt"});
   EXPECT_EQ(range.code, 0) << range.output;
   EXPECT_EQ(range.output.rfind("HTTP/1.1 206 Partial Content\r\n", 0), 0u) << range.output;
   EXPECT_NE(range.output.find("Content-Range: bytes 100-199/1048576\r\n"), std::string::npos) << range.output;
@@ -266,11 +269,11 @@ TEST(Http1Interop, CurlHeadRangeAndConditionalRequests) {
   EXPECT_EQ(past.output, "416");
 
   // -z FILE sends If-Modified-Since with the file's time: the served file's own.
-  auto same = curl({"-z", (s.root / "hello.txt").string(), "-o", "/dev/null", "-w", "%{http_code}",
-                    base + "/hello.txt"});
+  auto same = curl(
+      {"-z", (s.root / "hello.txt").string(), "-o", "/dev/null", "-w", "%{http_code}", base + "/hello.txt"});
   EXPECT_EQ(same.output, "304");
-  auto older = curl({"-z", "Sun, 06 Nov 1994 08:49:37 GMT", "-o", "/dev/null", "-w", "%{http_code}",
-                     base + "/hello.txt"});
+  auto older = curl(
+      {"-z", "Sun, 06 Nov 1994 08:49:37 GMT", "-o", "/dev/null", "-w", "%{http_code}", base + "/hello.txt"});
   EXPECT_EQ(older.output, "200");
 }
 
@@ -290,8 +293,9 @@ TEST(Http1Interop, CurlUploadsWithLengthChunkedAndExpectContinue) {
   EXPECT_NE(post_head.find("X-Method: POST\r\n"), std::string::npos) << post_head;
   EXPECT_NE(post_head.find("X-Framing: length\r\n"), std::string::npos) << post_head;
 
-  auto chunked = curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "@" + upload.string(), "-D",
-                       (s.tmp.dir / "chunked.head").string(), "-o", (s.tmp.dir / "chunked.out").string(), url});
+  auto chunked =
+      curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "@" + upload.string(), "-D",
+            (s.tmp.dir / "chunked.head").string(), "-o", (s.tmp.dir / "chunked.out").string(), url});
   EXPECT_EQ(chunked.code, 0) << chunked.output;
   EXPECT_TRUE(same(read_file(s.tmp.dir / "chunked.out"), read_file(upload)));
   EXPECT_NE(read_file(s.tmp.dir / "chunked.head").find("X-Framing: chunked\r\n"), std::string::npos);
@@ -315,19 +319,26 @@ TEST(Http1Interop, CurlUploadsWithLengthChunkedAndExpectContinue) {
 
 TEST(Http1Interop, CurlOverTlsGetsFilesThroughTheStreamNotSendfile) {
   site s;
-  server srv("tcp-listen:127.0.0.1:0 | tls(cert=" + pki().server.cert_file + ", key=" + pki().server.key_file +
-                 ") | http1",
+  server srv("tcp-listen:127.0.0.1:0 | tls(cert=" + pki().server.cert_file +
+                 ", key=" + pki().server.key_file + ") | http1",
              s.root);
   ASSERT_NE(srv.port, 0);
   srv.scheme = "https";
   std::string port = std::to_string(srv.port);
   // Two transfers in one command (--next): the second reuses the connection.
-  std::vector<std::string> args = {"--cacert", pki().ca.cert_file, "--resolve", "localhost:" + port + ":127.0.0.1",
-                                   "-w", "%{http_code} %{ssl_verify_result}", "-o", (s.tmp.dir / "big.out").string(),
-                                   "https://localhost:" + port + "/big.txt", "--next"};
-  args.insert(args.end(), {"--http1.1", "--cacert", pki().ca.cert_file, "--resolve", "localhost:" + port + ":127.0.0.1",
-                           "-w", " %{http_code}", "-r", "10-19", "-o", (s.tmp.dir / "range.out").string(),
-                           "https://localhost:" + port + "/big.txt"});
+  std::vector<std::string> args = {"--cacert",
+                                   pki().ca.cert_file,
+                                   "--resolve",
+                                   "localhost:" + port + ":127.0.0.1",
+                                   "-w",
+                                   "%{http_code} %{ssl_verify_result}",
+                                   "-o",
+                                   (s.tmp.dir / "big.out").string(),
+                                   "https://localhost:" + port + "/big.txt",
+                                   "--next"};
+  args.insert(args.end(), {"--http1.1", "--cacert", pki().ca.cert_file, "--resolve",
+                           "localhost:" + port + ":127.0.0.1", "-w", " %{http_code}", "-r", "10-19", "-o",
+                           (s.tmp.dir / "range.out").string(), "https://localhost:" + port + "/big.txt"});
   auto got = curl(args);
   EXPECT_EQ(got.code, 0) << got.output;
   EXPECT_EQ(got.output, "200 0 206");
@@ -352,27 +363,44 @@ struct nginx_peer {
     port = test::free_loopback_port(SOCK_STREAM);
     fs::create_directories(dir / "tmp");
     std::string d = dir.string();
-    write_file(dir / "nginx.conf", "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-                                   "error_log " + d + "/error.log info;\npid " + d + "/nginx.pid;\n"
-                                   "events { worker_connections 64; }\n"
-                                   "http {\n"
-                                   "  access_log off;\n"
-                                   "  client_body_temp_path " + d + "/tmp/body;\n"
-                                   "  proxy_temp_path " + d + "/tmp/proxy;\n"
-                                   "  fastcgi_temp_path " + d + "/tmp/fastcgi;\n"
-                                   "  uwsgi_temp_path " + d + "/tmp/uwsgi;\n"
-                                   "  scgi_temp_path " + d + "/tmp/scgi;\n"
-                                   "  types { text/plain txt; text/html html; }\n"
-                                   "  server {\n"
-                                   "    listen 127.0.0.1:" + std::to_string(port) + ";\n"
-                                   "    root " + d + "/www;\n"
-                                   "    location /chunked/ {\n"
-                                   "      sub_filter 'line' 'LINE';\n"
-                                   "      sub_filter_once off;\n"
-                                   "      sub_filter_types text/plain;\n"
-                                   "    }\n"
-                                   "  }\n"
-                                   "}\n");
+    write_file(dir / "nginx.conf",
+               "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+               "error_log " +
+                   d + "/error.log info;\npid " + d +
+                   "/nginx.pid;\n"
+                   "events { worker_connections 64; }\n"
+                   "http {\n"
+                   "  access_log off;\n"
+                   "  client_body_temp_path " +
+                   d +
+                   "/tmp/body;\n"
+                   "  proxy_temp_path " +
+                   d +
+                   "/tmp/proxy;\n"
+                   "  fastcgi_temp_path " +
+                   d +
+                   "/tmp/fastcgi;\n"
+                   "  uwsgi_temp_path " +
+                   d +
+                   "/tmp/uwsgi;\n"
+                   "  scgi_temp_path " +
+                   d +
+                   "/tmp/scgi;\n"
+                   "  types { text/plain txt; text/html html; }\n"
+                   "  server {\n"
+                   "    listen 127.0.0.1:" +
+                   std::to_string(port) +
+                   ";\n"
+                   "    root " +
+                   d +
+                   "/www;\n"
+                   "    location /chunked/ {\n"
+                   "      sub_filter 'line' 'LINE';\n"
+                   "      sub_filter_once off;\n"
+                   "      sub_filter_types text/plain;\n"
+                   "    }\n"
+                   "  }\n"
+                   "}\n");
     process = peer_process::start({"nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"});
   }
 };

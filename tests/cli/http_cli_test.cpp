@@ -110,7 +110,8 @@ class HttpCli : public ::testing::Test {
   std::unique_ptr<process> serve(const std::string& spec, int& port) {
     auto p = strata({"listen", "-v", spec, "--serve", www_.string()});
     if (!p) return p;
-    bool ok = process::drive({p.get()}, until_, [&] { return listening_port(p->err()).has_value() || p->exited(); });
+    bool ok = process::drive({p.get()}, until_,
+                             [&] { return listening_port(p->err()).has_value() || p->exited(); });
     EXPECT_TRUE(ok && listening_port(p->err())) << "no 'listening on' line; stderr: " << p->err();
     port = listening_port(p->err()).value_or(0);
     return p;
@@ -159,10 +160,11 @@ TEST_F(HttpCli, ServeAnswersCurlAndGet) {
   EXPECT_EQ(range->out(), big_.substr(4, 6) + " 206");
   auto head = curl({"-sS", "--http1.1", "-I", base + "/sub/"});
   EXPECT_EQ(head->out().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head->out();
-  auto redirect = curl({"-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", base + "/sub"});
+  auto redirect =
+      curl({"-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", base + "/sub"});
   EXPECT_EQ(redirect->out(), "301 " + base + "/sub/");
-  auto traversal =
-      curl({"-sS", "--http1.1", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", base + "/../secret.txt"});
+  auto traversal = curl(
+      {"-sS", "--http1.1", "--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", base + "/../secret.txt"});
   EXPECT_EQ(traversal->out(), "403");
   auto post = run({"get", "-d", "x=1", base + "/hello.txt"});
   EXPECT_EQ(post->exit_code(), 22);
@@ -230,8 +232,8 @@ TEST_F(HttpCli, GetOverAUnixSocketPipeline) {
 TEST_F(HttpCli, GetOverTlsChecksTheCertificate) {
   const auto& pki = strata::test::pki();
   int port = 0;
-  auto server = serve("tcp-listen:127.0.0.1:0 | tls(cert=" + pki.server.cert_file + ", key=" + pki.server.key_file +
-                          ") | http",
+  auto server = serve("tcp-listen:127.0.0.1:0 | tls(cert=" + pki.server.cert_file +
+                          ", key=" + pki.server.key_file + ") | http",
                       port);
   ASSERT_NE(port, 0);
   std::string url = "https://localhost:" + std::to_string(port) + "/hello.txt";
@@ -274,7 +276,8 @@ class echo_server {
     auto conn = co_await listener_->accept(strata::deadline::after(10s));
     listener_->close();
     if (!conn) co_return;
-    auto h = [](strata::http1::request& req, strata::http1::response& res) -> strata::task<strata::result<void>> {
+    auto h = [](strata::http1::request& req,
+                strata::http1::response& res) -> strata::task<strata::result<void>> {
       auto dl = strata::deadline::after(5s);
       auto body = co_await req.read_body(1 << 20, dl);
       if (!body) co_return strata::unexpected(body.error());
@@ -306,8 +309,9 @@ TEST_F(HttpCli, GetSendsMethodsHeadersAndData) {
   {
     echo_server echo;
     write_file(dir_ / "data.json", "{\"a\": 1}");
-    auto p = run({"get", "-v", "-H", "Content-Type: application/json", "-d", "@" + (dir_ / "data.json").string(),
-                  "http://127.0.0.1:" + std::to_string(echo.port) + "/fail"});
+    auto p =
+        run({"get", "-v", "-H", "Content-Type: application/json", "-d", "@" + (dir_ / "data.json").string(),
+             "http://127.0.0.1:" + std::to_string(echo.port) + "/fail"});
     EXPECT_EQ(p->exit_code(), 22) << p->err();
     EXPECT_EQ(p->out(), "POST /fail\nContent-Type: application/json\nUser-Agent: strata/0.1.0\n{\"a\": 1}");
     EXPECT_NE(p->err().find("> POST /fail HTTP/1.1\n"), std::string::npos) << p->err();

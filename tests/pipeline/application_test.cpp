@@ -39,9 +39,10 @@ TEST(ApplicationRole, RefusesAnUnreliableOrMessageLayerBelow) {
 
 TEST(ApplicationRole, MustBeTheTopLayer) {
   auto above = refusal("tcp:127.0.0.1:9 | http1 | prefix(4)");
-  EXPECT_EQ(above,
-            "prefix cannot stand on http1: http1 is an application protocol (it carries requests and "
-            "responses, not bytes or messages) and must be the top layer; put the layers it runs on below it");
+  EXPECT_EQ(
+      above,
+      "prefix cannot stand on http1: http1 is an application protocol (it carries requests and "
+      "responses, not bytes or messages) and must be the top layer; put the layers it runs on below it");
   EXPECT_NE(refusal("tcp:127.0.0.1:9 | http | http1").find("http1 cannot stand on http"), std::string::npos);
   pipeline_error error;
   std::string text = "tcp:127.0.0.1:9 | http1 | tls(sni=a)";
@@ -93,10 +94,12 @@ TEST(ApplicationRole, ParametersAreCheckedAndKept) {
 
   EXPECT_EQ(refusal("tcp:127.0.0.1:9 | http1(header-timeout=soon)"),
             "http1: header-timeout 'soon' is not a duration (a number with ms, s or m)");
-  EXPECT_EQ(refusal("tcp:127.0.0.1:9 | http1(max-header=10)"), "http1: max-header must be 1k to 1m, got '10'");
+  EXPECT_EQ(refusal("tcp:127.0.0.1:9 | http1(max-header=10)"),
+            "http1: max-header must be 1k to 1m, got '10'");
   EXPECT_EQ(refusal("tcp:127.0.0.1:9 | http1(header-timeout=0)"),
             "http1: header-timeout must be from 1ms to 60m, got '0'");
-  EXPECT_NE(refusal("tcp:127.0.0.1:9 | http1(nope=1)").find("http1 has no parameter 'nope'"), std::string::npos);
+  EXPECT_NE(refusal("tcp:127.0.0.1:9 | http1(nope=1)").find("http1 has no parameter 'nope'"),
+            std::string::npos);
   EXPECT_NE(refusal("tcp:127.0.0.1:9 | http1:x").find("http1 takes no target"), std::string::npos);
 }
 
@@ -147,7 +150,8 @@ TEST(ApplicationRole, ConnectAndListenBuildTheLayersBelowIt) {
       auto h = [](http1::request& req, http1::response& res) -> task<result<void>> {
         co_return co_await res.send(200, "hi " + std::string(req.target()), deadline::after(5s));
       };
-      auto served = co_await http1::serve(accepted->take_stream(), h, http1_settings_of(*server->application())->server);
+      auto served = co_await http1::serve(accepted->take_stream(), h,
+                                          http1_settings_of(*server->application())->server);
       EXPECT_TRUE(served.has_value());
     }));
     http1::client c(conn->take_stream(), http1_settings_of(*client->application())->client);

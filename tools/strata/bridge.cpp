@@ -447,9 +447,10 @@ int bridge_main(args& a, signal_guard& signals) {
   if (!second) return exit_usage;
   for (const auto* side : {&*first, &*second}) {
     if (const auto* app = side->application()) {
-      return usage_error("bridge", "'" + side->text() + "' ends in the application protocol " + app->spec.name +
-                                       "; bridge relays byte streams and messages: leave '| " + app->spec.name +
-                                       "' out to relay the bytes it would carry");
+      return usage_error("bridge", "'" + side->text() + "' ends in the application protocol " +
+                                       app->spec.name +
+                                       "; bridge relays byte streams and messages: leave '| " +
+                                       app->spec.name + "' out to relay the bytes it would carry");
     }
     if (side->is_bound())
       return usage_error("bridge",

@@ -240,11 +240,12 @@ void print_detail(const protocol_entry& e) {
   std::printf("    provides  %s\n", provided.empty() ? "-" : provided.c_str());
   std::printf("    passes    %s\n", e.row->passed.bits ? names_of(e.row->passed).c_str() : "-");
   if (e.role == layer_role::application) {
-    std::printf("  top:       an application protocol ends the pipeline; the program speaks it on the\n"
-                "             connection of the layers below (strata get, strata listen --serve)\n");
+    std::printf(
+        "  top:       an application protocol ends the pipeline; the program speaks it on the\n"
+        "             connection of the layers below (strata get, strata listen --serve)\n");
     if (const auto* below = example_below(e)) {
-      std::printf("  e.g.:      %.*s:HOST:PORT | %.*s\n", static_cast<int>(below->name.size()), below->name.data(),
-                  static_cast<int>(e.name.size()), e.name.data());
+      std::printf("  e.g.:      %.*s:HOST:PORT | %.*s\n", static_cast<int>(below->name.size()),
+                  below->name.data(), static_cast<int>(e.name.size()), e.name.data());
     }
   } else if (e.role == layer_role::adapter) {
     if (const auto* below = example_below(e)) {

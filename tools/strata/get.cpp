@@ -69,10 +69,10 @@ constexpr int exit_http_error = 22;
 /// url is an http or https URL taken apart.
 struct url {
   bool https = false;
-  std::string host;       // as written: "127.0.0.1", "[::1]", "localhost"
+  std::string host;        // as written: "127.0.0.1", "[::1]", "localhost"
   std::uint16_t port = 0;  // the URL's, or the scheme's default
   bool port_given = false;
-  std::string target;     // path and query: "/a?b"
+  std::string target;  // path and query: "/a?b"
 };
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -134,7 +134,8 @@ std::optional<url> parse_url(std::string_view text, std::string& why) {
     return std::nullopt;
   }
   for (char c : out.host) {
-    if (std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '|' || c == '(' || c == ')' || c == ',') {
+    if (std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '|' || c == '(' || c == ')' ||
+        c == ',') {
       why = "invalid character in the URL's host";
       return std::nullopt;
     }
@@ -173,7 +174,8 @@ std::optional<url> parse_url(std::string_view text, std::string& why) {
 std::string quoted(std::string_view value) {
   bool plain = !value.empty();
   for (unsigned char c : value) {
-    if (!(std::isalnum(c) || c == '.' || c == '/' || c == '-' || c == '_' || c == ':' || c == '@' || c == '+'))
+    if (!(std::isalnum(c) || c == '.' || c == '/' || c == '-' || c == '_' || c == ':' || c == '@' ||
+          c == '+'))
       plain = false;
   }
   if (plain) return std::string(value);
@@ -224,8 +226,8 @@ void verbose_lines(std::string_view prefix, std::string_view head) {
   while (!head.empty()) {
     auto end = head.find("\r\n");
     auto line = head.substr(0, end);
-    std::fprintf(stderr, "%.*s%.*s\n", static_cast<int>(prefix.size()), prefix.data(), static_cast<int>(line.size()),
-                 line.data());
+    std::fprintf(stderr, "%.*s%.*s\n", static_cast<int>(prefix.size()), prefix.data(),
+                 static_cast<int>(line.size()), line.data());
     if (end == std::string_view::npos || (line.empty() && end + 2 == head.size())) break;
     head.remove_prefix(end + 2);
   }
@@ -322,23 +324,27 @@ int get_main(args& a, signal_guard& signals) {
       via = *v;
       continue;
     }
-    if (auto v = option_value(a, "-o", missing); v || (!missing && (v = option_value(a, "--output", missing)))) {
+    if (auto v = option_value(a, "-o", missing);
+        v || (!missing && (v = option_value(a, "--output", missing)))) {
       if (v->empty()) return usage_error("get", "-o needs a file name");
       r.output = std::string(*v);
       continue;
     }
-    if (auto v = option_value(a, "-X", missing); v || (!missing && (v = option_value(a, "--request", missing)))) {
+    if (auto v = option_value(a, "-X", missing);
+        v || (!missing && (v = option_value(a, "--request", missing)))) {
       method = *v;
       continue;
     }
-    if (auto v = option_value(a, "-d", missing); v || (!missing && (v = option_value(a, "--data", missing)))) {
+    if (auto v = option_value(a, "-d", missing);
+        v || (!missing && (v = option_value(a, "--data", missing)))) {
       std::string why;
       std::string body;
       if (!read_data(*v, body, why)) return usage_error("get", why);
       data = std::move(body);
       continue;
     }
-    if (auto v = option_value(a, "-H", missing); v || (!missing && (v = option_value(a, "--header", missing)))) {
+    if (auto v = option_value(a, "-H", missing);
+        v || (!missing && (v = option_value(a, "--header", missing)))) {
       auto colon = v->find(':');
       if (colon == std::string_view::npos || colon == 0)
         return usage_error("get", "-H '" + std::string(*v) + "': expected 'NAME: VALUE'");
@@ -346,7 +352,8 @@ int get_main(args& a, signal_guard& signals) {
       auto value = v->substr(colon + 1);
       while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
       while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-      if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection"))
+      if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+          iequals(name, "connection"))
         return usage_error("get", "-H " + name + ": strata sets it itself");
       r.headers.push_back({std::move(name), std::string(value)});
       continue;
@@ -357,7 +364,8 @@ int get_main(args& a, signal_guard& signals) {
     }
     if (auto v = option_value(a, "--timeout", missing)) {
       auto d = parse_duration(*v);
-      if (!d || d->count() == 0) return usage_error("get", "--timeout: not a duration: '" + std::string(*v) + "'");
+      if (!d || d->count() == 0)
+        return usage_error("get", "--timeout: not a duration: '" + std::string(*v) + "'");
       r.timeout = *d;
       continue;
     }
@@ -403,7 +411,8 @@ int get_main(args& a, signal_guard& signals) {
 
   std::string spec_text;
   if (via) {
-    if (!ca.empty() || insecure) return usage_error("get", "--ca and -k apply without --via (put them in its tls layer)");
+    if (!ca.empty() || insecure)
+      return usage_error("get", "--ca and -k apply without --via (put them in its tls layer)");
     spec_text = std::string(*via);
   } else {
     spec_text = "tcp:" + where->host + ":" + std::to_string(where->port);
@@ -429,7 +438,8 @@ int get_main(args& a, signal_guard& signals) {
   }
   // One branch per application protocol: http1 now, http2 to come.
   const auto* http = http1_settings_of(*app);
-  if (http == nullptr) return usage_error("get", "'" + app->spec.name + "' is not supported by strata get yet");
+  if (http == nullptr)
+    return usage_error("get", "'" + app->spec.name + "' is not supported by strata get yet");
   if (r.verbose) {
     std::fprintf(stderr, "* %s\n", p->text().c_str());
     std::fflush(stderr);

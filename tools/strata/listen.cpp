@@ -72,8 +72,8 @@ examples:
 namespace {
 
 /// listen_serve runs --serve DIR: a static file server on a pipeline ending in http1.
-int listen_serve(const pipeline& p, const pipeline_layer& app, std::string_view dir, const listen_options& listening,
-                 bool verbose, signal_guard& signals) {
+int listen_serve(const pipeline& p, const pipeline_layer& app, std::string_view dir,
+                 const listen_options& listening, bool verbose, signal_guard& signals) {
   const auto* http = http1_settings_of(app);
   if (http == nullptr) {
     return usage_error("listen", "--serve speaks HTTP/1.1; '" + app.spec.name + "' is not supported yet");

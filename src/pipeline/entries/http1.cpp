@@ -18,16 +18,22 @@ namespace strata::pipeline_detail {
 namespace {
 
 constexpr param_info params[] = {
-    {.name = "max-body", .default_value = "16m", .help = "largest request (server) or response (client) body"},
+    {.name = "max-body",
+     .default_value = "16m",
+     .help = "largest request (server) or response (client) body"},
     {.name = "max-header", .default_value = "64k", .help = "largest header block, start line included"},
     {.name = "max-fields", .default_value = "100", .help = "most field lines in a header block"},
     {.name = "header-timeout",
      .default_value = "10s",
      .help = "time for a whole header block (server: from its first byte; client: the response's)"},
     {.name = "body-timeout", .default_value = "30s", .help = "time for each read of a body"},
-    {.name = "idle-timeout", .default_value = "60s", .help = "server: time between requests on a kept-alive connection"},
+    {.name = "idle-timeout",
+     .default_value = "60s",
+     .help = "server: time between requests on a kept-alive connection"},
     {.name = "write-timeout", .default_value = "30s", .help = "server: time for each write of a response"},
-    {.name = "max-requests", .default_value = "0", .help = "server: requests per connection, then close (0: no limit)"},
+    {.name = "max-requests",
+     .default_value = "0",
+     .help = "server: requests per connection, then close (0: no limit)"},
 };
 
 constexpr std::uint64_t max_body_limit = std::uint64_t{1} << 40;

@@ -360,7 +360,8 @@ opened open_beneath(int dir, const std::string& real_dir, const std::string& rel
 
 std::time_t mtime_of(const struct stat& st) noexcept { return st.st_mtim.tv_sec; }
 
-task<result<served>> answer(response& res, int status, std::string_view text, deadline dl) {
+template <class Response>
+task<result<served>> answer(Response& res, int status, std::string_view text, deadline dl) {
   (void)res.set_header("Content-Type", "text/plain; charset=utf-8");
   std::string body = std::to_string(status) + " " + std::string(reason_phrase(status)) + "\n";
   if (!text.empty()) body = std::string(text) + "\n";
@@ -396,7 +397,23 @@ handler file_server::as_handler() const {
 }
 
 task<result<served>> file_server::serve(request& req, response& res) const {
-  const auto& s = *state_;
+  return serve_any(*state_, req, res);
+}
+
+task<result<served>> file_server::serve(http2::request& req, http2::response& res) const {
+  return serve_any(*state_, req, res);
+}
+
+http::handlers file_server::as_handlers() const {
+  return http::both([self = *this](auto& req, auto& res) -> task<result<void>> {
+    auto done = co_await self.serve(req, res);
+    if (!done) co_return unexpected(done.error());
+    co_return result<void>{};
+  });
+}
+
+template <class Request, class Response>
+task<result<served>> file_server::serve_any(const state& s, Request& req, Response& res) {
   auto dl = deadline::never();  // the server's timeouts bound every wait
   bool head = req.method() == "HEAD";
   if (req.method() != "GET" && !head) {

@@ -9,6 +9,9 @@
 #include "strata/app/http2.hpp"
 
 #include <nghttp2/nghttp2.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <array>
@@ -991,6 +994,27 @@ task<result<void>> response::finish(std::span<const http1::header> trailers, dea
 }
 
 task<result<void>> response::finish(deadline dl) { return finish(std::span<const http1::header>{}, dl); }
+
+task<result<void>> response::send_file(int fd, std::uint64_t offset, std::uint64_t length, deadline dl) {
+  if (!started_ || fd < 0) co_return errc::invalid_argument;
+  if (!stream_->has_provider) co_return result<void>{};  // HEAD: the body is not sent
+  if (finished_) co_return errc::invalid_argument;
+  constexpr std::size_t piece_size = 64 * 1024;
+  auto piece = std::make_unique<std::byte[]>(piece_size);
+  std::uint64_t sent = 0;
+  while (sent < length) {
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(length - sent, piece_size));
+    ssize_t n = ::pread(fd, piece.get(), want, static_cast<off_t>(offset + sent));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) co_return unexpected(from_errno(errno));
+    if (n == 0) co_return errc::end_of_stream;
+    auto queued = co_await session_->queue_body(
+        *stream_, const_buffer(piece.get(), static_cast<std::size_t>(n)), session_->options.send_buffer, dl);
+    if (!queued) co_return queued;
+    sent += static_cast<std::uint64_t>(n);
+  }
+  co_return result<void>{};
+}
 
 // -- extended CONNECT tunnels ----------------------------------------------------------------
 

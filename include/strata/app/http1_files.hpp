@@ -21,7 +21,9 @@
 #include <string_view>
 #include <utility>
 
+#include "strata/app/http.hpp"
 #include "strata/app/http1.hpp"
+#include "strata/app/http2.hpp"
 #include "strata/runtime/result.hpp"
 #include "strata/runtime/task.hpp"
 
@@ -115,14 +117,21 @@ class file_server {
   /// then closes).
   task<result<served>> serve(request& req, response& res) const;
 
+  /// serve answers an HTTP/2 request the same way (without sendfile: DATA frames).
+  task<result<served>> serve(http2::request& req, http2::response& res) const;
+
   /// as_handler is serve() as an http1::handler for http1::serve.
   handler as_handler() const;
+  /// as_handlers is serve() for both protocols, for http::serve.
+  http::handlers as_handlers() const;
 
   /// root is the directory as given to open().
   const std::string& root() const noexcept;
 
  private:
   struct state;
+  template <class Request, class Response>
+  static task<result<served>> serve_any(const state& s, Request& req, Response& res);
   explicit file_server(std::shared_ptr<const state> s) noexcept : state_(std::move(s)) {}
   std::shared_ptr<const state> state_;
 };

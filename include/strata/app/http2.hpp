@@ -134,6 +134,12 @@ class response {
   /// tunnel to its end before it returns. Errors: invalid_argument (not an extended
   /// CONNECT, or a response started).
   task<result<any_stream>> tunnel(deadline dl);
+  /// send_file sends `length` bytes of the open file `fd` from `offset` as body bytes of
+  /// a started response (see http1::response::send_file): read with pread(2) in 64 KiB
+  /// pieces into the stream's DATA, at the pace of the peer's window. `fd` stays the
+  /// caller's. Errors: invalid_argument (not started, finished, fd < 0), end_of_stream
+  /// (the file ended early), the file's read errors, the stream's errors.
+  task<result<void>> send_file(int fd, std::uint64_t offset, std::uint64_t length, deadline dl);
   bool started() const noexcept { return started_; }
   bool finished() const noexcept { return finished_; }
 

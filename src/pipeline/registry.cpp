@@ -52,6 +52,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::dtls_entry,
       pipeline_detail::http1_entry,
       pipeline_detail::http_entry,
+      pipeline_detail::http2_entry,
   }});
   return entries;
 }

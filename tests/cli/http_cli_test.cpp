@@ -229,6 +229,55 @@ TEST_F(HttpCli, GetOverAUnixSocketPipeline) {
   EXPECT_FALSE(fs::exists(sock)) << "the socket file is removed on exit";
 }
 
+// `| http` serves HTTP/2 to clients that ask for it (prior knowledge, the h2c Upgrade, ALPN
+// h2 under tls) on the same listener as HTTP/1.1; `| http2` serves only HTTP/2; `strata
+// get` speaks HTTP/2 over `| http2` and over https when the server agrees.
+TEST_F(HttpCli, ServeAndGetSpeakHttp2) {
+  const auto& pki = strata::test::pki();
+  int port = 0;
+  auto server = serve("tcp-listen:127.0.0.1:0 | http", port);
+  ASSERT_NE(port, 0);
+  std::string base = "http://127.0.0.1:" + std::to_string(port);
+  for (const char* mode : {"--http2-prior-knowledge", "--http2", "--http1.1"}) {
+    auto c = curl({"-sS", mode, "-w", "|%{http_version}", base + "/hello.txt"});
+    EXPECT_EQ(c->out(), std::string("hello over http\n|") + (std::string(mode) == "--http1.1" ? "1.1" : "2"))
+        << mode << ": " << c->err();
+  }
+  auto range =
+      curl({"-sS", "--http2-prior-knowledge", "-r", "4-9", "-w", " %{http_code}", base + "/big.txt"});
+  EXPECT_EQ(range->out(), big_.substr(4, 6) + " 206");
+  auto get =
+      run({"get", "-i", "--via", "tcp:127.0.0.1:" + std::to_string(port) + " | http2", base + "/big.txt"});
+  EXPECT_EQ(get->exit_code(), 0) << get->err();
+  EXPECT_EQ(get->out().rfind("HTTP/2 200\r\n", 0), 0u) << get->out().substr(0, 200);
+  EXPECT_TRUE(get->out().ends_with("\r\n\r\n" + big_)) << get->out().size();
+  auto missing =
+      run({"get", "--via", "tcp:127.0.0.1:" + std::to_string(port) + " | http2", base + "/missing"});
+  EXPECT_EQ(missing->exit_code(), 22);
+  stop(*server);
+  EXPECT_NE(server->err().find(" GET /big.txt 206 6\n"), std::string::npos) << server->err();
+
+  int h2_port = 0;
+  auto only_h2 = serve("tcp-listen:127.0.0.1:0 | http2", h2_port);
+  ASSERT_NE(h2_port, 0);
+  auto prior = curl({"-sS", "--http2-prior-knowledge", "-w", "|%{http_version}",
+                     "http://127.0.0.1:" + std::to_string(h2_port) + "/hello.txt"});
+  EXPECT_EQ(prior->out(), "hello over http\n|2") << prior->err();
+  stop(*only_h2);
+
+  int tls_port = 0;
+  auto secure = serve("tcp-listen:127.0.0.1:0 | tls(cert=" + pki.server.cert_file +
+                          ", key=" + pki.server.key_file + ", alpn=\"h2,http/1.1\") | http",
+                      tls_port);
+  ASSERT_NE(tls_port, 0);
+  auto https = run({"get", "-i", "--ca", pki.ca.cert_file,
+                    "https://localhost:" + std::to_string(tls_port) + "/hello.txt"});
+  EXPECT_EQ(https->exit_code(), 0) << https->err();
+  EXPECT_EQ(https->out().rfind("HTTP/2 200\r\n", 0), 0u) << https->out();
+  EXPECT_TRUE(https->out().ends_with("hello over http\n")) << https->out();
+  stop(*secure);
+}
+
 TEST_F(HttpCli, GetOverTlsChecksTheCertificate) {
   const auto& pki = strata::test::pki();
   int port = 0;
@@ -366,8 +415,11 @@ TEST_F(HttpCli, CapsListsTheApplicationProtocols) {
     EXPECT_NE(line.find("max-body=16m"), std::string::npos) << line;
   }
   auto detail = run({"caps", "http"});
-  EXPECT_NE(detail->out().find("role:      application (layer app, protocol http1)"), std::string::npos)
+  EXPECT_NE(detail->out().find("role:      application (layer app, protocol http)"), std::string::npos)
       << detail->out();
+  auto h2 = run({"caps", "http2"});
+  EXPECT_NE(h2->out().find("role:      application (layer app, protocol http2)"), std::string::npos)
+      << h2->out();
 }
 
 }  // namespace

@@ -81,12 +81,22 @@ TEST(ApplicationRole, ParametersAreCheckedAndKept) {
   EXPECT_TRUE(p->is_listener());
   EXPECT_EQ(http1_settings_of(p->layers().front()), nullptr);
 
-  // `http` is http1 for now, with the same parameters.
-  auto h = pipeline::parse("unix:@x | http", error);
+  // `http` is http1 or http2 as the peers agree: its settings are http1's, with http2's.
+  auto h = pipeline::parse("unix:@x | http(max-body=1k)", error);
   ASSERT_TRUE(h) << error.message;
   ASSERT_NE(h->application(), nullptr);
-  EXPECT_EQ(h->application()->entry->protocol, "http1");
+  EXPECT_EQ(h->application()->entry->protocol, "http");
   EXPECT_NE(http1_settings_of(*h->application()), nullptr);
+  const auto* both = http_settings_of(*h->application());
+  ASSERT_NE(both, nullptr);
+  EXPECT_EQ(both->server.limits.max_body, 1024u);
+  EXPECT_EQ(both->server2.max_body, 1024u);
+  auto h2 = pipeline::parse("tcp-listen:127.0.0.1:0 | http2(max-streams=7)", error);
+  ASSERT_TRUE(h2) << error.message;
+  const auto* h2_settings = http2_settings_of(*h2->application());
+  ASSERT_NE(h2_settings, nullptr);
+  EXPECT_EQ(h2_settings->server.max_concurrent_streams, 7u);
+  EXPECT_EQ(http1_settings_of(*h2->application()), nullptr);
 
   auto plain = pipeline::parse("tcp:127.0.0.1:9 | prefix", error);
   ASSERT_TRUE(plain);

@@ -53,7 +53,8 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "tls",
                                             "dtls",
                                             "http1",
-                                            "http"};
+                                            "http",
+                                            "http2"};
   EXPECT_EQ(names, expected);
 }
 

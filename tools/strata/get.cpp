@@ -13,27 +13,30 @@
 
 #include "commands.hpp"
 #include "strata/app/http1.hpp"
+#include "strata/app/http2.hpp"
 #include "strata/pipeline/application.hpp"
 
 namespace strata::cli {
 
 const std::string_view get_help = R"(usage: strata get [options] URL
 
-Fetch URL over HTTP/1.1 and write the response body to stdout, like curl.
+Fetch URL over HTTP/1.1 or HTTP/2 and write the response body to stdout, like curl.
 
 Without --via the URL picks the pipeline: http://HOST:PORT/PATH connects with
 'tcp:HOST:PORT | http1', https://HOST:PORT/PATH with
-'tcp:HOST:PORT | tls(sni=HOST) | http1' (the server's certificate is checked against
-the system's CAs, or --ca FILE). HOST is a numeric IPv4 address, a bracketed IPv6
+'tcp:HOST:PORT | tls(sni=HOST, alpn="h2,http/1.1") | http': HTTP/2 when the server
+agrees (ALPN), else HTTP/1.1 (the server's certificate is checked against the system's
+CAs, or --ca FILE). HOST is a numeric IPv4 address, a bracketed IPv6
 address or localhost (strata does not resolve names yet). With --via SPEC the request
-goes over SPEC, any connector pipeline that ends in '| http1' or '| http' (a unix
-socket, tls with its own CA, ...); the URL then gives the path and the Host field.
+goes over SPEC, any connector pipeline that ends in '| http1', '| http2' (prior
+knowledge) or '| http' (HTTP/2 when TLS negotiated h2) — a unix socket, tls with its own
+CA, ...; the URL then gives the path and the Host field (:authority in HTTP/2).
 
 Redirects are not followed: a 3xx is written as it is. The body of an error response
 (4xx, 5xx) is written too, and strata exits with 22 (curl -f's code).
 
 options:
-  --via SPEC            the pipeline to the server, ending in '| http1' or '| http'
+  --via SPEC            the pipeline to the server, ending in '| http1', '| http2' or '| http'
   -i, --include         write the status line and the header fields before the body
   -o, --output FILE     write the body (and -i's head) to FILE instead of stdout
   -X, --request METHOD  the method (default GET, or POST with -d)
@@ -58,6 +61,7 @@ examples:
   strata get -i -o page.html http://localhost:8080/
   strata get --via 'unix:/run/app.sock | http1' http://localhost/status
   strata get --via 'tcp:127.0.0.1:8443 | tls(sni=localhost, ca=ca.pem) | http' https://localhost/
+  strata get --via 'tcp:127.0.0.1:8080 | http2' http://127.0.0.1:8080/
   strata get -d 'name=value' -H 'X-Trace: 1' http://127.0.0.1:8080/form
 )";
 
@@ -287,6 +291,66 @@ task<int> get_http1(any_connection& conn, const http1_settings& settings, const 
   co_return status >= 400 ? exit_http_error : exit_ok;
 }
 
+/// get_http2 sends the request over `conn` with the http2 client and writes the response.
+task<int> get_http2(any_connection& conn, const http2::client_options& settings, const get_request& r,
+                    sink& out) {
+  if (!conn.is_stream()) co_return exit_failure;
+  auto options = settings;
+  options.authority = r.host_field;
+  options.scheme = r.where.https ? "https" : "http";
+  http2::client client(conn.take_stream(), options);
+  http2::client::outgoing request;
+  request.method = r.method;
+  request.target = r.where.target;
+  for (const auto& h : r.headers) {
+    if (iequals(h.name, "host")) continue;  // :authority carries it
+    request.headers.push_back(h);
+  }
+  request.body = r.body;
+  if (r.verbose) {
+    std::string shown =
+        request.method + " " + request.target + " HTTP/2\r\n:authority: " + r.host_field + "\r\n";
+    for (const auto& h : request.headers) shown += h.name + ": " + h.value + "\r\n";
+    verbose_lines("> ", shown);
+  }
+  auto response = co_await client.request(request, deadline::after(r.timeout));
+  if (!response) {
+    report("get " + r.where.target, response.error());
+    (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
+    co_return exit_failure;
+  }
+  int status = response->status();
+  std::string shown = "HTTP/2 " + std::to_string(status) + "\r\n";
+  for (const auto& f : response->fields().all())
+    shown.append(f.name).append(": ").append(f.value).append("\r\n");
+  shown += "\r\n";
+  if (r.verbose) verbose_lines("< ", shown);
+  if (r.include) {
+    if (auto w = co_await out.write(shown, deadline::after(r.timeout)); !w) {
+      report("write " + out.label, w.error());
+      co_return exit_failure;
+    }
+  }
+  std::array<std::byte, 64 * 1024> buf{};
+  for (;;) {
+    auto n = co_await response->read_some(buf, deadline::after(r.timeout));
+    if (!n) {
+      if (n.error() == errc::end_of_stream) break;
+      report("get " + r.where.target + ": body", n.error());
+      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
+      co_return exit_failure;
+    }
+    auto w = co_await write_fd(*out.fd, const_buffer(buf.data(), *n), deadline::after(r.timeout));
+    if (!w) {
+      report("write " + out.label, w.error());
+      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
+      co_return exit_failure;
+    }
+  }
+  (void)co_await client.close(deadline::after(std::chrono::seconds(1)));
+  co_return status >= 400 ? exit_http_error : exit_ok;
+}
+
 /// read_data reads -d's value: the text, or @FILE's contents.
 bool read_data(std::string_view value, std::string& out, std::string& why) {
   if (value.empty() || value.front() != '@') {
@@ -422,11 +486,13 @@ int get_main(args& a, signal_guard& signals) {
       if (!is_ip_literal(where->host)) add("sni=" + quoted(where->host));
       if (!ca.empty()) add("ca=" + quoted(ca));
       if (insecure) add("verify=0");
-      spec_text += " | tls" + (tls_params.empty() ? std::string() : "(" + tls_params + ")");
+      add("alpn=\"h2,http/1.1\"");
+      spec_text += " | tls(" + tls_params + ") | http";
     } else if (!ca.empty() || insecure) {
       return usage_error("get", "--ca and -k apply to https URLs");
+    } else {
+      spec_text += " | http1";
     }
-    spec_text += " | http1";
   }
   auto p = parse_pipeline("get", spec_text);
   if (!p) return exit_usage;
@@ -436,10 +502,12 @@ int get_main(args& a, signal_guard& signals) {
   if (app == nullptr) {
     return usage_error("get", "'" + spec_text + "' does not end in an HTTP application; add '| http1' to it");
   }
-  // One branch per application protocol: http1 now, http2 to come.
+  // One branch per application protocol; `http` picks by what TLS negotiated.
   const auto* http = http1_settings_of(*app);
-  if (http == nullptr)
-    return usage_error("get", "'" + app->spec.name + "' is not supported by strata get yet");
+  const auto* both = http_settings_of(*app);
+  const auto* h2 = http2_settings_of(*app);
+  if (http == nullptr && h2 == nullptr)
+    return usage_error("get", "'" + app->spec.name + "' is not an HTTP application");
   if (r.verbose) {
     std::fprintf(stderr, "* %s\n", p->text().c_str());
     std::fflush(stderr);
@@ -481,6 +549,11 @@ int get_main(args& a, signal_guard& signals) {
         report(conn.error().where(), conn.error());
       }
       co_return exit_failure;
+    }
+    if (h2 != nullptr) co_return co_await get_http2(*conn, h2->client, r, out);
+    if (both != nullptr && conn->is_stream()) {
+      auto negotiated = query<fact::alpn>(conn->stream());
+      if (negotiated && *negotiated == "h2") co_return co_await get_http2(*conn, both->client2, r, out);
     }
     co_return co_await get_http1(*conn, *http, r, out);
   });

@@ -27,13 +27,15 @@ datagram arrives, and its end stops only the answers. An answer that cannot be
 delivered is reported and the endpoint goes on. It runs until SIGHUP/SIGINT/SIGTERM,
 a receive error or --idle; -k changes nothing and --linger does not apply.
 
-With --serve DIR, SPEC ends in an HTTP application ('... | http' or '| http1') and
-strata is a static file server: each connection is served concurrently, requests one
-after another (keep-alive), with GET and HEAD of the regular files under DIR (Content-
+With --serve DIR, SPEC ends in an HTTP application and strata is a static file server:
+'| http' speaks HTTP/1.1 or HTTP/2 as each client chooses (TLS ALPN h2, the HTTP/2
+preface, the h2c Upgrade), '| http1' and '| http2' only theirs. Each connection is
+served concurrently, its requests one after another (HTTP/1.1 keep-alive) or at once
+(HTTP/2 streams), with GET and HEAD of the regular files under DIR (Content-
 Type by extension, Last-Modified, If-Modified-Since 304, one Range 206/416, a
 directory's index.html, no listings; other methods 405; '..' and symbolic links out of
 DIR 403; a missing file 404). Files go out with sendfile(2) when nothing lies between
-HTTP and the socket (not under tls). It runs until SIGHUP/SIGINT/SIGTERM; -v writes
+HTTP/1.1 and the socket (not under tls). It runs until SIGHUP/SIGINT/SIGTERM; -v writes
 one line per request to stderr: PEER METHOD TARGET STATUS BYTES. The application's
 parameters (max-body, header-timeout, idle-timeout, ...) tune the server.
 
@@ -71,14 +73,26 @@ examples:
 
 namespace {
 
-/// listen_serve runs --serve DIR: a static file server on a pipeline ending in http1.
+/// listen_serve runs --serve DIR: a static file server on a pipeline ending in http, http1
+/// or http2.
 int listen_serve(const pipeline& p, const pipeline_layer& app, std::string_view dir,
                  const listen_options& listening, bool verbose, signal_guard& signals) {
-  const auto* http = http1_settings_of(app);
-  if (http == nullptr) {
-    return usage_error("listen", "--serve speaks HTTP/1.1; '" + app.spec.name + "' is not supported yet");
+  serve_options options;
+  options.verbose = verbose;
+  options.label = p.text();
+  if (const auto* both = http_settings_of(app)) {
+    options.speak = serve_options::protocol::http;
+    options.http = both->server;
+    options.http2 = both->server2;
+  } else if (const auto* h1 = http1_settings_of(app)) {
+    options.speak = serve_options::protocol::http1;
+    options.http = h1->server;
+  } else if (const auto* h2 = http2_settings_of(app)) {
+    options.speak = serve_options::protocol::http2;
+    options.http2 = h2->server;
+  } else {
+    return usage_error("listen", "--serve speaks HTTP; '" + app.spec.name + "' is not an HTTP application");
   }
-  serve_options options{.verbose = verbose, .label = p.text(), .http = http->server};
   std::optional<http1::file_server> files;
   if (!parse_only()) {
     auto opened = http1::file_server::open(std::string(dir));

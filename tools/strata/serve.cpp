@@ -10,13 +10,29 @@ namespace strata::cli {
 namespace {
 
 /// log_line writes one request to stderr: PEER METHOD TARGET STATUS BYTES.
-void log_line(const std::string& peer, const http1::request& req, const http1::served& what) {
-  auto method = req.method();
-  auto target = req.target();
+void log_line(const std::string& peer, std::string_view method, std::string_view target,
+              const http1::served& what) {
   std::fprintf(stderr, "%s %.*s %.*s %d %llu\n", peer.c_str(), static_cast<int>(method.size()), method.data(),
                static_cast<int>(target.size()), target.data(), what.status,
                static_cast<unsigned long long>(what.bytes));
   std::fflush(stderr);
+}
+
+/// handlers_for serves `files`, logging each request with -v.
+http::handlers handlers_for(const http1::file_server& files, const std::string& peer, bool verbose) {
+  if (!verbose) return files.as_handlers();
+  return http::both([files, peer](auto& req, auto& res) -> task<result<void>> {
+    auto what = co_await files.serve(req, res);
+    if (!what) {
+      std::fprintf(stderr, "%s %.*s %.*s failed: %s\n", peer.c_str(), static_cast<int>(req.method().size()),
+                   req.method().data(), static_cast<int>(req.target().size()), req.target().data(),
+                   error_text(what.error()).c_str());
+      std::fflush(stderr);
+      co_return unexpected(what.error());
+    }
+    log_line(peer, req.method(), req.target(), *what);
+    co_return result<void>{};
+  });
 }
 
 task<void> serve_connection(any_connection conn, std::string peer, http1::file_server files,
@@ -25,27 +41,30 @@ task<void> serve_connection(any_connection conn, std::string peer, http1::file_s
     (void)co_await conn.close(deadline::after(std::chrono::milliseconds(100)));
     co_return;
   }
-  http1::handler h;
-  if (options.verbose) {
-    h = [files, peer](http1::request& req, http1::response& res) -> task<result<void>> {
-      auto what = co_await files.serve(req, res);
-      if (!what) {
-        std::fprintf(stderr, "%s %.*s %.*s failed: %s\n", peer.c_str(), static_cast<int>(req.method().size()),
-                     req.method().data(), static_cast<int>(req.target().size()), req.target().data(),
-                     error_text(what.error()).c_str());
-        std::fflush(stderr);
-        co_return unexpected(what.error());
-      }
-      log_line(peer, req, *what);
-      co_return result<void>{};
-    };
-  } else {
-    h = files.as_handler();
+  auto h = handlers_for(files, peer, options.verbose);
+  std::error_code failed;
+  switch (options.speak) {
+    case serve_options::protocol::http1: {
+      auto served = co_await http1::serve(conn.take_stream(), std::move(h.http1), options.http);
+      if (!served) failed = served.error();
+      break;
+    }
+    case serve_options::protocol::http2: {
+      auto served = co_await http2::serve(conn.take_stream(), std::move(h.http2), options.http2);
+      if (!served) failed = served.error();
+      break;
+    }
+    case serve_options::protocol::http: {
+      http::server_options both;
+      both.http1 = options.http;
+      both.http2 = options.http2;
+      auto served = co_await http::serve(conn.take_stream(), std::move(h), both);
+      if (!served) failed = served.error();
+      break;
+    }
   }
-  auto served = co_await http1::serve(conn.take_stream(), std::move(h), options.http);
-  if (!served && options.verbose && served.error() != errc::operation_canceled) {
-    report("connection from " + peer, served.error());
-  }
+  if (failed && options.verbose && failed != errc::operation_canceled)
+    report("connection from " + peer, failed);
 }
 
 }  // namespace

@@ -14,9 +14,14 @@ namespace strata::cli {
 
 /// serve_options tune serve_files.
 struct serve_options {
-  bool verbose = false;        ///< one line per request on stderr: PEER METHOD TARGET STATUS BYTES
-  std::string label;           ///< the spec, for error messages
+  /// speak is the spec's application: http1, http2 (prior knowledge or ALPN h2), or http
+  /// (either, per connection: http::serve).
+  enum class protocol { http1, http2, http };
+  bool verbose = false;  ///< one line per request on stderr: PEER METHOD TARGET STATUS BYTES
+  std::string label;     ///< the spec, for error messages
+  protocol speak = protocol::http1;
   http1::server_options http;  ///< from the spec's application layer
+  http2::server_options http2;
 };
 
 /// serve_files accepts connections from `listener` and serves each one concurrently, in

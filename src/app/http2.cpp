@@ -1093,6 +1093,15 @@ task<result<any_stream>> response::tunnel(deadline dl) {
 
 // -- client ----------------------------------------------------------------------------------
 
+/// client_settings are what a client announces: no push, its window and header limit.
+std::array<nghttp2_settings_entry, 3> client_settings(const client_options& options) {
+  return {{
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(options.stream_window)},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options.max_header_list},
+  }};
+}
+
 class client_session final : public session_core {
  public:
   client_session(any_stream s, const client_options& o)
@@ -1102,7 +1111,14 @@ class client_session final : public session_core {
     max_body = o.max_body;
   }
 
-  result<void> start();
+  /// start makes the nghttp2 session: a fresh one, or (upgrade_settings given) one that
+  /// continues an h2c Upgrade with `first` as stream 1.
+  result<void> start(const std::vector<std::uint8_t>* upgrade_settings = nullptr,
+                     const std::shared_ptr<stream_state>& first = {}, bool head_request = false);
+  void start_pump() {
+    tasks.spawn(reader(std::chrono::milliseconds(0)));
+    tasks.spawn(pump());
+  }
   task<void> pump();
   void stream_closed(stream_state& st) override { streams.erase(st.id); }
   void frame_received(const nghttp2_frame& frame) override;
@@ -1149,7 +1165,8 @@ void client_session::frame_received(const nghttp2_frame& frame) {
   }
 }
 
-result<void> client_session::start() {
+result<void> client_session::start(const std::vector<std::uint8_t>* upgrade_settings,
+                                   const std::shared_ptr<stream_state>& first, bool head_request) {
   nghttp2_session_callbacks* cb = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0) return errc::invalid_argument;
   set_common_callbacks(cb);
@@ -1160,13 +1177,20 @@ result<void> client_session::start() {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) return errc::invalid_argument;
-  std::array<nghttp2_settings_entry, 3> iv{{
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<std::uint32_t>(options.stream_window)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options.max_header_list},
-  }};
-  if (nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, iv.data(), iv.size()) != 0)
-    return errc::invalid_argument;
+  if (upgrade_settings) {
+    // h2c: the settings went in the HTTP2-Settings field; nghttp2 submits them itself,
+    // and stream 1, the request sent as HTTP/1.1, is half-closed (local).
+    if (nghttp2_session_upgrade2(ng, upgrade_settings->data(), upgrade_settings->size(), head_request ? 1 : 0,
+                                 first.get()) != 0) {
+      return make_error_code(error::connection_failed);
+    }
+    first->id = 1;
+    streams.emplace(1, first);
+  } else {
+    auto iv = client_settings(options);
+    if (nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, iv.data(), iv.size()) != 0)
+      return errc::invalid_argument;
+  }
   if (options.connection_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
     nghttp2_session_set_local_window_size(ng, NGHTTP2_FLAG_NONE, 0, options.connection_window);
   }
@@ -1200,8 +1224,7 @@ task<result<client_response>> client::request(const outgoing& r, deadline dl) {
   auto& s = *impl_->session;
   if (!s.started) {
     if (auto started = s.start(); !started) co_return unexpected(started.error());
-    s.tasks.spawn(s.reader(std::chrono::milliseconds(0)));
-    s.tasks.spawn(s.pump());
+    s.start_pump();
   }
   if (s.pump_done || s.failure)
     co_return unexpected(s.failure ? s.failure : make_error_code(error::going_away));
@@ -1260,6 +1283,75 @@ task<result<client_response>> client::request(const outgoing& r, deadline dl) {
   out.stream_ = st;
   out.session_ = impl_->session;
   co_return out;
+}
+
+namespace {
+
+std::string base64url(std::span<const std::uint8_t> bytes) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t bits = 0;
+  int count = 0;
+  for (auto b : bytes) {
+    bits = (bits << 8) | b;
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out += alphabet[(bits >> count) & 63];
+    }
+  }
+  if (count > 0) out += alphabet[(bits << (6 - count)) & 63];
+  return out;
+}
+
+}  // namespace
+
+task<result<std::pair<client, client_response>>> client::upgrade(any_stream stream, const outgoing& first,
+                                                                 client_options options, deadline dl) {
+  if (!first.protocol.empty() || first.method == "CONNECT") co_return errc::invalid_argument;
+  auto iv = client_settings(options);
+  std::vector<std::uint8_t> payload(iv.size() * 6);
+  auto packed = nghttp2_pack_settings_payload(payload.data(), payload.size(), iv.data(), iv.size());
+  if (packed < 0) co_return errc::invalid_argument;
+  payload.resize(static_cast<std::size_t>(packed));
+  http1::client h1(std::move(stream));
+  h1.set_host(options.authority);
+  http1::client::outgoing offer;
+  offer.method = first.method;
+  offer.target = first.target;
+  offer.headers = first.headers;
+  offer.headers.push_back({"Connection", "Upgrade, HTTP2-Settings"});
+  offer.headers.push_back({"Upgrade", "h2c"});
+  offer.headers.push_back({"HTTP2-Settings", base64url(payload)});
+  offer.body = first.body;
+  auto head = co_await h1.send(offer, dl);
+  if (!head) co_return unexpected(head.error());
+  if (head->status != 101 || !head->fields.has_token("upgrade", "h2c")) {
+    // The server answered in HTTP/1.1: it does not switch. That answer is dropped.
+    (void)co_await h1.close(dl);
+    co_return errc::not_supported;
+  }
+  auto taken = h1.take_stream();
+  if (!taken) co_return unexpected(taken.error());
+  client c(std::move(taken->lower), options);
+  auto& s = *c.impl_->session;
+  s.unread = std::move(taken->unread);
+  auto st = std::make_shared<stream_state>();
+  st->pseudo_method = first.method;
+  if (auto started = s.start(&payload, st, first.method == "HEAD"); !started)
+    co_return unexpected(started.error());
+  s.start_pump();
+  while (!st->head_done && !st->failure) {
+    st->head_ready.reset();
+    auto waited = co_await st->head_ready.wait(dl);
+    if (!waited) co_return unexpected(waited.error());
+  }
+  if (!st->head_done) co_return unexpected(st->failure);
+  if (st->status < 200) co_return unexpected(make_error_code(error::bad_response));
+  client_response r;
+  r.stream_ = st;
+  r.session_ = c.impl_->session;
+  co_return std::pair<client, client_response>(std::move(c), std::move(r));
 }
 
 task<result<void>> client::close(deadline dl) {

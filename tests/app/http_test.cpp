@@ -107,5 +107,63 @@ TEST(Http, AlmostThePrefaceIsAnsweredAsHttp1Would) {
   EXPECT_EQ(stats->protocol, http::protocol::http1);
 }
 
+// The client side of the h2c Upgrade against http::serve: the first request goes as
+// HTTP/1.1, its response comes on stream 1, and the next requests are HTTP/2 streams.
+TEST(Http, ClientUpgradesToH2cAndGoesOnInHttp2) {
+  run_test([]() -> task<void> {
+    auto [client_end, server_end] = mem_stream::pair();
+    result<http::serve_stats> stats = errc::closed;
+    scope s;
+    s.spawn(run_switch(std::move(server_end), stats));
+    http2::client_options o;
+    o.authority = "example.org";
+    o.scheme = "http";
+    auto dl = deadline::after(10s);
+    http2::client::outgoing first;
+    first.method = "POST";
+    first.target = "/first";
+    first.body = "with a body";
+    auto upgraded = co_await http2::client::upgrade(any_stream(std::move(client_end)), first, o, dl);
+    CO_ASSERT_OK(upgraded);
+    auto& [c, response] = *upgraded;
+    EXPECT_EQ(response.status(), 200);
+    auto body = co_await response.read_body(1024, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(*body, std::string("served /first"));
+    http2::client::outgoing next;
+    next.target = "/second";
+    auto r = co_await c.request(next, dl);
+    CO_ASSERT_OK(r);
+    body = co_await r->read_body(1024, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(*body, std::string("served /second"));
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+    CO_ASSERT_OK(stats);
+    EXPECT_EQ(stats->protocol, http::protocol::http2_upgrade);
+    EXPECT_EQ(stats->requests, 2u);
+  });
+}
+
+TEST(Http, ClientUpgradeToAServerThatDoesNotSwitchIsNotSupported) {
+  run_test([]() -> task<void> {
+    auto [client_end, server_end] = mem_stream::pair();
+    result<http1::serve_stats> stats = errc::closed;
+    auto serve_h1 = [](mem_stream s, result<http1::serve_stats>& out) -> task<void> {
+      out = co_await http1::serve(any_stream(std::move(s)), echo_protocol().http1);
+    };
+    scope s;
+    s.spawn(serve_h1(std::move(server_end), stats));
+    http2::client_options o;
+    o.authority = "example.org";
+    auto dl = deadline::after(10s);
+    http2::client::outgoing first;
+    auto upgraded = co_await http2::client::upgrade(any_stream(std::move(client_end)), first, o, dl);
+    CO_ASSERT_TRUE(!upgraded.has_value());
+    EXPECT_EQ(upgraded.error(), make_error_code(errc::not_supported));
+    (void)co_await s.join(dl);
+  });
+}
+
 }  // namespace
 }  // namespace strata::test

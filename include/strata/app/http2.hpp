@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "strata/app/http1.hpp"
@@ -271,6 +272,15 @@ class client {
   /// request sends `r` and waits for its response head. Several may run at once.
   /// Errors: invalid_argument (bad header), http2::error, the stream's errors.
   task<result<client_response>> request(const outgoing& r, deadline dl);
+  /// upgrade starts HTTP/2 by the h2c Upgrade (RFC 7540 3.2) on a cleartext connection:
+  /// `first` goes as an HTTP/1.1 request offering "Upgrade: h2c" (with its body, if
+  /// any); a server that answers 101 continues in HTTP/2, and `first`'s response comes on
+  /// stream 1. Returns the client for the next requests and that response. Errors:
+  /// not_supported (the server answered in HTTP/1.1 and did not switch; that answer is
+  /// dropped and the connection closed), invalid_argument (an extended CONNECT cannot be
+  /// upgraded), http1's and http2's errors. `options.authority` is the Host field.
+  static task<result<std::pair<client, client_response>>> upgrade(any_stream stream, const outgoing& first,
+                                                                  client_options options, deadline dl);
   /// close sends GOAWAY, waits for the responses in progress up to `dl` and closes.
   task<result<void>> close(deadline dl);
 

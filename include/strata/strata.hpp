@@ -34,6 +34,7 @@
 // adapt (L5): framed messages over a stream
 #include "strata/adapt/crlf.hpp"
 #include "strata/adapt/framing.hpp"
+#include "strata/adapt/mux.hpp"
 #include "strata/adapt/prefix.hpp"
 
 // secure (L6): secrecy and authentication (OpenSSL 3)

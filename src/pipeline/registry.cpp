@@ -48,6 +48,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::prefix_entry,
       pipeline_detail::crlf_entry,
       pipeline_detail::term_entry,
+      pipeline_detail::mux_entry,
       pipeline_detail::tls_entry,
       pipeline_detail::dtls_entry,
       pipeline_detail::http1_entry,

@@ -50,6 +50,7 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "prefix",
                                             "crlf",
                                             "term",
+                                            "mux",
                                             "tls",
                                             "dtls",
                                             "http1",

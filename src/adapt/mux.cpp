@@ -634,16 +634,9 @@ task<result<void>> stream::close(deadline dl) {
     st.consumed = 0;
     s.kick();
   }
-  while (!st.fin_received && !st.failure && !st.removed) {
-    st.readable.reset();
-    auto w = co_await st.readable.wait(dl);
-    if (!w) {
-      if (!st.removed) s.send_rst(st, code_cancel);
-      st.fail(make_error_code(error::stream_reset));
-      break;
-    }
-  }
-  s.remove(st);
+  // Until the peer's FIN (or RST) the stream stays in the session, which drops what
+  // arrives and returns the credit at once; close does not wait for it.
+  if (st.fin_received || st.failure) s.remove(st);
   co_return result<void>{};
 }
 

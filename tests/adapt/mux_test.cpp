@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "strata/app/http1.hpp"
+#include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
 #include "strata/secure/tls.hpp"
 #include "support/co_test.hpp"
@@ -554,6 +555,32 @@ TEST(MuxSession, Http1RunsOverAMuxStream) {
     }
     auto joined = co_await s.join(dl);
     EXPECT_TRUE(joined);
+  });
+}
+
+// In a spec, a connection carries one mux stream, and layers stack on it.
+TEST(MuxPipeline, ConnectorAndListenerMeetOnOneStream) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto listener = strata::listen("tcp-listen:127.0.0.1:0 | mux(window=512k) | prefix(4)");
+    CO_ASSERT_OK(listener);
+    auto port = listener->local_address()->port();
+    auto conn = co_await strata::connect("tcp:127.0.0.1:" + std::to_string(port) + " | mux | prefix(4)", dl);
+    CO_ASSERT_OK(conn);
+    CO_ASSERT_TRUE(conn->is_message());
+    EXPECT_TRUE(conn->runtime_capabilities().multiplexed);
+    auto sent = co_await conn->message().send(as_bytes(std::string_view("over mux")), dl);
+    CO_ASSERT_OK(sent);
+    auto peer = co_await listener->accept(dl);
+    CO_ASSERT_OK(peer);
+    CO_ASSERT_TRUE(peer->is_message());
+    std::array<std::byte, 64> buf{};
+    auto n = co_await peer->message().recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *n), std::string("over mux"));
+    (void)co_await conn->close(dl);
+    (void)co_await peer->close(dl);
+    listener->close();
   });
 }
 

@@ -182,8 +182,9 @@ class stream {
   task<result<void>> write(const_buffers bufs, deadline dl);
   /// shutdown_write sends FIN: the peer reads end_of_stream after the last byte.
   task<result<void>> shutdown_write(deadline dl);
-  /// close sends FIN, drops the peer's remaining input until its FIN or `dl` (then the
-  /// stream is reset) and releases the stream. Afterwards every call fails with closed.
+  /// close sends FIN and releases the stream without waiting: what the peer still sends
+  /// until its FIN is dropped by the session (its credit returned at once), so the
+  /// stream counts as open until then. Afterwards every call fails with closed.
   task<result<void>> close(deadline dl);
   /// reset abandons the stream both ways at once: RST goes to the peer.
   void reset() noexcept;

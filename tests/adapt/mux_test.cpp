@@ -467,6 +467,56 @@ TEST(MuxSession, APeerSendingGarbageFailsTheSession) {
   });
 }
 
+// A peer that sends beyond the window it was granted gets the stream reset; the bytes
+// within the window are still read.
+TEST(MuxSession, DataBeyondTheWindowResetsTheStream) {
+  run_test([]() -> task<void> {
+    auto [a, b] =
+        mem_stream::pair(mem_options{.buffer_limit = 1 << 20}, mem_options{.buffer_limit = 1 << 20});
+    mux::session s(any_stream(std::move(a)), mux::role::server);
+    auto dl = deadline::after(5s);
+    std::string wire;
+    mux::append_data(wire, 1, mux::flag_syn, {});
+    std::string chunk(16 * 1024, 'z');
+    for (std::size_t sent = 0; sent <= mux::initial_window; sent += chunk.size()) {
+      mux::append_data(wire, 1, 0, as_bytes(chunk));
+    }
+    mux::append_ping(wire, 0, 99);
+    auto w = co_await b.write(as_bytes(wire), dl);
+    CO_ASSERT_OK(w);
+    // The answer to the ping comes after every frame before it was handled (no reading
+    // of the stream yet, so no credit went back): the RST, then the ACK.
+    std::vector<std::byte> back;
+    std::array<std::byte, 256> buf{};
+    std::vector<mux::frame_type> seen;
+    mux::decoder d;
+    bool acked = false;
+    while (!acked) {
+      auto n = co_await b.read_some(buf, dl);
+      CO_ASSERT_OK(n);
+      back.insert(back.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
+      std::size_t off = 0;
+      for (;;) {
+        auto f = d.decode(const_buffer(back.data() + off, back.size() - off));
+        CO_ASSERT_OK(f);
+        if (!*f) break;
+        seen.push_back((*f)->type);
+        if ((*f)->type == mux::frame_type::ping) acked = true;
+        off += (*f)->size;
+      }
+      back.erase(back.begin(), back.begin() + static_cast<std::ptrdiff_t>(off));
+    }
+    CO_ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[0], mux::frame_type::rst);
+    auto st = co_await s.accept(dl);
+    CO_ASSERT_OK(st);
+    auto got = co_await read_all(*st, dl);
+    CO_ASSERT_TRUE(!got);
+    EXPECT_EQ(got.error(), mux::make_error_code(mux::error::flow_control));
+    EXPECT_FALSE(s.failure());
+  });
+}
+
 // -- other layers over a mux stream ------------------------------------------------------
 
 TEST(MuxSession, TlsRunsOverAMuxStream) {

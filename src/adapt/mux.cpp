@@ -240,7 +240,8 @@ struct session_state {
   event out_space;  // the send buffer drained below its bound
   event drained;    // nothing queued and no write in flight
   event accepted_ev;
-  event stop;  // the session ends: stops keepalive
+  event stop;   // the session ends: stops keepalive
+  event heard;  // bytes arrived from the peer
   event streams_done;
   std::error_code failed{};
   bool goaway_sent = false;
@@ -272,6 +273,7 @@ struct session_state {
     accepted_ev.set();
     out_space.set();
     stop.set();
+    heard.set();
     wake.set();
   }
   void remove(stream_state& st) {
@@ -432,6 +434,7 @@ task<void> session_state::reader() {
       co_return;
     }
     last_heard = deadline::clock::now();
+    heard.set();
     have += *n;
     std::size_t off = 0;
     for (;;) {
@@ -498,12 +501,14 @@ task<void> session_state::keepalive() {
     if (w || w.error() != errc::timed_out || failed) co_return;
     if (deadline::clock::now() - last_heard < opts.keepalive) continue;
     ++counters.pings;
+    heard.reset();
     append_ping(out, 0, ++ping_sent_opaque);
     kick();
-    auto asked = deadline::clock::now();
-    auto answer = co_await stop.wait(deadline::after(opts.dead_after));
-    if (answer || answer.error() != errc::timed_out || failed) co_return;
-    if (last_heard <= asked) {
+    // Anything from the peer (the ACK or any other frame) proves it alive.
+    auto answer = co_await heard.wait(deadline::after(opts.dead_after));
+    if (failed) co_return;
+    if (!answer) {
+      if (answer.error() != errc::timed_out) co_return;
       fail(make_error_code(error::peer_dead));
       tasks.cancel();  // the reader waits on a transport nobody answers on
       co_return;

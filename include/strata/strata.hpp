@@ -46,6 +46,7 @@
 #include "strata/app/http1.hpp"
 #include "strata/app/http1_files.hpp"
 #include "strata/app/http2.hpp"
+#include "strata/app/websocket.hpp"
 
 // pipeline: spec strings, the registry, the checker
 #include "strata/pipeline/application.hpp"

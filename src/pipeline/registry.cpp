@@ -51,6 +51,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::mux_entry,
       pipeline_detail::tls_entry,
       pipeline_detail::dtls_entry,
+      pipeline_detail::websocket_entry,
       pipeline_detail::http1_entry,
       pipeline_detail::http_entry,
       pipeline_detail::http2_entry,

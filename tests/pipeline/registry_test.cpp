@@ -53,6 +53,7 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "mux",
                                             "tls",
                                             "dtls",
+                                            "websocket",
                                             "http1",
                                             "http",
                                             "http2"};
@@ -146,7 +147,7 @@ TEST(Registry, ClosestProtocol) {
   EXPECT_EQ(closest_protocol("tcp_listen"), "tcp-listen");
   EXPECT_EQ(closest_protocol("crfl"), "crlf");
   EXPECT_EQ(closest_protocol("tcp"), "");  // an exact name is not a suggestion
-  EXPECT_EQ(closest_protocol("websocket"), "");
+  EXPECT_EQ(closest_protocol("websokcet"), "websocket");
   EXPECT_EQ(closest_protocol(""), "");
   EXPECT_EQ(to_string(layer_role::listener), "listener");
   EXPECT_EQ(to_string(layer_role::bound), "bound");

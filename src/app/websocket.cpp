@@ -72,6 +72,7 @@ struct connection::impl {
   std::error_code write_error{};  // sticky: the write that failed
   bool close_sent = false;
   bool close_received = false;
+  bool closing = false;  // close() was called: recv answers closed from now on
   bool closed = false;
   std::optional<close_status> peer;
   std::uint64_t pongs = 0;
@@ -335,7 +336,8 @@ task<result<std::size_t>> connection::recv(mutable_buffer buf, deadline dl) {
 
 task<result<message_info>> connection::recv_message(mutable_buffer buf, deadline dl) {
   auto& c = *impl_;
-  if (c.closed) co_return errc::closed;
+  // Once close() runs it reads (and drops) what comes: a second reader would race it.
+  if (c.closed || c.closing) co_return errc::closed;
   if (!c.pending) {
     if (auto got = co_await c.receive(false, dl); !got) co_return unexpected(got.error());
   }
@@ -373,18 +375,21 @@ task<result<void>> connection::close(std::uint16_t code, std::string_view reason
   if (c.closed) co_return errc::closed;
   if (!valid_close_code(code) || !is_utf8(as_bytes(reason))) co_return errc::invalid_argument;
   auto payload = encode_close_payload(code, reason);
+  c.closing = true;
   bool late = false;
-  if (!c.close_sent && !c.write_error) {
+  // Our close frame, or a close reply recv queued behind a send: written before the
+  // stream closes (after the send in flight, if any).
+  if (!c.write_error && (!c.close_sent || !c.control.empty() || c.writing)) {
     if (auto got = co_await c.acquire_write(dl); !got) {
       late = true;
     } else {
       impl::write_guard held(&c);
+      c.take_control();
       if (!c.close_sent) {
         c.close_sent = true;
-        c.take_control();
         (void)c.tx.encode_control(opcode::close, payload, c.out);
-        (void)co_await c.write_out({}, dl);
       }
+      if (!c.out.empty()) (void)co_await c.write_out({}, dl);
     }
   }
   // The peer's close: seen by a pending recv, or read here (dropping data messages).

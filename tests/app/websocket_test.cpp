@@ -1127,6 +1127,84 @@ TEST(WebSocketConnection, CloseHandshakeBothWaysWithCodeAndReason) {
   });
 }
 
+TEST(WebSocketConnection, CloseWithARecvPendingInAnotherTask) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    ws::options o;
+    mem_options m;
+    auto p = co_await handshake_pair(o, o, m, dl);
+    CO_ASSERT_OK(p);
+    auto& [client, server] = *p;
+    std::error_code pending_outcome;
+    co_await with_scope([&](scope& s) -> task<void> {
+      event parked;
+      // The client waits for messages in one task and closes from another: the pending
+      // recv reads the server's close reply, close() waits for it.
+      s.spawn([](ws::connection& c, event& parked, std::error_code& out, deadline dl) -> task<void> {
+        std::array<std::byte, 64> buf{};
+        parked.set();
+        auto n = co_await c.recv(buf, dl);
+        out = n ? std::error_code{} : n.error();
+      }(client, parked, pending_outcome, dl));
+      s.spawn([](ws::connection& server, deadline dl) -> task<void> {
+        std::array<std::byte, 64> buf{};
+        auto n = co_await server.recv(buf, dl);
+        EXPECT_EQ(n.error(), errc::end_of_stream);
+        auto closed = co_await server.close(dl);
+        EXPECT_TRUE(closed) << closed.error().message();
+      }(server, dl));
+      (void)co_await parked.wait(dl);
+      auto closed = co_await client.close(3001, "from the side", dl);
+      EXPECT_TRUE(closed) << closed.error().message();
+      std::array<std::byte, 16> buf{};
+      EXPECT_EQ((co_await client.recv(buf, dl)).error(), errc::closed);
+    });
+    EXPECT_EQ(pending_outcome, errc::end_of_stream);
+    EXPECT_EQ(server.peer_close()->code, 3001);
+  });
+}
+
+TEST(WebSocketConnection, APongNeverCutsIntoAMessageBeingWritten) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(10s);
+    ws::options o;
+    o.max_message = 1 << 20;
+    mem_options m;
+    m.max_write_chunk = 1000;  // every write is handed over in pieces...
+    m.buffer_limit = 4096;     // ...and waits for the reader: the send stays in progress
+    auto p = co_await handshake_pair(o, o, m, dl);
+    CO_ASSERT_OK(p);
+    auto& [client, server] = *p;
+    std::string big(300'000, 'b');
+    for (std::size_t i = 0; i < big.size(); i += 7) big[i] = static_cast<char>('a' + i % 26);
+    CO_ASSERT_AWAIT_OK(co_await client.ping(as_bytes("in the middle"), dl));
+    co_await with_scope([&](scope& s) -> task<void> {
+      // The server's send starts the big message and waits for room; its recv then
+      // finds the ping and must leave the pong to the sender, after the message.
+      s.spawn([](ws::connection& server, const std::string& big, deadline dl) -> task<void> {
+        auto sent = co_await server.send(as_bytes(big), dl);
+        EXPECT_TRUE(sent) << sent.error().message();
+        sent = co_await server.send(as_bytes("after"), dl);
+        EXPECT_TRUE(sent);
+      }(server, big, dl));
+      s.spawn([](ws::connection& server, deadline dl) -> task<void> {
+        std::array<std::byte, 64> buf{};
+        (void)co_await server.recv(buf, dl);
+      }(server, dl));
+      std::vector<std::byte> buf(1 << 20);
+      auto n = co_await client.recv(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_TRUE(text_of(const_buffer(buf.data(), *n)) == big) << "the big message changed in transit";
+      n = co_await client.recv(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(text_of(const_buffer(buf.data(), *n)), "after");
+      if (client.pongs_received() == 0) (void)co_await client.recv(buf, deadline::after(300ms));
+      EXPECT_EQ(client.pongs_received(), 1u);
+      CO_ASSERT_AWAIT_OK(co_await client.close(dl));
+    });
+  });
+}
+
 TEST(WebSocketConnection, CloseWaitsForThePeerOnlyUntilTheDeadline) {
   run_test([]() -> task<void> {
     auto [near, far] = mem_stream::pair();

@@ -480,9 +480,10 @@ class connection {
   task<result<void>> ping(const_buffer payload, deadline dl);
   /// close runs the closing handshake with status 1000: it sends a close frame (unless
   /// one was sent), waits for the peer's (reading and dropping data messages, unless a
-  /// pending recv does the reading) and closes the lower layer in order. Errors:
-  /// timed_out (no close frame from the peer before `dl`; the stream is then reset),
-  /// closed (already closed), the lower layer's errors.
+  /// recv already pending in another task does the reading) and closes the lower layer
+  /// in order. A recv called after close() began answers `closed`. Errors: timed_out
+  /// (no close frame from the peer before `dl`; the stream is then reset), closed
+  /// (already closed), the lower layer's errors.
   task<result<void>> close(deadline dl);
   /// close with a status code (valid_close_code, else invalid_argument) and a reason
   /// (UTF-8, cut at 123 bytes).

@@ -162,8 +162,8 @@ std::size_t encode_header(const frame_header& h, std::span<std::byte, max_header
 
 /// apply_mask XORs `in` with `key`, starting at byte `phase` (0..3) of the key, into
 /// `out` (out.size() >= in.size(); `out` may be `in` itself for masking in place) and
-/// returns the phase after the last byte. Works 8 bytes per step. Masking and unmasking
-/// are the same operation.
+/// returns the phase after the last byte. Works 16 bytes per step (8 for the tail).
+/// Masking and unmasking are the same operation.
 std::size_t apply_mask(const_buffer in, std::byte* out, mask_key key, std::size_t phase = 0) noexcept;
 
 /// mask_keys hands out client masking keys: 4 fresh random bytes per frame, taken from

@@ -437,7 +437,9 @@ struct subprotocol {
 /// owns. It is a message_socket: send, recv and close, plus message kinds, ping and the
 /// close handshake. Pings are answered by recv; close frames are answered by recv and
 /// sent by close. One send (or ping, or close) and one recv may be pending at the same
-/// time, from different tasks; their frames never interleave. Not thread-safe.
+/// time, from different tasks; their frames never interleave. Not thread-safe. Moving
+/// a connection moves its state; a moved-from connection may only be destroyed or
+/// assigned to.
 class connection {
  public:
   using answers = fact_list<subprotocol>;

@@ -323,6 +323,20 @@ int status_for(error e) noexcept {
   }
 }
 
+std::string_view date_now() noexcept {
+  thread_local std::time_t last = 0;
+  thread_local std::array<char, 40> text{};
+  thread_local std::size_t length = 0;
+  auto now = std::time(nullptr);
+  if (now != last) {
+    last = now;
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    length = std::strftime(text.data(), text.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  }
+  return {text.data(), length};
+}
+
 std::string_view reason_phrase(int status) noexcept {
   switch (status) {
     case 100:
@@ -740,19 +754,16 @@ chunked_decoder::step chunked_decoder::decode_step(std::string_view input, std::
 
 namespace {
 
-/// date_field is "Date: <IMF-fixdate>\r\n" for now, formatted at most once a second.
+/// date_field is "Date: <IMF-fixdate>\r\n" for now, from date_now()'s text.
 std::string_view date_field() {
   thread_local std::time_t last = 0;
-  thread_local std::array<char, 64> text{};
-  thread_local std::size_t length = 0;
+  thread_local std::string line;
   auto now = std::time(nullptr);
   if (now != last) {
     last = now;
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    length = std::strftime(text.data(), text.size(), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    line.assign("Date: ").append(date_now()).append("\r\n");
   }
-  return {text.data(), length};
+  return line;
 }
 
 void append_number(std::string& out, std::uint64_t v, int base = 10) {

@@ -82,20 +82,6 @@ std::error_code peer_code(std::uint32_t code) {
   return {static_cast<int>(error::peer_error) + static_cast<int>(code), category()};
 }
 
-std::string_view date_value() {
-  thread_local std::time_t last = 0;
-  thread_local std::array<char, 40> text{};
-  thread_local std::size_t length = 0;
-  auto now = std::time(nullptr);
-  if (now != last) {
-    last = now;
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    length = std::strftime(text.data(), text.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  }
-  return {text.data(), length};
-}
-
 nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   return {const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(name.data())),
           const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(value.data())), name.size(),
@@ -748,7 +734,7 @@ result<void> server_session::submit(stream_state& st, response& res, int status,
   nva.reserve(res.headers_.size() + 4);
   nva.push_back(make_nv(":status", std::string_view(code.data(), 3)));
   if (!options.server_name.empty()) nva.push_back(make_nv("server", options.server_name));
-  nva.push_back(make_nv("date", date_value()));
+  nva.push_back(make_nv("date", http1::date_now()));
   if (length && status != 204 && status != 304)
     nva.push_back(make_nv("content-length", std::string_view(length_text.data(), length_size)));
   for (const auto& h : res.headers_) nva.push_back(make_nv(h.name, h.value));

@@ -238,6 +238,26 @@ void verbose_lines(std::string_view prefix, std::string_view head) {
   std::fflush(stderr);
 }
 
+/// copy_body writes the body `read_some` gives, as it arrives, to `out`; false after
+/// reporting a failure to read it or to write it.
+template <class ReadSome>
+task<bool> copy_body(ReadSome read_some, sink& out, const get_request& r) {
+  std::array<std::byte, 64 * 1024> buf{};
+  for (;;) {
+    auto n = co_await read_some(mutable_buffer(buf), deadline::after(r.timeout));
+    if (!n) {
+      if (n.error() == errc::end_of_stream) co_return true;
+      report("get " + r.where.target + ": body", n.error());
+      co_return false;
+    }
+    auto w = co_await write_fd(*out.fd, const_buffer(buf.data(), *n), deadline::after(r.timeout));
+    if (!w) {
+      report("write " + out.label, w.error());
+      co_return false;
+    }
+  }
+}
+
 /// get_http1 sends the request over `conn` with the http1 client and writes the response.
 task<int> get_http1(any_connection& conn, const http1_settings& settings, const get_request& r, sink& out) {
   if (!conn.is_stream()) co_return exit_failure;
@@ -271,21 +291,11 @@ task<int> get_http1(any_connection& conn, const http1_settings& settings, const 
       co_return exit_failure;
     }
   }
-  std::array<std::byte, 64 * 1024> buf{};
-  for (;;) {
-    auto n = co_await client.read_some(buf, deadline::after(r.timeout));
-    if (!n) {
-      if (n.error() == errc::end_of_stream) break;
-      report("get " + r.where.target + ": body", n.error());
-      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
-      co_return exit_failure;
-    }
-    auto w = co_await write_fd(*out.fd, const_buffer(buf.data(), *n), deadline::after(r.timeout));
-    if (!w) {
-      report("write " + out.label, w.error());
-      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
-      co_return exit_failure;
-    }
+  auto copied =
+      co_await copy_body([&](mutable_buffer buf, deadline dl) { return client.read_some(buf, dl); }, out, r);
+  if (!copied) {
+    (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
+    co_return exit_failure;
   }
   (void)co_await client.close(deadline::after(std::chrono::seconds(1)));
   co_return status >= 400 ? exit_http_error : exit_ok;
@@ -331,21 +341,11 @@ task<int> get_http2(any_connection& conn, const http2::client_options& settings,
       co_return exit_failure;
     }
   }
-  std::array<std::byte, 64 * 1024> buf{};
-  for (;;) {
-    auto n = co_await response->read_some(buf, deadline::after(r.timeout));
-    if (!n) {
-      if (n.error() == errc::end_of_stream) break;
-      report("get " + r.where.target + ": body", n.error());
-      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
-      co_return exit_failure;
-    }
-    auto w = co_await write_fd(*out.fd, const_buffer(buf.data(), *n), deadline::after(r.timeout));
-    if (!w) {
-      report("write " + out.label, w.error());
-      (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
-      co_return exit_failure;
-    }
+  auto copied = co_await copy_body(
+      [&](mutable_buffer buf, deadline dl) { return response->read_some(buf, dl); }, out, r);
+  if (!copied) {
+    (void)co_await client.close(deadline::after(std::chrono::milliseconds(100)));
+    co_return exit_failure;
   }
   (void)co_await client.close(deadline::after(std::chrono::seconds(1)));
   co_return status >= 400 ? exit_http_error : exit_ok;

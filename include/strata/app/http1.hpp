@@ -86,6 +86,11 @@ int status_for(error e) noexcept;
 /// "Unknown" for codes it does not know.
 std::string_view reason_phrase(int status) noexcept;
 
+/// date_now is the current time as an IMF-fixdate ("Sat, 05 Dec 2026 06:10:00 GMT") for
+/// Date fields, formatted at most once a second per thread. The view stays valid on the
+/// calling thread until its next call.
+std::string_view date_now() noexcept;
+
 /// limits bound everything a peer sends. The defaults suit a public server.
 struct limits {
   std::size_t max_request_line = 8 * 1024;    ///< request or status line (414 above)

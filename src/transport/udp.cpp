@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "datagram_demux.hpp"
 #include "packet_io.hpp"
 #include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
@@ -213,6 +214,8 @@ task<result<void>> connected::send(const_buffers bufs, deadline dl) {
 }
 
 task<result<std::size_t>> connected::recv(mutable_buffer buf, deadline dl) {
+  if (!backlog_.empty()) [[unlikely]]
+    return detail::recv_backlog(state_, backlog_, buf);
   return detail::recv_packet(state_, buf, nullptr, nullptr, dl);
 }
 
@@ -225,10 +228,17 @@ task<result<std::size_t>> connected::send_batch(std::span<const outgoing> msgs, 
 }
 
 task<result<std::size_t>> connected::recv_batch(std::span<incoming> slots, deadline dl) {
+  if (!backlog_.empty()) [[unlikely]] {
+    auto peer = peer_address();
+    return detail::recv_backlog_batch(state_, backlog_, slots, peer ? *peer : address{});
+  }
   return detail::recv_batch_packets(state_, slots, dl);
 }
 
-task<result<void>> connected::close(deadline dl) { return detail::close_packet(state_, dl); }
+task<result<void>> connected::close(deadline dl) {
+  backlog_ = {};
+  return detail::close_packet(state_, dl);
+}
 
 result<void> connected::set_multicast_loop(bool on) {
   return set_int(state_.fd.get(), IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
@@ -255,7 +265,10 @@ result<address> connected::local_address() const { return detail::local_address_
 
 result<address> connected::peer_address() const { return detail::packet_peer_address(state_); }
 
-int connected::release() noexcept { return detail::release_packet(state_); }
+int connected::release() noexcept {
+  backlog_ = {};
+  return detail::release_packet(state_);
+}
 
 result<connected> connect(const address& peer, connect_options options) {
   if (!peer.is_ip()) return errc::invalid_argument;
@@ -290,7 +303,10 @@ result<socket> open_listening(const address& where, const listen_options& option
 }  // namespace
 
 listener::listener(udp::socket s, address where, listen_options options) noexcept
-    : socket_(std::move(s)), where_(where), options_(std::move(options)) {}
+    : socket_(std::move(s)), where_(where), options_(std::move(options)) {
+  detail::set_pending_caps(demux_, socket_.native_handle(), options_.pending_bytes,
+                           options_.pending_datagrams, options_.pending_per_sender);
+}
 
 result<listener> listener::bind(const address& where, listen_options options) {
   auto s = open_listening(where, options);
@@ -313,8 +329,11 @@ task<result<connected>> listener::accept(deadline dl) {
     if (accepted_once_) co_return errc::not_supported;
     co_return errc::closed;
   }
-  auto sender = co_await detail::peek_sender(socket_.state_, dl);
+  // A sender whose datagrams an earlier accept set aside comes first, without waiting.
+  detail::datagram_backlog first;
+  auto sender = co_await detail::next_sender(socket_.state_, demux_, first, dl);
   if (!sender) co_return unexpected(sender.error());
+  ++demux_.stats.accepted;
   if (options_.multicast.group) {
     // A kernel-connected socket stops receiving group datagrams: keep the peer ourselves.
     accepted_once_ = true;
@@ -322,14 +341,24 @@ task<result<connected>> listener::accept(deadline dl) {
     co_return connected{std::move(socket_), false};
   }
   // Bind the successor before the current socket narrows to its peer, so the port stays
-  // open to other senders throughout.
+  // open to other senders throughout. From its bind on, new datagrams reach the
+  // successor (the kernel prefers the newer of two equal sockets) and, after the
+  // connect, the peer's reach the current one. So the current socket's queue is taken
+  // apart before the connect (everything that came before the successor), the
+  // successor's after it (what came in between, the peer's included) and the current
+  // one's again (the peer's since the connect): the peer's datagrams stay in order and
+  // the others' wait for their own accepts.
   auto next = open_listening(where_, options_);
   int fd = socket_.native_handle();
+  detail::drain_queue(socket_.state_, demux_, *sender, first);
   if (::connect(fd, sender->data(), static_cast<socklen_t>(sender->size())) < 0) {
     co_return unexpected(from_errno(errno));
   }
   socket_.state_.only_from = *sender;
+  if (next) detail::drain_queue(next->state_, demux_, *sender, first);
+  detail::drain_queue(socket_.state_, demux_, *sender, first);
   connected accepted{std::move(socket_), true};
+  accepted.backlog_ = std::move(first);
   if (next) {
     socket_ = std::move(*next);
   } else {
@@ -343,6 +372,11 @@ result<address> listener::local_address() const {
   return socket_.local_address();
 }
 
-void listener::close() noexcept { detail::close_packet_now(socket_.state_); }
+void listener::close() noexcept {
+  detail::close_packet_now(socket_.state_);
+  detail::clear_pending(demux_);
+}
+
+datagram_listener_stats listener::stats() const noexcept { return detail::demux_stats(demux_); }
 
 }  // namespace strata::udp

@@ -14,7 +14,9 @@
 
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime/scope.hpp"
+#include "strata/runtime/timer.hpp"
 #include "strata/transport/inproc.hpp"
+#include "strata/transport/udp.hpp"
 #include "support/co_test.hpp"
 #include "support/pki.hpp"
 
@@ -483,6 +485,118 @@ INSTANTIATE_TEST_SUITE_P(Transports, DtlsOver,
                                                           "unix-dgram:@strata-dtls-test", 1},
                                            transport_case{"seqpacket-listen:@strata-dtls-test",
                                                           "seqpacket:@strata-dtls-test", 5}));
+
+// Simultaneous peers over udp-listen: every client's first flight is sent before the
+// listener serves anyone, and every handshake completes without a retransmission. Both
+// ends wait 5 s before sending a flight again and the deadline is shorter, so a first
+// flight that the listener dropped fails the test.
+constexpr int simultaneous_peers = 8;
+
+/// simultaneous_clients starts `n` DTLS clients of `spec` at once and has each echo one
+/// message through the server.
+task<void> simultaneous_clients(std::string spec, int n, deadline dl) {
+  co_await with_scope([&](scope& s) -> task<void> {
+    for (int i = 0; i < n; ++i) {
+      s.spawn([](std::string client_spec, int id, deadline d) -> task<void> {
+        auto c = co_await strata::connect(client_spec, d);
+        if (!c) {
+          ADD_FAILURE() << "peer " << id << ": " << c.error().message();
+          co_return;
+        }
+        auto& m = c->message();
+        std::string msg = "simultaneous peer " + std::to_string(id);
+        auto sent = co_await m.send(as_bytes(std::string_view(msg)), d);
+        EXPECT_TRUE(sent) << sent.error().message();
+        std::vector<std::byte> buf(2048);
+        auto echo = co_await m.recv(buf, d);
+        EXPECT_TRUE(echo) << "peer " << id << ": " << echo.error().message();
+        if (echo) {
+          EXPECT_EQ(text(buf, *echo), msg);
+        }
+        (void)co_await c->close(d);
+      }(spec, i, dl));
+    }
+    co_return;
+  });
+}
+
+/// echo_once answers one message of an association and closes it.
+template <class Message>
+task<void> echo_once(Message m, deadline dl) {
+  std::vector<std::byte> buf(2048);
+  auto got = co_await m.recv(buf, dl);
+  if (got) (void)co_await m.send(const_buffer(buf.data(), *got), dl);
+  (void)co_await m.close(dl);
+}
+
+std::string slow_client_spec(std::uint16_t port) {
+  return "udp:127.0.0.1:" + std::to_string(port) + " | dtls(sni=localhost, ca=" + pki().ca.cert_file +
+         ", retransmit=5000)";
+}
+
+TEST(DtlsPipeline, SimultaneousHandshakesOverUdpListenNeedNoRetransmission) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dtls(cert=" + pki().server.cert_file +
+                                 ", key=" + pki().server.key_file + ", retransmit=5000)");
+  ASSERT_TRUE(listener) << listener.error().message();
+  auto spec = slow_client_spec(listener->local_address()->port());
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(4s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(simultaneous_clients(spec, simultaneous_peers, dl));
+      // Every client sends its ClientHello before it first waits: once they all ran,
+      // the listener starts serving.
+      co_await yield();
+      co_await with_scope([&](scope& inner) -> task<void> {
+        for (int i = 0; i < simultaneous_peers; ++i) {
+          auto conn = co_await listener->accept(dl);
+          if (!conn) {
+            ADD_FAILURE() << "accept " << i << ": " << conn.error().message();
+            co_return;
+          }
+          inner.spawn([](any_connection c, deadline d) -> task<void> {
+            co_await echo_once(std::move(c.message()), d);
+          }(std::move(*conn), dl));
+        }
+      });
+    });
+  });
+  EXPECT_EQ(listener->handshakes().ready, std::uint64_t{simultaneous_peers});
+  listener->close();
+}
+
+TEST(Dtls, SimultaneousHandshakesOnATypedUdpListenerNeedNoRetransmission) {
+  auto ctx = server_context();
+  auto l = udp::listener::bind("127.0.0.1:0");
+  ASSERT_TRUE(l);
+  auto spec = slow_client_spec(l->local_address()->port());
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(4s);
+    dtls::link_options link{.mtu = 1200, .retransmit = 5s};
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(simultaneous_clients(spec, simultaneous_peers, dl));
+      co_await yield();
+      co_await with_scope([&](scope& inner) -> task<void> {
+        for (int i = 0; i < simultaneous_peers; ++i) {
+          auto conn = co_await l->accept(dl);
+          if (!conn) {
+            ADD_FAILURE() << "accept " << i << ": " << conn.error().message();
+            co_return;
+          }
+          inner.spawn(
+              [](udp::connected c, tls::context server, deadline d, dtls::link_options lk) -> task<void> {
+                auto a = co_await dtls::accept(std::move(c), std::move(server), d, lk);
+                if (!a) {
+                  ADD_FAILURE() << "handshake: " << a.error().message();
+                  co_return;
+                }
+                co_await echo_once(std::move(*a), d);
+              }(std::move(*conn), ctx, dl, link));
+        }
+      });
+    });
+  });
+  EXPECT_EQ(l->stats().accepted, std::uint64_t{simultaneous_peers});
+}
 
 TEST(DtlsPipeline, CheckerRefusesWhatCannotWork) {
   pipeline_error e;

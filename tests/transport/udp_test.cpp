@@ -495,6 +495,190 @@ TEST(Udp, ListenerHandsOverTheFirstSendersDatagramsAndKeepsListening) {
   });
 }
 
+// Simultaneous peers: every sender's first datagrams arrive before any accept. The first
+// accept's connect must not cost the others theirs: each later accept returns at once,
+// its sender's datagrams intact and in order, then what the sender sends afterwards.
+TEST(Udp, ListenerKeepsSimultaneousSendersDatagramsForTheirAccepts) {
+  run_test([]() -> task<void> {
+    constexpr int peers = 8, each = 3;
+    auto l = udp::listener::bind("127.0.0.1:0");
+    CO_ASSERT_OK(l);
+    auto where = *l->local_address();
+    auto dl = deadline::after(5s);
+    std::vector<udp::connected> clients;
+    for (int i = 0; i < peers; ++i) {
+      auto c = udp::connect(where);
+      CO_ASSERT_OK(c);
+      clients.push_back(std::move(*c));
+    }
+    // Interleaved: datagram k of every client, then datagram k+1 of every client.
+    for (int k = 0; k < each; ++k) {
+      for (int i = 0; i < peers; ++i) {
+        std::string text = "peer " + std::to_string(i) + " #" + std::to_string(k);
+        auto w = co_await clients[i].send(as_bytes(std::string_view(text)), dl);
+        CO_ASSERT_OK(w);
+      }
+    }
+    std::vector<udp::connected> accepted(peers);
+    std::vector<bool> seen(peers, false);
+    std::vector<std::byte> buf(64);
+    for (int a = 0; a < peers; ++a) {
+      // All of it is queued already: no accept and no receive needs to wait.
+      auto c = co_await l->accept(deadline::already());
+      CO_ASSERT_OK(c);
+      auto peer = c->peer_address();
+      CO_ASSERT_OK(peer);
+      int who = -1;
+      for (int i = 0; i < peers; ++i) {
+        if (*clients[i].local_address() == *peer) who = i;
+      }
+      CO_ASSERT_TRUE(who >= 0 && !seen[who]);
+      seen[who] = true;
+      for (int k = 0; k < each; ++k) {
+        auto n = co_await c->recv(buf, deadline::already());
+        CO_ASSERT_OK(n);
+        EXPECT_EQ(text_of(buf, *n), "peer " + std::to_string(who) + " #" + std::to_string(k));
+      }
+      auto none = co_await c->recv(buf, deadline::already());
+      EXPECT_EQ(none.error(), errc::timed_out);
+      accepted[who] = std::move(*c);
+    }
+    auto stats = l->stats();
+    EXPECT_EQ(stats.accepted, std::uint64_t{peers});
+    EXPECT_EQ(stats.dropped, 0u);
+    EXPECT_EQ(stats.pending_senders, 0u);
+    EXPECT_EQ(stats.pending_datagrams, 0u);
+    EXPECT_EQ(stats.pending_bytes, 0u);
+    // Later datagrams reach each sender's own connection, and answers reach the sender.
+    for (int i = 0; i < peers; ++i) {
+      std::string text = "later " + std::to_string(i);
+      auto w = co_await clients[i].send(as_bytes(std::string_view(text)), dl);
+      CO_ASSERT_OK(w);
+    }
+    for (int i = 0; i < peers; ++i) {
+      auto n = co_await accepted[i].recv(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(text_of(buf, *n), "later " + std::to_string(i));
+      auto w = co_await accepted[i].send(as_bytes("ok"), dl);
+      CO_ASSERT_OK(w);
+      auto back = co_await clients[i].recv(buf, dl);
+      CO_ASSERT_OK(back);
+      EXPECT_EQ(text_of(buf, *back), "ok");
+    }
+    auto idle = co_await l->accept(deadline::after(20ms));
+    EXPECT_EQ(idle.error(), errc::timed_out);
+  });
+}
+
+// A waiting sender's datagrams reach its connection through recv_batch too, and the
+// too-small-buffer rule of the socket applies to them.
+TEST(Udp, ListenerSetAsideDatagramsKeepTheReceiveRules) {
+  run_test([]() -> task<void> {
+    udp::listen_options options;
+    options.keep_too_large = true;
+    auto l = udp::listener::bind("127.0.0.1:0", options);
+    CO_ASSERT_OK(l);
+    auto where = *l->local_address();
+    auto dl = deadline::after(5s);
+    auto first = udp::connect(where);
+    auto second = udp::connect(where);
+    CO_ASSERT_OK(first);
+    CO_ASSERT_OK(second);
+    auto w1 = co_await first->send(as_bytes("first"), dl);
+    CO_ASSERT_OK(w1);
+    for (auto t : {"a somewhat longer datagram", "b", "c"}) {
+      auto w = co_await second->send(as_bytes(t), dl);
+      CO_ASSERT_OK(w);
+    }
+    auto a = co_await l->accept(dl);
+    CO_ASSERT_OK(a);
+    EXPECT_EQ(l->stats().pending_datagrams, 3u);
+    auto b = co_await l->accept(deadline::already());
+    CO_ASSERT_OK(b);
+    std::vector<std::byte> small(4);
+    auto too_small = co_await b->recv(small, dl);
+    EXPECT_EQ(too_small.error(), errc::message_too_large);  // kept: keep_too_large
+    std::array<std::vector<std::byte>, 4> bufs{std::vector<std::byte>(64), std::vector<std::byte>(64),
+                                               std::vector<std::byte>(64), std::vector<std::byte>(64)};
+    std::array<udp::incoming, 4> slots{};
+    for (std::size_t i = 0; i < slots.size(); ++i) slots[i].buf = bufs[i];
+    auto n = co_await b->recv_batch(slots, dl);
+    CO_ASSERT_OK(n);
+    CO_ASSERT_EQ(*n, 3u);
+    EXPECT_EQ(text_of(bufs[0], slots[0].size), "a somewhat longer datagram");
+    EXPECT_EQ(text_of(bufs[1], slots[1].size), "b");
+    EXPECT_EQ(text_of(bufs[2], slots[2].size), "c");
+    EXPECT_EQ(slots[0].from, *second->local_address());
+    EXPECT_FALSE(slots[0].truncated);
+  });
+}
+
+// The datagrams set aside for waiting senders are bounded: per sender, in number and in
+// bytes. Beyond a cap they are dropped and counted; what was kept is served in order.
+TEST(Udp, ListenerCapsWhatWaitingSendersMayQueue) {
+  run_test([]() -> task<void> {
+    udp::listen_options options;
+    options.pending_per_sender = 2;
+    options.pending_datagrams = 5;
+    options.pending_bytes = 1000;
+    auto l = udp::listener::bind("127.0.0.1:0", options);
+    CO_ASSERT_OK(l);
+    auto where = *l->local_address();
+    auto dl = deadline::after(5s);
+    std::vector<udp::connected> c;
+    for (int i = 0; i < 6; ++i) {
+      auto s = udp::connect(where);
+      CO_ASSERT_OK(s);
+      c.push_back(std::move(*s));
+    }
+    auto send = [](udp::connected& to, std::string text, deadline d) -> task<void> {
+      auto w = co_await to.send(as_bytes(std::string_view(text)), d);
+      EXPECT_TRUE(w) << w.error().message();
+    };
+    co_await send(c[0], "accepted first", dl);
+    for (int k = 0; k < 4; ++k) co_await send(c[1], "c1 #" + std::to_string(k), dl);  // 2 kept, 2 over
+    co_await send(c[2], "c2 #0", dl);
+    co_await send(c[2], "c2 #1", dl);  // 4 datagrams kept
+    co_await send(c[3], "c3 #0", dl);  // the fifth
+    co_await send(c[4], "c4 #0", dl);  // over the datagram cap
+    auto a = co_await l->accept(dl);
+    CO_ASSERT_OK(a);
+    auto stats = l->stats();
+    EXPECT_EQ(stats.pending_senders, 3u);
+    EXPECT_EQ(stats.pending_datagrams, 5u);
+    EXPECT_EQ(stats.dropped, 3u);
+    std::vector<std::byte> buf(64);
+    std::vector<std::vector<std::string>> expected{{"c1 #0", "c1 #1"}, {"c2 #0", "c2 #1"}, {"c3 #0"}};
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      auto next = co_await l->accept(deadline::already());
+      CO_ASSERT_OK(next);
+      EXPECT_EQ(*next->peer_address(), *c[i + 1].local_address());
+      for (const auto& text : expected[i]) {
+        auto n = co_await next->recv(buf, deadline::already());
+        CO_ASSERT_OK(n);
+        EXPECT_EQ(text_of(buf, *n), text);
+      }
+      auto none = co_await next->recv(buf, deadline::already());
+      EXPECT_EQ(none.error(), errc::timed_out);
+    }
+    // Bytes: 1000 in all. Two of 400 fit, the third does not.
+    std::string big(400, 'x');
+    co_await send(c[5], "accepted next", dl);
+    co_await send(c[1], big, dl);
+    co_await send(c[2], big, dl);
+    co_await send(c[3], big, dl);
+    auto d = co_await l->accept(dl);
+    CO_ASSERT_OK(d);
+    EXPECT_EQ(*d->peer_address(), *c[5].local_address());
+    stats = l->stats();
+    EXPECT_EQ(stats.pending_bytes, 800u);
+    EXPECT_EQ(stats.pending_datagrams, 2u);
+    EXPECT_EQ(stats.dropped, 4u);
+    l->close();
+    EXPECT_EQ(l->stats().pending_datagrams, 0u);
+  });
+}
+
 TEST(Udp, ListenerAcceptDeadlinesCancelAndClose) {
   run_test([]() -> task<void> {
     auto l = udp::listener::bind("127.0.0.1:0");

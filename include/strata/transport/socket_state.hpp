@@ -15,6 +15,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "strata/core/address.hpp"
 #include "strata/runtime/error.hpp"
@@ -27,6 +28,16 @@ struct accept_stats {
   std::uint64_t resource_errors = 0;      ///< EMFILE, ENFILE, ENOBUFS, ENOMEM: retried after a back-off
   std::uint64_t dropped_connections = 0;  ///< ECONNABORTED and the like: the next one is taken
   std::error_code last_resource_error{};  ///< the latest of resource_errors
+};
+
+/// datagram_listener_stats tells what a datagram listener (udp::listener) did with the
+/// datagrams of senders it had not accepted yet.
+struct datagram_listener_stats {
+  std::uint64_t accepted = 0;         ///< connections handed out
+  std::uint64_t dropped = 0;          ///< datagrams of waiting senders dropped at a cap
+  std::size_t pending_senders = 0;    ///< senders waiting for an accept, now
+  std::size_t pending_datagrams = 0;  ///< their datagrams, now
+  std::size_t pending_bytes = 0;      ///< the bytes of those datagrams, now
 };
 
 namespace detail {
@@ -150,6 +161,51 @@ struct packet_socket_state {
   std::error_code read_error{};
   std::error_code write_error{};
   bool write_shut = false;
+};
+
+/// datagram_backlog is whole datagrams already taken off a socket's kernel queue for one
+/// peer, oldest first: [head, datagrams.size()) are still to be delivered. Moving leaves
+/// an empty backlog behind.
+struct datagram_backlog {
+  datagram_backlog() noexcept = default;
+  datagram_backlog(datagram_backlog&& other) noexcept
+      : datagrams(std::exchange(other.datagrams, {})),
+        head(std::exchange(other.head, 0)),
+        bytes(std::exchange(other.bytes, 0)) {}
+  datagram_backlog& operator=(datagram_backlog&& other) noexcept {
+    if (this != &other) {
+      datagrams = std::exchange(other.datagrams, {});
+      head = std::exchange(other.head, 0);
+      bytes = std::exchange(other.bytes, 0);
+    }
+    return *this;
+  }
+  bool empty() const noexcept { return head == datagrams.size(); }
+
+  std::vector<std::vector<std::byte>> datagrams;
+  std::size_t head = 0;
+  std::size_t bytes = 0;  ///< of the datagrams still to be delivered
+};
+
+/// pending_sender is a sender a datagram listener has datagrams of but no connection for
+/// yet.
+struct pending_sender {
+  address from;
+  datagram_backlog backlog;
+};
+
+/// datagram_listener_state is what a datagram listener keeps besides its socket: the
+/// senders waiting for an accept, in the order of their first datagrams, with the caps
+/// that bound them, its counts and one datagram's room for reading.
+struct datagram_listener_state {
+  std::vector<pending_sender> pending;
+  std::size_t pending_datagrams = 0;
+  std::size_t pending_bytes = 0;
+  std::size_t max_bytes = 0;  ///< caps of `pending` (0: nothing is kept)
+  std::size_t max_datagrams = 0;
+  std::size_t max_per_sender = 0;
+  datagram_listener_stats stats{};
+  std::vector<std::byte> scratch;  ///< room for one datagram, made on first use
 };
 
 /// unix_socket_file owns the filesystem entry of a socket this process bound to a path

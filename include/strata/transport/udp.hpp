@@ -6,7 +6,8 @@
 //               duplex max_message=65507 (IPv4; 65527 over IPv6)
 // spec: udp:HOST:PORT (a message socket connected to HOST:PORT),
 //       udp-listen:HOST:PORT (socat-like: accept waits for the first datagram and returns
-//       a message socket connected to its sender, that datagram pending),
+//       a message socket connected to its sender, that datagram pending; other senders'
+//       datagrams wait for the accepts that follow),
 //       udp-bind:HOST:PORT (a bound socket below: any sender, any peer; any_datagram)
 #pragma once
 
@@ -177,9 +178,13 @@ class connected {
   /// ICMP port unreachable: reported once, not sticky.
   task<result<void>> send(const_buffers bufs, deadline dl);
   /// recv waits for one datagram from the peer (see socket::recv_from for too-small
-  /// buffers); connection_refused as for send.
+  /// buffers); connection_refused as for send. A connection from listener::accept first
+  /// delivers, in order and without waiting, the peer's datagrams the listener had to
+  /// take off the socket (see listener).
   task<result<std::size_t>> recv(mutable_buffer buf, deadline dl);
-  /// send_batch / recv_batch as on socket; `to` is ignored and `from` is the peer.
+  /// send_batch / recv_batch as on socket; `to` is ignored and `from` is the peer. A
+  /// connection from listener::accept that still holds datagrams the listener took off the
+  /// socket fills the slots from those first (and returns without waiting).
   task<result<std::size_t>> send_batch(std::span<const outgoing> msgs, deadline dl);
   task<result<std::size_t>> recv_batch(std::span<incoming> slots, deadline dl);
   /// close releases the socket; waiting tasks and later calls get `closed`.
@@ -206,7 +211,8 @@ class connected {
   /// native_handle is the descriptor (still owned by this object), or -1.
   int native_handle() const noexcept { return state_.fd.get(); }
   /// release gives the descriptor to the caller, who must close it; every later call
-  /// gets `closed`.
+  /// gets `closed`. Datagrams the listener had taken off the socket for this connection
+  /// and not yet delivered are dropped.
   int release() noexcept;
   bool is_open() const noexcept { return state_.fd.is_open(); }
 
@@ -215,7 +221,8 @@ class connected {
   friend class listener;
   explicit connected(socket s, bool kernel_connected) noexcept;
   detail::packet_socket_state state_;
-  bool kernel_connected_ = true;  // false: the peer is kept in user space (state_.only_from)
+  detail::datagram_backlog backlog_;  // the peer's datagrams the listener took off the socket
+  bool kernel_connected_ = true;      // false: the peer is kept in user space (state_.only_from)
 };
 
 /// connect_options tune udp::connect.
@@ -237,16 +244,34 @@ result<connected> connect(std::string_view host_port, connect_options options = 
 struct listen_options {
   multicast_options multicast{};  ///< join a group: the listener's sockets are members
   bool keep_too_large = false;    ///< for the accepted sockets
+  /// pending_bytes caps the bytes of the datagrams the listener holds for senders that
+  /// wait for an accept (see listener); 0: the listening socket's receive buffer
+  /// (SO_RCVBUF), what the kernel would have held for them.
+  std::size_t pending_bytes = 0;
+  /// pending_datagrams caps their number, pending_per_sender the number of one sender's.
+  std::size_t pending_datagrams = 512;
+  std::size_t pending_per_sender = 32;
 };
 
 /// listener gives UDP listener semantics the way socat's UDP-LISTEN does: accept waits
 /// for the first datagram on the bound address and returns a message socket connected to
-/// its sender with that datagram (and whatever else the sender queued) pending.
+/// its sender with that datagram (and whatever else the sender queued) to be received
+/// first, in order.
 /// Unicast: the accepted socket is the listening one, now connected to its peer (the
 /// kernel delivers that peer's datagrams to it); the listener binds a fresh socket on the
-/// same address (SO_REUSEADDR) for the next accept. Datagrams other senders had queued on
-/// the handed-over socket before the accept are dropped; one arriving while the new
-/// socket is being bound may be lost (UDP offers no more).
+/// same address (SO_REUSEADDR) for the next accept. Right after the connect the accept
+/// takes everything queued on the handed-over socket without waiting: the peer's
+/// datagrams stay with the connection (its recv delivers them before what the kernel
+/// holds), every other sender's wait in the listener, in order, each sender with its own
+/// (simultaneous peers lose nothing: see docs/protocols/udp.md). The next accept serves
+/// the sender whose first waiting datagram is the oldest, at once, with its waiting
+/// datagrams first, and takes its socket's queue apart the same way. The listener holds
+/// at most listen_options::pending_bytes / pending_datagrams of waiting datagrams, and
+/// pending_per_sender of one sender's: beyond those it drops them (UDP may lose any
+/// datagram) and counts them in stats().dropped. A datagram that arrives in the
+/// microseconds between the fresh socket's bind and the handed-over socket's connect
+/// reaches the fresh socket, even from the peer just accepted (it then opens a
+/// connection of its own: UDP offers no more).
 /// Multicast (a group is joined): the accepted socket keeps its peer in user space (a
 /// kernel-connected socket would stop receiving group datagrams) and the listener accepts
 /// only once: later accepts fail with not_supported.
@@ -266,12 +291,16 @@ class listener {
   void close() noexcept;
   /// listening_socket is the socket the next accept hands over (e.g. for more options).
   udp::socket& listening_socket() noexcept { return socket_; }
+  /// stats counts the connections handed out and the waiting datagrams dropped at a cap,
+  /// and tells how many senders and datagrams wait for an accept now.
+  datagram_listener_stats stats() const noexcept;
 
  private:
   listener(udp::socket s, address where, listen_options options) noexcept;
   udp::socket socket_;
   address where_;
   listen_options options_;
+  detail::datagram_listener_state demux_;
   std::error_code rebind_error_{};
   bool accepted_once_ = false;
 };

@@ -95,6 +95,23 @@ class listener_model final : public any_listener::iface {
   }
   result<address> local_address() const override { return listener_.local_address(); }
   void close() override { listener_.close(); }
+  result<void> set_gate(admission_gate gate) override {
+    if constexpr (requires { listener_.set_gate(std::move(gate)); }) {
+      listener_.set_gate(std::move(gate));
+      return {};
+    } else {
+      return errc::not_supported;
+    }
+  }
+  datagram_listener_stats datagrams() const override {
+    if constexpr (requires {
+                    { listener_.stats() } -> std::convertible_to<datagram_listener_stats>;
+                  }) {
+      return listener_.stats();
+    } else {
+      return {};
+    }
+  }
 
  private:
   Listener listener_;

@@ -221,6 +221,7 @@ class stacked_listener final : public any_listener::iface {
   void on_handshake_failure(std::function<void(const handshake_failure&)> observer) override {
     ready_.on_failure(std::move(observer));
   }
+  datagram_listener_stats datagrams() const override { return ready_.next_layer().datagrams(); }
 
  private:
   handshaking_listener<any_listener, upper_layers> ready_;
@@ -397,6 +398,13 @@ stack_result<any_listener> pipeline::listen(listen_options options) const {
   if (!bottom) return stack_error("listen", text_, bottom_layer.spec.name, bottom.error());
   auto built = static_cast<std::ptrdiff_t>(built_count(layers_));
   if (built == 1) return std::move(*bottom);
+  // The layer right above a datagram listener may check new senders' first datagrams
+  // before the listener keeps anything for them (dtls's cookie exchange). A listener that
+  // takes no gate leaves it to the layer's handshake.
+  const auto& above = layers_[1];
+  if (above.entry->gate) {
+    if (auto gate = above.entry->gate(*above.options)) (void)bottom->set_gate(std::move(gate));
+  }
   auto upper = std::make_shared<const stack_copy>(
       stack_copy{std::vector<pipeline_layer>(layers_.begin() + 1, layers_.begin() + built), entries_, text_});
   return any_listener(

@@ -43,9 +43,41 @@ pending_sender* find_pending(datagram_listener_state& l, const address& from) no
   return nullptr;
 }
 
-/// keep adds one datagram of `from` (not the accepted peer) to l.pending, within the caps.
-void keep(datagram_listener_state& l, const address& from, const std::byte* data, std::size_t n) {
+/// sender_of turns a received name into an address; an empty one (a unix sender that is
+/// not bound) is the unnamed unix address.
+address sender_of(const packet_socket_state& s, const sockaddr_storage& ss, socklen_t len) {
+  if (len == 0 && s.is_unix) {
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    return address::from_sockaddr(reinterpret_cast<const sockaddr*>(&un), sizeof(sa_family_t));
+  }
+  return address::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+}
+
+/// admitted asks l's gate about the first datagram of `from` (nothing is kept for it
+/// yet) and sends the reply of a refusal from socket `fd`, at once or never.
+bool admitted(datagram_listener_state& l, int fd, const address& from, const std::byte* data, std::size_t n) {
+  if (!l.gate) return true;
+  l.reply.clear();
+  if (l.gate(from, const_buffer(data, n), l.reply) == admission::admit) {
+    ++l.stats.admitted;
+    return true;
+  }
+  ++l.stats.refused;
+  if (!l.reply.empty() && from.size() > sizeof(sa_family_t)) {
+    auto sent = ::sendto(fd, l.reply.data(), l.reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL, from.data(),
+                         static_cast<socklen_t>(from.size()));
+    if (sent >= 0) ++l.stats.answered;
+  }
+  l.reply.clear();
+  return false;
+}
+
+/// keep adds one datagram of `from` (not the accepted peer), taken off socket `fd`, to
+/// l.pending within the caps; the first of a sender only if the gate admits it.
+void keep(datagram_listener_state& l, int fd, const address& from, const std::byte* data, std::size_t n) {
   auto* entry = find_pending(l, from);
+  if (!entry && !admitted(l, fd, from, data, n)) return;
   bool room = l.pending_datagrams < l.max_datagrams && l.pending_bytes + n <= l.max_bytes &&
               (!entry || waiting(entry->backlog) < l.max_per_sender);
   if (!room) {
@@ -56,6 +88,41 @@ void keep(datagram_listener_state& l, const address& from, const std::byte* data
   push(entry->backlog, data, n);
   ++l.pending_datagrams;
   l.pending_bytes += n;
+}
+
+/// peeked is the datagram at the head of a socket's queue, left there.
+struct peeked {
+  address from;
+  std::size_t size = 0;
+};
+
+/// peek_datagram waits for a datagram on `s` and copies it whole into l.scratch (grown to
+/// fit) without taking it.
+task<result<peeked>> peek_datagram(packet_socket_state& s, datagram_listener_state& l, deadline dl) {
+  if (!s.fd) co_return errc::closed;
+  if (l.scratch.size() < scratch_size) l.scratch.resize(scratch_size);
+  const int fd = s.fd.get();
+  for (;;) {
+    sockaddr_storage ss{};
+    msghdr msg{};
+    iovec iov{l.scratch.data(), l.scratch.size()};
+    auto n = co_await s.fd.perform_read(
+        [&] {
+          msg = msghdr{};
+          msg.msg_iov = &iov;
+          msg.msg_iovlen = 1;
+          msg.msg_name = &ss;
+          msg.msg_namelen = sizeof ss;
+          return ::recvmsg(fd, &msg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+        },
+        dl);
+    if (!n) co_return unexpected(n.error());
+    if (*n > l.scratch.size()) {
+      l.scratch.resize(*n);  // a unix datagram may be larger than any UDP one
+      continue;
+    }
+    co_return peeked{sender_of(s, ss, msg.msg_namelen), *n};
+  }
 }
 
 }  // namespace
@@ -85,7 +152,14 @@ task<result<address>> next_sender(packet_socket_state& s, datagram_listener_stat
     backlog = std::move(first.backlog);
     co_return first.from;
   }
-  co_return co_await peek_sender(s, dl);
+  if (!l.gate) co_return co_await peek_sender(s, dl);
+  // Each refused datagram is taken off the queue and answered, and the wait goes on.
+  for (;;) {
+    auto head = co_await peek_datagram(s, l, dl);
+    if (!head) co_return unexpected(head.error());
+    if (admitted(l, s.fd.get(), head->from, l.scratch.data(), head->size)) co_return head->from;
+    (void)::recv(s.fd.get(), nullptr, 0, MSG_TRUNC | MSG_DONTWAIT);
+  }
 }
 
 void drain_queue(packet_socket_state& s, datagram_listener_state& l, const address& peer,
@@ -116,13 +190,13 @@ void drain_queue(packet_socket_state& s, datagram_listener_state& l, const addre
       ++l.stats.dropped;  // larger than any datagram of the family: cannot happen
       continue;
     }
-    auto from = address::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), msg.msg_namelen);
+    auto from = sender_of(s, ss, msg.msg_namelen);
     if (same_sender(from, peer)) {
       push(backlog, l.scratch.data(), *n);
       peer_bytes += *n;
       ++peer_datagrams;
     } else {
-      keep(l, from, l.scratch.data(), *n);
+      keep(l, fd, from, l.scratch.data(), *n);
     }
   }
 }

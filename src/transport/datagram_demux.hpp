@@ -29,13 +29,17 @@ void set_pending_caps(datagram_listener_state& l, int fd, std::size_t bytes, std
 /// next_sender returns the sender the next accept serves: the waiting sender whose first
 /// datagram is the oldest, at once, its datagrams moved to `backlog` (oldest first); else
 /// it waits for a datagram on `s` and returns its sender, leaving the datagram queued.
-/// Errors: timed_out, operation_canceled (nothing taken), closed, system errors.
+/// With a gate (l.gate), each datagram at the head of the queue is shown to it first: a
+/// refused one is taken off the queue (its reply sent from `s`) and the wait goes on.
+/// Errors: timed_out, operation_canceled (nothing taken but refused datagrams), closed,
+/// system errors.
 task<result<address>> next_sender(packet_socket_state& s, datagram_listener_state& l,
                                   datagram_backlog& backlog, deadline dl);
 
 /// drain_queue takes what is queued on `s` without waiting: `peer`'s datagrams are
 /// appended to `backlog` (to be delivered before what the kernel still holds), every
-/// other sender's to its entry in l.pending, a new sender's entry after the others.
+/// other sender's to its entry in l.pending, a new sender's entry after the others (with
+/// a gate, only if the gate admits its first datagram; a refusal is answered from `s`).
 /// Datagrams beyond l's caps are dropped and counted (l.stats.dropped). It stops after
 /// l.max_bytes or l.max_datagrams of `peer`'s, or twice l.max_datagrams in all, so that
 /// senders that never pause cannot keep it going; what it leaves stays queued.

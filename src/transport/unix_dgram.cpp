@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 
+#include "datagram_demux.hpp"
 #include "packet_io.hpp"
 #include "socket_io.hpp"
 
@@ -229,16 +230,20 @@ task<result<connected>> listener::accept(deadline dl) {
   if (accepted_) co_return errc::not_supported;
   for (;;) {
     if (!socket_.is_open()) co_return errc::closed;
-    auto sender = co_await detail::peek_sender(socket_.state_, dl);
+    // (Nothing waits here: the one accept leaves no later one to keep others' messages for.)
+    detail::datagram_backlog none;
+    auto sender = co_await detail::next_sender(socket_.state_, demux_, none, dl);
     if (!sender) co_return unexpected(sender.error());
     int fd = socket_.native_handle();
     if (unnamed(*sender)) {
       accepted_ = true;
+      ++demux_.stats.accepted;
       socket_.state_.only_from = *sender;
       co_return connected{std::move(socket_), false};
     }
     if (::connect(fd, sender->data(), static_cast<socklen_t>(sender->size())) == 0) {
       accepted_ = true;
+      ++demux_.stats.accepted;
       socket_.state_.only_from = *sender;
       co_return connected{std::move(socket_), true};
     }
@@ -259,5 +264,7 @@ void listener::close() noexcept {
   socket_.file_.reset();
   detail::close_packet_now(socket_.state_);
 }
+
+datagram_listener_stats listener::stats() const noexcept { return detail::demux_stats(demux_); }
 
 }  // namespace strata::unix_dgram

@@ -679,6 +679,83 @@ TEST(Udp, ListenerCapsWhatWaitingSendersMayQueue) {
   });
 }
 
+/// password_gate admits a sender whose first datagram is "let me in" and answers any
+/// other first datagram with "no: <what it said>".
+admission password_gate(const address&, const_buffer datagram, std::vector<std::byte>& reply) {
+  auto said = as_text(datagram);
+  if (said == "let me in") return admission::admit;
+  std::string answer = "no: " + std::string(said);
+  auto bytes = as_bytes(std::string_view(answer));
+  reply.assign(bytes.begin(), bytes.end());
+  return admission::refuse;
+}
+
+// An admission gate sees every new sender's first datagram before the listener keeps
+// anything: refused ones are answered from the listening address and leave no trace,
+// admitted ones are accepted with that datagram first, whether the accept takes it from
+// the socket or from what an earlier accept set aside.
+TEST(Udp, ListenerGateAnswersRefusedSendersAndAdmitsOthers) {
+  run_test([]() -> task<void> {
+    auto l = udp::listener::bind("127.0.0.1:0");
+    CO_ASSERT_OK(l);
+    l->set_gate(password_gate);
+    auto where = *l->local_address();
+    auto dl = deadline::after(5s);
+    auto stranger = bound();
+    auto friend_ = bound();
+    auto late_friend = bound();
+    auto noisy = bound();
+    auto send = [](udp::socket& from, std::string text, address to, deadline d) -> task<void> {
+      auto w = co_await from.send_to(as_bytes(std::string_view(text)), to, d);
+      EXPECT_TRUE(w) << w.error().message();
+    };
+    co_await send(stranger, "hello?", where, dl);
+    co_await send(friend_, "let me in", where, dl);
+    co_await send(friend_, "and this", where, dl);
+    co_await send(noisy, "knock", where, dl);
+    co_await send(late_friend, "let me in", where, dl);
+    co_await send(noisy, "knock knock", where, dl);
+    auto a = co_await l->accept(dl);
+    CO_ASSERT_OK(a);
+    EXPECT_EQ(*a->peer_address(), *friend_.local_address());
+    std::vector<std::byte> buf(64);
+    for (auto t : {"let me in", "and this"}) {
+      auto n = co_await a->recv(buf, deadline::already());
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(text_of(buf, *n), t);
+    }
+    // The stranger was refused while the accept waited; the noisy sender (twice: nothing
+    // is kept for a refused sender) while it set the late friend aside.
+    auto answer = co_await stranger.recv_from(buf, dl);
+    CO_ASSERT_OK(answer);
+    EXPECT_EQ(text_of(buf, answer->size), "no: hello?");
+    EXPECT_EQ(answer->from, where);
+    for (auto t : {"no: knock", "no: knock knock"}) {
+      auto n = co_await noisy.recv_from(buf, dl);
+      CO_ASSERT_OK(n);
+      EXPECT_EQ(text_of(buf, n->size), t);
+    }
+    auto stats = l->stats();
+    EXPECT_EQ(stats.accepted, 1u);
+    EXPECT_EQ(stats.admitted, 2u);
+    EXPECT_EQ(stats.refused, 3u);
+    EXPECT_EQ(stats.answered, 3u);
+    EXPECT_EQ(stats.pending_senders, 1u);
+    EXPECT_EQ(stats.pending_datagrams, 1u);
+    auto b = co_await l->accept(deadline::already());
+    CO_ASSERT_OK(b);
+    EXPECT_EQ(*b->peer_address(), *late_friend.local_address());
+    auto n = co_await b->recv(buf, deadline::already());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(text_of(buf, *n), "let me in");
+    // Nothing else waits: the refused senders got no connection.
+    auto none = co_await l->accept(deadline::already());
+    EXPECT_EQ(none.error(), errc::timed_out);
+    EXPECT_EQ(l->stats().pending_senders, 0u);
+    EXPECT_EQ(l->stats().accepted, 2u);
+  });
+}
+
 TEST(Udp, ListenerAcceptDeadlinesCancelAndClose) {
   run_test([]() -> task<void> {
     auto l = udp::listener::bind("127.0.0.1:0");

@@ -503,6 +503,47 @@ TEST(UnixDgram, ListenerAcceptsTheFirstSenderOnce) {
   });
 }
 
+// With an admission gate the one accept goes to an admitted sender: a refused one is
+// answered from the bound name and its message dropped.
+TEST(UnixDgram, ListenerGateRefusesBeforeTheOneAccept) {
+  run_test([]() -> task<void> {
+    auto l = unix_dgram::listener::bind(unique_name(true));
+    CO_ASSERT_OK(l);
+    l->set_gate([](const address&, const_buffer datagram, std::vector<std::byte>& reply) {
+      if (as_text(datagram) == "let me in") return admission::admit;
+      auto no = as_bytes("no");
+      reply.assign(no.begin(), no.end());
+      return admission::refuse;
+    });
+    auto where = *l->local_address();
+    auto dl = deadline::after(5s);
+    auto stranger = unix_dgram::socket::open();
+    CO_ASSERT_OK(stranger);
+    auto w1 = co_await stranger->send_to(as_bytes("hello?"), where, dl);
+    CO_ASSERT_OK(w1);
+    auto friend_ = unix_dgram::connect(where);
+    CO_ASSERT_OK(friend_);
+    auto w2 = co_await friend_->send(as_bytes("let me in"), dl);
+    CO_ASSERT_OK(w2);
+    auto a = co_await l->accept(dl);
+    CO_ASSERT_OK(a);
+    EXPECT_EQ(*a->peer_address(), *friend_->local_address());
+    std::vector<std::byte> buf(32);
+    auto n = co_await a->recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(text_of(buf, *n), "let me in");
+    auto answer = co_await stranger->recv_from(buf, dl);
+    CO_ASSERT_OK(answer);
+    EXPECT_EQ(text_of(buf, answer->size), "no");
+    EXPECT_EQ(answer->from.to_string(), where.to_string());
+    auto stats = l->stats();
+    EXPECT_EQ(stats.accepted, 1u);
+    EXPECT_EQ(stats.admitted, 1u);
+    EXPECT_EQ(stats.refused, 1u);
+    EXPECT_EQ(stats.answered, 1u);
+  });
+}
+
 TEST(UnixDgram, ListenerWithAnUnnamedSenderIsReceiveOnly) {
   run_test([]() -> task<void> {
     auto l = unix_dgram::listener::bind(unique_name(true));

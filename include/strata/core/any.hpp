@@ -185,6 +185,10 @@ class any_listener {
     /// handshakes counts the accepted connections' handshakes (a stack with upper layers).
     virtual handshake_stats handshakes() const { return {}; }
     virtual void on_handshake_failure(std::function<void(const handshake_failure&)>) {}
+    /// set_gate installs an admission gate on a datagram listener; not_supported elsewhere.
+    virtual result<void> set_gate(admission_gate) { return errc::not_supported; }
+    /// datagrams counts what a datagram listener did with new senders' datagrams.
+    virtual datagram_listener_stats datagrams() const { return {}; }
   };
 
   any_listener() = default;
@@ -202,6 +206,16 @@ class any_listener {
   void on_handshake_failure(std::function<void(const handshake_failure&)> observer) {
     impl_->on_handshake_failure(std::move(observer));
   }
+  /// set_gate installs `gate` (core/datagram.hpp) on the datagram listener at the bottom
+  /// (udp-listen, unix-dgram-listen): it sees each new sender's first datagram before
+  /// anything is kept for the sender. Before the first accept. not_supported for
+  /// listeners that accept kernel connections (tcp, unix, seqpacket) and for a stack with
+  /// layers above its listener (the pipeline installs those layers' gates itself).
+  result<void> set_gate(admission_gate gate) { return impl_->set_gate(std::move(gate)); }
+  /// datagrams counts what the datagram listener at the bottom did with new senders'
+  /// datagrams: accepted, the gate's verdicts and replies, what waits and what was
+  /// dropped (all zero for other listeners).
+  datagram_listener_stats datagrams() const { return impl_->datagrams(); }
 
  private:
   std::unique_ptr<iface> impl_;

@@ -82,6 +82,9 @@ class handshaking_listener {
   }
 
   result<address> local_address() const { return state_->lower.local_address(); }
+  /// next_layer is the listener below (for its own counts and settings).
+  const Lower& next_layer() const noexcept { return state_->lower; }
+  Lower& next_layer() noexcept { return state_->lower; }
 
   /// close stops accepting, cancels the handshakes in flight and closes what is ready but
   /// not taken; waiting accept() calls return closed.

@@ -93,6 +93,13 @@ struct protocol_entry {
   /// (`offers`, after refine). May be null: every side is fine and offers the same.
   bool (*fit_side)(const layer_options& options, layer_side side, const spec_layer& layer, properties& offers,
                    spec_error& error) = nullptr;
+  /// gate makes the admission gate (core/datagram.hpp) this adapter installs on the
+  /// listener directly below it, for one listener: pipeline::listen calls it each time
+  /// it binds one, when the adapter is the first layer above a listener that takes gates
+  /// (udp-listen, unix-dgram-listen), so that a stateless step of the adapter's
+  /// handshake (dtls's cookie exchange) runs before the listener keeps anything for a new
+  /// sender. May be null, or return an empty gate: none. Server side only by nature.
+  admission_gate (*gate)(const layer_options& options) = nullptr;
   /// context is what an entry made at run time needs besides its functions (see
   /// custom_protocol.hpp), kept alive by the registry it is added to; null for the
   /// built-in entries, which are constant-initialised (constinit).

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "strata/core/address.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/runtime/error.hpp"
 #include "strata/runtime/pollable_fd.hpp"
 
@@ -28,16 +29,6 @@ struct accept_stats {
   std::uint64_t resource_errors = 0;      ///< EMFILE, ENFILE, ENOBUFS, ENOMEM: retried after a back-off
   std::uint64_t dropped_connections = 0;  ///< ECONNABORTED and the like: the next one is taken
   std::error_code last_resource_error{};  ///< the latest of resource_errors
-};
-
-/// datagram_listener_stats tells what a datagram listener (udp::listener) did with the
-/// datagrams of senders it had not accepted yet.
-struct datagram_listener_stats {
-  std::uint64_t accepted = 0;         ///< connections handed out
-  std::uint64_t dropped = 0;          ///< datagrams of waiting senders dropped at a cap
-  std::size_t pending_senders = 0;    ///< senders waiting for an accept, now
-  std::size_t pending_datagrams = 0;  ///< their datagrams, now
-  std::size_t pending_bytes = 0;      ///< the bytes of those datagrams, now
 };
 
 namespace detail {
@@ -195,9 +186,11 @@ struct pending_sender {
 };
 
 /// datagram_listener_state is what a datagram listener keeps besides its socket: the
-/// senders waiting for an accept, in the order of their first datagrams, with the caps
-/// that bound them, its counts and one datagram's room for reading.
+/// admission gate a layer above installed, the senders waiting for an accept, in the
+/// order of their first datagrams, with the caps that bound them, its counts, one
+/// datagram's room for reading and the gate's reply.
 struct datagram_listener_state {
+  admission_gate gate;
   std::vector<pending_sender> pending;
   std::size_t pending_datagrams = 0;
   std::size_t pending_bytes = 0;
@@ -206,6 +199,7 @@ struct datagram_listener_state {
   std::size_t max_per_sender = 0;
   datagram_listener_stats stats{};
   std::vector<std::byte> scratch;  ///< room for one datagram, made on first use
+  std::vector<std::byte> reply;    ///< what the gate answers a refused datagram with
 };
 
 /// unix_socket_file owns the filesystem entry of a socket this process bound to a path

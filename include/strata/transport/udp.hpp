@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "strata/core/capability.hpp"
 #include "strata/core/datagram.hpp"
@@ -259,19 +260,19 @@ struct listen_options {
 /// first, in order.
 /// Unicast: the accepted socket is the listening one, now connected to its peer (the
 /// kernel delivers that peer's datagrams to it); the listener binds a fresh socket on the
-/// same address (SO_REUSEADDR) for the next accept. Right after the connect the accept
-/// takes everything queued on the handed-over socket without waiting: the peer's
-/// datagrams stay with the connection (its recv delivers them before what the kernel
-/// holds), every other sender's wait in the listener, in order, each sender with its own
-/// (simultaneous peers lose nothing: see docs/protocols/udp.md). The next accept serves
-/// the sender whose first waiting datagram is the oldest, at once, with its waiting
-/// datagrams first, and takes its socket's queue apart the same way. The listener holds
-/// at most listen_options::pending_bytes / pending_datagrams of waiting datagrams, and
+/// same address (SO_REUSEADDR) for the next accept. Around the connect the accept takes
+/// everything queued on both sockets without waiting: the peer's datagrams stay with the
+/// connection (its recv delivers them, in order, before what the kernel holds), every
+/// other sender's wait in the listener, in order, each sender with its own (simultaneous
+/// peers lose nothing: see docs/protocols/udp.md). The next accept serves the sender
+/// whose first waiting datagram is the oldest, at once, with its waiting datagrams
+/// first, and takes its sockets' queues apart the same way. The listener holds at most
+/// listen_options::pending_bytes / pending_datagrams of waiting datagrams, and
 /// pending_per_sender of one sender's: beyond those it drops them (UDP may lose any
-/// datagram) and counts them in stats().dropped. A datagram that arrives in the
-/// microseconds between the fresh socket's bind and the handed-over socket's connect
-/// reaches the fresh socket, even from the peer just accepted (it then opens a
-/// connection of its own: UDP offers no more).
+/// datagram) and counts them in stats().dropped.
+/// With an admission gate (set_gate), a new sender's first datagram is shown to the
+/// gate before any of this happens for it: a refused one is dropped, and only admitted
+/// senders get a connection or wait for one.
 /// Multicast (a group is joined): the accepted socket keeps its peer in user space (a
 /// kernel-connected socket would stop receiving group datagrams) and the listener accepts
 /// only once: later accepts fail with not_supported.
@@ -291,8 +292,14 @@ class listener {
   void close() noexcept;
   /// listening_socket is the socket the next accept hands over (e.g. for more options).
   udp::socket& listening_socket() noexcept { return socket_; }
-  /// stats counts the connections handed out and the waiting datagrams dropped at a cap,
-  /// and tells how many senders and datagrams wait for an accept now.
+  /// set_gate installs `gate` (core/datagram.hpp; empty: none), which then sees the first
+  /// datagram of every new sender before the listener keeps anything for it: a refused
+  /// datagram is dropped (its reply sent from the listening socket) and no connection,
+  /// socket or waiting entry is made for its sender. Install it before the first accept.
+  void set_gate(admission_gate gate) { demux_.gate = std::move(gate); }
+  /// stats counts the connections handed out, the gate's verdicts and replies and the
+  /// waiting datagrams dropped at a cap, and tells how many senders and datagrams wait
+  /// for an accept now.
   datagram_listener_stats stats() const noexcept;
 
  private:

@@ -225,7 +225,10 @@ result<connected> connect(std::string_view path, connect_options options = {});
 /// listener accepts once: later accepts fail with not_supported. A sender without a name
 /// (an unbound socket) cannot be answered: its connection receives every unnamed sender's
 /// messages and send fails with not_supported. A sender that is gone by the time of the
-/// accept is skipped (its message dropped).
+/// accept is skipped (its message dropped). With an admission gate (set_gate), the
+/// accept shows each sender's message at the head of the queue to the gate first: a
+/// refused one is dropped (the gate's reply sent from the bound socket) and the accept
+/// waits for the next, so only an admitted sender gets the connection.
 class listener {
  public:
   listener() noexcept = default;
@@ -239,11 +242,16 @@ class listener {
   result<address> local_address() const;
   /// close releases the socket (and removes its file) unless an accept took it.
   void close() noexcept;
+  /// set_gate installs `gate` (core/datagram.hpp; empty: none); see the class comment.
+  void set_gate(admission_gate gate) { demux_.gate = std::move(gate); }
+  /// stats counts the connection handed out and the gate's verdicts and replies.
+  datagram_listener_stats stats() const noexcept;
 
  private:
   listener(socket s, address where) noexcept : socket_(std::move(s)), where_(where) {}
   socket socket_;
   address where_;
+  detail::datagram_listener_state demux_;
   bool accepted_ = false;
 };
 

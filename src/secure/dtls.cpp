@@ -1,6 +1,8 @@
 // dtls: the sans-I/O DTLS 1.2 session over OpenSSL 3. The BIO (openssl_session) runs in
 // datagram mode: one read takes one datagram the driver fed, one write makes one datagram
-// the driver sends. Timers are OpenSSL's, read out and fired by the driver.
+// the driver sends. Timers are OpenSSL's, read out and fired by the driver. A server
+// exchanges cookies with OpenSSL's stateless DTLSv1_listen, in its session until a valid
+// cookie came, and in cookie_gate on the listening side before any session exists.
 #include "strata/secure/dtls.hpp"
 
 #include <openssl/err.h>
@@ -8,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "openssl_session.hpp"
 
@@ -74,11 +77,45 @@ result<session> session::server(const tls::context& ctx, std::string_view peer, 
   auto made = start(ctx, link);
   if (!made) return unexpected(made.error());
   (*made)->datagram->cookie_peer = std::string(peer);
+  (*made)->datagram->listening = true;
   SSL_set_accept_state((*made)->ssl);
   return session(std::move(*made), link);
 }
 
-result<tls::want> session::handshake() { return impl_->handshake_step(); }
+namespace {
+
+using bio_addr_ptr = std::unique_ptr<BIO_ADDR, tls::detail::openssl_deleter<BIO_ADDR, BIO_ADDR_free>>;
+
+/// listen_once runs DTLSv1_listen over the datagram fed to `s`: 1 when it was a
+/// ClientHello with a valid cookie (the SSL is then set to continue the handshake from it,
+/// its message and record sequence numbers included), 0 when it was answered with a
+/// HelloVerifyRequest (queued as output) or dropped, -1 on OpenSSL's failure. The
+/// datagram is consumed either way; the error queue is left empty.
+int listen_once(session_impl& s, BIO_ADDR* client) {
+  clear_errors();
+  int r = DTLSv1_listen(s.ssl, client);
+  ERR_clear_error();  // a dropped datagram leaves its reason behind
+  return r;
+}
+
+}  // namespace
+
+result<tls::want> session::handshake() {
+  auto& s = *impl_;
+  if (s.datagram && s.datagram->listening) {
+    // Stateless until a ClientHello brings a valid cookie: each one without gets a
+    // HelloVerifyRequest, anything else is dropped.
+    bio_addr_ptr client(BIO_ADDR_new());
+    if (!client) return unexpected(make_error_code(tls::error::handshake_failed));
+    while (s.datagram->listening && !s.datagram->in.empty()) {
+      int r = listen_once(s, client.get());
+      if (r < 0) return unexpected(make_error_code(tls::error::handshake_failed));
+      if (r == 1) s.datagram->listening = false;
+    }
+    if (s.datagram->listening) return tls::want::input;
+  }
+  return s.handshake_step();
+}
 
 bool session::handshake_done() const noexcept { return impl_ && impl_->handshake_done; }
 
@@ -187,6 +224,61 @@ result<certificate_info> session::peer_certificate() const {
 }
 result<security_info> session::security() const { return tls::detail::security_of(impl_.get()); }
 bool session::peer_verified() const noexcept { return tls::detail::peer_verified_of(impl_.get()); }
+
+// -- the listening side's cookie exchange -----------------------------------------------
+
+namespace {
+
+/// cookie_check is the state of one listener's cookie gate: one server session, made when
+/// first needed, that DTLSv1_listen clears and reuses for every refused datagram (one
+/// SSL_clear instead of an SSL_new and a free per forged ClientHello).
+struct cookie_check {
+  tls::context ctx;
+  std::unique_ptr<session_impl> probe;
+  bio_addr_ptr client{BIO_ADDR_new()};
+
+  admission operator()(const address& from, const_buffer datagram, std::vector<std::byte>& reply) {
+    if (!probe) {
+      auto made = start(ctx, link_options{});
+      if (!made || !client) return admission::refuse;
+      probe = std::move(*made);
+      SSL_set_accept_state(probe->ssl);
+    }
+    auto& d = *probe->datagram;
+    d.cookie_peer = from.to_string();
+    d.in.clear();
+    d.in.push_back(d.take(datagram.data(), datagram.size()));
+    int r = listen_once(*probe, client.get());
+    d.in.clear();
+    if (r == 1) {
+      // This one holds the admitted ClientHello now: the association makes its own
+      // session from the same datagram, the next check a fresh probe.
+      probe.reset();
+      return admission::admit;
+    }
+    if (!d.out.empty()) {
+      const auto& verify = d.out.front();
+      reply.assign(verify.begin(), verify.end());
+      while (!d.out.empty()) {
+        d.give_back(std::move(d.out.front()));
+        d.out.pop_front();
+      }
+    }
+    if (r < 0) probe.reset();
+    return admission::refuse;
+  }
+};
+
+}  // namespace
+
+result<admission_gate> cookie_gate(const tls::context& ctx) {
+  if (!ctx || !ctx.impl()->datagram || !ctx.is_server()) return errc::invalid_argument;
+  auto check = std::make_shared<cookie_check>();
+  check->ctx = ctx;
+  return admission_gate([check](const address& from, const_buffer datagram, std::vector<std::byte>& reply) {
+    return (*check)(from, datagram, reply);
+  });
+}
 
 template class connection<any_message>;
 

@@ -119,6 +119,7 @@ struct session_impl {
     static constexpr std::size_t spare_capacity = 16384 + 2048;
     std::string cookie_peer;           // a server's: the peer address its cookies are bound to
     unsigned retransmit_us = 1000000;  // the first retransmission timeout
+    bool listening = false;            // a server's, until a ClientHello brought a valid cookie
 
     /// take is a buffer holding a copy of `n` bytes at `bytes`: a spare one if any.
     std::vector<std::byte> take(const std::byte* bytes, std::size_t n) {

@@ -89,11 +89,12 @@ struct seen {
   std::string version;
   std::string peer_subject;
   bool peer_verified = false;
-  bool authenticated = false;  ///< runtime_capabilities().authenticated
-  std::string peer;            ///< the peer's address
-  std::string received;        ///< the first message
-  int extra_messages = 0;      ///< messages after it, until the end
-  std::error_code end{};       ///< how the association ended (end_of_stream: close_notify)
+  bool authenticated = false;          ///< runtime_capabilities().authenticated
+  std::string peer;                    ///< the peer's address
+  std::string received;                ///< the first message
+  int extra_messages = 0;              ///< messages after it, until the end
+  std::error_code end{};               ///< how the association ended (end_of_stream: close_notify)
+  datagram_listener_stats listener{};  ///< what the listener below did, when it closed
 };
 
 void record_facts(any_connection& c, seen& out) {
@@ -165,6 +166,7 @@ std::jthread serving(any_listener listener, std::string reply_prefix, seen& out)
       [held = std::move(listener), reply_prefix = std::move(reply_prefix), &out]() mutable -> task<void> {
         auto l = std::move(held);  // ends with the coroutine, on its loop
         (void)co_await serve_one(l, reply_prefix, out, deadline::after(patience));
+        out.listener = l.datagrams();
         l.close();
       });
 }
@@ -316,6 +318,12 @@ TEST(DtlsInterop, SClientAgainstStrataServerIsAskedForACookieFirst) {
   EXPECT_EQ(server.version, "DTLSv1.2");
   EXPECT_EQ(server.alpn, "coap");
   EXPECT_FALSE(server.authenticated);  // no client certificate asked for
+  // The cookie was asked for on the listening side: s_client's first ClientHello was
+  // answered there, and only the one that echoed the cookie made a connection.
+  EXPECT_GE(server.listener.refused, 1u);
+  EXPECT_GE(server.listener.answered, 1u);
+  EXPECT_EQ(server.listener.admitted, 1u);
+  EXPECT_EQ(server.listener.accepted, 1u);
   auto out = client.output();
   EXPECT_NE(out.find("ALPN protocol: coap"), std::string::npos);
   // The first thing our server sent was a HelloVerifyRequest with a 32-byte cookie (an

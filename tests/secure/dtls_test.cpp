@@ -3,6 +3,7 @@
 // datagrams, and over udp, unix-dgram and seqpacket pipelines built from spec strings.
 #include "strata/secure/dtls.hpp"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 
@@ -222,6 +223,70 @@ TEST(Dtls, ServerAsksForACookieFirst) {
   ASSERT_TRUE(server->handshake());
   ASSERT_TRUE(server->has_output());
   EXPECT_EQ(std::to_integer<int>(server->next_output()[13]), 2);  // ServerHello
+}
+
+// The cookie exchange on the listening side (cookie_gate): stateless refusals with a
+// HelloVerifyRequest, a cookie bound to the address, and an admitted ClientHello from
+// which a fresh server session continues the handshake (its message_seq is 1: OpenSSL's
+// DTLSv1_listen sets the session up for that).
+TEST(Dtls, CookieGateRefusesStatelesslyAndAdmitsAnEchoedCookie) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  EXPECT_EQ(dtls::cookie_gate(client_ctx).error(), errc::invalid_argument);
+  EXPECT_EQ(dtls::cookie_gate(tls::context{}).error(), errc::invalid_argument);
+  auto gate = dtls::cookie_gate(server_ctx);
+  ASSERT_TRUE(gate);
+  auto here = *address::parse_ip("127.0.0.1:5000");
+  auto elsewhere = *address::parse_ip("10.0.0.9:5000");
+  tls::client_options to{.server_name = "localhost"};
+  auto client = dtls::session::client(client_ctx, to, {}, {});
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->handshake());
+  auto hello = client->next_output();
+  std::vector<std::byte> reply;
+  EXPECT_EQ((*gate)(here, hello, reply), admission::refuse);
+  ASSERT_GT(reply.size(), 13u);
+  EXPECT_EQ(std::to_integer<int>(reply[0]), 22);  // handshake record
+  EXPECT_EQ(std::to_integer<int>(reply[13]), 3);  // HelloVerifyRequest
+  auto verify = reply;
+  // Not a ClientHello: dropped without an answer.
+  for (const std::string& junk :
+       std::vector<std::string>{"", "hello", std::string(13, '\x16'), std::string(200, '\x17')}) {
+    reply.clear();
+    EXPECT_EQ((*gate)(here, as_bytes(std::string_view(junk)), reply), admission::refuse);
+    EXPECT_TRUE(reply.empty()) << junk.size();
+  }
+  client->feed(verify);
+  ASSERT_TRUE(client->handshake());
+  auto echoed = client->next_output();
+  // The cookie is the address's: from elsewhere the same ClientHello gets a new one.
+  reply.clear();
+  EXPECT_EQ((*gate)(elsewhere, echoed, reply), admission::refuse);
+  ASSERT_GT(reply.size(), 13u);
+  EXPECT_EQ(std::to_integer<int>(reply[13]), 3);
+  reply.clear();
+  EXPECT_EQ((*gate)(here, echoed, reply), admission::admit);
+  EXPECT_TRUE(reply.empty());
+  // The association a listener then makes continues from the admitted ClientHello.
+  auto server = dtls::session::server(server_ctx, here.to_string(), {});
+  ASSERT_TRUE(server);
+  server->feed(echoed);
+  for (int round = 0; round < 10 && !(client->handshake_done() && server->handshake_done()); ++round) {
+    auto s_step = server->handshake();
+    ASSERT_TRUE(s_step) << s_step.error().message();
+    if (round == 0) {
+      ASSERT_TRUE(server->has_output());
+      auto first = server->next_output();
+      EXPECT_EQ(std::to_integer<int>(first[13]), 2);  // ServerHello, no second cookie
+      client->feed(first);
+    }
+    while (server->has_output()) client->feed(server->next_output());
+    auto c_step = client->handshake();
+    ASSERT_TRUE(c_step) << c_step.error().message();
+    while (client->has_output()) server->feed(client->next_output());
+  }
+  EXPECT_TRUE(client->handshake_done());
+  EXPECT_TRUE(server->handshake_done());
 }
 
 // Loss, duplication (replays) and reordering: the handshake completes by retransmission,
@@ -596,6 +661,180 @@ TEST(Dtls, SimultaneousHandshakesOnATypedUdpListenerNeedNoRetransmission) {
     });
   });
   EXPECT_EQ(l->stats().accepted, std::uint64_t{simultaneous_peers});
+}
+
+/// open_descriptors counts this process's open descriptors.
+int open_descriptors() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (auto* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n - 1;  // the directory's own
+}
+
+/// a_client_hello is a real ClientHello without a cookie, as a client's first flight.
+std::vector<std::byte> a_client_hello() {
+  auto ctx = client_context();
+  tls::client_options to{.server_name = "localhost"};
+  auto client = dtls::session::client(ctx, to, {}, {});
+  EXPECT_TRUE(client);
+  if (!client || !client->handshake()) return {};
+  return client->next_output();
+}
+
+bool is_hello_verify_request(const std::vector<std::byte>& d, std::size_t n) {
+  return n > 13 && std::to_integer<int>(d[0]) == 22 && std::to_integer<int>(d[13]) == 3;
+}
+
+// A flood of cookie-less ClientHellos from 200 addresses: each gets a HelloVerifyRequest
+// from the listening socket, and the listener keeps nothing for any of them (no
+// connection, no socket, no waiting datagram, no handshake). Then a real client is served.
+TEST(DtlsPipeline, CookieGateAnswersAFloodOfClientHellosWithoutState) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dtls(cert=" + pki().server.cert_file +
+                                 ", key=" + pki().server.key_file + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  auto where = *listener->local_address();
+  auto hello = a_client_hello();
+  ASSERT_FALSE(hello.empty());
+  auto client_spec = slow_client_spec(where.port());
+  constexpr int forged = 200, wave = 25;  // waves: the listener's receive buffer is not flooded
+  test::run_test([&]() -> task<void> {
+    int descriptors_before = open_descriptors();  // the loop's included
+    auto dl = deadline::after(8s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      // The listener serves while the flood comes (its accept loop runs the gate).
+      s.spawn([](any_listener& l, deadline d) -> task<void> {
+        auto conn = co_await l.accept(d);
+        if (!conn) {
+          ADD_FAILURE() << "accept: " << conn.error().message();
+          co_return;
+        }
+        co_await echo_once(std::move(conn->message()), d);
+      }(*listener, dl));
+      std::vector<std::byte> buf(2048);
+      int answered = 0;
+      for (int first = 0; first < forged; first += wave) {
+        std::vector<udp::socket> senders;
+        for (int i = 0; i < wave; ++i) {
+          auto s = udp::socket::bind("127.0.0.1:0");
+          CO_ASSERT_OK(s);
+          auto w = co_await s->send_to(const_buffer(hello), where, dl);
+          CO_ASSERT_OK(w);
+          senders.push_back(std::move(*s));
+        }
+        for (auto& sender : senders) {
+          auto got = co_await sender.recv_from(buf, dl);
+          CO_ASSERT_OK(got);
+          EXPECT_EQ(got->from, where);
+          if (is_hello_verify_request(buf, got->size)) ++answered;
+        }
+      }
+      EXPECT_EQ(answered, forged);
+      auto seen = listener->datagrams();
+      EXPECT_EQ(seen.refused, std::uint64_t{forged});
+      EXPECT_EQ(seen.answered, std::uint64_t{forged});
+      EXPECT_EQ(seen.accepted, 0u);
+      EXPECT_EQ(seen.admitted, 0u);
+      EXPECT_EQ(seen.pending_senders, 0u);
+      EXPECT_EQ(listener->handshakes().accepted, 0u);
+      // No descriptor besides the listening socket (the senders are closed by now).
+      EXPECT_EQ(open_descriptors(), descriptors_before);
+      // A real client (which echoes its cookie) is served.
+      co_await simultaneous_clients(client_spec, 1, dl);
+      seen = listener->datagrams();
+      EXPECT_EQ(seen.accepted, 1u);
+      EXPECT_EQ(seen.admitted, 1u);
+      EXPECT_EQ(seen.refused, std::uint64_t{forged + 1});  // its own first ClientHello
+    });
+  });
+  EXPECT_EQ(listener->handshakes().ready, 1u);
+  listener->close();
+}
+
+// A datagram from an unknown sender that is not a ClientHello is dropped without an
+// answer and without state. The listener serves datagrams in order, so the answer to a
+// ClientHello sent after it proves the junk was seen, and answered with nothing.
+TEST(DtlsPipeline, CookieGateDropsWhatIsNotAClientHello) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dtls(cert=" + pki().server.cert_file +
+                                 ", key=" + pki().server.key_file + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  auto where = *listener->local_address();
+  auto hello = a_client_hello();
+  ASSERT_FALSE(hello.empty());
+  // An application-data record of epoch 1, a truncated header, a ClientHello of epoch 1
+  // and text.
+  std::vector<std::byte> data_record(hello);
+  data_record[0] = std::byte{23};
+  std::vector<std::byte> epoch_one(hello);
+  epoch_one[4] = std::byte{1};
+  std::vector<std::byte> short_header(hello.begin(), hello.begin() + 10);
+  std::vector<std::vector<std::byte>> junk{data_record, epoch_one, short_header};
+  auto text_bytes = as_bytes("GET / HTTP/1.1\r\n\r\n");
+  junk.emplace_back(text_bytes.begin(), text_bytes.end());
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](any_listener& l) -> task<void> {
+        (void)co_await l.accept(deadline::after(5s));  // runs the gate; canceled at the end
+      }(*listener));
+      auto sender = udp::socket::bind("127.0.0.1:0");
+      CO_ASSERT_OK(sender);
+      for (const auto& j : junk) {
+        auto w = co_await sender->send_to(const_buffer(j), where, dl);
+        CO_ASSERT_OK(w);
+      }
+      auto w = co_await sender->send_to(const_buffer(hello), where, dl);
+      CO_ASSERT_OK(w);
+      std::vector<std::byte> buf(2048);
+      auto got = co_await sender->recv_from(buf, dl);
+      CO_ASSERT_OK(got);
+      EXPECT_TRUE(is_hello_verify_request(buf, got->size)) << "the first answer is the ClientHello's";
+      auto seen = listener->datagrams();
+      EXPECT_EQ(seen.refused, junk.size() + 1);
+      EXPECT_EQ(seen.answered, 1u);
+      EXPECT_EQ(seen.accepted, 0u);
+      EXPECT_EQ(seen.pending_senders, 0u);
+      s.cancel();
+    });
+  });
+  EXPECT_EQ(listener->handshakes().accepted, 0u);
+  listener->close();
+}
+
+// dtls::listen puts the cookie gate on a typed listener and hands out ready associations.
+TEST(Dtls, ListenGatesATypedUdpListenerAndServesSimultaneousPeers) {
+  auto l = udp::listener::bind("127.0.0.1:0");
+  ASSERT_TRUE(l);
+  auto port = l->local_address()->port();
+  dtls::link_options link{.mtu = 1200, .retransmit = 5s};
+  handshake_options handshakes{.timeout = 4s};
+  auto ready = dtls::listen(std::move(*l), server_context(), link, handshakes);
+  auto spec = slow_client_spec(port);
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(4s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(simultaneous_clients(spec, simultaneous_peers, dl));
+      co_await yield();
+      co_await with_scope([&](scope& inner) -> task<void> {
+        for (int i = 0; i < simultaneous_peers; ++i) {
+          auto conn = co_await ready.accept(dl);
+          if (!conn) {
+            ADD_FAILURE() << "accept " << i << ": " << conn.error().message();
+            co_return;
+          }
+          EXPECT_EQ(query<fact::secure_session>(*conn)->version, std::string("DTLSv1.2"));
+          inner.spawn(echo_once(std::move(*conn), dl));
+        }
+      });
+    });
+  });
+  auto seen = ready.next_layer().stats();
+  EXPECT_EQ(seen.accepted, std::uint64_t{simultaneous_peers});
+  EXPECT_EQ(seen.admitted, std::uint64_t{simultaneous_peers});
+  EXPECT_GE(seen.refused, std::uint64_t{simultaneous_peers});  // their first ClientHellos
+  EXPECT_EQ(ready.stats().ready, std::uint64_t{simultaneous_peers});
+  ready.close();
 }
 
 TEST(DtlsPipeline, CheckerRefusesWhatCannotWork) {

@@ -15,8 +15,11 @@
 // driver: the handshake's lost flights are sent again on strata timers under the caller's
 // deadline, a server answers a ClientHello with a cookie (HelloVerifyRequest) before it
 // does any work, and records replayed or from an old epoch are dropped (OpenSSL's replay
-// window). Configuration, errors and facts are tls's (tls::context_options, tls::error,
-// fact::alpn/peer_certificate/secure_session).
+// window). Over a listener that splits one endpoint by sender (udp-listen,
+// unix-dgram-listen) the cookie exchange runs on the listening side before the listener
+// keeps anything for a peer (cookie_gate, an admission gate; dtls::listen and the
+// pipeline install it). Configuration, errors and facts are tls's (tls::context_options,
+// tls::error, fact::alpn/peer_certificate/secure_session).
 #pragma once
 
 #include <chrono>
@@ -32,6 +35,8 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
+#include "strata/core/handshaking_listener.hpp"
 #include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
@@ -101,7 +106,11 @@ class session {
   /// client: `peer_ip` is verified when options.server_name is empty (as tls).
   static result<session> client(const tls::context& ctx, const tls::client_options& options,
                                 std::string_view peer_ip, const link_options& link);
-  /// server: `peer` identifies the client (its address) for the cookie exchange.
+  /// server: `peer` identifies the client (its address) for the cookie exchange. Until a
+  /// ClientHello with a valid cookie for `peer` arrives the session is stateless
+  /// (OpenSSL's DTLSv1_listen): a ClientHello without one gets a HelloVerifyRequest,
+  /// anything else is dropped; the handshake continues from the ClientHello that has one
+  /// (also when a cookie_gate admitted it first).
   static result<session> server(const tls::context& ctx, std::string_view peer, const link_options& link);
 
   /// handshake advances the handshake with what was fed. Send every next_output()
@@ -149,6 +158,21 @@ class session {
   std::unique_ptr<tls::detail::session_impl> impl_;
   link_options link_{};
 };
+
+/// cookie_gate makes the cookie exchange of a DTLS server (RFC 6347 4.2.1) an admission
+/// gate (core/datagram.hpp) for the listener below it: a ClientHello without a valid
+/// cookie for its sender's address gets a HelloVerifyRequest, sent from the listening
+/// socket, and the listener keeps nothing for that sender; a ClientHello whose cookie is
+/// valid is admitted, and the association dtls::accept then runs on that connection
+/// continues the handshake from it; anything else is refused without an answer. The
+/// cookie is the context's own (the HMAC-SHA256 of the address under the context's
+/// secret, as dtls::accept's), so a forged source address costs the listener one small
+/// datagram and no state. Install it with udp::listener::set_gate or
+/// unix_dgram::listener::set_gate before the first accept; dtls::listen and a
+/// `udp-listen:... | dtls(...)` pipeline do. Each listener needs its own gate (it reuses
+/// one OpenSSL object; not thread-safe). Errors: invalid_argument for a context that is
+/// not a DTLS server's.
+result<admission_gate> cookie_gate(const tls::context& ctx);
 
 /// connection is a DTLS association over the message layer `Lower`, which it owns; the
 /// contract is core/stream.hpp's message_socket. Made by dtls::connect and dtls::accept.
@@ -345,6 +369,35 @@ template <class Lower>
 requires stacks_on<Lower, layer> && message_socket<Lower> task<result<connection<Lower>>> accept(
     Lower lower, tls::context ctx, deadline dl) {
   return dtls::accept(std::move(lower), std::move(ctx), dl, link_options{});
+}
+
+/// accepting is the handshake dtls::listen runs on each accepted connection.
+struct accepting {
+  tls::context ctx;
+  link_options link;
+  template <class Lower>
+  auto operator()(Lower lower, deadline dl) const {
+    return dtls::accept(std::move(lower), ctx, dl, link);
+  }
+};
+
+/// listen makes a listener of DTLS associations out of a listener of message connections
+/// (udp::listener, unix_dgram::listener, seqpacket::listener): each accepted connection's
+/// server handshake runs as its own task under `options` (core/handshaking_listener.hpp),
+/// and accept() returns ready connection<...>s. A listener that takes an admission gate
+/// gets the context's cookie_gate first, so only peers that echoed a cookie get a
+/// connection at all. `ctx` must be a DTLS server's context.
+template <listener Lower>
+handshaking_listener<Lower, accepting> listen(Lower lower, tls::context ctx, link_options link,
+                                              handshake_options options) {
+  if constexpr (requires { lower.set_gate(admission_gate{}); }) {
+    if (auto gate = cookie_gate(ctx)) lower.set_gate(std::move(*gate));
+  }
+  return handshaking_listener<Lower, accepting>(std::move(lower), accepting{std::move(ctx), link}, options);
+}
+template <listener Lower>
+handshaking_listener<Lower, accepting> listen(Lower lower, tls::context ctx) {
+  return dtls::listen(std::move(lower), std::move(ctx), link_options{}, handshake_options{});
 }
 
 extern template class connection<any_message>;

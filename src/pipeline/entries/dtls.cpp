@@ -1,7 +1,8 @@
 // Registry entry for dtls (include/strata/secure/dtls.hpp): secrecy and authentication on
 // any message layer. The side comes from the pipeline: above a listener (udp-listen,
 // unix-dgram-listen, seqpacket-listen: one connection per peer) the layer is a DTLS
-// server, above a connector a client.
+// server, above a connector a client. On udp-listen and unix-dgram-listen it gates new
+// senders with its cookie exchange before the listener keeps anything for them.
 //
 // row:  dtls::row (requires message; provides connection-based secure authenticated max_message)
 // spec: dtls(sni=localhost, ca=ca.pem, mtu=1200)                  (client)
@@ -63,6 +64,13 @@ task<result<any_connection>> wrap(any_connection lower, layer_options_ptr option
   co_return any_connection(any_message(std::move(*s)));
 }
 
+/// gate is the cookie exchange on the listening side (dtls::cookie_gate).
+admission_gate gate(const layer_options& options) {
+  const auto& config = static_cast<const secure_config&>(options);
+  auto made = dtls::cookie_gate(config.server_context);
+  return made ? std::move(*made) : admission_gate{};
+}
+
 properties refine(properties computed, const layer_options& options) {
   // What one record carries before the suite is known (after the handshake a
   // connection's max_message is exact, never smaller).
@@ -90,6 +98,7 @@ constinit const protocol_entry dtls_entry{
     .bind = nullptr,
     .wrap = wrap,
     .fit_side = fit_side,
+    .gate = gate,
 };
 
 }  // namespace strata::pipeline_detail

@@ -174,29 +174,31 @@ void drain_queue(packet_socket_state& s, datagram_listener_state& l, const addre
     sockaddr_storage ss{};
     iovec iov{l.scratch.data(), l.scratch.size()};
     msghdr msg{};
-    auto n = s.fd.try_read([&] {
-      msg = msghdr{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_name = &ss;
-      msg.msg_namelen = sizeof ss;
-      return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_DONTWAIT);
-    });
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_name = &ss;
+    msg.msg_namelen = sizeof ss;
+    // Straight to the kernel, not through the loop's readiness hint: a fresh socket's
+    // queue is read whatever the hint remembers of its descriptor number. (The hint may
+    // stay "ready": the next wait then tries once more before it parks.)
+    ssize_t got = ::recvmsg(fd, &msg, MSG_TRUNC | MSG_DONTWAIT);
+    if (got < 0 && errno == EINTR) continue;
     // Empty (or a pending error such as an ICMP port unreachable, which the accepted
     // connection would report once anyway): done.
-    if (!n) break;
+    if (got < 0) break;
     ++taken;
-    if (*n > l.scratch.size()) {
+    auto n = static_cast<std::size_t>(got);
+    if (n > l.scratch.size()) {
       ++l.stats.dropped;  // larger than any datagram of the family: cannot happen
       continue;
     }
     auto from = sender_of(s, ss, msg.msg_namelen);
     if (same_sender(from, peer)) {
-      push(backlog, l.scratch.data(), *n);
-      peer_bytes += *n;
+      push(backlog, l.scratch.data(), n);
+      peer_bytes += n;
       ++peer_datagrams;
     } else {
-      keep(l, fd, from, l.scratch.data(), *n);
+      keep(l, fd, from, l.scratch.data(), n);
     }
   }
 }

@@ -333,9 +333,9 @@ task<result<connected>> listener::accept(deadline dl) {
   detail::datagram_backlog first;
   auto sender = co_await detail::next_sender(socket_.state_, demux_, first, dl);
   if (!sender) co_return unexpected(sender.error());
-  ++demux_.stats.accepted;
   if (options_.multicast.group) {
     // A kernel-connected socket stops receiving group datagrams: keep the peer ourselves.
+    ++demux_.stats.accepted;
     accepted_once_ = true;
     socket_.state_.only_from = *sender;
     co_return connected{std::move(socket_), false};
@@ -357,6 +357,7 @@ task<result<connected>> listener::accept(deadline dl) {
   socket_.state_.only_from = *sender;
   if (next) detail::drain_queue(next->state_, demux_, *sender, first);
   detail::drain_queue(socket_.state_, demux_, *sender, first);
+  ++demux_.stats.accepted;
   connected accepted{std::move(socket_), true};
   accepted.backlog_ = std::move(first);
   if (next) {

@@ -199,20 +199,45 @@ task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const
   if (fds.size() > uds::max_fds_per_message) co_return errc::invalid_argument;
   iovec_list iov(bufs);
   if (s.max_send && iov.total() > s.max_send) co_return errc::message_too_large;
-  alignas(cmsghdr) std::array<char, control_bytes> control{};
-  msghdr msg{};
-  msg.msg_iov = iov.data();
-  msg.msg_iovlen = iov.count();
-  if (to) {
-    msg.msg_name = const_cast<sockaddr*>(to->data());
-    msg.msg_namelen = static_cast<socklen_t>(to->size());
-  }
-  attach_fds(msg, control, fds);
   const int fd = s.fd.get();
-  // A message goes whole or not at all, so a successful sendmsg sent all of it.
-  auto send = [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); };
-  auto sent = to && s.sends_poll_on_full ? co_await s.fd.perform_polled(send, dl)
-                                         : co_await s.fd.perform_write(send, dl);
+  // A message goes whole or not at all, so a successful send sent all of it.
+  result<std::size_t> sent = std::size_t{0};
+  if (fds.empty() && iov.count() <= 1) {
+    // One buffer and nothing attached: send/sendto, which spare the kernel the import
+    // of a msghdr and an iovec array (sendmsg's copy_msghdr_from_user; see
+    // docs/performance.md, DTLS).
+    const void* data = iov.count() ? iov.data()->iov_base : nullptr;
+    const std::size_t size = iov.total();
+    if (!to) {
+      sent = co_await s.fd.perform_write([&] { return ::send(fd, data, size, MSG_NOSIGNAL); }, dl);
+    } else {
+      auto send_to = [&] {
+        return ::sendto(fd, data, size, MSG_NOSIGNAL, to->data(), static_cast<socklen_t>(to->size()));
+      };
+      // (if/else, not ?:, around co_await: GCC 12 runs a conditional's awaits twice.)
+      if (s.sends_poll_on_full) {
+        sent = co_await s.fd.perform_polled(send_to, dl);
+      } else {
+        sent = co_await s.fd.perform_write(send_to, dl);
+      }
+    }
+  } else {
+    alignas(cmsghdr) std::array<char, control_bytes> control{};
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.count();
+    if (to) {
+      msg.msg_name = const_cast<sockaddr*>(to->data());
+      msg.msg_namelen = static_cast<socklen_t>(to->size());
+    }
+    attach_fds(msg, control, fds);
+    auto send = [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); };
+    if (to && s.sends_poll_on_full) {
+      sent = co_await s.fd.perform_polled(send, dl);
+    } else {
+      sent = co_await s.fd.perform_write(send, dl);
+    }
+  }
   if (sent) co_return result<void>{};
   auto ec = sent.error();
   if (!waited_out(ec) && s.kind == packet_kind::sequenced && ec == errc::broken) fail_write(s, ec);
@@ -272,51 +297,69 @@ task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf
                                       envelope* env, deadline dl) {
   if (s.read_error) co_return unexpected(s.read_error);
   if (!s.fd) co_return errc::closed;
-  alignas(cmsghdr) std::array<char, control_bytes> control;
   const int fd = s.fd.get();
+  // What the caller and the filter need decides the call: recvmsg only for ancillary
+  // data, recvfrom when the sender matters, recv otherwise. recv and recvfrom spare the
+  // kernel the import of a msghdr and an iovec (docs/performance.md, DTLS), recv the
+  // sender's address too, and a connected socket's caller then gets no address made.
+  const bool want_sender = from || env || s.only_from;
   for (;;) {
-    sockaddr_storage ss{};
+    sockaddr_storage ss;
+    socklen_t name_len = 0;
     if (s.keep_too_large && buf.size() < s.max_recv) {
       // Learn the size (and the sender) without taking the message.
-      msghdr peek{};
       auto size = co_await s.fd.perform_read(
           [&] {
-            peek = msghdr{};
-            peek.msg_name = &ss;
-            peek.msg_namelen = sizeof ss;
-            return ::recvmsg(fd, &peek, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+            name_len = want_sender ? sizeof ss : 0;
+            return ::recvfrom(fd, nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT,
+                              want_sender ? reinterpret_cast<sockaddr*>(&ss) : nullptr,
+                              want_sender ? &name_len : nullptr);
           },
           dl);
       // The peek may take a pending error (e.g. an ICMP port unreachable): report it now.
       if (!size) co_return unexpected(receive_failed(s, size.error()));
       if (*size > buf.size()) {
-        if (!s.only_from || same_sender(sender(s, &ss, peek.msg_namelen), *s.only_from)) {
+        if (!s.only_from || same_sender(sender(s, &ss, name_len), *s.only_from)) {
           co_return errc::message_too_large;
         }
         // Someone else's message: the receive below drops it.
       }
     }
-    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) std::array<char, control_bytes> control;
     msghdr msg{};
-    auto n = co_await s.fd.perform_read(
-        [&] {
-          msg = msghdr{};
-          msg.msg_iov = &iov;
-          msg.msg_iovlen = 1;
-          msg.msg_name = &ss;
-          msg.msg_namelen = sizeof ss;
-          // Without room for ancillary data the kernel closes descriptors sent along.
-          if (env) {
+    iovec iov{buf.data(), buf.size()};
+    result<std::size_t> n = std::size_t{0};
+    if (env) {
+      n = co_await s.fd.perform_read(
+          [&] {
+            msg = msghdr{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_name = &ss;
+            msg.msg_namelen = sizeof ss;
+            // Without room for ancillary data the kernel closes descriptors sent along.
             msg.msg_control = control.data();
             msg.msg_controllen = control.size();
-          }
-          return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
-        },
-        dl);
+            return ::recvmsg(fd, &msg, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+          },
+          dl);
+      name_len = msg.msg_namelen;
+    } else if (want_sender) {
+      n = co_await s.fd.perform_read(
+          [&] {
+            name_len = sizeof ss;
+            return ::recvfrom(fd, buf.data(), buf.size(), MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss),
+                              &name_len);
+          },
+          dl);
+    } else {
+      n = co_await s.fd.perform_read([&] { return ::recv(fd, buf.data(), buf.size(), MSG_TRUNC); }, dl);
+    }
     if (!n) co_return unexpected(receive_failed(s, n.error()));
     ancillary extra;
     if (env) extra.take(msg);
-    address from_addr = sender(s, &ss, msg.msg_namelen);
+    address from_addr;
+    if (want_sender) from_addr = sender(s, &ss, name_len);
     if (s.only_from && s.kind == packet_kind::datagram && !same_sender(from_addr, *s.only_from)) {
       extra.drop();
       continue;

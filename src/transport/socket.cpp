@@ -89,6 +89,9 @@ task<result<void>> stream_write(stream_socket_state& s, const_buffers bufs, dead
   while (sent < iov.total()) {
     auto n = co_await s.fd.perform_write(
         [&] {
+          // One buffer left: send, which spares the kernel sendmsg's import of a msghdr
+          // and an iovec array (docs/performance.md, TLS).
+          if (iov.count() == 1) return ::send(fd, iov.data()->iov_base, iov.data()->iov_len, MSG_NOSIGNAL);
           msghdr msg{};
           msg.msg_iov = iov.data();
           msg.msg_iovlen = std::min<std::size_t>(iov.count(), IOV_MAX);

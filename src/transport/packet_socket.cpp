@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "io_parts.hpp"
@@ -358,9 +359,9 @@ task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf
     if (!n) co_return unexpected(receive_failed(s, n.error()));
     ancillary extra;
     if (env) extra.take(msg);
-    address from_addr;
-    if (want_sender) from_addr = sender(s, &ss, name_len);
-    if (s.only_from && s.kind == packet_kind::datagram && !same_sender(from_addr, *s.only_from)) {
+    std::optional<address> from_addr;  // made only when someone looks at it
+    if (want_sender) from_addr.emplace(sender(s, &ss, name_len));
+    if (s.only_from && s.kind == packet_kind::datagram && !same_sender(*from_addr, *s.only_from)) {
       extra.drop();
       continue;
     }
@@ -374,9 +375,9 @@ task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf
       extra.drop();
       co_return errc::message_too_large;
     }
-    if (from) *from = from_addr;
+    if (from) *from = *from_addr;
     if (env) {
-      env->from = from_addr;
+      env->from = *from_addr;
       env->fds.insert(env->fds.end(), extra.fds.begin(), extra.fds.end());
       env->credentials = extra.credentials;
     }

@@ -121,7 +121,22 @@ bool session::handshake_done() const noexcept { return impl_ && impl_->handshake
 
 void session::feed(const_buffer datagram) {
   auto& d = *impl_->datagram;
-  d.in.push_back(d.take(datagram.data(), datagram.size()));
+  d.receive_buffer(datagram.size());
+  if (!datagram.empty()) std::memcpy(d.rx.bytes.get(), datagram.data(), datagram.size());
+  commit_input(datagram.size());
+}
+
+mutable_buffer session::input_space(std::size_t min) {
+  auto& d = *impl_->datagram;
+  d.receive_buffer(min);
+  return mutable_buffer(d.rx.bytes.get(), d.rx.capacity);
+}
+
+void session::commit_input(std::size_t n) {
+  auto& d = *impl_->datagram;
+  d.rx.size = std::min(n, d.rx.capacity);
+  d.in.push_back(std::move(d.rx));
+  d.rx = {};
 }
 
 bool session::has_output() const noexcept { return impl_ && !impl_->datagram->out.empty(); }
@@ -210,7 +225,11 @@ result<void> session::seal(const_buffers message) {
 
 std::size_t session::max_payload() const noexcept {
   if (!impl_ || !impl_->handshake_done) return link_.mtu > record_overhead ? link_.mtu - record_overhead : 0;
-  return DTLS_get_data_mtu(impl_->ssl);
+  // Fixed once the handshake is done (the MTU is set, never queried, and the suite
+  // cannot change: no renegotiation), so worked out once, not per record.
+  auto& d = *impl_->datagram;
+  if (d.max_payload == 0) d.max_payload = DTLS_get_data_mtu(impl_->ssl);
+  return d.max_payload;
 }
 
 void session::close_notify() { impl_->queue_close_notify(); }

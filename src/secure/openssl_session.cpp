@@ -73,9 +73,9 @@ int bio_read(BIO* bio, char* data, std::size_t len, std::size_t* read) {
     }
     auto d = std::move(s->datagram->in.front());
     s->datagram->in.pop_front();
-    std::size_t n = std::min(len, d.size());
-    std::memcpy(data, d.data(), n);
-    s->datagram->give_back(std::move(d));
+    std::size_t n = std::min(len, d.size);
+    std::memcpy(data, d.bytes.get(), n);
+    s->datagram->give_back_received(std::move(d));
     *read = n;
     return 1;
   }

@@ -108,18 +108,29 @@ struct session_impl {
   // Behind a pointer: a tls session pays nothing for it (two empty deques are 160 bytes
   // and allocate their maps: 1.4 KB per idle connection, bench/tls.cpp).
   struct datagram_state {
-    std::deque<std::vector<std::byte>> in;
+    /// received is one datagram from the peer: `size` bytes of a buffer of `capacity`
+    /// (not zero-filled: a receive buffer is written before it is read).
+    struct received {
+      std::unique_ptr<std::byte[]> bytes;
+      std::size_t size = 0;
+      std::size_t capacity = 0;
+    };
+    std::deque<received> in;
     std::deque<std::vector<std::byte>> out;
-    // Buffers of datagrams already read by OpenSSL or sent, kept for the next ones so
-    // that a datagram costs no allocation either way: one for each direction's next
-    // datagram, none larger than the largest record with its header and a worst-case
-    // expansion (what a sane MTU carries).
+    // The receive buffer (input_space/commit_input): lent to the lower layer's receive,
+    // then queued whole as the datagram, and back here once OpenSSL has read it, so a
+    // datagram is received straight into the buffer OpenSSL reads it from.
+    received rx;
+    // Buffers of datagrams already sent, kept for the next ones so that a datagram costs
+    // no allocation: none larger than the largest record with its header and a
+    // worst-case expansion (what a sane MTU carries).
     std::vector<std::vector<std::byte>> spare;
     static constexpr std::size_t spare_count = 2;
     static constexpr std::size_t spare_capacity = 16384 + 2048;
     std::string cookie_peer;           // a server's: the peer address its cookies are bound to
     unsigned retransmit_us = 1000000;  // the first retransmission timeout
     bool listening = false;            // a server's, until a ClientHello brought a valid cookie
+    std::size_t max_payload = 0;       // once the handshake is done (the MTU and suite are fixed)
 
     /// take is a buffer holding a copy of `n` bytes at `bytes`: a spare one if any.
     std::vector<std::byte> take(const std::byte* bytes, std::size_t n) {
@@ -133,6 +144,17 @@ struct session_impl {
     void give_back(std::vector<std::byte>&& buffer) noexcept {
       if (spare.size() < spare_count && buffer.capacity() <= spare_capacity)
         spare.push_back(std::move(buffer));
+    }
+    /// receive_buffer makes rx at least `n` bytes large (its contents are not kept).
+    void receive_buffer(std::size_t n) {
+      if (rx.capacity >= n) return;
+      rx.bytes.reset(new std::byte[n]);  // default-initialised: no zero fill
+      rx.capacity = n;
+    }
+    /// give_back_received keeps a datagram's buffer that OpenSSL has read as the next
+    /// receive buffer when there is none, or frees it.
+    void give_back_received(received&& r) noexcept {
+      if (!rx.bytes) rx = std::move(r);
     }
   };
   std::unique_ptr<datagram_state> datagram;

@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 
 #include <array>
+#include <cstring>
 #include <deque>
 #include <set>
 #include <string>
@@ -392,6 +393,38 @@ TEST(Dtls, SentDatagramBuffersAreReused) {
     ASSERT_TRUE(n) << n.error().message();
     EXPECT_EQ(text(buf, *n), expected);
   }
+}
+
+// A datagram received into input_space() is read from that buffer (no copy), and the
+// buffer comes back for the next one; feed's copies and input_space mix in order.
+TEST(Dtls, DatagramsAreReceivedIntoTheSessionsBuffer) {
+  auto e = shake_in_memory();
+  ASSERT_TRUE(e.client.handshake_done());
+  std::vector<std::byte> buf(2048);
+  auto receive = [&](std::string_view message) -> const std::byte* {
+    auto datagram = seal_one(e.client, message);
+    auto space = e.server.input_space(65536);
+    EXPECT_GE(space.size(), 65536u);
+    EXPECT_LE(datagram.size(), space.size());
+    std::memcpy(space.data(), datagram.data(), datagram.size());
+    e.server.commit_input(datagram.size());
+    return space.data();
+  };
+  const std::byte* first = receive("first");
+  auto n = e.server.read(buf);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(text(buf, *n), "first");
+  EXPECT_EQ(receive("second"), first) << "the buffer OpenSSL read from carries the next datagram";
+  e.server.feed(seal_one(e.client, "third"));
+  receive("fourth");
+  for (const auto* expected : {"second", "third", "fourth"}) {
+    n = e.server.read(buf);
+    ASSERT_TRUE(n) << n.error().message();
+    EXPECT_EQ(text(buf, *n), expected);
+  }
+  n = e.server.read(buf);
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(*n, 0u);
 }
 
 // The error queue is emptied only when it holds something: an error some other code left

@@ -118,8 +118,14 @@ class session {
   result<tls::want> handshake();
   bool handshake_done() const noexcept;
 
-  /// feed hands the session one datagram from the peer.
+  /// feed hands the session one datagram from the peer (a copy of it).
   void feed(const_buffer datagram);
+  /// input_space is a buffer of at least `min` bytes, the session's own, to receive the
+  /// peer's next datagram into; commit_input(n) then feeds its first n bytes as one
+  /// datagram without a copy. The buffer stays valid until commit_input, feed or the
+  /// session's end; after commit_input, ask again.
+  mutable_buffer input_space(std::size_t min);
+  void commit_input(std::size_t n);
   bool has_output() const noexcept;
   /// next_output is the next datagram to send (moved out).
   std::vector<std::byte> next_output();
@@ -263,14 +269,15 @@ class connection {
   /// next_datagram waits for one datagram from the lower layer and feeds it, sending a
   /// flight again whenever the retransmission timer fires first.
   task<result<void>> next_datagram(deadline dl) {
-    if (inbox_.size() < receive_size) inbox_.resize(receive_size);
     for (;;) {
       auto wait = dl;
       auto timer = session_.retransmit_in();
       if (timer) wait = deadline::earlier(dl, deadline::after(*timer));
-      auto n = co_await lower_.recv(mutable_buffer(inbox_), wait);
+      // Received straight into the session's buffer, which OpenSSL reads it from.
+      const mutable_buffer space = session_.input_space(receive_size);
+      auto n = co_await lower_.recv(space, wait);
       if (n) {
-        session_.feed(const_buffer(inbox_.data(), *n));
+        session_.commit_input(*n);
         co_return result<void>{};
       }
       if (n.error() == errc::timed_out && timer && wait != dl) {
@@ -301,7 +308,6 @@ class connection {
 
   Lower lower_;
   session session_;
-  std::vector<std::byte> inbox_;
   bool closed_ = false;
 };
 

@@ -109,6 +109,18 @@ task<result<void>> stream_write(stream_socket_state& s, const_buffers bufs, dead
   co_return result<void>{};
 }
 
+result<std::size_t> stream_try_write(stream_socket_state& s, const_buffer buf) {
+  if (s.write_error) return unexpected(s.write_error);
+  if (!s.fd) return errc::closed;
+  if (buf.empty()) return std::size_t{0};
+  const int fd = s.fd.get();
+  auto n = s.fd.try_write([&] { return ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
+  if (n) return n;
+  if (n.error() == std::errc::resource_unavailable_try_again) return std::size_t{0};
+  stream_fail_write(s, n.error());
+  return unexpected(s.write_error);
+}
+
 task<result<void>> stream_shutdown_write(stream_socket_state& s, deadline) {
   if (!s.fd) co_return errc::closed;
   if (s.write_shut) co_return result<void>{};

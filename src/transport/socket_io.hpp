@@ -40,6 +40,9 @@ inline void stream_fail_write(stream_socket_state& s, std::error_code ec) noexce
 /// The byte_stream operations of core/stream.hpp, over a stream socket's state.
 task<result<std::size_t>> stream_read_some(stream_socket_state& s, mutable_buffer buf, deadline dl);
 task<result<void>> stream_write(stream_socket_state& s, const_buffers bufs, deadline dl);
+/// stream_try_write writes what the socket takes now, without waiting: 0..buf.size()
+/// bytes (0 when it has no room). Errors as stream_write's system errors (sticky).
+result<std::size_t> stream_try_write(stream_socket_state& s, const_buffer buf);
 task<result<void>> stream_shutdown_write(stream_socket_state& s, deadline dl);
 task<result<void>> stream_close(stream_socket_state& s, deadline dl);
 

@@ -32,6 +32,8 @@ task<result<void>> stream::write(const_buffers bufs, deadline dl) {
   return detail::stream_write(state_, bufs, dl);
 }
 
+result<std::size_t> stream::try_write_some(const_buffer buf) { return detail::stream_try_write(state_, buf); }
+
 task<result<void>> stream::shutdown_write(deadline dl) { return detail::stream_shutdown_write(state_, dl); }
 
 task<result<void>> stream::close(deadline dl) { return detail::stream_close(state_, dl); }

@@ -243,6 +243,26 @@ TEST(Tcp, ResetWakesAPendingReader) {
   });
 }
 
+TEST(Tcp, TryWriteSomeWritesWithoutWaitingAndKeepsTheOrder) {
+  run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
+    auto n = a.try_write_some(as_bytes("first "));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 6u);
+    auto w = co_await a.write(as_bytes("second"), dl);
+    CO_ASSERT_OK(w);
+    auto got = co_await read_text(b, 12, dl);
+    CO_ASSERT_OK(got);
+    EXPECT_EQ(*got, "first second");
+    b.reset();
+    std::array<std::byte, 8> buf;
+    (void)co_await a.read_some(buf, dl);  // the reset has arrived
+    auto broken = a.try_write_some(as_bytes("x"));
+    EXPECT_EQ(broken.error(), errc::broken);
+    auto w2 = co_await a.write(as_bytes("x"), dl);
+    EXPECT_EQ(w2.error(), errc::broken);
+  });
+}
+
 TEST(Tcp, ShutDownWriteDirectionStaysFailedWhileReadingWorks) {
   run_pair_test([](tcp::stream& a, tcp::stream& b, deadline dl) -> task<void> {
     auto sh = co_await a.shutdown_write(dl);

@@ -553,6 +553,52 @@ TEST(Unix, PeerThatNeverReadsTimesTheWriterOutAndCloseStillReturns) {
   });
 }
 
+// try_write_some takes what the socket has room for without waiting (0 when full), the
+// bytes keep their order with write's, and an error fails the direction as write's do.
+TEST(Unix, TryWriteSomeTakesWhatFitsWithoutWaiting) {
+  run_test([]() -> task<void> {
+    auto p = uds::stream::pair();
+    CO_ASSERT_OK(p);
+    auto& [a, b] = *p;
+    auto dl = deadline::after(5s);
+    std::vector<std::byte> sent;
+    std::vector<std::byte> chunk(64 * 1024);
+    std::size_t took = 0;
+    for (int i = 0; i < 1024; ++i) {
+      for (std::size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<std::byte>((sent.size() + j) * 7);
+      auto n = a.try_write_some(const_buffer(chunk));
+      CO_ASSERT_OK(n);
+      sent.insert(sent.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(*n));
+      took += *n;
+      if (*n == 0) break;
+    }
+    EXPECT_GT(took, 0u);
+    auto full = a.try_write_some(as_bytes("x"));
+    CO_ASSERT_OK(full);
+    EXPECT_EQ(*full, 0u) << "no room: nothing taken, no wait";
+    // write() waits for room for what follows; the reader sees one ordered stream.
+    const auto tail = as_bytes("the tail");
+    sent.insert(sent.end(), tail.begin(), tail.end());
+    std::vector<std::byte> got(sent.size());
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](uds::stream& r, mutable_buffer into, deadline d) -> task<void> {
+        auto n = co_await read_exact(r, into, d);
+        EXPECT_TRUE(n);
+      }(b, mutable_buffer(got), dl));
+      auto w = co_await a.write(tail, dl);
+      EXPECT_TRUE(w);
+    });
+    EXPECT_TRUE(got == sent);
+    b.reset();
+    auto broken = a.try_write_some(as_bytes("x"));
+    EXPECT_EQ(broken.error(), errc::broken);
+    auto w = co_await a.write(as_bytes("x"), dl);
+    EXPECT_EQ(w.error(), errc::broken) << "sticky, as write's errors";
+    uds::stream closed;
+    EXPECT_EQ(closed.try_write_some(as_bytes("x")).error(), errc::closed);
+  });
+}
+
 TEST(Unix, AdoptTakesOverAConnectedDescriptor) {
   run_test([]() -> task<void> {
     int fds[2];

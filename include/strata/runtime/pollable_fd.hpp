@@ -209,6 +209,28 @@ class pollable_fd {
     }
   }
 
+  /// try_write is try_read for the write direction: `call` once without waiting, unless
+  /// the hint knows the descriptor cannot take anything since a call last would have
+  /// blocked.
+  template <class Call>
+  result<std::size_t> try_write(Call call) noexcept {
+    if (fd_ < 0) return errc::closed;
+    auto* loop = event_loop::current();
+    if (!loop->io_ready(fd_, true))
+      return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
+    for (;;) {
+      ssize_t n = call();
+      if (n >= 0) return static_cast<std::size_t>(n);
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        loop->io_drained(fd_, true);
+        return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
+      }
+      return unexpected(from_errno(err));
+    }
+  }
+
   /// perform_polled runs `call` until it does not block, retrying on a timer (50 us
   /// doubling to 5 ms) rather than on readiness: for a would-block that no edge of this
   /// descriptor announces (a full unix datagram queue of another socket, a unix

@@ -66,6 +66,12 @@ class stream {
   /// (EPIPE, ECONNRESET), fail the write direction for good (the peer saw an unknown
   /// prefix).
   task<result<void>> write(const_buffers bufs, deadline dl);
+  /// try_write_some writes what the socket takes now, without waiting or a coroutine:
+  /// 0..buf.size() bytes, 0 when it has no room (write() then waits for the rest). For a
+  /// layer above that has bytes ready in a buffer it does not own for long (tls hands
+  /// over its records this way, as OpenSSL's socket BIO does). Errors: as write's, and
+  /// as there they fail the write direction for good.
+  result<std::size_t> try_write_some(const_buffer buf);
   /// shutdown_write half-closes (SHUT_WR): the peer reads end_of_stream after our last
   /// byte; later writes get `closed`. Does not block.
   task<result<void>> shutdown_write(deadline dl);

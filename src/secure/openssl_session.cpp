@@ -51,12 +51,19 @@ bool is_ip_literal(const std::string& name) {
 int bio_write(BIO* bio, const char* data, std::size_t len, std::size_t* written) {
   auto* s = static_cast<session_impl*>(BIO_get_data(bio));
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
+  *written = len;
   if (s->datagram) {
     s->datagram->out.push_back(s->datagram->take(bytes, len));
-  } else {
-    s->out.insert(s->out.end(), bytes, bytes + len);
+    return 1;
   }
-  *written = len;
+  if (s->sink.write && s->out_begin == s->out.size()) {
+    // Nothing queued before this record: the sink may take it straight from OpenSSL's
+    // buffer; only what it leaves is copied.
+    std::size_t took = std::min(s->sink.write(s->sink.context, const_buffer(bytes, len)), len);
+    bytes += took;
+    len -= took;
+  }
+  s->out.insert(s->out.end(), bytes, bytes + len);
   return 1;
 }
 

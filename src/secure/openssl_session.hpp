@@ -103,6 +103,8 @@ struct session_impl {
   std::size_t out_begin = 0;
   // Small pieces of a gather write collect here until a record is full.
   std::vector<std::byte> stage;
+  // Where records go first while encrypt runs with a sink (stream mode).
+  record_sink sink{};
 
   // Datagram mode (dtls): one BIO read takes one whole datagram, one BIO write makes one.
   // Behind a pointer: a tls session pays nothing for it (two empty deques are 160 bytes

@@ -231,6 +231,16 @@ result<std::size_t> session::read(mutable_buffer buf) {
   return unexpected(s.read_failure);
 }
 
+result<void> session::encrypt(std::span<const const_buffer> parts, std::size_t& offset, std::size_t limit,
+                              record_sink sink) {
+  struct sink_scope {
+    detail::session_impl& s;
+    ~sink_scope() { s.sink = {}; }
+  } scope{*impl_};
+  impl_->sink = sink;
+  return encrypt(parts, offset, limit);
+}
+
 result<void> session::encrypt(std::span<const const_buffer> parts, std::size_t& offset, std::size_t limit) {
   auto& s = *impl_;
   if (s.sent_close) return errc::closed;

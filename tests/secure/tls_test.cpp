@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -19,6 +21,7 @@
 #include "strata/runtime/timer.hpp"
 #include "strata/transport/inproc.hpp"
 #include "strata/transport/tcp.hpp"
+#include "strata/transport/unix.hpp"
 #include "support/co_test.hpp"
 #include "support/pki.hpp"
 
@@ -579,6 +582,136 @@ TEST(Tls, GatherWritesFillWholeRecords) {
     // 64 KiB + 120 bytes is five records at best; never one per piece plus fragments.
     EXPECT_EQ(count_records(engine.pending_output()), 5u);
     engine.consume_output(engine.pending_output().size());
+  });
+}
+
+// A record sink takes records straight from OpenSSL's buffer; what it leaves (here: half
+// of a record) queues, and while anything is queued later records queue behind it.
+TEST(Tls, RecordsGoToASinkAndWhatItLeavesQueuesInOrder) {
+  test::run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto out = co_await shake(client_context(), "localhost", server_context(), dl);
+    CO_ASSERT_OK(out.client);
+    CO_ASSERT_OK(out.server);
+    auto& engine = out.client->engine();
+    struct taker {
+      std::vector<std::byte> wire;
+      int calls = 0;
+      static std::size_t take(void* self, const_buffer bytes) noexcept {
+        auto& t = *static_cast<taker*>(self);
+        ++t.calls;
+        std::size_t n = bytes.size() / 2;
+        t.wire.insert(t.wire.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+        return n;
+      }
+    } t;
+    tls::record_sink sink;
+    sink.context = &t;
+    sink.write = &taker::take;
+    auto data = pattern(40 * 1024);
+    const_buffer whole(data);
+    std::size_t offset = 0;
+    CO_ASSERT_OK(engine.encrypt(std::span<const const_buffer>(&whole, 1), offset, data.size(), sink));
+    EXPECT_EQ(offset, data.size());
+    // The first record went half to the sink; from then on something was queued, so the
+    // sink was asked no more.
+    EXPECT_EQ(t.calls, 1);
+    auto rest = engine.pending_output();
+    t.wire.insert(t.wire.end(), rest.begin(), rest.end());
+    engine.consume_output(rest.size());
+    // Nothing pending: the sink is asked again, for the first record only.
+    offset = 0;
+    CO_ASSERT_OK(engine.encrypt(std::span<const const_buffer>(&whole, 1), offset, data.size(), sink));
+    EXPECT_EQ(t.calls, 2);
+    rest = engine.pending_output();
+    t.wire.insert(t.wire.end(), rest.begin(), rest.end());
+    engine.consume_output(rest.size());
+    // Without a sink nothing is handed over.
+    offset = 0;
+    CO_ASSERT_OK(engine.encrypt(std::span<const const_buffer>(&whole, 1), offset, data.size()));
+    EXPECT_EQ(t.calls, 2);
+    rest = engine.pending_output();
+    t.wire.insert(t.wire.end(), rest.begin(), rest.end());
+    engine.consume_output(rest.size());
+
+    auto& peer = out.server->engine();
+    auto space = peer.input_space(t.wire.size());
+    std::memcpy(space.data(), t.wire.data(), t.wire.size());
+    peer.commit_input(t.wire.size());
+    std::vector<std::byte> got;
+    std::vector<std::byte> buf(16 * 1024);
+    while (got.size() < 3 * data.size()) {
+      auto n = peer.read(mutable_buffer(buf));
+      CO_ASSERT_OK(n);
+      CO_ASSERT_TRUE(*n > 0);
+      got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
+    }
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(
+          std::equal(data.begin(), data.end(), got.begin() + i * static_cast<std::ptrdiff_t>(data.size())))
+          << "copy " << i;
+    }
+  });
+}
+
+// Over a unix socket the stream hands its records to the socket as OpenSSL makes them;
+// when the socket fills, the rest is queued and sent in order. Both ways at once, with
+// readers that fall behind, and a peer that goes away fails the writer cleanly.
+static_assert(tls::detail::writes_without_waiting<uds::stream> &&
+                  tls::detail::writes_without_waiting<tcp::stream>,
+              "tls::stream hands its records straight to the socket transports");
+static_assert(!tls::detail::writes_without_waiting<inproc::stream>);
+
+TEST(Tls, OverASocketRecordsGoStraightOutAndQueueWhenItIsFull) {
+  test::run_test([]() -> task<void> {
+    using uds_tls = tls::stream<uds::stream>;
+    auto dl = deadline::after(10s);
+    auto pair = uds::stream::pair();
+    CO_ASSERT_OK(pair);
+    result<uds_tls> server = errc::not_supported;
+    result<uds_tls> client = errc::not_supported;
+    tls::client_options options{.server_name = "localhost"};
+    auto client_ctx = client_context();
+    auto server_ctx = server_context();
+    co_await with_scope([&](scope& sc) -> task<void> {
+      sc.spawn([](uds::stream lower, tls::context ctx, deadline d, result<uds_tls>& into) -> task<void> {
+        into = co_await tls::accept(std::move(lower), std::move(ctx), d);
+      }(std::move(pair->second), server_ctx, dl, server));
+      client = co_await tls::connect(std::move(pair->first), client_ctx, options, dl);
+    });
+    CO_ASSERT_OK(client);
+    CO_ASSERT_OK(server);
+    auto up = pattern(3 * 1024 * 1024 + 17, 2);
+    auto down = pattern(2 * 1024 * 1024 + 5, 3);
+    co_await with_scope([&](scope& sc) -> task<void> {
+      auto send = [](uds_tls& w, const std::vector<std::byte>& data, deadline d) -> task<void> {
+        // Pieces of assorted sizes, some below a record, some above.
+        std::size_t at = 0;
+        for (std::size_t step = 1000; at < data.size(); step = step * 3 % 70001 + 1) {
+          std::size_t n = std::min(step, data.size() - at);
+          auto r = co_await w.write(const_buffer(data.data() + at, n), d);
+          EXPECT_TRUE(r) << r.error().message();
+          if (!r) co_return;
+          at += n;
+        }
+      };
+      auto receive = [](uds_tls& r, const std::vector<std::byte>& expected, deadline d) -> task<void> {
+        // Late, so that the writer finds the socket full.
+        (void)co_await sleep_until(deadline::after(20ms));
+        auto got = co_await read_all(r, expected.size(), d);
+        EXPECT_TRUE(got && *got == expected);
+      };
+      sc.spawn(send(*client, up, dl));
+      sc.spawn(send(*server, down, dl));
+      sc.spawn(receive(*server, up, dl));
+      co_await receive(*client, down, dl);
+    });
+    server->next_layer().reset();
+    auto big = pattern(1024 * 1024);
+    auto r = co_await client->write(const_buffer(big), dl);
+    EXPECT_EQ(r.error(), errc::broken);
+    auto again = co_await client->write(as_bytes("x"), dl);
+    EXPECT_EQ(again.error(), errc::broken);
   });
 }
 

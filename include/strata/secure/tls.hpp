@@ -17,6 +17,7 @@
 
 #include <array>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -144,6 +145,13 @@ struct context_options {
 namespace detail {
 struct context_impl;
 struct session_impl;
+
+/// writes_without_waiting: the lower stream can take bytes at once without a coroutine
+/// (tcp::stream, uds::stream), so records can go to it straight from OpenSSL's buffer.
+template <class Lower>
+concept writes_without_waiting = requires(Lower& lower, const_buffer bytes) {
+  { lower.try_write_some(bytes) } -> std::same_as<result<std::size_t>>;
+};
 }  // namespace detail
 
 /// context is the configuration every connection of one side shares (an SSL_CTX with the
@@ -187,6 +195,16 @@ enum class want : std::uint8_t {
   input,    ///< more ciphertext from the peer (after sending pending_output())
 };
 
+/// record_sink takes records as encrypt makes them, straight from OpenSSL's own buffer:
+/// `write` is handed each record's bytes (valid only during the call) and returns how
+/// many of them it took, 0..size; the rest queue in pending_output() as usual. A sink
+/// that writes to a socket without waiting spares the copy into the session's buffer
+/// (what OpenSSL's socket BIO does).
+struct record_sink {
+  void* context = nullptr;
+  std::size_t (*write)(void* context, const_buffer bytes) noexcept = nullptr;
+};
+
 /// session is the sans-I/O TLS engine of one connection: feed it the peer's bytes
 /// (input_space/commit_input), take the records it produced (pending_output/consume_output)
 /// and drive it with handshake, read and encrypt. It performs no I/O and allocates only
@@ -223,6 +241,10 @@ class session {
   /// are encrypted straight from the caller's memory. Errors: closed (close_notify was
   /// sent), handshake_failed.
   result<void> encrypt(std::span<const const_buffer> parts, std::size_t& offset, std::size_t limit);
+  /// encrypt with a sink: while nothing is pending, records go to `sink` first and only
+  /// what it did not take queues in pending_output() (so order is kept).
+  result<void> encrypt(std::span<const const_buffer> parts, std::size_t& offset, std::size_t limit,
+                       record_sink sink);
 
   /// close_notify queues the alert that ends our direction (idempotent).
   void close_notify();
@@ -318,11 +340,16 @@ class stream {
     for (auto p : parts) total += p.size();
     do {
       // At most write_batch bytes become records before they are sent: a large write
-      // needs no ciphertext buffer of its own size.
-      auto sealed = session_.encrypt(parts, offset, write_batch);
+      // needs no ciphertext buffer of its own size. While nothing waits to be sent, a
+      // lower layer that can write without waiting takes each record as OpenSSL makes
+      // it (no copy, no coroutine); what it has no room for is sent by flush.
+      auto sealed = direct_ok() ? session_.encrypt(parts, offset, write_batch, direct_sink())
+                                : session_.encrypt(parts, offset, write_batch);
       if (!sealed) co_return unexpected(sealed.error());
-      auto sent = co_await flush(dl);
-      if (!sent) co_return unexpected(sent.error());
+      if (session_.has_output() || flushing_) {
+        auto sent = co_await flush(dl);
+        if (!sent) co_return unexpected(sent.error());
+      }
     } while (offset < total);
     co_return result<void>{};
   }
@@ -424,6 +451,29 @@ class stream {
     std::memcpy(space.data(), first.data(), *n);
     session_.commit_input(*n);
     co_return result<void>{};
+  }
+
+  /// direct_ok: records may go straight to the lower layer (it can write without
+  /// waiting, and no earlier record waits to be sent or is being sent).
+  bool direct_ok() const noexcept {
+    if constexpr (detail::writes_without_waiting<Lower>) {
+      return !flushing_ && !write_error_ && !session_.has_output();
+    } else {
+      return false;
+    }
+  }
+  record_sink direct_sink() noexcept {
+    record_sink sink;
+    sink.context = &lower_;
+    sink.write = [](void* lower, const_buffer bytes) noexcept -> std::size_t {
+      if constexpr (detail::writes_without_waiting<Lower>) {
+        auto n = static_cast<Lower*>(lower)->try_write_some(bytes);
+        return n ? *n : 0;  // an error comes back from the write of what is left
+      } else {
+        return 0;
+      }
+    };
+    return sink;
   }
 
   /// took records what a read of the lower stream brought into the session.

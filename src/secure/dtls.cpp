@@ -266,7 +266,11 @@ struct cookie_check {
     auto& d = *probe->datagram;
     d.cookie_peer = from.to_string();
     d.in.clear();
-    d.in.push_back(d.take(datagram.data(), datagram.size()));
+    session_impl::datagram_state::received copy;
+    copy.bytes = std::make_unique_for_overwrite<std::byte[]>(datagram.size());
+    if (!datagram.empty()) std::memcpy(copy.bytes.get(), datagram.data(), datagram.size());
+    copy.size = copy.capacity = datagram.size();
+    d.in.push_back(std::move(copy));
     int r = listen_once(*probe, client.get());
     d.in.clear();
     if (r == 1) {

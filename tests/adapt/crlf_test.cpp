@@ -232,6 +232,25 @@ TEST(Crlf, WireBytesAndOneWritePerMessage) {
   }());
 }
 
+TEST(Crlf, BatchSendIsOneWriteAndOneBadMessageRefusesIt) {
+  run([]() -> task<void> {
+    crlf a{script_stream{}};
+    std::vector<outgoing_datagram> msgs(3);
+    msgs[0].data = as_bytes("one");
+    msgs[1].data = as_bytes("");
+    msgs[2].data = as_bytes("three");
+    auto n = co_await a.send_batch(msgs, soon());
+    EXPECT_TRUE(n && *n == 3u);
+    EXPECT_EQ(a.next_layer().writes, 1);
+    EXPECT_EQ(text(a.next_layer().written), "one\r\n\r\nthree\r\n");
+    // A delimiter inside any message refuses the whole batch before a byte leaves.
+    msgs[1].data = as_bytes("t\r\nwo");
+    auto bad = co_await a.send_batch(msgs, soon());
+    EXPECT_EQ(bad.error(), errc::invalid_argument);
+    EXPECT_EQ(a.next_layer().writes, 1);
+  }());
+}
+
 TEST(Crlf, MessageContainingDelimiterIsRefused) {
   run([]() -> task<void> {
     crlf a{script_stream{}};

@@ -13,6 +13,7 @@
 #include "strata/adapt/crlf.hpp"
 #include "strata/runtime.hpp"
 #include "strata/transport/tcp.hpp"
+#include "strata/transport/udp.hpp"
 #include "strata/transport/unix.hpp"
 #include "support/co_test.hpp"
 #include "support/conformance.hpp"
@@ -719,6 +720,252 @@ TEST(Prefix, OverAnyStream) {
     EXPECT_EQ((co_await a.send(as_bytes(std::string(1001, 'x')), soon())).error(), errc::message_too_large);
   }());
 }
+
+
+// -- batch send ------------------------------------------------------------------------
+
+std::vector<outgoing_datagram> outgoing_of(const std::vector<std::string>& texts) {
+  std::vector<outgoing_datagram> out;
+  for (const auto& t : texts) {
+    outgoing_datagram d;
+    d.data = as_bytes(t);
+    out.push_back(d);
+  }
+  return out;
+}
+
+TEST(PrefixBatch, EveryMessageInOrderWithOneWrite) {
+  test::run_test([]() -> task<void> {
+    const prefix_options o{.header_bytes = 2, .max_message = 1000};
+    prefix<script_stream> p(script_stream{}, o);
+    const std::vector<std::string> texts{"one", "", "three", std::string(300, 'x')};
+    auto msgs = outgoing_of(texts);
+    auto n = co_await p.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, texts.size());
+    EXPECT_EQ(p.next_layer().writes, 1);
+    std::vector<std::byte> expected;
+    for (const auto& t : texts) {
+      auto f = frame(o, t);
+      expected.insert(expected.end(), f.begin(), f.end());
+    }
+    EXPECT_TRUE(p.next_layer().written == expected);
+  });
+}
+
+TEST(PrefixBatch, GatherMessagesKeepTheirParts) {
+  test::run_test([]() -> task<void> {
+    const prefix_options o{.header_bytes = 4};
+    prefix<script_stream> p(script_stream{}, o);
+    std::array<const_buffer, 3> parts{as_bytes("ga"), as_bytes(""), as_bytes("ther")};
+    std::vector<outgoing_datagram> msgs(2);
+    msgs[0].data = std::span<const const_buffer>(parts);
+    msgs[1].data = as_bytes("plain");
+    auto n = co_await p.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 2u);
+    auto f1 = frame(o, "gather");
+    auto f2 = frame(o, "plain");
+    f1.insert(f1.end(), f2.begin(), f2.end());
+    EXPECT_TRUE(p.next_layer().written == f1);
+    EXPECT_EQ(p.next_layer().writes, 1);
+  });
+}
+
+TEST(PrefixBatch, OneOversizeMessageRefusesTheBatchBeforeAnyByte) {
+  test::run_test([]() -> task<void> {
+    prefix<script_stream> p(script_stream{}, prefix_options{.header_bytes = 1, .max_message = 100});
+    const std::vector<std::string> texts{"fine", std::string(101, 'x'), "fine too"};
+    auto msgs = outgoing_of(texts);
+    auto n = co_await p.send_batch(msgs, soon());
+    EXPECT_EQ(n.error(), errc::message_too_large);
+    EXPECT_EQ(p.next_layer().writes, 0);
+    EXPECT_TRUE(p.next_layer().written.empty());
+    // Over what the 1-byte header can count, too.
+    prefix<script_stream> q(script_stream{}, prefix_options{.header_bytes = 1, .max_message = 1000});
+    const std::vector<std::string> big{"a", std::string(256, 'y')};
+    auto big_msgs = outgoing_of(big);
+    auto m = co_await q.send_batch(big_msgs, soon());
+    EXPECT_EQ(m.error(), errc::message_too_large);
+    EXPECT_EQ(q.next_layer().writes, 0);
+    // The layer is unharmed.
+    const std::vector<std::string> ok{"a", std::string(255, 'y')};
+    auto ok_msgs = outgoing_of(ok);
+    auto k = co_await q.send_batch(ok_msgs, soon());
+    CO_ASSERT_OK(k);
+    EXPECT_EQ(*k, 2u);
+  });
+}
+
+TEST(PrefixBatch, EmptyBatchBadOptionsAndDetached) {
+  test::run_test([]() -> task<void> {
+    prefix<script_stream> p(script_stream{});
+    std::vector<outgoing_datagram> none;
+    auto n = co_await p.send_batch(none, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 0u);
+    EXPECT_EQ(p.next_layer().writes, 0);
+    const std::vector<std::string> texts{"x"};
+    auto msgs = outgoing_of(texts);
+    prefix<script_stream> bad(script_stream{}, prefix_options{.header_bytes = 9});
+    auto b = co_await bad.send_batch(msgs, soon());
+    EXPECT_EQ(b.error(), errc::invalid_argument);
+    (void)p.detach();
+    auto d = co_await p.send_batch(msgs, soon());
+    EXPECT_EQ(d.error(), errc::closed);
+  });
+}
+
+TEST(PrefixBatch, ReceivedOneByOneOverASocket) {
+  test::run_test([]() -> task<void> {
+    auto pair = uds::stream::pair();
+    CO_ASSERT_TRUE(pair);
+    prefix a(std::move(pair->first));
+    prefix b(std::move(pair->second));
+    std::vector<std::string> texts;
+    for (int i = 0; i < 200; ++i) texts.push_back(std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), '.'));
+    auto msgs = outgoing_of(texts);
+    auto n = co_await a.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, texts.size());
+    std::array<std::byte, 64> buf;
+    for (const auto& t : texts) {
+      auto got = co_await b.recv(buf, soon());
+      CO_ASSERT_OK(got);
+      EXPECT_EQ(text(std::span(buf).first(*got)), t);
+    }
+  });
+}
+
+TEST(PrefixBatch, TimeoutBeforeAnyByteSendsNothingAndTheBatchMayBeRetried) {
+  test::run_test([]() -> task<void> {
+    // The peer takes 8 bytes before it reads: the first frame (4 + 4) fills that.
+    auto [x, y] = test::mem_stream::pair(test::mem_options{.buffer_limit = 8});
+    prefix a(std::move(x));
+    prefix b(std::move(y));
+    auto first = co_await a.send(as_bytes("full"), soon());
+    CO_ASSERT_OK(first);
+    const std::vector<std::string> texts{"one", "two"};
+    auto msgs = outgoing_of(texts);
+    auto timed = co_await a.send_batch(msgs, deadline::after(20ms));
+    EXPECT_EQ(timed.error(), errc::timed_out);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](prefix<test::mem_stream>& b) -> task<void> {
+        std::array<std::byte, 16> buf;
+        const std::vector<std::string> wanted{"full", "one", "two"};
+        for (const auto& want : wanted) {
+          auto n = co_await b.recv(buf, soon());
+          CO_ASSERT_OK(n);
+          EXPECT_EQ(text(std::span(buf).first(*n)), want);
+        }
+      }(b));
+      auto again = co_await a.send_batch(msgs, soon());
+      CO_ASSERT_OK(again);
+      EXPECT_EQ(*again, 2u);
+    });
+  });
+}
+
+TEST(PrefixBatch, TimeoutPartWayBreaksTheDirection) {
+  test::run_test([]() -> task<void> {
+    // Room for 10 bytes: the batch (2 frames of 8) stops inside its second frame.
+    auto [x, y] = test::mem_stream::pair(test::mem_options{.buffer_limit = 10});
+    prefix a(std::move(x));
+    prefix b(std::move(y));
+    const std::vector<std::string> texts{"abcd", "efgh"};
+    auto msgs = outgoing_of(texts);
+    auto timed = co_await a.send_batch(msgs, deadline::after(20ms));
+    EXPECT_EQ(timed.error(), errc::timed_out);
+    // The peer got a prefix of the batch: the first message whole, then part of a frame.
+    std::array<std::byte, 16> buf;
+    auto n = co_await b.recv(buf, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(text(std::span(buf).first(*n)), "abcd");
+    auto partial = co_await b.recv(buf, deadline::after(20ms));
+    EXPECT_EQ(partial.error(), errc::timed_out);
+    // The write direction stays failed.
+    auto after = co_await a.send_batch(msgs, soon());
+    EXPECT_FALSE(after);
+  });
+}
+
+/// counted_messages is a message layer without a batch send of its own, whose send fails
+/// from its `fail_at`-th call on.
+struct counted_messages {
+  static constexpr properties capabilities = prefix<tcp::stream>::capabilities;
+  std::shared_ptr<std::vector<std::string>> sent = std::make_shared<std::vector<std::string>>();
+  std::size_t fail_at = SIZE_MAX;
+
+  task<result<void>> send(const_buffers b, deadline) {
+    if (sent->size() >= fail_at) co_return errc::broken;
+    std::vector<std::byte> bytes;
+    b.copy_to(bytes);
+    sent->emplace_back(as_text(bytes));
+    co_return result<void>{};
+  }
+  task<result<std::size_t>> recv(mutable_buffer, deadline) { co_return errc::not_supported; }
+  task<result<void>> close(deadline) { co_return result<void>{}; }
+};
+
+/// tally_stream is a script_stream that counts its writes where a test can see them
+/// after the stream moved into an erased stack.
+struct tally_stream : script_stream {
+  std::shared_ptr<int> tally = std::make_shared<int>(0);
+  task<result<void>> write(const_buffers bufs, deadline dl) {
+    ++*tally;
+    return script_stream::write(bufs, dl);
+  }
+};
+
+TEST(PrefixBatch, AnyMessageUsesTheLayersBatchSend) {
+  test::run_test([]() -> task<void> {
+    tally_stream lower;
+    auto writes = lower.tally;
+    any_message m(prefix<tally_stream>(std::move(lower)));
+    const std::vector<std::string> texts{"a", "b", "c"};
+    auto msgs = outgoing_of(texts);
+    auto n = co_await m.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 3u);
+    EXPECT_EQ(*writes, 1);
+  });
+}
+
+TEST(PrefixBatch, AnyMessageLoopsOverSendForOtherLayers) {
+  test::run_test([]() -> task<void> {
+    const std::vector<std::string> texts{"a", "b", "c"};
+    auto msgs = outgoing_of(texts);
+    counted_messages all;
+    auto all_sent = all.sent;
+    any_message m(std::move(all));
+    auto n = co_await m.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, 3u);
+    EXPECT_EQ(*all_sent, texts);
+
+    // A failure after some were sent: the count before it, no error (udp's rule).
+    counted_messages part;
+    part.fail_at = 2;
+    auto part_sent = part.sent;
+    any_message p(std::move(part));
+    auto k = co_await p.send_batch(msgs, soon());
+    CO_ASSERT_OK(k);
+    EXPECT_EQ(*k, 2u);
+    EXPECT_EQ(part_sent->size(), 2u);
+
+    // A failure at the first: the error.
+    counted_messages none;
+    none.fail_at = 0;
+    any_message z(std::move(none));
+    auto e = co_await z.send_batch(msgs, soon());
+    EXPECT_EQ(e.error(), errc::broken);
+  });
+}
+
+// any_message forwards to udp's own batch send (sendmmsg) for a connected udp socket.
+static_assert(requires(udp::connected& c, std::span<const outgoing_datagram> m, deadline dl) {
+  { c.send_batch(m, dl) } -> std::same_as<task<result<std::size_t>>>;
+});
 
 }  // namespace
 }  // namespace strata

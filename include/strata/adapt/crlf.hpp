@@ -17,6 +17,7 @@
 #include <array>
 #include <cstddef>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,7 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/result.hpp"
@@ -144,6 +146,28 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
     if (auto ok = check_crlf_message(options_, message); !ok) co_return ok;
     detail::frame_parts frame({}, message.view(), as_bytes(options_.delimiter));
     co_return co_await this->send_frame(frame, dl);
+  }
+
+  /// send_batch sends `msgs` in order, each followed by the delimiter, with a single
+  /// write of the lower layer, and returns msgs.size(); `to` is ignored. The rules are
+  /// prefix's send_batch: every message is checked first (invalid_argument for bad options
+  /// or a message that contains the delimiter, message_too_large) and one bad message
+  /// refuses the whole batch before any byte leaves; the lower write's errors apply to the
+  /// batch as a whole (timed_out or operation_canceled before any byte left: nothing
+  /// sent; otherwise an unknown prefix reached the peer and the direction is broken).
+  task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) {
+    if (!this->valid()) co_return errc::invalid_argument;
+    std::size_t parts = 0;
+    for (const auto& m : msgs) {
+      if (auto ok = check_crlf_message(options_, m.data); !ok) co_return unexpected(ok.error());
+      parts += m.data.view().size();
+    }
+    if (msgs.empty()) co_return std::size_t{0};
+    detail::frame_batch batch(msgs.size(), parts, 0);
+    for (const auto& m : msgs) batch.add({}, m.data.view(), as_bytes(options_.delimiter));
+    auto sent = co_await this->send_frames(batch, dl);
+    if (!sent) co_return unexpected(sent.error());
+    co_return msgs.size();
   }
 
   // recv (which returns a message without its delimiter), shutdown_write, close,

@@ -71,6 +71,42 @@ class frame_parts {
   std::span<const const_buffer> view_;
 };
 
+/// frame_batch is the gather list of many frames sent with one write (a batch send):
+/// per frame a header copied in (up to 8 bytes), the caller's parts (not copied) and a
+/// trailer (not copied: it must outlive the write). Storage is sized once in the
+/// constructor, so the views it hands out stay valid; keep it in the sending coroutine's
+/// frame until the write completes.
+class frame_batch {
+ public:
+  /// frame_batch makes room for `frames` frames with `parts` caller parts in all and
+  /// headers of at most `header_bytes` each.
+  frame_batch(std::size_t frames, std::size_t parts, std::size_t header_bytes)
+      : headers_(frames * header_bytes) {
+    list_.reserve(2 * frames + parts);
+  }
+  frame_batch(const frame_batch&) = delete;
+  frame_batch& operator=(const frame_batch&) = delete;
+
+  /// add appends one frame; `header` is copied (at most the header_bytes given above).
+  void add(const_buffer header, std::span<const const_buffer> parts, const_buffer trailer) {
+    if (!header.empty()) {
+      std::memcpy(headers_.data() + used_, header.data(), header.size());
+      list_.emplace_back(headers_.data() + used_, header.size());
+      used_ += header.size();
+    }
+    for (auto p : parts) {
+      if (!p.empty()) list_.push_back(p);
+    }
+    if (!trailer.empty()) list_.push_back(trailer);
+  }
+  const_buffers view() const noexcept { return const_buffers(std::span<const const_buffer>(list_)); }
+
+ private:
+  std::vector<std::byte> headers_;
+  std::vector<const_buffer> list_;
+  std::size_t used_ = 0;
+};
+
 /// framed_stream owns a byte stream and turns it into messages with `Decoder` (a class
 /// with `decode_step decode(const_buffer)` and `void reset()`). Reads are buffered: one
 /// read_some into read_chunk or more bytes of free space serves every message that
@@ -188,6 +224,14 @@ class framed_stream {
   task<result<void>> send_frame(const frame_parts& frame, deadline dl) {
     if (detached_) return closed_write();
     return lower_.write(frame.view(), dl);
+  }
+
+  /// send_frames writes a whole batch of frames with a single write of the lower layer
+  /// (errors as send_frame: the write is all or nothing for the batch as a whole, and
+  /// after a partial write the direction is broken).
+  task<result<void>> send_frames(const frame_batch& batch, deadline dl) {
+    if (detached_) return closed_write();
+    return lower_.write(batch.view(), dl);
   }
 
   /// lower_capabilities is what the layer below offers (known at run time for any_stream).

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/datagram.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/result.hpp"
@@ -137,6 +139,41 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
     if (!header_size) co_return header_size.error();
     detail::frame_parts frame(const_buffer(header.data(), *header_size), parts, {});
     co_return co_await this->send_frame(frame, dl);
+  }
+
+  /// send_batch sends `msgs` in order as consecutive frames with a single write of the
+  /// lower layer (over a socket: one sendmsg per 1024 buffers, so a batch of up to 512
+  /// one-part messages is one system call) and returns msgs.size(). `to` is ignored: the
+  /// stream has one peer. `msgs` and their buffers are not copied (only the headers are)
+  /// and must outlive the task. An empty batch writes nothing and returns 0.
+  ///
+  /// Every message is checked before anything is written: invalid_argument (bad options)
+  /// or message_too_large (one message over max_message or what the header can count)
+  /// refuse the whole batch and not a byte of it leaves. closed when detached. Otherwise
+  /// the lower layer's write errors, for the batch as a whole (a stream write has no
+  /// per-message outcome, so unlike udp's send_batch this never returns a partial
+  /// count): timed_out or operation_canceled before any byte left sent nothing (the same
+  /// batch may be sent again); after a partial write, or with any other error, an unknown
+  /// prefix of the batch reached the peer, possibly ending inside a frame, and the write
+  /// direction is broken for good.
+  task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) {
+    if (!this->valid()) co_return errc::invalid_argument;
+    std::size_t parts = 0;
+    for (const auto& m : msgs) {
+      if (m.data.total_size() > limit_) co_return errc::message_too_large;
+      parts += m.data.view().size();
+    }
+    if (msgs.empty()) co_return std::size_t{0};
+    detail::frame_batch batch(msgs.size(), parts, options_.header_bytes);
+    for (const auto& m : msgs) {
+      std::array<std::byte, 8> header;
+      auto header_size = encode_prefix_header(options_, m.data.total_size(), header);
+      if (!header_size) co_return unexpected(header_size.error());
+      batch.add(const_buffer(header.data(), *header_size), m.data.view(), {});
+    }
+    auto sent = co_await this->send_frames(batch, dl);
+    if (!sent) co_return unexpected(sent.error());
+    co_return msgs.size();
   }
 
   // recv, shutdown_write, close, detach and next_layer (through which strata::query reaches the layers below)

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <utility>
 #include <variant>
 
@@ -100,6 +101,15 @@ class any_message {
   explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
 
   task<result<void>> send(const_buffers msg, deadline dl) { return impl_->send(msg, dl); }
+  /// send_batch sends `msgs` in order (each one whole message; `to` is ignored: the
+  /// stack has one peer) and returns how many were sent. A layer with a batch send of its
+  /// own is called once (prefix, crlf: one gather write; udp: sendmmsg) and keeps its own
+  /// rules, which its header documents; for any other layer this loops over send, stops
+  /// at the first error and returns the count before it, failing only when none was sent
+  /// (as udp's batch send does). `msgs` and the buffers they point to must outlive the task.
+  task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) {
+    return impl_->send_batch(msgs, dl);
+  }
   task<result<std::size_t>> recv(mutable_buffer buf, deadline dl) { return impl_->recv(buf, dl); }
   task<result<void>> shutdown_write(deadline dl) { return impl_->shutdown_write(dl); }
   task<result<void>> close(deadline dl) { return impl_->close(dl); }
@@ -113,6 +123,7 @@ class any_message {
  private:
   struct iface : detail::erased_base {
     virtual task<result<void>> send(const_buffers, deadline) = 0;
+    virtual task<result<std::size_t>> send_batch(std::span<const outgoing_datagram>, deadline) = 0;
     virtual task<result<std::size_t>> recv(mutable_buffer, deadline) = 0;
     virtual task<result<void>> shutdown_write(deadline) = 0;
   };
@@ -121,6 +132,15 @@ class any_message {
     using detail::erased_model<iface, M>::erased_model;
     using detail::erased_model<iface, M>::inner;
     task<result<void>> send(const_buffers b, deadline dl) override { return inner.send(b, dl); }
+    task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) override {
+      if constexpr (requires {
+                      { inner.send_batch(msgs, dl) } -> std::same_as<task<result<std::size_t>>>;
+                    }) {
+        return inner.send_batch(msgs, dl);
+      } else {
+        return send_each(inner, msgs, dl);
+      }
+    }
     task<result<std::size_t>> recv(mutable_buffer b, deadline dl) override { return inner.recv(b, dl); }
     task<result<void>> shutdown_write(deadline dl) override {
       if constexpr (requires { inner.shutdown_write(dl); }) {
@@ -130,6 +150,17 @@ class any_message {
       }
     }
     static task<result<void>> not_supported() { co_return errc::not_supported; }
+    // send_each is the batch send of a layer without one: one send per message.
+    static task<result<std::size_t>> send_each(M& m, std::span<const outgoing_datagram> msgs, deadline dl) {
+      for (std::size_t i = 0; i < msgs.size(); ++i) {
+        auto sent = co_await m.send(msgs[i].data, dl);
+        if (!sent) {
+          if (i == 0) co_return unexpected(sent.error());
+          co_return i;
+        }
+      }
+      co_return msgs.size();
+    }
   };
   std::unique_ptr<iface> impl_;
 };

@@ -14,6 +14,7 @@
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
 #include "strata/core/datagram.hpp"
+#include "strata/core/flush.hpp"
 #include "strata/core/handshaking_listener.hpp"
 #include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"
@@ -31,7 +32,8 @@
 #include "strata/transport/unix.hpp"
 #include "strata/transport/unix_dgram.hpp"
 
-// adapt (L5): framed messages over a stream
+// adapt (L5): framed messages over a stream, coalesced writes
+#include "strata/adapt/buffered.hpp"
 #include "strata/adapt/crlf.hpp"
 #include "strata/adapt/framing.hpp"
 #include "strata/adapt/mux.hpp"

@@ -46,6 +46,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::shm_sub_entry,
       pipeline_detail::shm_queue_entry,
       pipeline_detail::prefix_entry,
+      pipeline_detail::buffered_entry,
       pipeline_detail::crlf_entry,
       pipeline_detail::term_entry,
       pipeline_detail::mux_entry,

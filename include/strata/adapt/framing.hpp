@@ -17,6 +17,7 @@
 
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/flush.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
 #include "strata/runtime/result.hpp"
@@ -158,6 +159,10 @@ class framed_stream {
       // waiting, so an idle connection holds no receive buffer.
       if (in_.capacity() != 0) {
         auto until = deadline::earlier(dl, deadline::after(idle_grace));
+        // A buffering layer below flushes before it waits, bounded by the read's
+        // deadline, and a write cut short part-way breaks the direction: while output
+        // is held back, the grace is not worth that risk.
+        if (detail::output_pending(lower_)) until = dl;
         auto n = co_await lower_.read_some(in_.writable(read_chunk), until);
         if (n) {
           in_.commit(*n);

@@ -32,6 +32,7 @@ extern const protocol_entry shm_pub_entry;             ///< shm-pub:NAME
 extern const protocol_entry shm_sub_entry;             ///< shm-sub:NAME
 extern const protocol_entry shm_queue_entry;           ///< shm-queue:NAME
 extern const protocol_entry prefix_entry;              ///< prefix(BYTES, order=, max=)
+extern const protocol_entry buffered_entry;            ///< buffered(SIZE)
 extern const protocol_entry crlf_entry;                ///< crlf(max=, delim=)
 extern const protocol_entry term_entry;                ///< term(DELIM, max=)
 extern const protocol_entry mux_entry;   ///< mux(window=, max-frame=, max-streams=, keepalive=, dead-after=)

@@ -242,6 +242,19 @@ TEST(Buffered, LargeWriteGoesStraightThroughAfterWhatIsBuffered) {
   });
 }
 
+TEST(Buffered, TryWriteAcceptsOnlyWhatNeedsNoLowerWrite) {
+  test::run_test([]() -> task<void> {
+    auto s = make(16, mem_options{.fail_at_operation = 0});
+    EXPECT_TRUE(s.a.try_write(as_bytes("12345678")));
+    EXPECT_FALSE(s.a.try_write(as_bytes("abcdefgh"))) << "would reach the size: write's job";
+    EXPECT_EQ(s.a.pending(), 8u);
+    EXPECT_EQ(s.seen->writes, 0);
+    auto f = co_await s.a.flush(soon());
+    EXPECT_EQ(f.error(), errc::broken);
+    EXPECT_FALSE(s.a.try_write(as_bytes("x"))) << "an error to report: write's job";
+  });
+}
+
 TEST(Buffered, SizeOneHoldsNothingBack) {
   test::run_test([]() -> task<void> {
     auto s = make(1);
@@ -685,6 +698,10 @@ TEST(BufferedSpec, RoundTripOverTcpWithPrefix) {
       auto caps = conn->runtime_capabilities();
       EXPECT_EQ(caps.unit, unit::message);
       EXPECT_EQ(caps.domain, domain::net);
+      // Facts of the layers below still reach the top, through buffered.
+      auto peer = conn->peer_address();
+      CO_ASSERT_OK(peer);
+      EXPECT_EQ(peer->port(), port);
       auto& m = conn->message();
       std::array<std::byte, 256> buf;
       // Request and answer: the recv flushes the request (and the server's recv its answer).

@@ -917,6 +917,42 @@ struct tally_stream : script_stream {
   }
 };
 
+/// piece_stream is a script_stream that records how many pieces each write had.
+struct piece_stream : script_stream {
+  std::vector<std::size_t> pieces;
+  task<result<void>> write(const_buffers bufs, deadline dl) {
+    pieces.push_back(bufs.view().size());
+    return script_stream::write(bufs, dl);
+  }
+};
+
+TEST(PrefixBatch, SmallMessagesLeaveAsOneBufferLargePartsFromTheCallersMemory) {
+  test::run_test([]() -> task<void> {
+    const prefix_options o{.header_bytes = 4};
+    prefix<piece_stream> p(piece_stream{}, o);
+    std::vector<std::string> texts(64, std::string(64, 's'));
+    auto msgs = outgoing_of(texts);
+    auto n = co_await p.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    CO_ASSERT_EQ(p.next_layer().pieces.size(), 1u);
+    EXPECT_EQ(p.next_layer().pieces[0], 1u) << "64 headers and payloads, copied into one piece";
+    EXPECT_EQ(p.next_layer().written.size(), 64u * 68);
+    // A large part is not copied: small pieces before and after it, it in between.
+    const std::vector<std::string> mixed{"a", "b", std::string(4096, 'L'), "c"};
+    auto mixed_msgs = outgoing_of(mixed);
+    auto m = co_await p.send_batch(mixed_msgs, soon());
+    CO_ASSERT_OK(m);
+    CO_ASSERT_EQ(p.next_layer().pieces.size(), 2u);
+    EXPECT_EQ(p.next_layer().pieces[1], 3u);
+    std::vector<std::byte> expected(p.next_layer().written.begin(), p.next_layer().written.begin() + 64 * 68);
+    for (const auto& t : mixed) {
+      auto f = frame(o, t);
+      expected.insert(expected.end(), f.begin(), f.end());
+    }
+    EXPECT_TRUE(p.next_layer().written == expected);
+  });
+}
+
 TEST(PrefixBatch, AnyMessageUsesTheLayersBatchSend) {
   test::run_test([]() -> task<void> {
     tally_stream lower;
@@ -966,6 +1002,31 @@ TEST(PrefixBatch, AnyMessageLoopsOverSendForOtherLayers) {
 static_assert(requires(udp::connected& c, std::span<const outgoing_datagram> m, deadline dl) {
   { c.send_batch(m, dl) } -> std::same_as<task<result<std::size_t>>>;
 });
+
+TEST(PrefixBatch, AnyMessageOverConnectedUdpSendsEveryDatagram) {
+  test::run_test([]() -> task<void> {
+    auto receiver = udp::socket::bind("127.0.0.1:0");
+    CO_ASSERT_TRUE(receiver);
+    auto sender = udp::socket::bind("127.0.0.1:0");
+    CO_ASSERT_TRUE(sender);
+    auto to = receiver->local_address();
+    CO_ASSERT_TRUE(to);
+    auto connected = std::move(*sender).connect(*to);
+    CO_ASSERT_TRUE(connected);
+    any_message m(std::move(*connected));
+    const std::vector<std::string> texts{"d0", "d1", "d2", "d3"};
+    auto msgs = outgoing_of(texts);
+    auto n = co_await m.send_batch(msgs, soon());
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(*n, texts.size());
+    std::array<std::byte, 16> buf;
+    for (const auto& t : texts) {
+      auto got = co_await receiver->recv_from(buf, soon());
+      CO_ASSERT_OK(got);
+      EXPECT_EQ(text(std::span(buf).first(got->size)), t);
+    }
+  });
+}
 
 }  // namespace
 }  // namespace strata

@@ -115,20 +115,29 @@ class buffered {
   /// bytes and keep the buffered ones (the lower layer fails the direction if its write
   /// had begun); any other error fails the direction and drops the buffered bytes.
   task<result<void>> write(const_buffers bufs, deadline dl) {
+    if (try_write(bufs)) co_return result<void>{};
     if (write_error_) co_return write_error_;
-    auto n = bufs.total_size();
-    if (out_.size() + n < size_) {
-      if (n == 0) co_return result<void>{};
-      if (out_.capacity() == 0) (void)out_.writable(std::min(size_, std::max(n, initial_room)));
-      for (auto b : bufs.view()) out_.append(b);
-      co_return result<void>{};
-    }
     if (in_flight_) {
       auto landed = co_await wait_landed(dl);
       if (!landed) co_return landed;
       if (write_error_) co_return write_error_;
     }
     co_return co_await write_out(bufs, dl);
+  }
+
+  /// try_write is write's fast path, without a coroutine: it accepts `bufs` (copies
+  /// them into the buffer) and returns true when that needs no write of the lower layer
+  /// and no error is pending; otherwise it does nothing and returns false, and write
+  /// does the rest. Layers above use it when they can (framing's send does), saving a
+  /// coroutine frame per small write.
+  bool try_write(const_buffers bufs) {
+    if (write_error_) return false;
+    auto n = bufs.total_size();
+    if (out_.size() + n >= size_) return false;
+    if (n == 0) return true;
+    if (out_.capacity() == 0) (void)out_.writable(std::min(size_, std::max(n, initial_room)));
+    for (auto b : bufs.view()) out_.append(b);
+    return true;
   }
 
   /// flush writes out every byte accepted so far, then flushes the buffering layers below

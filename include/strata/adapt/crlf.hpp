@@ -145,6 +145,7 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
     if (!this->valid()) co_return errc::invalid_argument;
     if (auto ok = check_crlf_message(options_, message); !ok) co_return ok;
     detail::frame_parts frame({}, message.view(), as_bytes(options_.delimiter));
+    if (this->send_frame_now(frame)) co_return result<void>{};
     co_return co_await this->send_frame(frame, dl);
   }
 
@@ -158,14 +159,17 @@ class crlf : public detail::framed_stream<Lower, crlf_decoder> {
   task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) {
     if (!this->valid()) co_return errc::invalid_argument;
     std::size_t parts = 0;
+    std::size_t staged = 0;
     for (const auto& m : msgs) {
       if (auto ok = check_crlf_message(options_, m.data); !ok) co_return unexpected(ok.error());
       parts += m.data.view().size();
+      staged += options_.delimiter.size() + detail::frame_batch::staged_size(m.data.view());
     }
     if (msgs.empty()) co_return std::size_t{0};
-    detail::frame_batch batch(msgs.size(), parts, 0);
+    auto& batch = this->batch();
+    batch.prepare(msgs.size(), parts, staged);
     for (const auto& m : msgs) batch.add({}, m.data.view(), as_bytes(options_.delimiter));
-    auto sent = co_await this->send_frames(batch, dl);
+    auto sent = co_await this->send_frames(dl);
     if (!sent) co_return unexpected(sent.error());
     co_return msgs.size();
   }

@@ -135,17 +135,19 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
     for (auto p : parts) size += p.size();
     if (size > limit_) co_return errc::message_too_large;
     std::array<std::byte, 8> header;
-    auto header_size = encode_prefix_header(options_, size, header);
-    if (!header_size) co_return header_size.error();
-    detail::frame_parts frame(const_buffer(header.data(), *header_size), parts, {});
+    detail::frame_parts frame(const_buffer(header.data(), put_header(size, header)), parts, {});
+    if (this->send_frame_now(frame)) co_return result<void>{};
     co_return co_await this->send_frame(frame, dl);
   }
 
   /// send_batch sends `msgs` in order as consecutive frames with a single write of the
-  /// lower layer (over a socket: one sendmsg per 1024 buffers, so a batch of up to 512
-  /// one-part messages is one system call) and returns msgs.size(). `to` is ignored: the
-  /// stream has one peer. `msgs` and their buffers are not copied (only the headers are)
-  /// and must outlive the task. An empty batch writes nothing and returns 0.
+  /// lower layer and returns msgs.size(). `to` is ignored: the stream has one peer. The
+  /// headers and every part under 512 bytes (frame_batch::copy_below) are copied into
+  /// one buffer that the layer keeps for its next batches, so a batch of small messages
+  /// is one contiguous write; larger parts are written from the caller's memory, so
+  /// `msgs` and their buffers must outlive the task. Over a socket a batch is one
+  /// system call unless it has more than 1024 pieces. An empty batch writes nothing and
+  /// returns 0. One send or send_batch at a time.
   ///
   /// Every message is checked before anything is written: invalid_argument (bad options)
   /// or message_too_large (one message over max_message or what the header can count)
@@ -159,19 +161,21 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
   task<result<std::size_t>> send_batch(std::span<const outgoing_datagram> msgs, deadline dl) {
     if (!this->valid()) co_return errc::invalid_argument;
     std::size_t parts = 0;
+    std::size_t staged = 0;
     for (const auto& m : msgs) {
+      auto view = m.data.view();
       if (m.data.total_size() > limit_) co_return errc::message_too_large;
-      parts += m.data.view().size();
+      parts += view.size();
+      staged += options_.header_bytes + detail::frame_batch::staged_size(view);
     }
     if (msgs.empty()) co_return std::size_t{0};
-    detail::frame_batch batch(msgs.size(), parts, options_.header_bytes);
+    auto& batch = this->batch();
+    batch.prepare(msgs.size(), parts, staged);
     for (const auto& m : msgs) {
       std::array<std::byte, 8> header;
-      auto header_size = encode_prefix_header(options_, m.data.total_size(), header);
-      if (!header_size) co_return unexpected(header_size.error());
-      batch.add(const_buffer(header.data(), *header_size), m.data.view(), {});
+      batch.add(const_buffer(header.data(), put_header(m.data.total_size(), header)), m.data.view(), {});
     }
-    auto sent = co_await this->send_frames(batch, dl);
+    auto sent = co_await this->send_frames(dl);
     if (!sent) co_return unexpected(sent.error());
     co_return msgs.size();
   }
@@ -190,6 +194,19 @@ class prefix : public detail::framed_stream<Lower, prefix_decoder> {
   std::size_t max_message() const noexcept { return limit_; }
 
  private:
+  // put_header is encode_prefix_header for options already validated and a size already
+  // checked against the limit (so it cannot fail); returns the header's length.
+  std::size_t put_header(std::size_t size, std::array<std::byte, 8>& out) const noexcept {
+    auto n = options_.header_bytes;
+    auto value = static_cast<std::uint64_t>(size);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto pos = options_.byte_order == std::endian::big ? n - 1 - i : i;
+      out[pos] = static_cast<std::byte>(value & 0xff);
+      value >>= 8;
+    }
+    return n;
+  }
+
   prefix_options options_;
   std::size_t limit_;
 };

@@ -48,6 +48,7 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "shm-sub",
                                             "shm-queue",
                                             "prefix",
+                                            "buffered",
                                             "crlf",
                                             "term",
                                             "mux",

@@ -209,7 +209,8 @@ outcome raw_round(std::size_t count, std::size_t batch, sending how = sending::g
   int lfd = raw_listener(port);
   mark last;
   std::thread receiver([&] { last = raw_receiver(lfd, count); });
-  auto start = how == sending::buffered ? raw_copy_sender(port, count, batch) : raw_sender(port, count, batch);
+  auto start =
+      how == sending::buffered ? raw_copy_sender(port, count, batch) : raw_sender(port, count, batch);
   receiver.join();
   ::close(lfd);
   return combine(count, start, last);
@@ -329,7 +330,8 @@ outcome strata_round(std::size_t count, std::size_t batch, sending how = sending
   } else if (how == sending::buffered) {
     start = strata::run(strata_buffered_sender(port, count, batch));
   } else {
-    start = batch == 1 ? strata::run(strata_sender(port, count)) : strata::run(strata_batch_sender(port, count, batch));
+    start = batch == 1 ? strata::run(strata_sender(port, count))
+                       : strata::run(strata_batch_sender(port, count, batch));
   }
   receiver.join();
   return combine(count, start, last);
@@ -473,20 +475,22 @@ int main(int argc, char** argv) {
       rep.add(cpu_figure("prefix4_64B_batch64_cpu", "raw_writev_batch64", raw_writev.cpu, strata_batch.cpu));
       rep.add(cpu_figure("prefix4_64B_batch64_cpu_sender", "raw_writev_batch64", raw_writev.sender_cpu,
                          strata_batch.sender_cpu));
-      rep.add(rate_figure("prefix4_64B_batch64_vs_copy", "raw_copy_write64", strata_batch, raw_copy, false, false));
+      rep.add(rate_figure("prefix4_64B_batch64_vs_copy", "raw_copy_write64", strata_batch, raw_copy, false,
+                          false));
       rep.add(cpu_figure("prefix4_64B_batch64_vs_copy_cpu_sender", "raw_copy_write64", raw_copy.sender_cpu,
                          strata_batch.sender_cpu));
     }
     if (buffered_wanted) {
-      rep.add(rate_figure("buffered_prefix4_64B_flush64", "raw_copy_write64", strata_buffered, raw_copy, false, true));
-      rep.add(cpu_figure("buffered_prefix4_64B_flush64_cpu", "raw_copy_write64", raw_copy.cpu, strata_buffered.cpu));
+      rep.add(rate_figure("buffered_prefix4_64B_flush64", "raw_copy_write64", strata_buffered, raw_copy,
+                          false, true));
+      rep.add(cpu_figure("buffered_prefix4_64B_flush64_cpu", "raw_copy_write64", raw_copy.cpu,
+                         strata_buffered.cpu));
       rep.add(cpu_figure("buffered_prefix4_64B_flush64_cpu_sender", "raw_copy_write64", raw_copy.sender_cpu,
                          strata_buffered.sender_cpu));
     }
   }
 
-  return rep.print(
-      "samples are rounds of " + std::to_string(p.count) +
-      " messages (batch64 and buffered: " + std::to_string(4 * p.count) +
-      "); msg/s: higher is better (its p99 is the fast end); cpu: sender + receiver thread");
+  return rep.print("samples are rounds of " + std::to_string(p.count) +
+                   " messages (batch64 and buffered: " + std::to_string(4 * p.count) +
+                   "); msg/s: higher is better (its p99 is the fast end); cpu: sender + receiver thread");
 }

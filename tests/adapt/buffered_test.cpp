@@ -103,7 +103,8 @@ class counting_stream {
  public:
   static constexpr properties capabilities = mem_stream::capabilities;
 
-  counting_stream(mem_stream inner, std::shared_ptr<counts> seen) : inner_(std::move(inner)), seen_(std::move(seen)) {}
+  counting_stream(mem_stream inner, std::shared_ptr<counts> seen)
+      : inner_(std::move(inner)), seen_(std::move(seen)) {}
 
   task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl) {
     ++seen_->reads;
@@ -148,7 +149,8 @@ task<result<std::string>> read_all(S& s, std::size_t n, deadline dl) {
 /// pattern is `n` bytes that differ with their position.
 std::string pattern(std::size_t n, char seed = 0) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + static_cast<std::size_t>(seed)) % 26);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + (i * 7 + static_cast<std::size_t>(seed)) % 26);
   return s;
 }
 
@@ -691,8 +693,8 @@ TEST(BufferedSpec, RoundTripOverTcpWithPrefix) {
     auto port = listener->local_address()->port();
     co_await with_scope([&](scope& sc) -> task<void> {
       sc.spawn(echo(*listener));
-      auto conn = co_await strata::connect("tcp:127.0.0.1:" + std::to_string(port) + " | buffered(4k) | prefix(4)",
-                                           soon());
+      auto conn = co_await strata::connect(
+          "tcp:127.0.0.1:" + std::to_string(port) + " | buffered(4k) | prefix(4)", soon());
       CO_ASSERT_TRUE(conn);
       CO_ASSERT_TRUE(conn->is_message());
       auto caps = conn->runtime_capabilities();

@@ -721,7 +721,6 @@ TEST(Prefix, OverAnyStream) {
   }());
 }
 
-
 // -- batch send ------------------------------------------------------------------------
 
 std::vector<outgoing_datagram> outgoing_of(const std::vector<std::string>& texts) {
@@ -823,7 +822,8 @@ TEST(PrefixBatch, ReceivedOneByOneOverASocket) {
     prefix a(std::move(pair->first));
     prefix b(std::move(pair->second));
     std::vector<std::string> texts;
-    for (int i = 0; i < 200; ++i) texts.push_back(std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), '.'));
+    for (int i = 0; i < 200; ++i)
+      texts.push_back(std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), '.'));
     auto msgs = outgoing_of(texts);
     auto n = co_await a.send_batch(msgs, soon());
     CO_ASSERT_OK(n);
@@ -999,7 +999,7 @@ TEST(PrefixBatch, AnyMessageLoopsOverSendForOtherLayers) {
 }
 
 // any_message forwards to udp's own batch send (sendmmsg) for a connected udp socket.
-static_assert(requires(udp::connected& c, std::span<const outgoing_datagram> m, deadline dl) {
+static_assert(requires(udp::connected & c, std::span<const outgoing_datagram> m, deadline dl) {
   { c.send_batch(m, dl) } -> std::same_as<task<result<std::size_t>>>;
 });
 

@@ -255,7 +255,9 @@ class buffered {
   // messages then fit without growing it several times.
   static constexpr std::size_t initial_room = 4096;
 
-  static task<result<void>> flush_erased(void* self, deadline dl) { return static_cast<buffered*>(self)->flush(dl); }
+  static task<result<void>> flush_erased(void* self, deadline dl) {
+    return static_cast<buffered*>(self)->flush(dl);
+  }
   static std::size_t pending_erased(const void* self) noexcept {
     return static_cast<const buffered*>(self)->pending();
   }

@@ -284,7 +284,7 @@ class framed_stream {
   /// the lower layer can take it that way (a buffering layer with room: its try_write);
   /// false means nothing happened and send_frame must do it.
   bool send_frame_now(const frame_parts& frame) {
-    if constexpr (requires(Lower& l, const_buffers b) {
+    if constexpr (requires(Lower & l, const_buffers b) {
                     { l.try_write(b) } -> std::same_as<bool>;
                   }) {
       return !detached_ && lower_.try_write(frame.view());

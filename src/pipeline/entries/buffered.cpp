@@ -4,9 +4,9 @@
 //
 // row:  buffered_row (requires stream; passes everything but fd_passing)
 // spec: buffered, buffered(16k), buffered(size=1m)
+#include "strata/adapt/buffered.hpp"
 #include "../entry_support.hpp"
 #include "entries.hpp"
-#include "strata/adapt/buffered.hpp"
 
 namespace strata::pipeline_detail {
 namespace {

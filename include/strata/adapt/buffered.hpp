@@ -73,7 +73,8 @@ struct buffered_layer {
 /// see the file comment for how its write contract differs from Lower's.
 ///
 /// Memory: the output buffer grows with what is written (from 4 KiB, at most about
-/// `size`) and is given back when the connection waits for input; a second one exists
+/// `size`) and is given back by a read_some that flushes it before waiting for input (an
+/// explicit flush keeps it for the next writes); a second one exists
 /// only while a write of the lower layer is in flight and another task writes. Not
 /// thread-safe; one task may read while another writes (write, flush, shutdown_write are
 /// the writing side; close may come from a third task).
@@ -198,8 +199,8 @@ class buffered {
 
   /// detach flushes, then hands back the lower layer and the bytes of `unread` (see the
   /// constructor) not yet returned by read_some. Errors: the flush's (nothing is
-  /// detached: the object stays usable), closed after close or detach. Afterwards every
-  /// call fails with closed.
+  /// detached: the object stays usable), closed after close or detach. No other
+  /// operation may be pending. Afterwards every call fails with closed.
   task<result<detached<Lower>>> detach(deadline dl) {
     if (closed_) co_return errc::closed;
     if (!write_error_) {

@@ -44,6 +44,17 @@ class iovec_list {
 /// fd_control_bytes is the control room SCM_RIGHTS needs for `fds` descriptors.
 constexpr std::size_t fd_control_bytes(std::size_t fds) noexcept { return CMSG_SPACE(sizeof(int) * fds); }
 
+/// control_buffer is room for `N` bytes of ancillary data, aligned for cmsghdr by its
+/// type. (Not `alignas(cmsghdr) std::array<char, N>` as a local: GCC 12 drops the
+/// alignas of a coroutine's local variable, and UBSan caught a misaligned cmsghdr.)
+template <std::size_t N>
+struct alignas(cmsghdr) control_buffer {
+  std::array<char, N> bytes;
+  char* data() noexcept { return bytes.data(); }
+  static constexpr std::size_t size() noexcept { return N; }
+  operator std::span<char>() noexcept { return bytes; }
+};
+
 /// attach_fds points `msg`'s control data at `control` (cmsghdr-aligned, at least
 /// fd_control_bytes(fds.size()) bytes) and fills it with one SCM_RIGHTS header carrying
 /// `fds`. Nothing is attached for an empty `fds`.

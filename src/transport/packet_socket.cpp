@@ -200,6 +200,7 @@ task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const
   if (fds.size() > uds::max_fds_per_message) co_return errc::invalid_argument;
   iovec_list iov(bufs);
   if (s.max_send && iov.total() > s.max_send) co_return errc::message_too_large;
+  control_buffer<control_bytes> control;  // attach_fds fills what it uses
   const int fd = s.fd.get();
   // A message goes whole or not at all, so a successful send sent all of it.
   result<std::size_t> sent = std::size_t{0};
@@ -223,7 +224,6 @@ task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const
       }
     }
   } else {
-    alignas(cmsghdr) std::array<char, control_bytes> control{};
     msghdr msg{};
     msg.msg_iov = iov.data();
     msg.msg_iovlen = iov.count();
@@ -304,6 +304,7 @@ task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf
   // kernel the import of a msghdr and an iovec (docs/performance.md, DTLS), recv the
   // sender's address too, and a connected socket's caller then gets no address made.
   const bool want_sender = from || env || s.only_from;
+  control_buffer<control_bytes> control;
   for (;;) {
     sockaddr_storage ss;
     socklen_t name_len = 0;
@@ -326,7 +327,6 @@ task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf
         // Someone else's message: the receive below drops it.
       }
     }
-    alignas(cmsghdr) std::array<char, control_bytes> control;
     msghdr msg{};
     iovec iov{buf.data(), buf.size()};
     result<std::size_t> n = std::size_t{0};

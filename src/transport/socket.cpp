@@ -328,6 +328,7 @@ void iovec_list::advance(std::size_t n) noexcept {
 
 void attach_fds(msghdr& msg, std::span<char> control, std::span<const int> fds) noexcept {
   if (fds.empty()) return;
+  std::memset(control.data(), 0, fd_control_bytes(fds.size()));
   msg.msg_control = control.data();
   msg.msg_controllen = fd_control_bytes(fds.size());
   auto* cm = CMSG_FIRSTHDR(&msg);

@@ -61,7 +61,7 @@ task<result<void>> stream::send_fds(const_buffer data, std::span<const int> fds,
   if (data.empty() || fds.size() > max_fds_per_message) co_return errc::invalid_argument;
   if (state_.write_error) co_return state_.write_error;
   if (!state_.fd) co_return errc::closed;
-  alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
+  detail::control_buffer<detail::fd_control_bytes(max_fds_per_message)> control{};
   const int fd = state_.fd.get();
   auto n = co_await state_.fd.perform_write(
       [&] {
@@ -89,7 +89,7 @@ task<result<std::size_t>> stream::recv_fds(mutable_buffer buf, std::vector<int>&
   if (state_.read_error) co_return unexpected(state_.read_error);
   if (!state_.fd) co_return errc::closed;
   if (buf.empty()) co_return std::size_t{0};
-  alignas(cmsghdr) std::array<char, detail::fd_control_bytes(max_fds_per_message)> control{};
+  detail::control_buffer<detail::fd_control_bytes(max_fds_per_message)> control{};
   const int fd = state_.fd.get();
   msghdr msg{};
   iovec iov{buf.data(), buf.size()};

@@ -42,6 +42,8 @@ class mux_error_category final : public refining_category {
         return "mux: session going away";
       case error::peer_dead:
         return "mux: peer did not answer keepalive";
+      case error::control_flood:
+        return "mux: peer sends frames needing replies faster than it reads them";
     }
     return "mux error " + std::to_string(value);
   }
@@ -319,7 +321,10 @@ result<void> session_state::handle(const frame& f) {
         if (!is_peer_id(f.stream_id) || f.stream_id <= last_peer_id)
           return make_error_code(error::bad_stream_id);
         last_peer_id = f.stream_id;
-        if (goaway_sent || goaway_received || streams.size() >= opts.max_streams) {
+        // Streams waiting to be accepted count against the limit even once the peer reset
+        // them, so opening and resetting in a loop cannot grow the backlog.
+        if (goaway_sent || goaway_received || streams.size() >= opts.max_streams ||
+            backlog.size() >= opts.max_streams) {
           ++counters.refused;
           append_rst(out, f.stream_id, code_refused);
           kick();
@@ -395,6 +400,14 @@ result<void> session_state::handle(const frame& f) {
       auto st = it->second;
       st->fail(make_error_code(f.value == code_refused ? error::refused_stream : error::stream_reset));
       remove(*st);
+      // Reset before it was accepted and nothing to read: nobody needs to see it.
+      if (st->in.empty()) {
+        auto waiting = std::find(backlog.begin(), backlog.end(), st);
+        if (waiting != backlog.end()) {
+          backlog.erase(waiting);
+          ++counters.dropped;
+        }
+      }
       return {};
     }
     case frame_type::ping:
@@ -449,6 +462,9 @@ task<void> session_state::reader() {
       }
       if (!*f) break;
       auto handled = handle(**f);
+      if (handled && out.size() > opts.send_buffer + opts.max_frame + opts.control_backlog) {
+        handled = make_error_code(error::control_flood);
+      }
       if (!handled) {
         append_goaway(out, last_peer_id, code_protocol);
         kick();

@@ -517,6 +517,62 @@ TEST(MuxSession, DataBeyondTheWindowResetsTheStream) {
   });
 }
 
+// A peer that pings without ever reading the answers fails the session once the replies
+// pile up past the control backlog, instead of growing the send queue without end.
+TEST(MuxSession, APingFloodThatNeverReadsFailsTheSession) {
+  run_test([]() -> task<void> {
+    auto [a, b] = mem_stream::pair();
+    mux::options o;
+    o.send_buffer = 64 * 1024;
+    o.control_backlog = 16 * 1024;
+    mux::session s(any_stream(std::move(a)), mux::role::server, o);
+    std::string batch;
+    for (int i = 0; i < 1000; ++i) mux::append_ping(batch, 0, static_cast<std::uint64_t>(i));
+    std::size_t sent = 0;
+    while (!s.failure() && sent < (64u << 20)) {
+      auto w = co_await b.write(as_bytes(batch), deadline::after(5s));
+      if (!w) break;
+      sent += batch.size();
+      co_await yield();
+    }
+    EXPECT_EQ(s.failure(), mux::make_error_code(mux::error::control_flood));
+    // Well before the 64 MiB the loop allows: the bound is the send buffer plus the backlog.
+    EXPECT_LT(sent, std::size_t{4} << 20);
+  });
+}
+
+// Opening streams and resetting them before they are accepted (the HTTP/2 "rapid reset"
+// pattern) leaves nothing behind: the reset streams never reach accept() and the backlog
+// does not grow.
+TEST(MuxSession, StreamsResetBeforeAcceptAreDroppedNotQueued) {
+  run_test([]() -> task<void> {
+    auto [a, b] =
+        mem_stream::pair(mem_options{.buffer_limit = 1 << 20}, mem_options{.buffer_limit = 1 << 20});
+    mux::session s(any_stream(std::move(a)), mux::role::server);
+    auto dl = deadline::after(5s);
+    constexpr std::uint32_t churn = 5000;
+    std::string wire;
+    for (std::uint32_t i = 0; i < churn; ++i) {
+      mux::append_data(wire, 2 * i + 1, mux::flag_syn, {});
+      mux::append_rst(wire, 2 * i + 1, 8);
+    }
+    std::string last = "still here";
+    mux::append_data(wire, 2 * churn + 1, mux::flag_syn, as_bytes(last));
+    auto w = co_await b.write(as_bytes(wire), dl);
+    CO_ASSERT_OK(w);
+    auto st = co_await s.accept(dl);
+    CO_ASSERT_OK(st);
+    EXPECT_EQ(st->id(), 2 * churn + 1);
+    std::array<std::byte, 32> buf{};
+    auto n = co_await st->read_some(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *n), last);
+    EXPECT_EQ(s.counters().dropped, churn);
+    EXPECT_EQ(s.counters().refused, 0u);
+    EXPECT_FALSE(s.failure());
+  });
+}
+
 // -- other layers over a mux stream ------------------------------------------------------
 
 TEST(MuxSession, TlsRunsOverAMuxStream) {

@@ -63,6 +63,7 @@ enum class error {
   refused_stream,      ///< broken: the peer refused the stream (stream limit, GOAWAY)
   going_away,          ///< broken: the session is shutting down (GOAWAY) or closed
   peer_dead,           ///< broken: the peer answered no keepalive ping in time
+  control_flood,       ///< protocol_error: the peer made replies (PING ACKs, RSTs, credit) pile up unread
 };
 
 /// category is the std::error_category of mux::error.
@@ -150,6 +151,11 @@ struct options {
   std::chrono::milliseconds write_timeout{30'000};
   /// send_buffer: writers wait while this many bytes are queued for the transport.
   std::size_t send_buffer = 1 << 20;
+  /// control_backlog bounds the replies the reader queues on its own (PING ACKs, RSTs of
+  /// refused or misbehaving streams, credit for data dropped on closed streams) beyond
+  /// send_buffer + max_frame: a peer that keeps sending such frames without reading the
+  /// answers fails the session with control_flood instead of growing the queue forever.
+  std::size_t control_backlog = 64 * 1024;
 };
 
 struct session_state;
@@ -209,6 +215,7 @@ struct stats {
   std::uint64_t refused = 0;   ///< peer streams refused (limit, GOAWAY)
   std::uint64_t writes = 0;    ///< writes to the transport
   std::uint64_t pings = 0;     ///< keepalive pings sent
+  std::uint64_t dropped = 0;   ///< peer streams reset before they were accepted, never handed out
 };
 
 /// session runs mux over `transport`, which it owns. Construct it on the thread whose

@@ -32,7 +32,8 @@ task<result<std::vector<std::byte>>> sniff(any_stream& stream, deadline dl, bool
   const auto want = http2::preface.size();
   for (;;) {
     auto seen = std::min(got.size(), want);
-    bool prefix = std::memcmp(got.data(), http2::preface.data(), seen) == 0;
+    // (memcmp's pointers must not be null, even for no bytes: `got` starts empty.)
+    bool prefix = seen == 0 || std::memcmp(got.data(), http2::preface.data(), seen) == 0;
     if (!prefix || got.size() >= want) {
       is_preface = prefix;
       co_return got;

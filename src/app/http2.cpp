@@ -18,6 +18,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <unordered_map>
 
 #include "strata/runtime/scope.hpp"
@@ -275,6 +276,37 @@ class session_core {
   /// bytes before the next frame header: the client preface (24) on a server, else the
   /// rest of the frame being received.
   std::size_t to_frame_header_ = 0;
+  /// A server checks the identifiers of the client's HEADERS itself (RFC 9113 5.1.1):
+  /// nghttp2 ignores a HEADERS on a lower identifier the client never used, which it
+  /// cannot tell from the trailers of a stream it reset and forgot. So the server keeps
+  /// the ranges of identifiers the client skipped (the newest few: a client skipping
+  /// without end costs a bounded list, and only loses the oldest ranges' check).
+  bool checks_stream_ids_ = false;
+  std::uint32_t highest_peer_stream_ = 0;
+  std::deque<std::pair<std::uint32_t, std::uint32_t>> skipped_ids_;  // [first, last], odd
+  static constexpr std::size_t max_skipped_ranges = 32;
+  /// stream_id_allowed notes the client's HEADERS on `id`; false for an identifier it
+  /// skipped before (a connection error PROTOCOL_ERROR).
+  /// deliver hands `bytes` to nghttp2 and turns its refusal into `failure`.
+  result<void> deliver(std::string_view bytes);
+  /// settings_overflow_a_window: the entries of a SETTINGS frame's payload change
+  /// INITIAL_WINDOW_SIZE so that an open stream's send window passes 2^31-1.
+  bool settings_overflow_a_window(const std::uint8_t* entries, std::size_t length) const;
+  bool stream_id_allowed(std::uint32_t id) {
+    if (id > highest_peer_stream_) {
+      const std::uint32_t next = highest_peer_stream_ == 0 ? 1 : highest_peer_stream_ + 2;
+      if (id % 2 == 1 && id > next) {
+        skipped_ids_.emplace_back(next, id - 2);
+        if (skipped_ids_.size() > max_skipped_ranges) skipped_ids_.pop_front();
+      }
+      highest_peer_stream_ = id;
+      return true;
+    }
+    for (const auto& [first, last] : skipped_ids_) {
+      if (id >= first && id <= last) return false;
+    }
+    return true;
+  }
 };
 
 void session_core::set_common_callbacks(nghttp2_session_callbacks* cb) {
@@ -408,39 +440,8 @@ ssize_t session_core::read_body_callback(nghttp2_session* ng, std::int32_t strea
   return static_cast<ssize_t>(n);
 }
 
-result<void> session_core::feed(const std::byte* data, std::size_t size) {
-  // nghttp2 (1.52 with Debian's backported CONTINUATION limit) counts a CONTINUATION
-  // once per call that delivers a piece of it, so a header block arriving in small reads
-  // would look like a flood and close the connection. Header-block frames (HEADERS,
-  // PUSH_PROMISE, CONTINUATION) are therefore handed over whole, and every frame header
-  // too: what is incomplete waits in `carry_` — at most one frame of the default
-  // SETTINGS_MAX_FRAME_SIZE; a longer one goes through at once for nghttp2 to refuse.
-  std::string_view in(reinterpret_cast<const char*>(data), size);
-  if (!carry_.empty()) {
-    carry_.append(in);
-    in = carry_;
-  }
-  std::size_t pos = 0;
-  while (pos < in.size()) {
-    if (to_frame_header_ > 0) {
-      auto step = std::min<std::size_t>(to_frame_header_, in.size() - pos);
-      pos += step;
-      to_frame_header_ -= step;
-      continue;
-    }
-    if (in.size() - pos < 9) break;
-    auto p = reinterpret_cast<const std::uint8_t*>(in.data() + pos);
-    std::size_t length = (std::size_t{p[0]} << 16) | (std::size_t{p[1]} << 8) | p[2];
-    bool header_block =
-        p[3] == NGHTTP2_HEADERS || p[3] == NGHTTP2_PUSH_PROMISE || p[3] == NGHTTP2_CONTINUATION;
-    if (header_block && length <= default_max_frame_size && in.size() - pos < 9 + length) break;
-    to_frame_header_ = length;
-    pos += 9;
-  }
-  // (Not even an empty call: in the middle of a header block, each one counts as well.)
-  auto rv = pos > 0 ? nghttp2_session_mem_recv(ng, reinterpret_cast<const std::uint8_t*>(in.data()), pos) : 0;
-  std::string rest(in.substr(pos));
-  carry_ = std::move(rest);
+result<void> session_core::deliver(std::string_view bytes) {
+  auto rv = nghttp2_session_mem_recv(ng, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
   if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
     // Abuse (RFC 9113 10.5): say why before closing (5.4.1); the writer sends it last.
     nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
@@ -453,6 +454,100 @@ result<void> session_core::feed(const std::byte* data, std::size_t size) {
     return unexpected(failure);
   }
   return {};
+}
+
+bool session_core::settings_overflow_a_window(const std::uint8_t* entries, std::size_t length) const {
+  const auto initial = static_cast<std::int64_t>(
+      nghttp2_session_get_remote_settings(ng, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE));
+  for (std::size_t i = 0; i + 6 <= length; i += 6) {
+    const auto* e = entries + i;
+    if (((std::uint32_t{e[0]} << 8) | e[1]) != NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE) continue;
+    const std::int64_t value =
+        (std::int64_t{e[2]} << 24) | (std::int64_t{e[3]} << 16) | (std::int64_t{e[4]} << 8) | e[5];
+    if (value > NGHTTP2_MAX_WINDOW_SIZE) continue;  // nghttp2's own error (6.5.2)
+    // Each entry moves every stream's send window by its difference to the initial
+    // window in force before the frame (6.9.2); the entries apply in order.
+    for (const auto& entry : streams) {
+      const std::int64_t window = nghttp2_session_get_stream_remote_window_size(ng, entry.first);
+      if (window >= 0 && window + (value - initial) > NGHTTP2_MAX_WINDOW_SIZE) return true;
+    }
+  }
+  return false;
+}
+
+result<void> session_core::feed(const std::byte* data, std::size_t size) {
+  // nghttp2 (1.52 with Debian's backported CONTINUATION limit) counts a CONTINUATION
+  // once per call that delivers a piece of it, so a header block arriving in small reads
+  // would look like a flood and close the connection. Header-block frames (HEADERS,
+  // PUSH_PROMISE, CONTINUATION) are therefore handed over whole, and every frame header
+  // too: what is incomplete waits in `carry_` — at most one frame of the default
+  // SETTINGS_MAX_FRAME_SIZE; a longer one goes through at once for nghttp2 to refuse.
+  //
+  // Two connection errors of RFC 9113 that nghttp2 1.52 does not raise are checked here,
+  // on the frame headers going by: a HEADERS on a stream identifier the client skipped
+  // (5.1.1, servers) and an INITIAL_WINDOW_SIZE that takes an open stream's send window
+  // past 2^31-1 (6.9.2; nghttp2 resets the stream instead). A SETTINGS frame is held
+  // whole and the frames before it are delivered first, since they move the windows.
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  if (!carry_.empty()) {
+    carry_.append(in);
+    in = carry_;
+  }
+  std::size_t pos = 0;
+  std::size_t delivered = 0;
+  std::uint32_t violation = NGHTTP2_NO_ERROR;
+  while (pos < in.size()) {
+    if (to_frame_header_ > 0) {
+      auto step = std::min<std::size_t>(to_frame_header_, in.size() - pos);
+      pos += step;
+      to_frame_header_ -= step;
+      continue;
+    }
+    if (in.size() - pos < 9) break;
+    auto p = reinterpret_cast<const std::uint8_t*>(in.data() + pos);
+    std::size_t length = (std::size_t{p[0]} << 16) | (std::size_t{p[1]} << 8) | p[2];
+    bool header_block =
+        p[3] == NGHTTP2_HEADERS || p[3] == NGHTTP2_PUSH_PROMISE || p[3] == NGHTTP2_CONTINUATION;
+    bool settings = p[3] == NGHTTP2_SETTINGS && !(p[4] & NGHTTP2_FLAG_ACK) && length % 6 == 0;
+    if ((header_block || settings) && length <= default_max_frame_size && in.size() - pos < 9 + length) break;
+    if (checks_stream_ids_ && p[3] == NGHTTP2_HEADERS) {
+      const std::uint32_t id = ((std::uint32_t{p[5]} & 0x7f) << 24) | (std::uint32_t{p[6]} << 16) |
+                               (std::uint32_t{p[7]} << 8) | p[8];
+      if (!stream_id_allowed(id)) {
+        violation = NGHTTP2_PROTOCOL_ERROR;
+        break;
+      }
+    }
+    if (settings && length <= default_max_frame_size) {
+      if (pos > delivered) {
+        auto before = deliver(in.substr(delivered, pos - delivered));
+        delivered = pos;
+        if (!before) {
+          carry_.clear();
+          return before;
+        }
+      }
+      if (!streams.empty() && settings_overflow_a_window(p + 9, length)) {
+        violation = NGHTTP2_FLOW_CONTROL_ERROR;
+        break;
+      }
+    }
+    to_frame_header_ = length;
+    pos += 9;
+  }
+  // (Not even an empty call: in the middle of a header block, each one counts as well.)
+  result<void> fed{};
+  if (pos > delivered) fed = deliver(in.substr(delivered, pos - delivered));
+  if (fed && violation != NGHTTP2_NO_ERROR) {
+    // What came before the offending frame was handled; it and the rest are not.
+    carry_.clear();
+    nghttp2_session_terminate_session(ng, violation);
+    if (!failure) failure = make_error_code(error::connection_failed);
+    return unexpected(failure);
+  }
+  std::string rest(in.substr(pos));
+  carry_ = std::move(rest);
+  return fed;
 }
 
 task<void> session_core::reader(std::chrono::milliseconds idle) {
@@ -630,6 +725,7 @@ class server_session final : public session_core {
     max_fields = o.max_fields;
     max_body = o.max_body;
     to_frame_header_ = preface.size();
+    checks_stream_ids_ = true;
     reset_tokens = o.reset_burst;
   }
 

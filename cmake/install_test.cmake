@@ -25,6 +25,8 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/cmake/consumer -B ${WORK_DIR}/find_package
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
 run(${WORK_DIR}/find_package/consumer)
 message(STATUS "find_package: ${out}")
+run(${WORK_DIR}/find_package/web_consumer)
+message(STATUS "find_package: ${out}")
 
 # 2. pkg-config strata, from the installed strata.pc.
 file(GLOB_RECURSE pc_files ${prefix}/*/strata.pc)

@@ -54,6 +54,8 @@ class http2_error_category final : public refining_category {
         return "HTTP/2 peer closed for excessive load (ENHANCE_YOUR_CALM)";
       case error::bad_response:
         return "malformed HTTP/2 response";
+      case error::no_authority:
+        return "HTTP/2 request without an authority (set_host, client_options::authority or a Host header)";
       case error::peer_error:
         break;
     }
@@ -69,6 +71,8 @@ class http2_error_category final : public refining_category {
       case error::header_too_large:
       case error::body_too_large:
         return errc::message_too_large;
+      case error::no_authority:
+        return errc::invalid_argument;
       default:
         return errc::protocol_error;
     }
@@ -1298,6 +1302,10 @@ client::client(any_stream stream, client_options options) : impl_(std::make_shar
   impl_->session = std::make_shared<client_session>(std::move(stream), options);
 }
 client::client(client&&) noexcept = default;
+
+void client::set_host(std::string host) {
+  if (impl_) impl_->session->options.authority = std::move(host);
+}
 client& client::operator=(client&&) noexcept = default;
 client::~client() = default;
 
@@ -1321,9 +1329,10 @@ task<result<client_response>> client::request(const outgoing& r, deadline dl) {
     }
     headers.push_back(std::move(*checked));
   }
-  // Without an authority (client_options::authority or a Host header) servers refuse
-  // the request; refusing it here says why.
-  if (r.method.empty() || r.target.empty() || authority.empty()) co_return errc::invalid_argument;
+  // Without an authority (set_host, client_options::authority or a Host header) servers
+  // refuse the request; refusing it here says why.
+  if (authority.empty()) co_return unexpected(make_error_code(error::no_authority));
+  if (r.method.empty() || r.target.empty()) co_return errc::invalid_argument;
   bool tunnel = !r.protocol.empty();
   std::vector<nghttp2_nv> nva;
   nva.push_back(make_nv(":method", tunnel ? std::string_view("CONNECT") : std::string_view(r.method)));

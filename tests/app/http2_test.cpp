@@ -94,6 +94,36 @@ TEST(Http2, RequestsAndResponsesWithBodies) {
   });
 }
 
+// A request needs an authority: without set_host, client_options::authority or a Host
+// header the client refuses it with no_authority, saying why, before anything is sent;
+// set_host supplies it (as http1::client::set_host does the Host field).
+TEST(Http2, ARequestWithoutAnAuthorityIsRefusedAndSetHostSuppliesIt) {
+  run_test([]() -> task<void> {
+    auto p = make_pair();
+    result<http2::serve_stats> stats = errc::closed;
+    scope s;
+    s.spawn(run_server(std::move(p.server_end), echo_handler(), http2::server_options{}, stats));
+    http2::client c(any_stream(std::move(p.client_end)));
+    auto dl = deadline::after(10s);
+    http2::client::outgoing get;
+    get.target = "/a";
+    auto refused = co_await c.request(get, dl);
+    CO_ASSERT_TRUE(!refused);
+    EXPECT_EQ(refused.error(), http2::make_error_code(http2::error::no_authority));
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    EXPECT_NE(refused.error().message().find("set_host"), std::string::npos);
+    c.set_host("example.org");
+    auto r = co_await c.request(get, dl);
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(r->status(), 200);
+    auto body = co_await r->read_body(1024, dl);
+    CO_ASSERT_OK(body);
+    EXPECT_EQ(*body, std::string("/a "));
+    (void)co_await c.close(dl);
+    (void)co_await s.join(dl);
+  });
+}
+
 task<void> one_request(http2::client& c, int i, int& ok) {
   http2::client::outgoing get;
   get.target = "/" + std::to_string(i);

@@ -68,6 +68,8 @@ enum class error {
   body_too_large,     ///< message_too_large: a body over its limit
   enhance_your_calm,  ///< protocol_error: the peer abused the connection; it was closed
   bad_response,       ///< protocol_error: a response without a valid :status
+  no_authority,  ///< invalid_argument: a request with no authority (set_host, client_options::authority or a
+                 ///< Host header)
   /// peer_error + n: the peer ended the stream or connection with RFC 9113 error code n.
   peer_error = 1000,
 };
@@ -269,8 +271,12 @@ class client {
     /// protocol (method ignored): client_response::tunnel() then gives the stream.
     std::string protocol{};
   };
+  /// set_host is the :authority of every request that sends no Host header (as
+  /// http1::client::set_host; client_options::authority sets it at construction).
+  void set_host(std::string host);
   /// request sends `r` and waits for its response head. Several may run at once.
-  /// Errors: invalid_argument (bad header), http2::error, the stream's errors.
+  /// Errors: no_authority (no Host header and no set_host), invalid_argument (bad
+  /// header), http2::error, the stream's errors.
   task<result<client_response>> request(const outgoing& r, deadline dl);
   /// upgrade starts HTTP/2 by the h2c Upgrade (RFC 7540 3.2) on a cleartext connection:
   /// `first` goes as an HTTP/1.1 request offering "Upgrade: h2c" (with its body, if

@@ -166,6 +166,7 @@ struct stream_state {
   std::uint32_t header_bytes = 0;
   std::uint32_t field_count = 0;
   bool head_done = false;
+  bool head_too_large = false;  // a server's request head passed a limit: answered 431
   http1::fields fields;
   std::string trailer_text;
   std::vector<std::array<std::uint32_t, 4>> trailer_spans;
@@ -286,6 +287,10 @@ class session_core {
   /// the ranges of identifiers the client skipped (the newest few: a client skipping
   /// without end costs a bounded list, and only loses the oldest ranges' check).
   bool checks_stream_ids_ = false;
+  /// A server answers a request head over max_header_list / max_fields with 431 (RFC 9113
+  /// 10.5.1) instead of resetting the stream: the rest of the head is decoded (HPACK
+  /// must stay in step) but not kept.
+  bool answers_large_heads_ = false;
   std::uint32_t highest_peer_stream_ = 0;
   std::deque<std::pair<std::uint32_t, std::uint32_t>> skipped_ids_;  // [first, last], odd
   static constexpr std::size_t max_skipped_ranges = 32;
@@ -331,10 +336,15 @@ int session_core::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   auto* st = self.stream_of(frame->hd.stream_id);
   if (!st) return 0;
+  if (st->head_too_large && !st->head_done) return 0;  // decoded, not kept
   // RFC 9113 6.5.2's size: name, value and 32 bytes each. An HPACK bomb decodes to many
   // such fields from few bytes; the limit stops it after max_header_list of them.
   st->header_bytes += static_cast<std::uint32_t>(namelen + valuelen + 32);
   if (st->header_bytes > self.max_header_list || ++st->field_count > self.max_fields) {
+    if (self.answers_large_heads_ && !st->head_done) {
+      st->head_too_large = true;
+      return 0;
+    }
     st->fail(make_error_code(error::header_too_large));
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
   }
@@ -730,12 +740,14 @@ class server_session final : public session_core {
     max_body = o.max_body;
     to_frame_header_ = preface.size();
     checks_stream_ids_ = true;
+    answers_large_heads_ = true;
     reset_tokens = o.reset_burst;
   }
 
   result<void> start(const upgraded_request* first);
   task<result<serve_stats>> run(const upgraded_request* first);
   task<void> run_handler(std::shared_ptr<stream_state> st);
+  void answer_head_too_large(stream_state& st);
   result<void> submit(stream_state& st, response& res, int status, std::optional<std::uint64_t> length,
                       bool body);
   void stream_closed(stream_state& st) override;
@@ -798,9 +810,13 @@ void server_session::frame_received(const nghttp2_frame& frame) {
   if (frame.hd.type == NGHTTP2_HEADERS) {
     if (!st->head_done) {
       st->head_done = true;
-      build_fields(st->text, st->spans, st->fields);
       if (end_stream) st->in_end = true;
       ++stats.requests;
+      if (st->head_too_large) {
+        answer_head_too_large(*st);
+        return;
+      }
+      build_fields(st->text, st->spans, st->fields);
       ++active;
       handlers->spawn(run_handler(streams.at(frame.hd.stream_id)));
     } else {
@@ -811,6 +827,20 @@ void server_session::frame_received(const nghttp2_frame& frame) {
   } else if (frame.hd.type == NGHTTP2_DATA && end_stream) {
     st->in_end = true;
     st->readable.set();
+  }
+}
+
+void server_session::answer_head_too_large(stream_state& st) {
+  // No handler runs; the stream ends with the answer (the session forgets it once closed).
+  st.handler_done = true;
+  st.text.clear();
+  st.spans.clear();
+  response res(*this, st);
+  constexpr std::string_view text = "request header fields too large\n";
+  (void)res.set_header("content-type", "text/plain");
+  if (submit(st, res, 431, text.size(), true)) {
+    st.out.assign(text);
+    end_body(st, {});
   }
 }
 

@@ -295,6 +295,24 @@ TEST_F(Cli, ConnectTcpToSocatEchoServer) {
   EXPECT_EQ(peer->exit_code(), 0) << peer->err();
 }
 
+// With `buffered` in the spec, what stdin gave leaves before connect waits for more:
+// an interactive line is echoed while stdin is still open, not when the buffer fills.
+TEST_F(Cli, ConnectOverBufferedSendsInteractiveInputAtOnce) {
+  ASSERT_TRUE(have_socat());
+  auto peer = spawn({socat(), "-d", "-d", "-t", "5", "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr", "EXEC:cat"});
+  int port = port_of(*peer);
+  ASSERT_GT(port, 0);
+  auto p = strata({"connect", "tcp:127.0.0.1:" + std::to_string(port) + " | buffered"});
+  ASSERT_TRUE(p);
+  p->send("hello over buffered\n", false);
+  bool echoed = process::drive({p.get(), peer.get()}, until_,
+                               [&] { return p->out() == "hello over buffered\n" || p->exited(); });
+  EXPECT_TRUE(echoed) << "echoed '" << p->out() << "'; stderr: " << p->err();
+  p->close_stdin();
+  EXPECT_TRUE(p->wait_finished(until_));
+  EXPECT_EQ(p->exit_code(), 0) << p->err();
+}
+
 TEST_F(Cli, ListenTcpReceivesAFileFromSocat) {
   ASSERT_TRUE(have_socat());
   auto file = dir_ + "/payload.bin";

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/adapt/buffered.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/run.hpp"
@@ -23,12 +24,15 @@
 #include "strata/transport/tcp.hpp"
 #include "strata/transport/unix.hpp"
 #include "support/co_test.hpp"
+#include "support/mem_stream.hpp"
 #include "support/pki.hpp"
 
 namespace strata {
 namespace {
 
 using namespace std::chrono_literals;
+using test::mem_options;
+using test::mem_stream;
 using test::pki;
 
 tls::credential cred(const test::credential& c) { return {.cert_file = c.cert_file, .key_file = c.key_file}; }
@@ -528,6 +532,56 @@ TEST(Tls, DetachReturnsThePlainStreamWithEveryByteThatFollowed) {
       auto got_ = co_await client->read_some(b1, dl);
       EXPECT_EQ(got_.error(), errc::closed);
     }
+  });
+}
+
+// Over a buffering layer, tls reads with the caller's deadline instead of its idle grace
+// while output is held below: the read flushes first, and a flush cut short by the 50 ms
+// grace would stop part-way and break the write direction (as prefix and crlf avoid too).
+TEST(Tls, TheIdleGraceDoesNotCutAFlushBelowShort) {
+  test::run_test([]() -> task<void> {
+    auto dl = deadline::after(5s);
+    auto ends = mem_stream::pair(mem_options{.buffer_limit = 8});
+    using buffered_tls = tls::stream<buffered<mem_stream>>;
+    using plain_tls = tls::stream<mem_stream>;
+    result<buffered_tls> client = errc::not_supported;
+    result<plain_tls> server = errc::not_supported;
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](mem_stream lower, deadline d, result<plain_tls>& into) -> task<void> {
+        into = co_await tls::accept(std::move(lower), server_context(), d);
+      }(std::move(ends.second), dl, server));
+      tls::client_options to_localhost{.server_name = "localhost"};
+      buffered<mem_stream> below(std::move(ends.first));
+      client = co_await tls::connect(std::move(below), client_context(), to_localhost, dl);
+    });
+    CO_ASSERT_OK(client);
+    CO_ASSERT_OK(server);
+    {
+      auto hi = co_await server->write(as_bytes(std::string_view("hi")), dl);
+      CO_ASSERT_OK(hi);
+    }
+    std::array<std::byte, 64> buf{};
+    auto first = co_await client->read_some(buf, dl);  // the input buffer stays: the grace applies
+    CO_ASSERT_OK(first);
+    const std::string request(200, 'r');
+    auto sent = co_await client->write(as_bytes(request), dl);  // held by buffered
+    CO_ASSERT_OK(sent);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](plain_tls& peer, std::string expected, deadline d) -> task<void> {
+        // The peer starts reading only after the grace is over (the wait is the point).
+        event never;
+        auto idle = co_await never.wait(deadline::after(150ms));
+        EXPECT_EQ(idle.error(), errc::timed_out);
+        auto got = co_await read_all(peer, expected.size(), d);
+        CO_ASSERT_OK(got);
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(got->data()), got->size()), expected);
+        auto ok = co_await peer.write(as_bytes(std::string_view("ok")), d);
+        CO_ASSERT_OK(ok);
+      }(*server, request, dl));
+      auto answer = co_await client->read_some(buf, dl);
+      CO_ASSERT_OK(answer);
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *answer), std::string("ok"));
+    });
   });
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "strata/core/flush.hpp"
 #include "strata/transport/shm.hpp"
 
 namespace strata::cli {
@@ -73,6 +74,12 @@ task<void> send_stream(any_stream& out, stdin_source& in, relay_state& st, const
       if (!r && r.error() != errc::not_supported) st.fail_write(options.label + ": shutdown", r.error(), s);
       co_return;
     }
+    // What stdin gave so far leaves before the relay waits for more: a `buffered`
+    // layer in the stack would otherwise hold interactive input until it fills.
+    if (detail::output_pending(out)) {
+      auto flushed = co_await flush(out, deadline::never());
+      if (!flushed) co_return st.fail_write(options.label + ": flush", flushed.error(), s);
+    }
     auto space = in.pending.writable(chunk);
     auto n = co_await read_fd(st.stdio->in(), space.first(std::min(space.size(), chunk)), deadline::never());
     if (!n) {
@@ -115,6 +122,10 @@ task<void> send_lines(any_message& out, stdin_source& in, std::size_t limit, rel
       co_return;
     }
     if (scanned > limit) co_return st.fail("stdin: line", errc::message_too_large, s);
+    if (detail::output_pending(out)) {  // as send_stream: no line waits behind stdin
+      auto flushed = co_await flush(out, deadline::never());
+      if (!flushed) co_return st.fail_write(options.label + ": flush", flushed.error(), s);
+    }
     auto space = in.pending.writable(chunk);
     auto n = co_await read_fd(st.stdio->in(), space.first(std::min(space.size(), chunk)), deadline::never());
     if (!n) {

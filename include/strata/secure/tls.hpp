@@ -32,6 +32,7 @@
 #include "strata/core/any.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/capability.hpp"
+#include "strata/core/flush.hpp"
 #include "strata/core/query.hpp"
 #include "strata/core/stream.hpp"
 #include "strata/runtime/deadline.hpp"
@@ -439,6 +440,9 @@ class stream {
   task<result<void>> fill(deadline dl) {
     if (session_.input_capacity() != 0) {
       auto until = deadline::earlier(dl, deadline::after(idle_grace));
+      // As the framing adapters: a buffering layer below flushes before it waits, and a
+      // flush cut short by the grace part-way would break the write direction.
+      if (strata::detail::output_pending(lower_)) until = dl;
       auto n = co_await lower_.read_some(session_.input_space(), until);
       if (n || n.error() != errc::timed_out || until == dl) co_return took(n);
       session_.release_input();
@@ -549,6 +553,12 @@ task<result<void>> run_handshake(Lower& lower, session& s, deadline dl) {
     }
     if (!step) co_return unexpected(step.error());
     if (*step == want::nothing) {
+      // A buffering layer below may hold the last flight (a client's Finished), which
+      // the peer's handshake waits for while this side may read nothing for long.
+      if (strata::detail::output_pending(lower)) {
+        auto flushed = co_await strata::flush(lower, dl);
+        if (!flushed) co_return unexpected(flushed.error());
+      }
       // The connection may now sit idle for long: its first read waits with a small
       // buffer (tls::stream::fill), not this one.
       s.release_input();

@@ -38,6 +38,7 @@ extern const protocol_entry term_entry;                ///< term(DELIM, max=)
 extern const protocol_entry mux_entry;   ///< mux(window=, max-frame=, max-streams=, keepalive=, dead-after=)
 extern const protocol_entry tls_entry;   ///< tls(sni=, alpn=, ca=, cert=, key=, ...)
 extern const protocol_entry dtls_entry;  ///< dtls(sni=, alpn=, ca=, cert=, key=, mtu=, ...)
+extern const protocol_entry dccp_entry;  ///< dccp(service=, mtu=, retransmit=, min-rto=, ack-ratio=, window=)
 extern const protocol_entry websocket_entry;  ///< websocket(path=, host=, protocols=, deflate=, max=, ...)
 extern const protocol_entry http1_entry;      ///< http1(max-body=, header-timeout=, ...)
 extern const protocol_entry http_entry;       ///< http(...): http1 or http2 as the peers agree

@@ -1,0 +1,686 @@
+// dccp: the codec (round trips of every packet type, the checksum and its coverage, every
+// malformed header and option), the state machine driven directly with a virtual clock
+// (handshake with lost packets, data both ways, CCID 2's reaction to loss and to a
+// timeout, out-of-window packets drawing a Sync, close from either side, reset, bad
+// service code, garbage), the admission gate, and then the layer over real UDP from spec
+// strings: one listener with several clients, back-pressure, message_too_large, dtls over
+// dccp, and tshark decoding a capture of our traffic.
+#include "strata/adapt/dccp.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "strata/pipeline/pipeline.hpp"
+#include "strata/runtime.hpp"
+#include "support/co_test.hpp"
+
+using namespace std::chrono_literals;
+
+namespace strata::test {
+namespace {
+
+using dccp::packet_type;
+
+address ip(const char* text) { return *address::parse_ip(text); }
+
+const dccp::endpoints client_path = dccp::endpoints::from(ip("127.0.0.1:40000"), ip("127.0.0.1:5000"));
+const dccp::endpoints server_path = client_path.reversed();
+
+std::string text(const std::vector<std::byte>& b, std::size_t n) {
+  return std::string(reinterpret_cast<const char*>(b.data()), n);
+}
+
+// -- codec -------------------------------------------------------------------------------
+
+TEST(DccpCodec, RoundTripsEveryPacketType) {
+  for (int t = 0; t <= 9; ++t) {
+    dccp::header h;
+    h.type = static_cast<packet_type>(t);
+    h.seq = 0xABCDEF012345ull;
+    h.ack = 0x123456789ABCull;
+    h.service_code = 0x01020304;
+    h.code = dccp::reset_code::too_busy;
+    h.reset_data = {1, 2, 3};
+    h.ccval = 5;
+    const std::uint8_t opts[] = {dccp::option::timestamp, 6, 0, 0, 1, 2};
+    auto wire = dccp::encode(h, as_bytes(std::string_view(reinterpret_cast<const char*>(opts), sizeof opts)),
+                             as_bytes(std::string_view("payload")), client_path);
+    EXPECT_EQ((wire.size() - 7) % 4, 0u);  // header and options in 32-bit words
+    auto d = dccp::decode(wire, client_path);
+    ASSERT_TRUE(d) << t << ": " << d.error().message();
+    EXPECT_EQ(d->h.type, h.type);
+    EXPECT_EQ(d->h.seq, h.seq);
+    EXPECT_EQ(d->h.source_port, 40000);
+    EXPECT_EQ(d->h.dest_port, 5000);
+    EXPECT_EQ(d->h.ccval, 5);
+    if (dccp::has_ack(h.type)) {
+      EXPECT_EQ(d->h.ack, h.ack);
+    }
+    if (h.type == packet_type::request || h.type == packet_type::response) {
+      EXPECT_EQ(d->h.service_code, 0x01020304u);
+    }
+    if (h.type == packet_type::reset) {
+      EXPECT_EQ(d->h.code, dccp::reset_code::too_busy);
+      EXPECT_EQ(d->h.reset_data[2], 3);
+    }
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(d->payload.data()), d->payload.size()), "payload");
+    EXPECT_EQ(d->options.size(), 8u);  // padded to 32 bits
+    auto o = dccp::parse_options(d->options);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(*o->timestamp, 0x102u);
+  }
+}
+
+TEST(DccpCodec, ChecksumCoversPseudoHeaderAndPacket) {
+  dccp::header h;
+  h.type = packet_type::data;
+  h.seq = 7;
+  auto wire = dccp::encode(h, {}, as_bytes(std::string_view("some data")), client_path);
+  ASSERT_TRUE(dccp::decode(wire, client_path));
+  // Another address in the pseudo-header, a flipped payload bit: bad checksum.
+  auto other = dccp::endpoints::from(ip("127.0.0.2:40000"), ip("127.0.0.1:5000"));
+  EXPECT_EQ(dccp::decode(wire, other).error(), make_error_code(dccp::error::bad_checksum));
+  auto flipped = wire;
+  flipped.back() ^= std::byte{1};
+  EXPECT_EQ(dccp::decode(flipped, client_path).error(), make_error_code(dccp::error::bad_checksum));
+  EXPECT_TRUE(dccp::decode(flipped, client_path, false));
+  // Partial coverage (CsCov=1: the header only): the payload is not covered.
+  h.cscov = 1;
+  auto partial = dccp::encode(h, {}, as_bytes(std::string_view("some data")), client_path);
+  partial.back() ^= std::byte{1};
+  EXPECT_TRUE(dccp::decode(partial, client_path));
+  // Coverage past the end of the packet.
+  h.cscov = 15;
+  auto beyond = dccp::encode(h, {}, as_bytes(std::string_view("x")), client_path);
+  EXPECT_EQ(dccp::decode(beyond, client_path).error(), make_error_code(dccp::error::bad_coverage));
+}
+
+TEST(DccpCodec, RefusesMalformedHeaders) {
+  dccp::header h;
+  h.type = packet_type::ack;
+  h.seq = 1;
+  auto good = dccp::encode(h, {}, {}, client_path);
+  auto expect = [&](std::vector<std::byte> w, dccp::error e) {
+    auto d = dccp::decode(w, client_path, false);
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error(), make_error_code(e));
+    EXPECT_EQ(d.error(), errc::protocol_error);
+  };
+  expect(std::vector<std::byte>(good.begin(), good.begin() + 11), dccp::error::truncated);
+  expect(std::vector<std::byte>(good.begin(), good.begin() + 20), dccp::error::truncated);
+  auto w = good;
+  w[8] = std::byte((12u << 1) | 1u);
+  expect(w, dccp::error::bad_type);
+  w = good;
+  w[8] = std::byte(unsigned(w[8]) & ~1u);
+  expect(w, dccp::error::short_sequence);
+  w = good;
+  w[4] = std::byte{3};
+  expect(w, dccp::error::bad_data_offset);
+  w = good;
+  w[4] = std::byte{200};
+  expect(w, dccp::error::bad_data_offset);
+}
+
+std::vector<std::byte> bytes(std::initializer_list<int> v) {
+  std::vector<std::byte> out;
+  for (int x : v) out.push_back(std::byte(x));
+  return out;
+}
+
+TEST(DccpCodec, OptionsHaveLimits) {
+  auto err = [](std::vector<std::byte> area) {
+    auto o = dccp::parse_options(area);
+    return o ? std::error_code{} : o.error();
+  };
+  EXPECT_EQ(err(bytes({32, 1})), make_error_code(dccp::error::bad_option));           // length below 2
+  EXPECT_EQ(err(bytes({32, 9, 1})), make_error_code(dccp::error::bad_option));        // past the area
+  EXPECT_EQ(err(bytes({41, 5, 0, 0, 0})), make_error_code(dccp::error::bad_option));  // Timestamp is 6
+  EXPECT_EQ(err(bytes({43, 5, 0, 0, 0})), make_error_code(dccp::error::bad_option));  // Elapsed 4 or 6
+  EXPECT_EQ(err(bytes({0, 1})), make_error_code(dccp::error::bad_option));            // Mandatory last
+  EXPECT_EQ(err(bytes({1, 1, 0})), make_error_code(dccp::error::bad_option));         // Mandatory twice
+  EXPECT_EQ(err(bytes({37, 9, 1, 1, 1, 1, 1, 1, 1})), make_error_code(dccp::error::bad_option));  // NDP > 6
+  std::vector<std::byte> many;
+  for (int i = 0; i < 17; ++i) {
+    auto one = bytes({34, 4, 1, 2});
+    many.insert(many.end(), one.begin(), one.end());
+  }
+  EXPECT_EQ(err(many), make_error_code(dccp::error::too_many_options));
+  std::vector<std::byte> vectors;
+  for (int i = 0; i < 5; ++i) {
+    auto one = bytes({38, 3, 0});
+    vectors.insert(vectors.end(), one.begin(), one.end());
+  }
+  EXPECT_EQ(err(vectors), make_error_code(dccp::error::bad_ack_vector));
+  // Every option we know, well formed.
+  auto all = bytes({0,  2, 32, 4, 1,  2, 33, 4,  1, 2,    34,   3,  6, 35, 5,  3, 0, 100,
+                    36, 4, 9,  9, 37, 3, 5,  38, 4, 0x05, 0xC0, 41, 6, 0,  0,  0, 7, 42,
+                    10, 0, 0,  0, 7,  0, 0,  0,  1, 43,   4,    0,  9, 1,  36, 3, 1});
+  auto o = dccp::parse_options(all);
+  ASSERT_TRUE(o) << o.error().message();
+  EXPECT_TRUE(o->slow_receiver);
+  EXPECT_EQ(o->features.size(), 4u);
+  EXPECT_EQ(o->init_cookie.size(), 1u);  // the last one wins
+  EXPECT_EQ(*o->ndp_count, 5u);
+  EXPECT_EQ(o->ack_vector.size(), 2u);
+  EXPECT_EQ(*o->timestamp, 7u);
+  EXPECT_EQ(*o->timestamp_echo, 7u);
+  EXPECT_EQ(*o->elapsed_time, 9u);
+  EXPECT_FALSE(o->unknown_mandatory);
+  // Mandatory before an option we do not know.
+  auto m = dccp::parse_options(bytes({1, 44, 6, 0, 0, 0, 0}));
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->unknown_mandatory);
+}
+
+TEST(DccpCodec, SequenceArithmeticWraps) {
+  EXPECT_EQ(dccp::seq_add(dccp::seq_mask, 1), 0u);
+  EXPECT_EQ(dccp::seq_delta(dccp::seq_mask, 2), 3);
+  EXPECT_EQ(dccp::seq_delta(2, dccp::seq_mask), -3);
+  EXPECT_TRUE(dccp::seq_in(1, dccp::seq_mask - 5, 10));
+  EXPECT_FALSE(dccp::seq_in(11, dccp::seq_mask - 5, 10));
+}
+
+// -- the state machine -------------------------------------------------------------------
+
+dccp::config test_config() {
+  dccp::config c;
+  c.retransmit = 100ms;
+  c.min_rto = 100ms;
+  c.initial_rto = 100ms;
+  c.timewait = 200ms;
+  return c;
+}
+
+/// net connects a client and a server engine through a virtual network with a virtual
+/// clock; `drop` decides per datagram (with its decoded header) whether it is lost.
+struct net {
+  dccp::time_point now = dccp::clock::time_point{} + 1000s;
+  dccp::engine client;
+  dccp::engine server;
+  std::function<bool(bool from_client, const dccp::header&)> drop = [](bool, const dccp::header&) {
+    return false;
+  };
+  std::vector<std::pair<bool, dccp::header>> seen;  // every datagram sent, in order
+
+  explicit net(dccp::config ccfg = test_config(), dccp::config scfg = test_config()) {
+    server = dccp::engine::server(scfg, server_path, now);
+    client = dccp::engine::client(ccfg, client_path, now);
+  }
+  /// exchange moves datagrams both ways until neither side has any.
+  void exchange() {
+    for (int round = 0; round < 10000 && (client.has_output() || server.has_output()); ++round) {
+      while (client.has_output()) pass(true, client.next_output());
+      while (server.has_output()) pass(false, server.next_output());
+    }
+  }
+  void pass(bool from_client, std::vector<std::byte> d) {
+    auto h = dccp::decode(d, from_client ? client_path : server_path);
+    EXPECT_TRUE(h) << "we sent a packet we cannot decode";
+    if (!h) return;
+    seen.emplace_back(from_client, h->h);
+    if (drop(from_client, h->h)) return;
+    (void)(from_client ? server : client).on_datagram(d, now);
+  }
+  /// advance moves the clock to the next timer (of either side) within `limit` and runs it.
+  bool advance(std::chrono::milliseconds limit = 10s) {
+    std::optional<dccp::time_point> t;
+    for (auto* e : {&client, &server}) {
+      auto d = e->next_deadline();
+      if (d && (!t || *d < *t)) t = d;
+    }
+    if (!t || *t > now + limit) return false;
+    now = std::max(now, *t);
+    client.on_timer(now);
+    server.on_timer(now);
+    exchange();
+    return true;
+  }
+  void open() {
+    exchange();
+    for (int i = 0;
+         i < 20 && !(client.current() == dccp::state::open && server.current() == dccp::state::open); ++i)
+      advance();
+  }
+  int count(bool from_client, packet_type t) const {
+    return static_cast<int>(std::count_if(seen.begin(), seen.end(), [&](const auto& s) {
+      return s.first == from_client && s.second.type == t;
+    }));
+  }
+};
+
+TEST(DccpEngine, HandshakeNegotiatesCcid2) {
+  net n;
+  EXPECT_EQ(n.client.current(), dccp::state::request);
+  EXPECT_EQ(n.server.current(), dccp::state::listen);
+  n.exchange();
+  EXPECT_EQ(n.client.current(), dccp::state::open);
+  EXPECT_EQ(n.server.current(), dccp::state::open);
+  EXPECT_EQ(n.count(true, packet_type::request), 1);
+  EXPECT_EQ(n.count(false, packet_type::response), 1);
+  EXPECT_EQ(n.client.ccid(), 2);
+  EXPECT_EQ(n.server.ccid(), 2);
+  EXPECT_TRUE(n.client.ack_vector_on());
+  EXPECT_TRUE(n.server.ack_vector_on());
+  EXPECT_EQ(n.client.ack_ratio(), 2);
+  EXPECT_FALSE(n.client.next_deadline() && n.client.current() != dccp::state::open);
+  EXPECT_FALSE(n.client.failure());
+}
+
+TEST(DccpEngine, HandshakeSurvivesLostRequestAndResponse) {
+  net n;
+  int requests = 0, responses = 0;
+  n.drop = [&](bool from_client, const dccp::header& h) {
+    if (from_client && h.type == packet_type::request) return ++requests == 1;     // the first Request
+    if (!from_client && h.type == packet_type::response) return ++responses == 1;  // the first Response
+    return false;
+  };
+  n.open();
+  EXPECT_EQ(n.client.current(), dccp::state::open);
+  EXPECT_EQ(n.server.current(), dccp::state::open);
+  EXPECT_EQ(requests, 3);  // lost, answered by a lost Response, answered
+  // Each retransmitted Request has a new sequence number (RFC 4340 8.1.1).
+  std::vector<std::uint64_t> seqs;
+  for (auto& [c, h] : n.seen)
+    if (c && h.type == packet_type::request) seqs.push_back(h.seq);
+  ASSERT_EQ(seqs.size(), 3u);
+  EXPECT_EQ(dccp::seq_delta(seqs[0], seqs[2]), 2);
+}
+
+TEST(DccpEngine, ClientGivesUpAfterMaxRequests) {
+  net n;
+  n.drop = [](bool, const dccp::header&) { return true; };
+  for (int i = 0; i < 20 && n.advance(100s);) ++i;
+  EXPECT_EQ(n.client.current(), dccp::state::closed);
+  EXPECT_EQ(n.client.failure(), make_error_code(dccp::error::handshake_failed));
+  EXPECT_EQ(n.client.failure(), errc::broken);
+}
+
+TEST(DccpEngine, LostAckLeavesPartopenByRetransmission) {
+  net n;
+  int acks = 0;
+  n.drop = [&](bool from_client, const dccp::header& h) {
+    return from_client && h.type == packet_type::ack && ++acks == 1;
+  };
+  n.exchange();
+  EXPECT_EQ(n.client.current(), dccp::state::partopen);
+  EXPECT_TRUE(n.client.established());  // data may flow in PARTOPEN
+  EXPECT_EQ(n.server.current(), dccp::state::respond);
+  n.open();
+  EXPECT_EQ(n.client.current(), dccp::state::open);
+  EXPECT_EQ(n.server.current(), dccp::state::open);
+}
+
+void send_text(dccp::engine& e, const std::string& s, dccp::time_point now) {
+  auto r = e.send(as_bytes(std::string_view(s)), now);
+  EXPECT_TRUE(r) << r.error().message();
+}
+
+std::vector<std::string> read_all(dccp::engine& e) {
+  std::vector<std::string> out;
+  std::vector<std::byte> buf(2048);
+  while (e.has_message()) {
+    auto n = e.read(buf);
+    if (!n) break;
+    out.push_back(text(buf, *n));
+  }
+  return out;
+}
+
+TEST(DccpEngine, DataFlowsBothWays) {
+  net n;
+  n.open();
+  ASSERT_TRUE(n.client.can_send());
+  send_text(n.client, "from client", n.now);
+  send_text(n.server, "from server", n.now);
+  n.exchange();
+  EXPECT_EQ(read_all(n.server), std::vector<std::string>{"from client"});
+  EXPECT_EQ(read_all(n.client), std::vector<std::string>{"from server"});
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(n.client.read(buf).error(), errc::timed_out);  // nothing yet
+  // A message larger than the path allows is refused, nothing queued.
+  std::string big(n.client.max_message() + 1, 'x');
+  EXPECT_EQ(n.client.send(as_bytes(std::string_view(big)), n.now).error(), errc::message_too_large);
+  std::string exact(n.client.max_message(), 'y');
+  ASSERT_TRUE(n.client.can_send());
+  send_text(n.client, exact, n.now);
+  n.exchange();
+  std::vector<std::byte> small(10);
+  EXPECT_EQ(n.server.read(small).error(), errc::message_too_large);  // stays for a larger buffer
+  std::vector<std::byte> large(2000);
+  EXPECT_EQ(*n.server.read(large), exact.size());
+}
+
+TEST(DccpEngine, AckRatioAndDelayedAcks) {
+  net n;
+  n.open();
+  const auto before = n.count(false, packet_type::ack);
+  for (int i = 0; i < 2; ++i) send_text(n.client, "m" + std::to_string(i), n.now);
+  n.exchange();
+  EXPECT_EQ(n.count(false, packet_type::ack), before + 1);  // Ack Ratio 2: one Ack for two
+  send_text(n.client, "odd one", n.now);
+  n.exchange();
+  EXPECT_EQ(n.count(false, packet_type::ack), before + 1);  // held back...
+  ASSERT_TRUE(n.advance(1s));
+  EXPECT_EQ(n.count(false, packet_type::ack), before + 2);  // ...until the ack delay
+  EXPECT_EQ(n.client.pipe(), 0u);
+}
+
+TEST(DccpEngine, WindowGrowsAndBlocksSends) {
+  net n;
+  n.open();
+  const auto initial = n.client.cwnd();
+  EXPECT_GE(initial, 2u);
+  EXPECT_LE(initial, 4u);
+  int sent = 0;
+  while (n.client.can_send()) {
+    send_text(n.client, "x", n.now);
+    ++sent;
+  }
+  EXPECT_EQ(static_cast<std::uint32_t>(sent), initial);  // the window is full: back-pressure
+  EXPECT_EQ(n.client.send(as_bytes(std::string_view("y")), n.now).error(), errc::invalid_argument);
+  n.exchange();
+  n.advance(1s);
+  EXPECT_EQ(n.client.pipe(), 0u);
+  EXPECT_GT(n.client.cwnd(), initial);  // slow start
+}
+
+TEST(DccpEngine, LossHalvesTheWindow) {
+  net n;
+  n.open();
+  // Grow the window first.
+  for (int round = 0; round < 6; ++round) {
+    while (n.client.can_send()) send_text(n.client, "warm", n.now);
+    n.exchange();
+    n.advance(1s);
+    (void)read_all(n.server);
+  }
+  const auto before = n.client.cwnd();
+  ASSERT_GE(before, 8u);
+  // Lose one data packet out of a full window.
+  int data = 0;
+  n.drop = [&](bool from_client, const dccp::header& h) {
+    return from_client && h.type == packet_type::data_ack && ++data == 2;
+  };
+  int burst = 0;
+  while (n.client.can_send()) {
+    send_text(n.client, "burst", n.now);
+    ++burst;
+  }
+  n.exchange();
+  const auto got = read_all(n.server).size();
+  n.advance(1s);
+  EXPECT_EQ(static_cast<int>(got + read_all(n.server).size()), burst - 1);
+  EXPECT_EQ(n.client.statistics().data_lost, 1u);
+  EXPECT_EQ(n.client.statistics().congestion_events, 1u);
+  // Half the window at the loss (slow start may have added one or two before it showed).
+  EXPECT_NEAR(n.client.ssthresh(), before / 2, 2);
+  EXPECT_NEAR(n.client.cwnd(), n.client.ssthresh(), 1);
+  EXPECT_EQ(n.client.statistics().timeouts, 0u);
+  EXPECT_EQ(n.client.pipe(), 0u);
+}
+
+TEST(DccpEngine, TimeoutCollapsesTheWindow) {
+  net n;
+  n.open();
+  bool blackhole = false;
+  n.drop = [&](bool from_client, const dccp::header&) { return blackhole && !from_client; };
+  blackhole = true;  // every ack is lost
+  while (n.client.can_send()) send_text(n.client, "into the void", n.now);
+  EXPECT_FALSE(n.client.can_send());
+  n.exchange();
+  ASSERT_TRUE(n.client.next_deadline());
+  const auto rto = n.client.rto();
+  for (int i = 0; i < 10 && n.client.statistics().timeouts == 0;) i += n.advance(5s) ? 1 : 10;
+  EXPECT_EQ(n.client.statistics().timeouts, 1u);
+  EXPECT_EQ(n.client.cwnd(), 1u);
+  EXPECT_EQ(n.client.pipe(), 0u);
+  EXPECT_TRUE(n.client.can_send());  // the sender is never stuck
+  EXPECT_GT(n.client.rto(), rto);    // backed off
+}
+
+TEST(DccpEngine, AckOfAcksTrimsTheAckVector) {
+  auto cfg = test_config();
+  cfg.receive_queue = 100000;
+  cfg.receive_bytes = 100 << 20;
+  net n(cfg, cfg);
+  n.open();
+  for (int i = 0; i < 40; ++i) {
+    while (n.client.can_send()) send_text(n.client, "a", n.now);
+    if (n.server.can_send()) send_text(n.server, "b", n.now);  // carries acks of the client's Acks
+    n.exchange();
+    n.advance(1s);
+    (void)read_all(n.server);
+    (void)read_all(n.client);
+  }
+  EXPECT_EQ(n.client.statistics().data_lost, 0u);
+  EXPECT_EQ(n.server.statistics().data_lost, 0u);
+  EXPECT_GT(n.client.cwnd(), 100u);
+  // Over 10000 packets arrived; what the server still reports is what the client has
+  // not acknowledged (its last window), far below max_history.
+  EXPECT_LT(n.server.ack_history(), 600u);
+  EXPECT_LT(n.client.ack_history(), 600u);
+}
+
+std::vector<std::byte> forge(packet_type t, std::uint64_t seq, std::uint64_t ack,
+                             const dccp::endpoints& path) {
+  dccp::header h;
+  h.type = t;
+  h.seq = seq;
+  h.ack = ack;
+  return dccp::encode(h, {}, as_bytes(std::string_view(t == packet_type::data_ack ? "forged" : "")), path);
+}
+
+TEST(DccpEngine, OutOfWindowPacketDrawsSync) {
+  net n;
+  n.open();
+  const auto far = dccp::seq_add(n.client.gss(), 1'000'000);
+  auto r = n.server.on_datagram(forge(packet_type::data_ack, far, n.server.gss(), client_path), n.now);
+  EXPECT_EQ(r.error(), make_error_code(dccp::error::out_of_window));
+  EXPECT_EQ(r.error(), errc::protocol_error);
+  EXPECT_EQ(n.server.statistics().dropped_invalid_seq, 1u);
+  EXPECT_FALSE(n.server.has_message());
+  ASSERT_TRUE(n.server.has_output());
+  auto sync = dccp::decode(n.server.next_output(), server_path);
+  ASSERT_TRUE(sync);
+  EXPECT_EQ(sync->h.type, packet_type::sync);
+  EXPECT_EQ(sync->h.ack, far);  // acknowledges the offending number
+  // A forged number the client never sent: the client ignores the Sync (its ack is out
+  // of the client's window) and sends nothing back.
+  (void)n.client.on_datagram(dccp::encode(sync->h, {}, {}, server_path), n.now);
+  EXPECT_FALSE(n.client.has_output());
+  // Syncs are rate-limited.
+  for (int i = 0; i < 5; ++i)
+    (void)n.server.on_datagram(
+        forge(packet_type::data_ack, dccp::seq_add(far, i + 1), n.server.gss(), client_path), n.now);
+  int syncs = 0;
+  while (n.server.has_output())
+    syncs += dccp::decode(n.server.next_output(), server_path)->h.type == packet_type::sync;
+  EXPECT_EQ(syncs, 0);
+  send_text(n.client, "still fine", n.now);
+  n.exchange();
+  EXPECT_EQ(read_all(n.server), std::vector<std::string>{"still fine"});
+  // A forged Reset out of the window does not end the connection.
+  (void)n.client.on_datagram(
+      forge(packet_type::reset, dccp::seq_add(n.server.gss(), 5000), n.client.gss(), server_path), n.now);
+  EXPECT_EQ(n.client.current(), dccp::state::open);
+}
+
+TEST(DccpEngine, SyncResynchronisesAfterABurstOfLoss) {
+  auto scfg = test_config();
+  scfg.sequence_window = 32;  // the client validates the server's numbers with W = 32
+  net n(test_config(), scfg);
+  n.open();
+  // The server's next 29 packets were lost: the 30th is beyond the client's window
+  // (GSR + 3W/4 = GSR + 24). Played here by forging the server's side.
+  const auto next = dccp::seq_add(n.client.gsr(), 30);
+  auto r = n.client.on_datagram(forge(packet_type::data_ack, next, n.client.gss(), server_path), n.now);
+  EXPECT_EQ(r.error(), make_error_code(dccp::error::out_of_window));
+  ASSERT_TRUE(n.client.has_output());
+  auto sync = dccp::decode(n.client.next_output(), client_path);
+  ASSERT_TRUE(sync);
+  EXPECT_EQ(sync->h.type, packet_type::sync);
+  EXPECT_EQ(sync->h.ack, next);
+  EXPECT_TRUE(read_all(n.client).empty());  // that one was dropped...
+  // The server's SyncAck (acknowledging the Sync) moves the client's window forward.
+  dccp::header sync_ack;
+  sync_ack.type = packet_type::sync_ack;
+  sync_ack.seq = dccp::seq_add(next, 1);
+  sync_ack.ack = sync->h.seq;
+  EXPECT_EQ(*n.client.on_datagram(dccp::encode(sync_ack, {}, {}, server_path), n.now), packet_type::sync_ack);
+  EXPECT_EQ(n.client.gsr(), dccp::seq_add(next, 1));
+  EXPECT_EQ(*n.client.on_datagram(
+                forge(packet_type::data_ack, dccp::seq_add(next, 2), n.client.gss(), server_path), n.now),
+            packet_type::data_ack);
+  EXPECT_EQ(read_all(n.client), std::vector<std::string>{"forged"});  // ...the next one is fine
+  // A Sync from the peer is answered with a SyncAck that acknowledges it.
+  dccp::header peer_sync;
+  peer_sync.type = packet_type::sync;
+  peer_sync.seq = dccp::seq_add(next, 3);
+  peer_sync.ack = n.client.gss();
+  (void)n.client.on_datagram(dccp::encode(peer_sync, {}, {}, server_path), n.now);
+  bool answered = false;
+  while (n.client.has_output()) {
+    auto d = dccp::decode(n.client.next_output(), client_path);
+    if (d->h.type == packet_type::sync_ack && d->h.ack == peer_sync.seq) answered = true;
+  }
+  EXPECT_TRUE(answered);
+}
+
+TEST(DccpEngine, ClientCloseEndsInTimewait) {
+  net n;
+  n.open();
+  send_text(n.client, "last words", n.now);
+  n.client.close(n.now);
+  EXPECT_EQ(n.client.current(), dccp::state::closing);
+  n.exchange();
+  EXPECT_EQ(n.count(true, packet_type::close), 1);
+  EXPECT_EQ(n.count(false, packet_type::reset), 1);
+  EXPECT_EQ(n.server.current(), dccp::state::closed);
+  EXPECT_EQ(n.client.current(), dccp::state::timewait);
+  EXPECT_EQ(read_all(n.server), std::vector<std::string>{"last words"});
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(n.server.read(buf).error(), errc::end_of_stream);
+  ASSERT_TRUE(n.advance(1s));  // TIMEWAIT ends
+  EXPECT_EQ(n.client.current(), dccp::state::closed);
+  EXPECT_FALSE(n.client.failure());
+}
+
+TEST(DccpEngine, ServerCloseUsesCloseReqAndSurvivesLoss) {
+  net n;
+  n.open();
+  int closereqs = 0;
+  n.drop = [&](bool from_client, const dccp::header& h) {
+    return !from_client && h.type == packet_type::close_req && ++closereqs == 1;
+  };
+  n.server.close(n.now);
+  EXPECT_EQ(n.server.current(), dccp::state::closereq);
+  n.exchange();
+  EXPECT_EQ(n.server.current(), dccp::state::closereq);  // lost
+  n.advance(1s);
+  EXPECT_EQ(closereqs, 2);
+  EXPECT_EQ(n.server.current(), dccp::state::closed);
+  EXPECT_EQ(n.client.current(), dccp::state::timewait);  // the client holds TIMEWAIT
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(n.client.read(buf).error(), errc::end_of_stream);
+}
+
+TEST(DccpEngine, AbortResetsThePeer) {
+  net n;
+  n.open();
+  n.server.abort(n.now);
+  n.exchange();
+  EXPECT_EQ(n.client.current(), dccp::state::timewait);
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(n.client.read(buf).error(), make_error_code(dccp::error::peer_reset));
+  EXPECT_EQ(n.client.read(buf).error(), errc::broken);
+  // A closed endpoint answers anything but a Reset with Reset(no connection).
+  EXPECT_TRUE(n.server.on_datagram(forge(packet_type::data_ack, 1, 1, client_path), n.now));
+  ASSERT_TRUE(n.server.has_output());
+  auto reset = dccp::decode(n.server.next_output(), server_path);
+  EXPECT_EQ(reset->h.type, packet_type::reset);
+  EXPECT_EQ(reset->h.code, dccp::reset_code::no_connection);
+}
+
+TEST(DccpEngine, WrongServiceCodeIsRefused) {
+  auto ccfg = test_config();
+  ccfg.service = 7;
+  auto scfg = test_config();
+  scfg.service = 8;
+  net n(ccfg, scfg);
+  n.exchange();
+  EXPECT_EQ(n.server.current(), dccp::state::closed);
+  EXPECT_EQ(n.client.current(), dccp::state::closed);
+  EXPECT_EQ(n.client.failure(), make_error_code(dccp::error::bad_service_code));
+  EXPECT_EQ(n.count(false, packet_type::reset), 1);
+}
+
+TEST(DccpEngine, GarbageChangesNothing) {
+  net n;
+  n.open();
+  std::mt19937 rng(1234);
+  std::vector<std::byte> junk;
+  for (int i = 0; i < 2000; ++i) {
+    junk.resize(rng() % 80);
+    for (auto& b : junk) b = std::byte(rng());
+    // Some with a valid checksum, so the state machine (not only the codec) sees them.
+    if (junk.size() >= 28 && (i % 2)) {
+      junk[4] = std::byte(std::min<unsigned>(unsigned(junk[4]) % 8 + 4, junk.size() / 4));
+      junk[5] = std::byte{0};
+      junk[8] = std::byte(unsigned(junk[8]) | 1u);
+      const auto c = dccp::checksum(junk, client_path);
+      junk[6] = std::byte(c >> 8);
+      junk[7] = std::byte(c);
+    }
+    (void)n.server.on_datagram(junk, n.now);
+    (void)n.client.on_datagram(junk, n.now);
+  }
+  while (n.server.has_output()) (void)n.server.next_output();
+  while (n.client.has_output()) (void)n.client.next_output();
+  EXPECT_GT(n.server.statistics().dropped_malformed, 1000u);
+  EXPECT_EQ(n.server.current(), dccp::state::open);
+  EXPECT_EQ(n.client.current(), dccp::state::open);
+  send_text(n.client, "after the storm", n.now);
+  n.exchange();
+  EXPECT_EQ(read_all(n.server), std::vector<std::string>{"after the storm"});
+}
+
+TEST(DccpEngine, SlowReaderIsNotAcknowledged) {
+  auto scfg = test_config();
+  scfg.receive_queue = 4;
+  net n(test_config(), scfg);
+  n.open();
+  for (int round = 0; round < 4; ++round) {
+    while (n.client.can_send()) send_text(n.client, "flood", n.now);
+    n.exchange();
+    n.advance(1s);
+  }
+  EXPECT_EQ(read_all(n.server).size(), 4u);  // the queue's bound
+  EXPECT_GT(n.server.statistics().dropped_queue_full, 0u);
+  EXPECT_GT(n.client.statistics().data_lost + n.client.statistics().timeouts, 0u);
+}
+
+TEST(DccpGate, AdmitsOnlyRequestsForTheService) {
+  dccp::config cfg;
+  cfg.service = 42;
+  auto gate = dccp::request_gate(cfg);
+  std::vector<std::byte> reply;
+  dccp::header h;
+  h.type = packet_type::request;
+  h.service_code = 42;
+  EXPECT_EQ(gate(ip("127.0.0.1:1"), dccp::encode(h, {}, {}, client_path), reply), admission::admit);
+  h.service_code = 41;
+  EXPECT_EQ(gate(ip("127.0.0.1:1"), dccp::encode(h, {}, {}, client_path), reply), admission::refuse);
+  h.type = packet_type::data_ack;
+  EXPECT_EQ(gate(ip("127.0.0.1:1"), dccp::encode(h, {}, {}, client_path), reply), admission::refuse);
+  EXPECT_EQ(gate(ip("127.0.0.1:1"), as_bytes(std::string_view("garbage")), reply), admission::refuse);
+  EXPECT_TRUE(reply.empty());
+}
+
+}  // namespace
+}  // namespace strata::test

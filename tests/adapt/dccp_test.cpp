@@ -18,6 +18,7 @@
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
 #include "support/co_test.hpp"
+#include "support/pki.hpp"
 
 using namespace std::chrono_literals;
 
@@ -680,6 +681,225 @@ TEST(DccpGate, AdmitsOnlyRequestsForTheService) {
   EXPECT_EQ(gate(ip("127.0.0.1:1"), dccp::encode(h, {}, {}, client_path), reply), admission::refuse);
   EXPECT_EQ(gate(ip("127.0.0.1:1"), as_bytes(std::string_view("garbage")), reply), admission::refuse);
   EXPECT_TRUE(reply.empty());
+}
+
+// -- over real UDP, from spec strings ------------------------------------------------------
+
+std::string fast(const std::string& min_rto = "100") { return "retransmit=100, min-rto=" + min_rto; }
+
+/// echo_all answers every message of a connection until the peer closes it.
+task<void> echo_all(any_connection c, deadline dl) {
+  auto& m = c.message();
+  std::vector<std::byte> buf(2048);
+  for (;;) {
+    auto got = co_await m.recv(buf, dl);
+    if (!got) break;
+    (void)co_await m.send(const_buffer(buf.data(), *got), dl);
+  }
+  (void)co_await c.close(dl);
+}
+
+task<void> serve(any_listener& l, int n, int& accepted, deadline dl) {
+  co_await with_scope([&](scope& s) -> task<void> {
+    for (int i = 0; i < n; ++i) {
+      auto conn = co_await l.accept(dl);
+      if (!conn) {
+        ADD_FAILURE() << "accept: " << conn.error().message();
+        co_return;
+      }
+      ++accepted;
+      s.spawn(echo_all(std::move(*conn), dl));
+    }
+  });
+}
+
+TEST(DccpPipeline, OneListenerServesSeveralClients) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=42, " + fast() + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  const std::string spec = "udp:127.0.0.1:" + std::to_string(port) + " | dccp(42, " + fast() + ")";
+  static constexpr int clients = 4;
+  static constexpr int messages = 30;
+  int accepted = 0;
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(8s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(serve(*listener, clients, accepted, dl));
+      for (int i = 0; i < clients; ++i) {
+        s.spawn([](std::string client_spec, int id, deadline d) -> task<void> {
+          auto c = co_await strata::connect(client_spec, d);
+          if (!c) {
+            ADD_FAILURE() << "client " << id << ": " << c.error().message();
+            co_return;
+          }
+          auto caps = c->runtime_capabilities();
+          EXPECT_EQ(caps.connection, connection::based);
+          EXPECT_TRUE(caps.congestion_controlled);
+          EXPECT_FALSE(caps.reliable);
+          EXPECT_EQ(caps.max_message, 1400u - 24u);
+          auto& m = c->message();
+          int echoed = 0;
+          std::vector<std::byte> buf(2048);
+          for (int k = 0; k < messages; ++k) {
+            std::string msg = "client " + std::to_string(id) + " message " + std::to_string(k);
+            auto sent = co_await m.send(as_bytes(std::string_view(msg)), d);
+            EXPECT_TRUE(sent) << sent.error().message();
+            auto echo = co_await m.recv(buf, deadline::earlier(d, deadline::after(2s)));
+            if (!echo) {
+              ADD_FAILURE() << "client " << id << " echo " << k << ": " << echo.error().message();
+              break;
+            }
+            EXPECT_EQ(text(buf, *echo), msg);
+            ++echoed;
+          }
+          EXPECT_EQ(echoed, messages);
+          auto closed = co_await c->close(d);
+          EXPECT_TRUE(closed) << closed.error().message();
+        }(spec, i, dl));
+      }
+      co_return;
+    });
+  });
+  EXPECT_EQ(accepted, clients);
+  auto stats = listener->datagrams();
+  EXPECT_EQ(stats.accepted, static_cast<std::uint64_t>(clients));
+  listener->close();
+}
+
+TEST(DccpPipeline, SendBlocksOnAFullWindowAndRefusesLargeMessages) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(" + fast("5s") + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    std::optional<any_connection> server;
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](any_listener& l, std::optional<any_connection>& out, deadline d) -> task<void> {
+        auto c = co_await l.accept(d);
+        if (c) out.emplace(std::move(*c));
+      }(*listener, server, dl));
+      auto c = co_await strata::connect("udp:127.0.0.1:" + std::to_string(port) + " | dccp(" + fast("5s") + ")",
+                                        dl);
+      CO_ASSERT_OK(c);
+      auto& m = c->message();
+      std::string big(c->runtime_capabilities().max_message + 1, 'x');
+      auto refused = co_await m.send(as_bytes(std::string_view(big)), dl);
+      EXPECT_EQ(refused.error(), errc::message_too_large);
+      // The server accepts but never reads: no acknowledgement comes back, so the window
+      // (3 packets at first) fills and the next send waits until its deadline.
+      int sent = 0;
+      for (;;) {
+        auto r = co_await m.send(as_bytes(std::string_view("fill")), deadline::after(200ms));
+        if (!r) {
+          EXPECT_EQ(r.error(), errc::timed_out);
+          break;
+        }
+        ++sent;
+        if (sent > 100) break;
+      }
+      EXPECT_GE(sent, 2);
+      EXPECT_LE(sent, 4);
+      // Once the server reads (and so acknowledges), the window opens again.
+      s.spawn([](std::optional<any_connection>& srv, deadline d) -> task<void> {
+        std::vector<std::byte> buf(2048);
+        while (srv && co_await srv->message().recv(buf, d)) {
+        }
+      }(server, deadline::after(1500ms)));
+      auto again = co_await m.send(as_bytes(std::string_view("after acks")), deadline::after(1s));
+      EXPECT_TRUE(again) << again.error().message();
+      (void)co_await c->close(deadline::after(1s));
+    });
+    if (server) (void)co_await server->close(deadline::after(1s));
+  });
+  listener->close();
+}
+
+TEST(DccpPipeline, WrongServiceCodeGetsNoConnection) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=1, " + fast() + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  test::run_test([&]() -> task<void> {
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](any_listener& l) -> task<void> {
+        auto none = co_await l.accept(deadline::after(700ms));
+        EXPECT_FALSE(none);
+      }(*listener));
+      auto c = co_await strata::connect("udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=2, " + fast() + ")",
+                                        deadline::after(500ms));
+      EXPECT_FALSE(c);
+      if (!c) {
+        EXPECT_EQ(c.error(), errc::timed_out);
+      }
+      // The gate refused every Request: the listener kept nothing for the client.
+      auto stats = listener->datagrams();
+      EXPECT_GE(stats.refused, 2u);
+      EXPECT_EQ(stats.admitted, 0u);
+      EXPECT_EQ(stats.pending_senders, 0u);
+    });
+  });
+  listener->close();
+}
+
+TEST(DccpPipeline, SpecStringsAreChecked) {
+  pipeline_error e;
+  EXPECT_TRUE(pipeline::parse("udp:127.0.0.1:1 | dccp", e)) << e.message;
+  EXPECT_FALSE(pipeline::parse("tcp:127.0.0.1:1 | dccp", e));  // dccp needs messages
+  EXPECT_NE(e.message.find("message"), std::string::npos) << e.message;
+  EXPECT_FALSE(pipeline::parse("udp:127.0.0.1:1 | dccp(service=4294967295)", e));
+  EXPECT_FALSE(pipeline::parse("udp:127.0.0.1:1 | dccp(mtu=20)", e));
+  auto p = pipeline::parse("udp:127.0.0.1:1 | dccp(mtu=1000)", e);
+  ASSERT_TRUE(p) << e.message;
+  EXPECT_EQ(p->top().connection, connection::based);
+  EXPECT_TRUE(p->top().congestion_controlled);
+  EXPECT_FALSE(p->top().reliable);
+  EXPECT_EQ(p->top().max_message, 1000u - 24u);
+  auto secured = pipeline::parse("udp:127.0.0.1:1 | dccp | dtls(ca=" + pki().ca.cert_file + ")", e);
+  ASSERT_TRUE(secured) << e.message;
+  EXPECT_TRUE(secured->top().secure);
+  EXPECT_TRUE(secured->top().congestion_controlled);
+}
+
+TEST(DccpPipeline, DtlsRunsOverDccp) {
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=9, " + fast() + ") | dtls(cert=" +
+                                 pki().server.cert_file + ", key=" + pki().server.key_file + ", retransmit=100)");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  const std::string spec = "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=9, " + fast() +
+                           ") | dtls(sni=localhost, ca=" + pki().ca.cert_file + ", retransmit=100)";
+  int accepted = 0;
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(8s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(serve(*listener, 2, accepted, dl));
+      for (int i = 0; i < 2; ++i) {
+        s.spawn([](std::string client_spec, int id, deadline d) -> task<void> {
+          auto c = co_await strata::connect(client_spec, d);
+          if (!c) {
+            ADD_FAILURE() << "client " << id << ": " << c.error().message();
+            co_return;
+          }
+          EXPECT_EQ(query<fact::secure_session>(*c)->version, std::string("DTLSv1.2"));
+          auto caps = c->runtime_capabilities();
+          EXPECT_TRUE(caps.secure);
+          EXPECT_TRUE(caps.congestion_controlled);  // passed up from dccp
+          auto& m = c->message();
+          std::string msg = "secret over dccp " + std::to_string(id);
+          auto sent = co_await m.send(as_bytes(std::string_view(msg)), d);
+          EXPECT_TRUE(sent) << sent.error().message();
+          std::vector<std::byte> buf(4096);
+          auto echo = co_await m.recv(buf, d);
+          EXPECT_TRUE(echo) << echo.error().message();
+          if (echo) {
+            EXPECT_EQ(text(buf, *echo), msg);
+          }
+          (void)co_await c->close(d);
+        }(spec, i, dl));
+      }
+      co_return;
+    });
+  });
+  EXPECT_EQ(accepted, 2);
+  listener->close();
 }
 
 }  // namespace

@@ -7,17 +7,27 @@
 // dccp, and tshark decoding a capture of our traffic.
 #include "strata/adapt/dccp.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
 #include "support/co_test.hpp"
+#include "support/peer_process.hpp"
 #include "support/pki.hpp"
 
 using namespace std::chrono_literals;
@@ -778,8 +788,8 @@ TEST(DccpPipeline, SendBlocksOnAFullWindowAndRefusesLargeMessages) {
         auto c = co_await l.accept(d);
         if (c) out.emplace(std::move(*c));
       }(*listener, server, dl));
-      auto c = co_await strata::connect("udp:127.0.0.1:" + std::to_string(port) + " | dccp(" + fast("5s") + ")",
-                                        dl);
+      auto c = co_await strata::connect(
+          "udp:127.0.0.1:" + std::to_string(port) + " | dccp(" + fast("5s") + ")", dl);
       CO_ASSERT_OK(c);
       auto& m = c->message();
       std::string big(c->runtime_capabilities().max_message + 1, 'x');
@@ -824,8 +834,9 @@ TEST(DccpPipeline, WrongServiceCodeGetsNoConnection) {
         auto none = co_await l.accept(deadline::after(700ms));
         EXPECT_FALSE(none);
       }(*listener));
-      auto c = co_await strata::connect("udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=2, " + fast() + ")",
-                                        deadline::after(500ms));
+      auto c = co_await strata::connect(
+          "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=2, " + fast() + ")",
+          deadline::after(500ms));
       EXPECT_FALSE(c);
       if (!c) {
         EXPECT_EQ(c.error(), errc::timed_out);
@@ -860,8 +871,9 @@ TEST(DccpPipeline, SpecStringsAreChecked) {
 }
 
 TEST(DccpPipeline, DtlsRunsOverDccp) {
-  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=9, " + fast() + ") | dtls(cert=" +
-                                 pki().server.cert_file + ", key=" + pki().server.key_file + ", retransmit=100)");
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=9, " + fast() +
+                                 ") | dtls(cert=" + pki().server.cert_file +
+                                 ", key=" + pki().server.key_file + ", retransmit=100)");
   ASSERT_TRUE(listener) << listener.error().message();
   const auto port = listener->local_address()->port();
   const std::string spec = "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=9, " + fast() +
@@ -900,6 +912,186 @@ TEST(DccpPipeline, DtlsRunsOverDccp) {
   });
   EXPECT_EQ(accepted, 2);
   listener->close();
+}
+
+// -- tshark decodes a capture of our traffic ------------------------------------------------
+
+std::vector<std::string> split(const std::string& line, char sep) {
+  std::vector<std::string> out;
+  std::string field;
+  std::istringstream in(line);
+  while (std::getline(in, field, sep)) out.push_back(field);
+  if (!line.empty() && line.back() == sep) out.emplace_back();
+  return out;
+}
+
+/// hex renders bytes as tshark prints udp.payload.
+std::string hex(std::string_view s) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+/// children lists the processes `pid` started (tshark's dumpcap).
+std::vector<pid_t> children(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t child = 0;
+  while (in >> child) out.push_back(child);
+  return out;
+}
+
+/// probe sends `marker` to 127.0.0.1:`port` until tshark prints it (the capture is
+/// live, and everything sent before it was decoded); false after `timeout`.
+bool probe(peer_process& tshark, int port, std::string_view marker, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<std::uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  bool seen = false;
+  while (!seen && std::chrono::steady_clock::now() < until) {
+    (void)::sendto(fd, marker.data(), marker.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    seen = tshark.wait_for_output(hex(marker), 100ms);
+  }
+  ::close(fd);
+  return seen;
+}
+
+TEST(DccpCapture, TsharkDecodesOurPackets) {
+  if (find_program("tshark").empty()) GTEST_SKIP() << "tshark is not installed (docs/dependencies.md)";
+  char dir_template[] = "/tmp/strata-dccp-capture-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::filesystem::path dir = dir_template;
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=77, " + fast() + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  const int probe_port = free_loopback_port(SOCK_DGRAM);
+  {
+    std::ofstream lua(dir / "dccp_udp.lua");
+    lua << "local dccp = DissectorTable.get(\"ip.proto\"):get_dissector(33)\n"
+        << "DissectorTable.get(\"udp.port\"):add(" << port << ", dccp)\n";
+  }
+  // tshark decodes live, one line per packet (-l); probes to another port tell when the
+  // capture runs and when it has seen everything.
+  auto tshark =
+      peer_process::start({"tshark",
+                           "-i",
+                           "lo",
+                           "-l",
+                           "-n",
+                           "-f",
+                           "udp port " + std::to_string(port) + " or udp port " + std::to_string(probe_port),
+                           "-X",
+                           "lua_script:" + (dir / "dccp_udp.lua").string(),
+                           "-o",
+                           "dccp.check_checksum:TRUE",
+                           "-o",
+                           "dccp.relative_sequence_numbers:FALSE",
+                           "-T",
+                           "fields",
+                           "-E",
+                           "separator=;",
+                           "-e",
+                           "udp.srcport",
+                           "-e",
+                           "dccp.type",
+                           "-e",
+                           "dccp.seq_raw",
+                           "-e",
+                           "dccp.ack_raw",
+                           "-e",
+                           "dccp.checksum.status",
+                           "-e",
+                           "_ws.malformed",
+                           "-e",
+                           "_ws.expert.severity",
+                           "-e",
+                           "udp.payload"});
+  ASSERT_TRUE(tshark);
+  const auto dumpcap = [&] {
+    tshark.wait_for_output("Capturing on", 15s);
+    return children(tshark.pid());
+  }();
+  ASSERT_TRUE(probe(tshark, probe_port, "strata-probe-start", 15s)) << tshark.output();
+
+  // Traffic: two connections; data both ways; one closed by the client (Close, Reset),
+  // one by the server (CloseReq, Close, Reset).
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    const std::string spec = "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=77, " + fast() + ")";
+    for (int round = 0; round < 2; ++round) {
+      co_await with_scope([&](scope& s) -> task<void> {
+        s.spawn([](any_listener& l, bool server_closes, deadline d) -> task<void> {
+          auto c = co_await l.accept(d);
+          if (!c) co_return;
+          std::vector<std::byte> buf(2048);
+          auto got = co_await c->message().recv(buf, d);
+          if (got) (void)co_await c->message().send(const_buffer(buf.data(), *got), d);
+          if (!server_closes) {
+            (void)co_await c->message().recv(buf, d);  // until the client's Close
+          }
+          (void)co_await c->close(d);
+        }(*listener, round == 1, dl));
+        auto c = co_await strata::connect(spec, dl);
+        CO_ASSERT_OK(c);
+        for (int k = 0; k < 3; ++k)
+          (void)co_await c->message().send(as_bytes(std::string_view("captured")), dl);
+        std::vector<std::byte> buf(2048);
+        auto echo = co_await c->message().recv(buf, dl);
+        EXPECT_TRUE(echo);
+        if (round == 1) {
+          (void)co_await c->message().recv(buf, dl);  // until the server's CloseReq
+        }
+        (void)co_await c->close(dl);
+      });
+    }
+  });
+  listener->close();
+  const bool complete = probe(tshark, probe_port, "strata-probe-end", 15s);
+  const std::string fields = tshark.output();
+  tshark.stop();
+  for (pid_t child : dumpcap) ::kill(child, SIGTERM);  // tshark's capture child, if it outlived tshark
+  ASSERT_TRUE(complete) << fields;
+
+  std::map<int, int> types;
+  int rows = 0;
+  std::istringstream lines(fields);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find(';') == std::string::npos) continue;  // tshark's own notes on stderr
+    auto f = split(line, ';');
+    ASSERT_GE(f.size(), 8u) << line;
+    if (f[1].empty() && f[7].rfind(hex("strata-probe"), 0) == 0) continue;  // a probe
+    ++rows;
+    // tshark's reading agrees with ours, field by field.
+    std::vector<std::byte> datagram;
+    for (std::size_t i = 0; i + 1 < f[7].size(); i += 2)
+      datagram.push_back(std::byte(std::stoi(f[7].substr(i, 2), nullptr, 16)));
+    auto ours = dccp::decode(datagram, {}, false);
+    ASSERT_TRUE(ours) << line;
+    ASSERT_FALSE(f[1].empty()) << "not decoded as DCCP: " << line;
+    EXPECT_EQ(std::stoi(f[1]), static_cast<int>(ours->h.type)) << line;
+    EXPECT_EQ(std::stoull(f[2]), ours->h.seq) << line;
+    if (dccp::has_ack(ours->h.type)) {
+      EXPECT_EQ(std::stoull(f[3]), ours->h.ack) << line;
+    }
+    EXPECT_EQ(f[4], "1") << "checksum not good: " << line;  // 1: PROTO_CHECKSUM_E_GOOD
+    EXPECT_TRUE(f[5].empty()) << "malformed: " << line;
+    EXPECT_TRUE(f[6].find("8388608") == std::string::npos) << "expert error: " << line;  // PI_ERROR
+    ++types[static_cast<int>(ours->h.type)];
+  }
+  EXPECT_GE(rows, 20);
+  for (auto t : {packet_type::request, packet_type::response, packet_type::ack, packet_type::data_ack,
+                 packet_type::close_req, packet_type::close, packet_type::reset}) {
+    EXPECT_GT(types[static_cast<int>(t)], 0) << dccp::to_string(t) << " not seen in:\n" << fields;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

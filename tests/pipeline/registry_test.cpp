@@ -52,6 +52,7 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "crlf",
                                             "term",
                                             "mux",
+                                            "dccp",
                                             "tls",
                                             "dtls",
                                             "websocket",

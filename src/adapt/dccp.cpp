@@ -339,7 +339,7 @@ result<std::size_t> engine::read(mutable_buffer buf) {
   }
   if (error_) return unexpected(error_);
   if (peer_closed_) return errc::end_of_stream;
-  if (finished()) return close_requested_ ? errc::closed : errc::end_of_stream;
+  if (finished()) return errc::end_of_stream;
   return errc::timed_out;
 }
 

@@ -914,6 +914,30 @@ TEST(DccpPipeline, DtlsRunsOverDccp) {
   listener->close();
 }
 
+// -- the command-line tool ------------------------------------------------------------------
+
+TEST(DccpCli, ConnectAndListenRelayLinesAndEndTogether) {
+  const int port = free_loopback_port(SOCK_DGRAM);
+  ASSERT_GT(port, 0);
+  const std::string listen_spec =
+      "udp-listen:127.0.0.1:" + std::to_string(port) + " | dccp(5, retransmit=100)";
+  auto server = peer_process::start({STRATA_CLI_PATH, "listen", listen_spec});
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(server.wait_for_output("listening on", 10s)) << server.output();
+  peer_options with_stdin;
+  with_stdin.stdin_pipe = true;
+  auto client = peer_process::start(
+      {STRATA_CLI_PATH, "connect", "udp:127.0.0.1:" + std::to_string(port) + " | dccp(5, retransmit=100)"},
+      with_stdin);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client.write_stdin("hello over dccp\nsecond line\n"));
+  client.close_stdin();
+  // End of stdin starts DCCP's teardown: both ends see the connection end and exit.
+  EXPECT_EQ(client.wait_exit(10s), 0) << client.output();
+  EXPECT_EQ(server.wait_exit(10s), 0) << server.output();
+  EXPECT_NE(server.output().find("hello over dccp\nsecond line\n"), std::string::npos) << server.output();
+}
+
 // -- tshark decodes a capture of our traffic ------------------------------------------------
 
 std::vector<std::string> split(const std::string& line, char sep) {

@@ -393,6 +393,8 @@ class engine {
   /// failure is the connection's error (empty while it is fine or closed normally).
   std::error_code failure() const noexcept { return error_; }
   bool peer_closed() const noexcept { return peer_closed_; }
+  /// close_requested is true once close() or abort() was called (or the peer closed).
+  bool close_requested() const noexcept { return close_requested_; }
 
   // Introspection for tests, tools and docs.
   std::uint32_t cwnd() const noexcept { return cwnd_; }
@@ -530,6 +532,7 @@ class connection {
     if (closed_) co_return errc::closed;
     if (message.total_size() > engine_.max_message()) co_return errc::message_too_large;
     while (!engine_.can_send()) {
+      if (engine_.close_requested() && !engine_.failure()) co_return errc::closed;
       if (engine_.finished() || !engine_.established()) {
         if (auto ec = engine_.failure()) co_return unexpected(ec);
         if (engine_.finished() || engine_.current() == state::closing || engine_.current() == state::closereq)
@@ -557,6 +560,16 @@ class connection {
       auto step = co_await pump(dl);
       if (!step) co_return unexpected(step.error());
     }
+  }
+
+  /// shutdown_write starts the teardown (Close, or CloseReq from a server) and returns
+  /// once it is sent. DCCP has no half-close: the connection ends in both directions, the
+  /// peer's recv reports end_of_stream, and ours too once the messages that arrived before
+  /// the peer's Reset were read. Later sends fail with closed.
+  task<result<void>> shutdown_write(deadline dl) {
+    if (closed_) co_return errc::closed;
+    engine_.close(clock::now());
+    co_return co_await flush(dl);
   }
 
   /// close runs the teardown (Close or CloseReq until the Reset, under `dl`), then

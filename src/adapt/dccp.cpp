@@ -453,6 +453,7 @@ void engine::on_timer(time_point now) {
       recovery_until_ = gss_;
       in_recovery_ = true;
       rto_ = std::min(rto_ * 2, duration_cast<microseconds>(max_backoff));
+      adjust_ack_ratio();
     }
   }
 }
@@ -606,6 +607,25 @@ void engine::congestion_event(time_point) {
   in_recovery_ = true;
 }
 
+void engine::adjust_ack_ratio() {
+  // RFC 4341 6.1.2: the Ack Ratio stays at most half the congestion window (rounded up),
+  // so that a small window still draws acknowledgements; it returns to the configured
+  // value as the window grows. A change is a Change L(Ack Ratio) sent until confirmed.
+  const auto wanted = static_cast<std::uint16_t>(
+      std::clamp<std::uint32_t>((cwnd_ + 1) / 2, 1, std::max<std::uint16_t>(cfg_.ack_ratio, 1)));
+  auto pending = std::find_if(changes_.begin(), changes_.end(), [](const pending_change& c) {
+    return c.kind == option::change_l && c.feature == feature::ack_ratio;
+  });
+  const std::uint16_t announced =
+      pending != changes_.end() ? static_cast<std::uint16_t>(nn_value(pending->values)) : peer_ack_ratio_;
+  if (wanted == announced) return;
+  if (pending != changes_.end()) {
+    pending->values = nn_bytes(wanted, 2);
+  } else if (changes_.size() < 16) {
+    changes_.push_back({option::change_l, feature::ack_ratio, nn_bytes(wanted, 2)});
+  }
+}
+
 std::uint32_t engine::max_window() const noexcept {
   const auto by_sequence = static_cast<std::uint32_t>(std::max<std::uint64_t>(local_window_ / 2, 2));
   return std::max<std::uint32_t>(std::min(cfg_.max_cwnd, by_sequence), 1);
@@ -700,6 +720,7 @@ void engine::process_acks(const header& h, const parsed_options& o, time_point n
     }
     cwnd_ = std::min(cwnd_, max_window());
   }
+  adjust_ack_ratio();
   while (!sent_.empty() && (sent_.front().acked || sent_.front().lost)) sent_.pop_front();
   if (newly > 0 || reduce) arm_rto(now);
   if (pipe_ == 0) rto_at_.reset();

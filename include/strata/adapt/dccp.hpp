@@ -403,7 +403,10 @@ class engine {
   std::chrono::microseconds rto() const noexcept { return rto_; }
   std::uint64_t gss() const noexcept { return gss_; }
   std::uint64_t gsr() const noexcept { return gsr_; }
+  /// ack_ratio is how many of our data packets the peer acknowledges at once (confirmed);
+  /// own_ack_ratio how many of the peer's we acknowledge at once.
   std::uint16_t ack_ratio() const noexcept { return peer_ack_ratio_; }
+  std::uint16_t own_ack_ratio() const noexcept { return own_ack_ratio_; }
   std::uint8_t ccid() const noexcept { return ccid_; }
   bool ack_vector_on() const noexcept { return send_ack_vector_; }
   /// ack_history is how many received packets the next Ack Vector may report.
@@ -442,6 +445,7 @@ class engine {
   void congestion_event(time_point now);
   void arm_rto(time_point now);
   std::uint32_t max_window() const noexcept;
+  void adjust_ack_ratio();
   void handle_listen(const decoded& d, const parsed_options& o, time_point now);
 
   config cfg_{};
@@ -562,15 +566,9 @@ class connection {
     }
   }
 
-  /// shutdown_write starts the teardown (Close, or CloseReq from a server) and returns
-  /// once it is sent. DCCP has no half-close: the connection ends in both directions, the
-  /// peer's recv reports end_of_stream, and ours too once the messages that arrived before
-  /// the peer's Reset were read. Later sends fail with closed.
-  task<result<void>> shutdown_write(deadline dl) {
-    if (closed_) co_return errc::closed;
-    engine_.close(clock::now());
-    co_return co_await flush(dl);
-  }
+  // No shutdown_write: DCCP has no half-close (RFC 4340 8.3 ends a connection in both
+  // directions at once), so a stack over dccp answers not_supported, as over udp; close()
+  // ends the connection.
 
   /// close runs the teardown (Close or CloseReq until the Reset, under `dl`), then
   /// closes the lower layer.

@@ -870,6 +870,81 @@ TEST(DccpPipeline, WrongServiceCodeGetsNoConnection) {
   listener->close();
 }
 
+/// raw_request sends one well-formed Request for `service` from a fresh UDP socket to
+/// 127.0.0.1:`port` and returns the socket (never answered by the caller).
+int raw_request(std::uint16_t port, std::uint32_t service) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  (void)::bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local);
+  socklen_t len = sizeof local;
+  (void)::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+  sockaddr_in to = local;
+  to.sin_port = htons(port);
+  const auto path =
+      dccp::endpoints::from(address::from_sockaddr(reinterpret_cast<const sockaddr*>(&local), len),
+                            address::from_sockaddr(reinterpret_cast<const sockaddr*>(&to), sizeof to));
+  dccp::header h;
+  h.type = packet_type::request;
+  h.seq = 77;
+  h.service_code = service;
+  auto wire = dccp::encode(h, {}, {}, path);
+  (void)::sendto(fd, wire.data(), wire.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  return fd;
+}
+
+TEST(DccpPipeline, RequestsThatNeverCompleteCostBoundedState) {
+  listen_options options;
+  options.handshakes.timeout = 300ms;
+  options.handshakes.max_pending = 8;
+  auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=3, " + fast() + ")", options);
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  std::vector<int> half_open;
+  for (int i = 0; i < 24; ++i) half_open.push_back(raw_request(port, 3));
+  test::run_test([&]() -> task<void> {
+    // Nobody completes a handshake: the accept waits in vain while the listener works
+    // through the Requests, at most max_pending at a time, each for its timeout.
+    auto none = co_await listener->accept(deadline::after(700ms));
+    EXPECT_FALSE(none);
+    auto hs = listener->handshakes();
+    EXPECT_LE(hs.handshaking, 8u);
+    EXPECT_GE(hs.timed_out, 8u);
+    EXPECT_EQ(hs.ready, 0u);
+    auto dg = listener->datagrams();
+    EXPECT_LE(dg.pending_senders, 24u);
+    // A real client is still served.
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](any_listener& l) -> task<void> {
+        for (;;) {
+          auto c = co_await l.accept(deadline::after(5s));
+          if (!c) co_return;
+          std::vector<std::byte> buf(64);
+          auto got = co_await c->message().recv(buf, deadline::after(5s));
+          if (got) {
+            (void)co_await c->message().send(const_buffer(buf.data(), *got), deadline::after(1s));
+            (void)co_await c->message().recv(buf, deadline::after(1s));  // until the client's Close
+            (void)co_await c->close(deadline::after(1s));
+            co_return;
+          }
+        }
+      }(*listener));
+      auto c = co_await strata::connect(
+          "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=3, " + fast() + ")",
+          deadline::after(5s));
+      CO_ASSERT_OK(c);
+      (void)co_await c->message().send(as_bytes(std::string_view("real")), deadline::after(1s));
+      std::vector<std::byte> buf(64);
+      auto echo = co_await c->message().recv(buf, deadline::after(5s));
+      EXPECT_TRUE(echo);
+      (void)co_await c->close(deadline::after(1s));
+    });
+  });
+  for (int fd : half_open) ::close(fd);
+  listener->close();
+}
+
 TEST(DccpPipeline, SpecStringsAreChecked) {
   pipeline_error e;
   EXPECT_TRUE(pipeline::parse("udp:127.0.0.1:1 | dccp", e)) << e.message;

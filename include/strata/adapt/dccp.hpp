@@ -499,7 +499,6 @@ class engine {
   std::deque<std::uint8_t> history_;
   std::deque<ack_record> acks_sent_;
   std::uint32_t data_since_ack_ = 0;
-  bool ack_due_ = false;
   bool slow_receiver_pending_ = false;
   std::optional<std::uint32_t> echo_timestamp_;
   time_point echo_received_{};

@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
     const double sent = static_cast<double>(messages) * rounds;
     char line[200];
     std::snprintf(line, sizeof line, "bulk_1k delivered: dccp %.1f%%, udp %.1f%% of %d messages per round",
-                  100.0 * static_cast<double>(d_got) / sent, 100.0 * static_cast<double>(u_got) / sent, messages);
+                  100.0 * static_cast<double>(d_got) / sent, 100.0 * static_cast<double>(u_got) / sent,
+                  messages);
     delivered = line;
   }
   return rep.print(delivered);

@@ -35,6 +35,7 @@
 // adapt (L5): framed messages over a stream, coalesced writes
 #include "strata/adapt/buffered.hpp"
 #include "strata/adapt/crlf.hpp"
+#include "strata/adapt/dccp.hpp"
 #include "strata/adapt/framing.hpp"
 #include "strata/adapt/mux.hpp"
 #include "strata/adapt/prefix.hpp"

@@ -26,6 +26,7 @@
 // its own; dccp::connection<Lower> is a thin coroutine driver over it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -33,6 +34,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -361,10 +363,10 @@ class engine {
   /// can_send is true when a message may be sent now: the connection is open (or
   /// PARTOPEN) and CCID 2's window has room.
   bool can_send() const noexcept;
-  /// send queues `message` as one Data/DataAck packet. Errors: message_too_large above
-  /// max_message() (nothing queued), closed after close(), the connection's error once
-  /// it failed, not_connected-like errc::broken before it opened. Call only when
-  /// can_send() (otherwise timed_out-free errc::invalid_argument).
+  /// send queues `message` as one DataAck packet (every data packet also acknowledges).
+  /// Errors, nothing queued: the connection's error once it failed, closed after
+  /// close(), message_too_large above max_message(), invalid_argument when can_send() is
+  /// false (not open yet, or CCID 2's window is full: the caller waits, see connection).
   result<void> send(const_buffers message, time_point now);
   /// max_message is the largest message one packet carries.
   std::size_t max_message() const noexcept;

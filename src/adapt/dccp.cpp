@@ -547,7 +547,7 @@ void engine::process_features(const parsed_options& o, time_point now) {
           if (f.feature == feature::send_ack_vector && f.kind == option::change_r)
             send_ack_vector_ = *chosen == 1;
           confirm.push_back(*chosen);
-          confirm.insert(confirm.end(), ours->begin(), ours->end());
+          for (auto preference : *ours) confirm.push_back(preference);
         }
         // An unknown feature gets an empty Confirm (RFC 4340 6.6.7).
         confirm[1] = static_cast<std::uint8_t>(confirm.size());

@@ -297,6 +297,14 @@ void engine::emit_reset(reset_code code, std::uint64_t seq, std::uint64_t ack, t
   ++stats_.packets_out;
 }
 
+bool engine::reply_allowed(time_point now) {
+  // Resets to packets of no connection are rate-limited like Syncs: a flood of junk does
+  // not turn into a flood of answers.
+  if (last_reset_ && now - *last_reset_ < sync_interval) return false;
+  last_reset_ = now;
+  return true;
+}
+
 void engine::emit_sync(packet_type type, std::uint64_t ack, time_point now) {
   if (type == packet_type::sync) {
     if (last_sync_ && now - *last_sync_ < sync_interval) return;
@@ -322,7 +330,14 @@ result<void> engine::send(const_buffers message, time_point now) {
   emit(packet_type::data_ack, message, now);
   sent_.push_back({gss_, now});
   ++pipe_;
-  if (sent_.size() > 4 * std::size_t(cfg_.max_cwnd)) sent_.pop_front();
+  if (sent_.size() > 4 * std::size_t(cfg_.max_cwnd)) {
+    // The oldest record goes; if it was still in flight it counts as lost.
+    if (!sent_.front().acked && !sent_.front().lost) {
+      --pipe_;
+      ++stats_.data_lost;
+    }
+    sent_.pop_front();
+  }
   if (!rto_at_) rto_at_ = now + rto_;
   return {};
 }
@@ -747,7 +762,8 @@ void engine::handle_listen(const decoded& d, const parsed_options& o, time_point
   const header& h = d.h;
   if (h.type != packet_type::request) {
     if (h.type != packet_type::reset)
-      emit_reset(reset_code::no_connection, has_ack(h.type) ? seq_add(h.ack, 1) : 0, h.seq, now);
+      if (reply_allowed(now))
+        emit_reset(reset_code::no_connection, has_ack(h.type) ? seq_add(h.ack, 1) : 0, h.seq, now);
     return;
   }
   if (h.service_code != cfg_.service || h.service_code == 0xffffffffu) {
@@ -795,7 +811,8 @@ result<packet_type> engine::on_datagram(const_buffer datagram, time_point now) {
   switch (state_) {
     case state::closed:
       if (h.type != packet_type::reset)
-        emit_reset(reset_code::no_connection, has_ack(h.type) ? seq_add(h.ack, 1) : 0, h.seq, now);
+        if (reply_allowed(now))
+          emit_reset(reset_code::no_connection, has_ack(h.type) ? seq_add(h.ack, 1) : 0, h.seq, now);
       return h.type;
     case state::listen:
       handle_listen(*d, *o, now);

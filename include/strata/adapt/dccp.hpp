@@ -435,6 +435,7 @@ class engine {
   void emit(packet_type type, const_buffers payload, time_point now);
   void emit_reset(reset_code code, std::uint64_t seq, std::uint64_t ack, time_point now);
   void emit_sync(packet_type type, std::uint64_t ack, time_point now);
+  bool reply_allowed(time_point now);
   std::vector<std::uint8_t> build_options(packet_type type, time_point now, std::size_t budget);
   void fail(std::error_code ec);
   void enter(state s, time_point now);
@@ -481,6 +482,7 @@ class engine {
   std::optional<time_point> ack_at_;
   std::optional<time_point> timewait_until_;
   std::optional<time_point> last_sync_;
+  std::optional<time_point> last_reset_;
   bool seen_data_ = false;
   int partopen_answers_ = 0;
 

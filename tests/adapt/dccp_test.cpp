@@ -1098,48 +1098,55 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
   auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(service=77, " + fast() + ")");
   ASSERT_TRUE(listener) << listener.error().message();
   const auto port = listener->local_address()->port();
+  // And one over IPv6, whose pseudo-header is the other form (RFC 4340 9.1).
+  auto listener6 = strata::listen("udp-listen:[::1]:0 | dccp(service=77, " + fast() + ")");
+  ASSERT_TRUE(listener6) << listener6.error().message();
+  const auto port6 = listener6->local_address()->port();
   const int probe_port = free_loopback_port(SOCK_DGRAM);
   {
     std::ofstream lua(dir / "dccp_udp.lua");
     lua << "local dccp = DissectorTable.get(\"ip.proto\"):get_dissector(33)\n"
-        << "DissectorTable.get(\"udp.port\"):add(" << port << ", dccp)\n";
+        << "DissectorTable.get(\"udp.port\"):add(" << port << ", dccp)\n"
+        << "DissectorTable.get(\"udp.port\"):add(" << port6 << ", dccp)\n";
   }
   // tshark decodes live, one line per packet (-l); probes to another port tell when the
   // capture runs and when it has seen everything.
-  auto tshark =
-      peer_process::start({"tshark",
-                           "-i",
-                           "lo",
-                           "-l",
-                           "-n",
-                           "-f",
-                           "udp port " + std::to_string(port) + " or udp port " + std::to_string(probe_port),
-                           "-X",
-                           "lua_script:" + (dir / "dccp_udp.lua").string(),
-                           "-o",
-                           "dccp.check_checksum:TRUE",
-                           "-o",
-                           "dccp.relative_sequence_numbers:FALSE",
-                           "-T",
-                           "fields",
-                           "-E",
-                           "separator=;",
-                           "-e",
-                           "udp.srcport",
-                           "-e",
-                           "dccp.type",
-                           "-e",
-                           "dccp.seq_raw",
-                           "-e",
-                           "dccp.ack_raw",
-                           "-e",
-                           "dccp.checksum.status",
-                           "-e",
-                           "_ws.malformed",
-                           "-e",
-                           "_ws.expert.severity",
-                           "-e",
-                           "udp.payload"});
+  auto tshark = peer_process::start({"tshark",
+                                     "-i",
+                                     "lo",
+                                     "-l",
+                                     "-n",
+                                     "-f",
+                                     "udp port " + std::to_string(port) + " or udp port " +
+                                         std::to_string(port6) + " or udp port " + std::to_string(probe_port),
+                                     "-X",
+                                     "lua_script:" + (dir / "dccp_udp.lua").string(),
+                                     "-o",
+                                     "dccp.check_checksum:TRUE",
+                                     "-o",
+                                     "dccp.relative_sequence_numbers:FALSE",
+                                     "-T",
+                                     "fields",
+                                     "-E",
+                                     "separator=;",
+                                     "-e",
+                                     "udp.srcport",
+                                     "-e",
+                                     "dccp.type",
+                                     "-e",
+                                     "dccp.seq_raw",
+                                     "-e",
+                                     "dccp.ack_raw",
+                                     "-e",
+                                     "dccp.checksum.status",
+                                     "-e",
+                                     "_ws.malformed",
+                                     "-e",
+                                     "_ws.expert.severity",
+                                     "-e",
+                                     "udp.payload",
+                                     "-e",
+                                     "ipv6.src"});
   ASSERT_TRUE(tshark);
   const auto dumpcap = [&] {
     tshark.wait_for_output("Capturing on", 15s);
@@ -1147,12 +1154,15 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
   }();
   ASSERT_TRUE(probe(tshark, probe_port, "strata-probe-start", 15s)) << tshark.output();
 
-  // Traffic: two connections; data both ways; one closed by the client (Close, Reset),
-  // one by the server (CloseReq, Close, Reset).
+  // Traffic: three connections; data both ways; one closed by the client (Close,
+  // Reset), one by the server (CloseReq, Close, Reset), the third over IPv6.
   test::run_test([&]() -> task<void> {
     auto dl = deadline::after(5s);
-    const std::string spec = "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=77, " + fast() + ")";
-    for (int round = 0; round < 2; ++round) {
+    for (int round = 0; round < 3; ++round) {
+      const std::string spec =
+          round < 2 ? "udp:127.0.0.1:" + std::to_string(port) + " | dccp(service=77, " + fast() + ")"
+                    : "udp:[::1]:" + std::to_string(port6) + " | dccp(service=77, " + fast() + ")";
+      any_listener& l = round < 2 ? *listener : *listener6;
       co_await with_scope([&](scope& s) -> task<void> {
         s.spawn([](any_listener& l, bool server_closes, deadline d) -> task<void> {
           auto c = co_await l.accept(d);
@@ -1164,7 +1174,7 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
             (void)co_await c->message().recv(buf, d);  // until the client's Close
           }
           (void)co_await c->close(d);
-        }(*listener, round == 1, dl));
+        }(l, round == 1, dl));
         auto c = co_await strata::connect(spec, dl);
         CO_ASSERT_OK(c);
         for (int k = 0; k < 3; ++k)
@@ -1180,6 +1190,7 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
     }
   });
   listener->close();
+  listener6->close();
   const bool complete = probe(tshark, probe_port, "strata-probe-end", 15s);
   const std::string fields = tshark.output();
   tshark.stop();
@@ -1187,13 +1198,13 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
   ASSERT_TRUE(complete) << fields;
 
   std::map<int, int> types;
-  int rows = 0;
+  int rows = 0, ipv6_rows = 0;
   std::istringstream lines(fields);
   std::string line;
   while (std::getline(lines, line)) {
     if (line.find(';') == std::string::npos) continue;  // tshark's own notes on stderr
     auto f = split(line, ';');
-    ASSERT_GE(f.size(), 8u) << line;
+    ASSERT_GE(f.size(), 9u) << line;
     if (f[1].empty() && f[7].rfind(hex("strata-probe"), 0) == 0) continue;  // a probe
     ++rows;
     // tshark's reading agrees with ours, field by field.
@@ -1212,8 +1223,10 @@ TEST(DccpCapture, TsharkDecodesOurPackets) {
     EXPECT_TRUE(f[5].empty()) << "malformed: " << line;
     EXPECT_TRUE(f[6].find("8388608") == std::string::npos) << "expert error: " << line;  // PI_ERROR
     ++types[static_cast<int>(ours->h.type)];
+    if (!f[8].empty()) ++ipv6_rows;
   }
-  EXPECT_GE(rows, 20);
+  EXPECT_GE(rows, 30);
+  EXPECT_GE(ipv6_rows, 8);
   for (auto t : {packet_type::request, packet_type::response, packet_type::ack, packet_type::data_ack,
                  packet_type::close_req, packet_type::close, packet_type::reset}) {
     EXPECT_GT(types[static_cast<int>(t)], 0) << dccp::to_string(t) << " not seen in:\n" << fields;

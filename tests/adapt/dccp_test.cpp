@@ -26,7 +26,9 @@
 
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
+#include "strata/transport/udp.hpp"
 #include "support/co_test.hpp"
+#include "support/conformance.hpp"
 #include "support/peer_process.hpp"
 #include "support/pki.hpp"
 
@@ -717,6 +719,116 @@ TEST(DccpGate, AdmitsOnlyRequestsForTheService) {
   EXPECT_EQ(gate(ip("127.0.0.1:1"), as_bytes(std::string_view("garbage")), reply), admission::refuse);
   EXPECT_TRUE(reply.empty());
 }
+
+// -- the typed stack: the message conformance suite and dccp::listen -----------------------
+
+}  // namespace
+
+// (The suite's traits live outside the anonymous namespace, as every suite's do.)
+namespace dccp_conformance {
+
+using end = dccp::connection<udp::connected>;
+
+/// udp_pair binds two loopback sockets on `host` and connects each to the other.
+result<std::pair<udp::connected, udp::connected>> udp_pair(std::string_view host) {
+  auto a = udp::socket::bind(std::string(host) + ":0");
+  if (!a) return unexpected(a.error());
+  auto b = udp::socket::bind(std::string(host) + ":0");
+  if (!b) return unexpected(b.error());
+  auto a_at = a->local_address();
+  auto b_at = b->local_address();
+  if (!a_at || !b_at) return errc::invalid_argument;
+  auto ca = std::move(*a).connect(*b_at);
+  if (!ca) return unexpected(ca.error());
+  auto cb = std::move(*b).connect(*a_at);
+  if (!cb) return unexpected(cb.error());
+  return std::pair<udp::connected, udp::connected>{std::move(*ca), std::move(*cb)};
+}
+
+/// dccp_pair runs both handshakes of a typed dccp-over-udp pair on this loop.
+task<result<std::pair<end, end>>> dccp_pair(std::string_view host, deadline dl) {
+  auto lower = udp_pair(host);
+  if (!lower) co_return unexpected(lower.error());
+  std::optional<result<end>> client, server;
+  co_await with_scope([&](scope& s) -> task<void> {
+    s.spawn([](udp::connected l, std::optional<result<end>>& out, deadline d) -> task<void> {
+      dccp::config cfg;
+      cfg.retransmit = 100ms;
+      out.emplace(co_await dccp::accept(std::move(l), cfg, d));
+    }(std::move(lower->second), server, dl));
+    s.spawn([](udp::connected l, std::optional<result<end>>& out, deadline d) -> task<void> {
+      dccp::config cfg;
+      cfg.retransmit = 100ms;
+      out.emplace(co_await dccp::connect(std::move(l), cfg, d));
+    }(std::move(lower->first), client, dl));
+    co_return;
+  });
+  if (!*client) co_return unexpected(client->error());
+  if (!*server) co_return unexpected(server->error());
+  co_return std::pair<end, end>{std::move(**client), std::move(**server)};
+}
+
+struct over_udp {
+  using message_type = end;
+  static constexpr std::size_t max_message = 1400 - 24;
+  static constexpr bool send_rejects_oversize = true;
+  static constexpr bool keeps_message_on_too_large = true;  // the engine keeps it
+  static task<result<std::pair<end, end>>> make_pair(deadline dl) { return dccp_pair("127.0.0.1", dl); }
+};
+
+struct over_udp6 : over_udp {
+  static task<result<std::pair<end, end>>> make_pair(deadline dl) { return dccp_pair("[::1]", dl); }
+};
+
+using message_types = ::testing::Types<over_udp, over_udp6>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Dccp, message_conformance, message_types);
+
+TEST(DccpTyped, ListenGatesAndHandsOutReadyConnections) {
+  auto l = udp::listener::bind("127.0.0.1:0");
+  ASSERT_TRUE(l) << l.error().message();
+  const auto at = *l->local_address();
+  dccp::config cfg;
+  cfg.service = 11;
+  cfg.retransmit = 100ms;
+  handshake_options hs;
+  hs.timeout = 2s;
+  auto ready = dccp::listen(std::move(*l), cfg, hs);
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([](decltype(ready)& r, deadline d) -> task<void> {
+        auto c = co_await r.accept(d);
+        CO_ASSERT_OK(c);
+        EXPECT_EQ(c->state_machine().current(), dccp::state::open);
+        std::vector<std::byte> buf(64);
+        auto n = co_await c->recv(buf, d);
+        CO_ASSERT_OK(n);
+        (void)co_await c->send(const_buffer(buf.data(), *n), d);
+        (void)co_await c->recv(buf, d);  // until the client's Close
+        (void)co_await c->close(d);
+      }(ready, dl));
+      auto lower = udp::connect(at);
+      CO_ASSERT_OK(lower);
+      dccp::config ccfg = cfg;
+      auto c = co_await dccp::connect(std::move(*lower), ccfg, dl);
+      CO_ASSERT_OK(c);
+      EXPECT_EQ(query<fact::peer_address>(*c)->port(), at.port());  // facts pass through
+      EXPECT_EQ(c->max_message(), 1400u - 24u);
+      (void)co_await c->send(as_bytes(std::string_view("typed")), dl);
+      std::vector<std::byte> buf(64);
+      auto echo = co_await c->recv(buf, dl);
+      CO_ASSERT_OK(echo);
+      EXPECT_EQ(text(buf, *echo), "typed");
+      auto closed = co_await c->close(dl);
+      EXPECT_TRUE(closed) << closed.error().message();
+      EXPECT_EQ(c->state_machine().current(), dccp::state::timewait);
+    });
+  });
+}
+
+}  // namespace dccp_conformance
+
+namespace {
 
 // -- over real UDP, from spec strings ------------------------------------------------------
 

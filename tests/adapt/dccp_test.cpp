@@ -913,6 +913,32 @@ TEST(DccpPipeline, OneListenerServesSeveralClients) {
   listener->close();
 }
 
+TEST(DccpPipeline, WildcardListenerLearnsItsAddressFromTheConnection) {
+  // The pseudo-header needs this end's address; an accepted UDP socket is connected to
+  // its peer, so the kernel reports the address it sends from, not 0.0.0.0.
+  auto listener = strata::listen("udp-listen:0.0.0.0:0 | dccp(" + fast() + ")");
+  ASSERT_TRUE(listener) << listener.error().message();
+  const auto port = listener->local_address()->port();
+  int accepted = 0;
+  test::run_test([&]() -> task<void> {
+    auto dl = deadline::after(5s);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(serve(*listener, 1, accepted, dl));
+      auto c =
+          co_await strata::connect("udp:127.0.0.1:" + std::to_string(port) + " | dccp(" + fast() + ")", dl);
+      CO_ASSERT_OK(c);
+      (void)co_await c->message().send(as_bytes(std::string_view("wild")), dl);
+      std::vector<std::byte> buf(64);
+      auto echo = co_await c->message().recv(buf, dl);
+      CO_ASSERT_OK(echo);
+      EXPECT_EQ(text(buf, *echo), "wild");
+      (void)co_await c->close(dl);
+    });
+  });
+  EXPECT_EQ(accepted, 1);
+  listener->close();
+}
+
 TEST(DccpPipeline, SendBlocksOnAFullWindowAndRefusesLargeMessages) {
   auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp(" + fast("5s") + ")");
   ASSERT_TRUE(listener) << listener.error().message();

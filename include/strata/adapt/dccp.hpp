@@ -447,6 +447,8 @@ class engine {
   void take_rtt_sample(std::chrono::microseconds sample);
   void congestion_event(time_point now);
   void arm_rto(time_point now);
+  void on_rto();
+  void append_ack_vector(std::vector<std::uint8_t>& options, std::size_t budget);
   std::uint32_t max_window() const noexcept;
   void adjust_ack_ratio();
   void handle_listen(const decoded& d, const parsed_options& o, time_point now);

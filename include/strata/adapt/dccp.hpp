@@ -534,14 +534,16 @@ class connection {
   connection& operator=(connection&&) = delete;
 
   /// send sends `message` as one packet. It waits while CCID 2's congestion window is
-  /// full (back-pressure) and until `dl`. Errors: message_too_large above max_message()
-  /// (nothing sent), timed_out / operation_canceled (nothing sent), end_of_stream or
-  /// dccp::error once the connection ended, closed, the lower layer's errors.
+  /// full (back-pressure) and until `dl`. Errors, nothing sent: message_too_large above
+  /// max_message(), timed_out / operation_canceled, closed after close(), broken once
+  /// the peer closed or the connection ended, dccp::error (a broken) after a reset or a
+  /// failed handshake; then the lower layer's errors.
   task<result<void>> send(const_buffers message, deadline dl) {
     if (closed_) co_return errc::closed;
     if (message.total_size() > engine_.max_message()) co_return errc::message_too_large;
     while (!engine_.can_send()) {
-      if (engine_.close_requested() && !engine_.failure()) co_return errc::closed;
+      if (engine_.close_requested() && !engine_.failure())
+        co_return engine_.peer_closed() ? errc::broken : errc::closed;
       if (engine_.finished() || !engine_.established()) {
         if (auto ec = engine_.failure()) co_return unexpected(ec);
         if (engine_.finished() || engine_.current() == state::closing || engine_.current() == state::closereq)

@@ -414,7 +414,7 @@ void engine::on_timer(time_point now) {
   }
   if (ack_at_ && *ack_at_ <= now) {
     ack_at_.reset();
-    if (data_since_ack_ > 0 &&
+    if ((data_since_ack_ > 0 || slow_receiver_pending_) &&
         (state_ == state::open || state_ == state::partopen || state_ == state::closereq))
       emit(packet_type::ack, {}, now);
   }

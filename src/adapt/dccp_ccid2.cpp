@@ -232,9 +232,11 @@ void engine::process_acks(const header& h, const parsed_options& o, time_point n
 
 void engine::on_data(const header& h, const_buffer payload, time_point now) {
   if (inbox_.size() >= cfg_.receive_queue || inbox_bytes_ + payload.size() > cfg_.receive_bytes) {
-    // Not recorded as received: the sender sees a loss and slows down.
+    // Not recorded as received: the sender sees a loss and slows down; an acknowledgement
+    // carrying Slow Receiver goes out within the ack delay even if nothing else arrives.
     ++stats_.dropped_queue_full;
     slow_receiver_pending_ = true;
+    if (!ack_at_) ack_at_ = now + cfg_.ack_delay;
     return;
   }
   record_received(h.seq);

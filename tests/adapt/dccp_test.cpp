@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -220,6 +222,8 @@ struct net {
     return false;
   };
   std::vector<std::pair<bool, dccp::header>> seen;  // every datagram sent, in order
+  /// record, when set, receives every datagram delivered, with its path (for a pcap).
+  std::vector<std::pair<dccp::endpoints, std::vector<std::byte>>>* record = nullptr;
 
   explicit net(dccp::config ccfg = test_config(), dccp::config scfg = test_config()) {
     server = dccp::engine::server(scfg, server_path, now);
@@ -238,6 +242,7 @@ struct net {
     if (!h) return;
     seen.emplace_back(from_client, h->h);
     if (drop(from_client, h->h)) return;
+    if (record) record->emplace_back(from_client ? client_path : server_path, d);
     (void)(from_client ? server : client).on_datagram(d, now);
   }
   /// advance moves the clock to the next timer (of either side) within `limit` and runs it.
@@ -1226,6 +1231,161 @@ bool probe(peer_process& tshark, int port, std::string_view marker, std::chrono:
   }
   ::close(fd);
   return seen;
+}
+
+/// write_pcap writes `datagrams` (each with its path) as IPv4/UDP packets into a pcap file
+/// (LINKTYPE_RAW): what tshark reads when the traffic came from engines, not sockets.
+void write_pcap(const std::string& file,
+                const std::vector<std::pair<dccp::endpoints, std::vector<std::byte>>>& packets) {
+  std::ofstream out(file, std::ios::binary);
+  auto put32 = [&](std::uint32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };  // host order
+  auto put16 = [&](std::uint16_t v) { out.write(reinterpret_cast<const char*>(&v), 2); };
+  put32(0xa1b2c3d4);
+  put16(2);
+  put16(4);
+  put32(0);
+  put32(0);
+  put32(65535);
+  put32(101);  // LINKTYPE_RAW: the packet starts with its IP header
+  std::uint32_t t = 0;
+  for (const auto& [path, datagram] : packets) {
+    std::vector<std::uint8_t> ip(28 + datagram.size());
+    const auto total = static_cast<std::uint16_t>(ip.size());
+    ip[0] = 0x45;
+    ip[2] = std::uint8_t(total >> 8);
+    ip[3] = std::uint8_t(total);
+    ip[8] = 64;
+    ip[9] = 17;  // UDP
+    std::copy(path.source_ip.begin(), path.source_ip.begin() + 4, ip.begin() + 12);
+    std::copy(path.dest_ip.begin(), path.dest_ip.begin() + 4, ip.begin() + 16);
+    std::uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += (std::uint32_t(ip[i]) << 8) | ip[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip[10] = std::uint8_t(~sum >> 8);
+    ip[11] = std::uint8_t(~sum);
+    const auto udp_len = static_cast<std::uint16_t>(8 + datagram.size());
+    ip[20] = std::uint8_t(path.source_port >> 8);
+    ip[21] = std::uint8_t(path.source_port);
+    ip[22] = std::uint8_t(path.dest_port >> 8);
+    ip[23] = std::uint8_t(path.dest_port);
+    ip[24] = std::uint8_t(udp_len >> 8);
+    ip[25] = std::uint8_t(udp_len);  // UDP checksum 0: none (IPv4)
+    std::memcpy(ip.data() + 28, datagram.data(), datagram.size());
+    put32(++t);
+    put32(0);
+    put32(static_cast<std::uint32_t>(ip.size()));
+    put32(static_cast<std::uint32_t>(ip.size()));
+    out.write(reinterpret_cast<const char*>(ip.data()), static_cast<std::streamsize>(ip.size()));
+  }
+}
+
+TEST(DccpCapture, TsharkDecodesSyncResetAndOptionsFromTheEngines) {
+  if (find_program("tshark").empty()) GTEST_SKIP() << "tshark is not installed (docs/dependencies.md)";
+  // Packets the live test does not provoke, played between two engines: Sync and SyncAck
+  // after a burst of lost Acks, Slow Receiver, Reset codes (aborted, no connection).
+  std::vector<std::pair<dccp::endpoints, std::vector<std::byte>>> packets;
+  auto ccfg = test_config();
+  ccfg.sequence_window = 32;  // the server validates the client's numbers with W = 32
+  ccfg.receive_queue = 100;
+  auto scfg = test_config();
+  scfg.max_cwnd = 60;  // a burst's Acks stay within the client's own window (30 < 32)
+  net n(ccfg, scfg);
+  n.record = &packets;
+  n.open();
+  for (int round = 0; round < 8; ++round) {
+    while (n.server.can_send()) send_text(n.server, "warm", n.now);
+    n.exchange();
+    n.advance(1s);
+    (void)read_all(n.client);
+  }
+  ASSERT_GE(n.server.cwnd(), 60u);
+  // The client's Acks of 60 packets are lost: its next packet is beyond the server's
+  // window, which answers with a Sync; the client's SyncAck resynchronises.
+  n.drop = [](bool from_client, const dccp::header& h) { return from_client && h.type == packet_type::ack; };
+  for (int i = 0; i < 60; ++i) send_text(n.server, "acks lost", n.now);
+  n.exchange();
+  n.drop = [](bool, const dccp::header&) { return false; };
+  (void)read_all(n.client);
+  send_text(n.client, "beyond the window", n.now);
+  n.exchange();
+  // A reader that stops reading: Slow Receiver.
+  for (int round = 0; round < 16 && n.client.statistics().dropped_queue_full == 0; ++round) {
+    while (n.server.can_send()) send_text(n.server, "unread", n.now);
+    n.exchange();
+    n.advance(1s);
+  }
+  EXPECT_GT(n.client.statistics().dropped_queue_full, 0u);
+  n.client.abort(n.now);  // Reset (aborted)
+  n.exchange();
+  auto stray = forge(packet_type::data_ack, 1, 1, server_path);
+  packets.emplace_back(server_path, stray);
+  (void)n.client.on_datagram(stray, n.now);  // Reset (no connection)
+  n.exchange();
+
+  char dir_template[] = "/tmp/strata-dccp-pcap-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::filesystem::path dir = dir_template;
+  {
+    std::ofstream lua(dir / "dccp_udp.lua");
+    lua << "local dccp = DissectorTable.get(\"ip.proto\"):get_dissector(33)\n"
+        << "DissectorTable.get(\"udp.port\"):add(5000, dccp)\n";
+  }
+  write_pcap((dir / "engines.pcap").string(), packets);
+  auto tshark = peer_process::start({"tshark",
+                                     "-r",
+                                     (dir / "engines.pcap").string(),
+                                     "-n",
+                                     "-X",
+                                     "lua_script:" + (dir / "dccp_udp.lua").string(),
+                                     "-o",
+                                     "dccp.check_checksum:TRUE",
+                                     "-T",
+                                     "fields",
+                                     "-E",
+                                     "separator=;",
+                                     "-e",
+                                     "dccp.type",
+                                     "-e",
+                                     "dccp.seq_raw",
+                                     "-e",
+                                     "dccp.checksum.status",
+                                     "-e",
+                                     "_ws.malformed",
+                                     "-e",
+                                     "_ws.expert.severity",
+                                     "-e",
+                                     "dccp.reset_code",
+                                     "-e",
+                                     "dccp.option_type"});
+  ASSERT_TRUE(tshark);
+  ASSERT_EQ(tshark.wait_exit(20s), 0) << tshark.output();
+  const std::string fields = tshark.output();
+  std::map<int, int> types;
+  std::set<std::string> reset_codes;
+  int rows = 0, slow = 0;
+  std::istringstream lines(fields);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find(';') == std::string::npos) continue;
+    auto f = split(line, ';');
+    ASSERT_GE(f.size(), 7u) << line;
+    ASSERT_FALSE(f[0].empty()) << "not decoded as DCCP: " << line;
+    ++rows;
+    ++types[std::stoi(f[0])];
+    EXPECT_EQ(f[2], "1") << "checksum not good: " << line;
+    EXPECT_TRUE(f[3].empty()) << "malformed: " << line;
+    EXPECT_TRUE(f[4].find("8388608") == std::string::npos) << "expert error: " << line;
+    if (!f[5].empty()) reset_codes.insert(f[5]);
+    for (const auto& option : split(f[6], ',')) slow += option == "2";  // Slow Receiver
+  }
+  EXPECT_EQ(rows, static_cast<int>(packets.size()));
+  for (auto t : {packet_type::sync, packet_type::sync_ack, packet_type::reset, packet_type::data_ack}) {
+    EXPECT_GT(types[static_cast<int>(t)], 0) << dccp::to_string(t) << " not seen in:\n" << fields;
+  }
+  EXPECT_TRUE(reset_codes.count("2")) << fields;  // aborted
+  EXPECT_TRUE(reset_codes.count("3")) << fields;  // no connection
+  EXPECT_GT(slow, 0) << fields;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DccpCapture, TsharkDecodesOurPackets) {

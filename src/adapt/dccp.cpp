@@ -650,7 +650,9 @@ result<packet_type> engine::on_datagram(const_buffer datagram, time_point now) {
     echo_timestamp_ = o->timestamp;
     echo_received_ = now;
   }
-  if (has_ack(h.type)) process_acks(h, *o, now);
+  // Only an Ack or DataAck acknowledges what the peer processed: a Sync's or SyncAck's
+  // number names the packet it answers, which may have been dropped (out of window).
+  if (h.type == packet_type::ack || h.type == packet_type::data_ack) process_acks(h, *o, now);
 
   switch (h.type) {
     case packet_type::reset:
@@ -680,6 +682,10 @@ result<packet_type> engine::on_datagram(const_buffer datagram, time_point now) {
       return h.type;
     case packet_type::sync:
       emit_sync(packet_type::sync_ack, h.seq, now);
+      // The peer lost track of our numbers, so it may also have dropped our last
+      // acknowledgements: send them again, or its window stays full until its RTO.
+      if (send_ack_vector_ && !history_.empty() && (state_ == state::open || state_ == state::partopen))
+        emit(packet_type::ack, {}, now);
       break;
     case packet_type::close_req:
       if (is_server_) {

@@ -1308,6 +1308,9 @@ TEST(DccpCapture, TsharkDecodesSyncResetAndOptionsFromTheEngines) {
   (void)read_all(n.client);
   send_text(n.client, "beyond the window", n.now);
   n.exchange();
+  EXPECT_EQ(n.server.statistics().syncs_sent, 1u);
+  EXPECT_EQ(n.server.pipe(), 0u);  // the client's Ack after its SyncAck acknowledged the burst
+  EXPECT_EQ(n.server.statistics().timeouts, 0u);
   // A reader that stops reading: Slow Receiver.
   for (int round = 0; round < 16 && n.client.statistics().dropped_queue_full == 0; ++round) {
     while (n.server.can_send()) send_text(n.server, "unread", n.now);

@@ -53,6 +53,7 @@
 
 // pipeline: spec strings, the registry, the checker
 #include "strata/pipeline/application.hpp"
+#include "strata/pipeline/bridge.hpp"
 #include "strata/pipeline/custom_protocol.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/pipeline/registry.hpp"

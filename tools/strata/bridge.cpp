@@ -14,139 +14,6 @@
 namespace strata::cli {
 namespace {
 
-constexpr std::size_t chunk = 128 * 1024;
-constexpr std::size_t default_message_limit = 64u << 20;
-
-struct bridge_state {
-  bridge_result out;
-  deadline::clock::time_point last_activity = deadline::clock::now();
-
-  // fail records the first failure and stops both directions; operation_canceled is how
-  // the directions learn that the bridge stops, never a failure of its own.
-  // (The label and the operation are joined here, not at the call: a string built in a
-  // pump's co_return would take room in its frame for the whole life of the bridge.)
-  void fail(std::string_view label, const char* operation, std::error_code ec, scope& s) {
-    if (ec == errc::operation_canceled) return;
-    if (!out.error) {
-      out.what.assign(label);
-      out.what += operation;
-      out.error = ec;
-    }
-    s.cancel();
-  }
-  // fail_side names side 0 (a) or 1 (b) as the options say.
-  void fail_side(int side, const char* operation, std::error_code ec, scope& s) {
-    if (ec == errc::operation_canceled || out.error) return fail({}, operation, ec, s);
-    std::string label(side == 0 ? options->label_a : options->label_b);
-    if (side == 0 && !options->peer_a.empty()) label.append(" connection from ").append(options->peer_a);
-    fail(label, operation, ec, s);
-  }
-
-  const bridge_options* options = nullptr;
-  void touch() { last_activity = deadline::clock::now(); }
-
-  int running = 2;  // directions still running
-  event done;       // both directions have ended
-};
-
-// Each direction holds a chunk only while data flows: a direction that waited
-// idle_grace for data gives its chunk back and waits with a small read in its own frame,
-// so an idle bridge costs a few hundred bytes, not two chunks.
-constexpr std::size_t wake_read = 16;
-constexpr std::chrono::milliseconds idle_grace{50};
-
-// finished raises `done` when the last of `running` directions has ended, however it ended.
-struct finished {
-  int& running;
-  event& done;
-  ~finished() {
-    if (--running == 0) done.set();
-  }
-};
-
-task<void> pump_stream(any_stream& from, int from_side, any_stream& to, std::uint64_t& bytes,
-                       bridge_state& st, scope& s) {
-  const int to_side = 1 - from_side;
-  finished counted{st.running, st.done};
-  byte_buffer held;
-  std::array<std::byte, wake_read> small;
-  for (;;) {
-    bool chunked = held.capacity() != 0;
-    mutable_buffer into = chunked ? held.writable(chunk).first(chunk) : mutable_buffer(small);
-    auto n = co_await from.read_some(into, chunked ? deadline::after(idle_grace) : deadline::never());
-    if (!n && chunked && n.error() == errc::timed_out) {
-      held.release();  // idle: wait with the small buffer
-      continue;
-    }
-    if (n && !chunked && *n == small.size()) (void)held.writable(chunk);  // more is likely waiting
-    if (!n) {
-      // A write-only (simplex) side never sends: as if it had ended at once.
-      if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail_side(from_side, ": read", n.error(), s);
-      auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
-      co_return;
-    }
-    st.touch();
-    auto w = co_await to.write(const_buffer(into.first(*n)), deadline::never());
-    if (!w && w.error() == errc::not_supported) co_return;  // a read-only (simplex) side
-    if (!w) co_return st.fail_side(to_side, ": write", w.error(), s);
-    bytes += *n;
-  }
-}
-
-// A message larger than the buffer stays with the layer and is received again into a
-// larger `held`, up to `limit`.
-task<void> pump_messages(any_message& from, std::size_t limit, int from_side, any_message& to,
-                         std::uint64_t& bytes, std::uint64_t& messages, bridge_state& st, scope& s) {
-  const int to_side = 1 - from_side;
-  finished counted{st.running, st.done};
-  byte_buffer held;
-  std::array<std::byte, wake_read> small;
-  for (;;) {
-    bool chunked = held.capacity() != 0;
-    mutable_buffer into =
-        chunked ? held.writable(held.capacity()) : std::span(small).first(std::min(small.size(), limit));
-    auto n = co_await from.recv(into, chunked ? deadline::after(idle_grace) : deadline::never());
-    if (!n && chunked && n.error() == errc::timed_out) {
-      held.release();  // idle: wait with the small buffer
-      continue;
-    }
-    if (!n) {
-      if (n.error() == errc::message_too_large && into.size() < limit) {
-        held.release();
-        (void)held.writable(std::min(std::max(into.size() * 4, chunk), limit));
-        continue;
-      }
-      if (n.error() != errc::end_of_stream && n.error() != errc::not_supported)
-        co_return st.fail_side(from_side, ": receive", n.error(), s);
-      auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
-      co_return;
-    }
-    st.touch();
-    auto w = co_await to.send(const_buffer(into.first(*n)), deadline::never());
-    if (!w && w.error() == errc::not_supported) co_return;  // a receive-only (simplex) side
-    if (!w) co_return st.fail_side(to_side, ": send", w.error(), s);
-    bytes += *n;
-    ++messages;
-  }
-}
-
-task<void> idle_watch(duration idle, bridge_state& st, scope& s) {
-  for (;;) {
-    auto until = st.last_activity + idle;
-    if (deadline::clock::now() >= until)
-      co_return st.fail("no data for " + format_duration(idle), " (--idle)", errc::timed_out, s);
-    if (!co_await sleep_until(deadline::at(until))) co_return;
-  }
-}
-
-std::size_t limit_of(const any_connection& c) {
-  auto caps = c.runtime_capabilities();
-  return caps.max_message ? caps.max_message : default_message_limit;
-}
-
 // adapters_between lists registered adapters that turn `from` into `to`.
 std::string adapters_between(unit from, unit to) {
   std::string names;
@@ -185,36 +52,6 @@ bool units_match(const pipeline& a, const pipeline& b, std::string& message) {
   }
   message += ".";
   return false;
-}
-
-task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_options& options) {
-  bridge_state st;
-  st.options = &options;
-  if (a.is_stream() != b.is_stream()) {
-    st.out.what = "bridge";
-    st.out.error = errc::invalid_argument;
-    co_return st.out;
-  }
-  co_await with_scope([&](scope& s) -> task<void> {
-    if (options.idle) s.spawn(idle_watch(*options.idle, st, s));
-    if (a.is_stream()) {
-      s.spawn(pump_stream(a.stream(), 0, b.stream(), st.out.bytes_ab, st, s));
-      s.spawn(pump_stream(b.stream(), 1, a.stream(), st.out.bytes_ba, st, s));
-    } else {
-      s.spawn(pump_messages(a.message(), limit_of(a), 0, b.message(), st.out.bytes_ab, st.out.messages_ab, st,
-                            s));
-      s.spawn(pump_messages(b.message(), limit_of(b), 1, a.message(), st.out.bytes_ba, st.out.messages_ba, st,
-                            s));
-    }
-    // Both directions ended (or a failure canceled the scope): stop the idle watch.
-    (void)co_await st.done.wait(deadline::never());
-    s.cancel();
-  });
-  auto grace = st.out.error ? deadline::after(std::chrono::milliseconds(100))
-                            : deadline::after(std::chrono::seconds(2));
-  (void)co_await a.close(grace);
-  (void)co_await b.close(grace);
-  co_return st.out;
 }
 
 }  // namespace strata::cli
@@ -332,7 +169,10 @@ task<void> serve(any_connection first, std::string peer, const bridge_command& c
     options.peer_a = peer;
   }
   auto r = co_await bridge(first, *second, options);
-  if (r.error) co_return report(r.what, r.error);
+  if (r.error) {
+    if (r.idle_expired) r.what += " (--idle)";
+    co_return report(r.what, r.error);
+  }
   if (cmd.verbose) {
     std::fprintf(stderr, "bridge%s%s done: %llu bytes SPEC1->SPEC2, %llu bytes SPEC2->SPEC1\n",
                  peer.empty() ? "" : " from ", peer.c_str(), static_cast<unsigned long long>(r.bytes_ab),

@@ -270,24 +270,6 @@ std::size_t limit_of(const any_connection& c) {
   return caps.max_message ? caps.max_message : default_message_limit;
 }
 
-// reset_tcp resets a TCP connection at once: SO_LINGER 0 and a disconnect (connect with
-// AF_UNSPEC) send RST without the FIN an orderly shutdown would send first. The
-// descriptor stays the layer's, which then closes it as usual.
-void reset_tcp(any_connection& c) {
-  if (!c.is_stream()) return;
-  auto fd = query<fact::native_handle>(c.stream());
-  if (!fd) return;
-  int domain = 0;
-  socklen_t len = sizeof domain;
-  if (::getsockopt(*fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return;
-  if (domain != AF_INET && domain != AF_INET6) return;
-  linger lg{1, 0};
-  (void)::setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  sockaddr unspec{};
-  unspec.sa_family = AF_UNSPEC;
-  (void)::connect(*fd, &unspec, sizeof unspec);
-}
-
 }  // namespace
 
 std::optional<int> splice_handle(const any_stream& s) {
@@ -303,6 +285,20 @@ std::optional<int> splice_handle(const any_stream& s) {
   return *fd;
 }
 
+void reset_tcp(any_connection& c) {
+  if (!c.is_stream()) return;
+  auto fd = query<fact::native_handle>(c.stream());
+  if (!fd) return;
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(*fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return;
+  if (domain != AF_INET && domain != AF_INET6) return;
+  linger lg{1, 0};
+  (void)::setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  (void)::connect(*fd, &unspec, sizeof unspec);
+}
 task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_options& options) {
   bridge_state st;
   st.options = &options;

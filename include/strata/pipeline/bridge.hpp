@@ -81,4 +81,9 @@ task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_op
 /// for anything else (a layer above the descriptor, a datagram socket, a regular file).
 std::optional<int> splice_handle(const any_stream& s);
 
+/// reset_tcp resets `c` at once when it is a bare TCP connection (SO_LINGER 0 and a
+/// disconnect: the peer reads ECONNRESET, without the FIN an orderly close sends first);
+/// does nothing for anything else. The connection still needs its close().
+void reset_tcp(any_connection& c);
+
 }  // namespace strata

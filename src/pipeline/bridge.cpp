@@ -345,15 +345,20 @@ task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_op
                             s));
     }
     // Both directions ended (or a failure canceled the scope): stop the idle watch.
+    // operation_canceled here: the caller's scope stops the bridge.
     (void)co_await st.done.wait(deadline::never());
+    if (!st.out.error && s.canceled()) st.out.canceled = true;
     s.cancel();
   });
-  if (st.out.error && options.reset_on_failure) {
-    reset_tcp(a);
-    reset_tcp(b);
-  }
   auto grace =
       st.out.error ? deadline::after(std::chrono::milliseconds(100)) : deadline::after(options.close_grace);
+  if ((st.out.error || st.out.canceled) && options.reset_on_failure) {
+    // A transfer cut short: reset what can be reset, and close with no time left (a
+    // layer whose close then resets does so: the stream contract's timed-out close).
+    reset_tcp(a);
+    reset_tcp(b);
+    grace = deadline::after(std::chrono::nanoseconds(0));
+  }
   (void)co_await a.close(grace);
   (void)co_await b.close(grace);
   co_return st.out;

@@ -41,6 +41,29 @@ void say(const Log& log, std::string_view a, std::string_view b = {}, std::strin
   log(line);
 }
 
+/// mux_side is a mux stream as one side of a bridge: a close with no time left (the
+/// bridge's close after a failure or cancel with reset_on_failure) resets the stream, so
+/// the other end of the channel learns that the transfer was cut, not finished.
+class mux_side {
+ public:
+  explicit mux_side(mux::stream s) : s_(std::move(s)) {}
+  task<result<std::size_t>> read_some(mutable_buffer buf, deadline dl) { return s_.read_some(buf, dl); }
+  task<result<void>> write(const_buffers bufs, deadline dl) { return s_.write(bufs, dl); }
+  task<result<void>> shutdown_write(deadline dl) { return s_.shutdown_write(dl); }
+  task<result<void>> close(deadline dl) {
+    if (dl.expired()) {
+      s_.reset();
+      return nothing();
+    }
+    return s_.close(dl);
+  }
+  properties runtime_capabilities() const noexcept { return s_.runtime_capabilities(); }
+
+ private:
+  static task<result<void>> nothing() { co_return result<void>{}; }
+  mux::stream s_;
+};
+
 /// live_count keeps a live counter up while it exists.
 struct live_count {
   std::uint64_t& live;
@@ -138,7 +161,7 @@ task<void> gateway::state::carry(any_connection client) {
     say(options.log, "client ", peer, ": channel refused a stream: " + opened.error().message());
     co_return co_await abort_connection(std::move(client));
   }
-  any_connection stream{any_stream(std::move(*opened))};
+  any_connection stream{any_stream(mux_side(std::move(*opened)))};
   bridge_options b;
   b.idle = options.idle;
   b.reset_on_failure = true;
@@ -217,7 +240,7 @@ struct gateway_backend::state {
 
 task<void> gateway_backend::state::serve_stream(mux::stream in) {
   live_count one(stats.live);
-  any_connection from{any_stream(std::move(in))};
+  any_connection from{any_stream(mux_side(std::move(in)))};
   auto to = co_await service.connect(deadline::after(options.connect_timeout));
   if (!to) {
     ++stats.connect_failed;

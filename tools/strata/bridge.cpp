@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "strata/pipeline/gateway.hpp"
 
 namespace strata::cli {
 namespace {
@@ -61,6 +62,8 @@ bool units_match(const pipeline& a, const pipeline& b, std::string& message) {
 namespace strata::cli {
 
 const std::string_view bridge_help = R"(usage: strata bridge [options] SPEC1 SPEC2
+       strata bridge --mux [options] CLIENTS CHANNEL      (gateway side)
+       strata bridge --demux [options] CHANNELS SERVICE   (backend side)
 
 Join two pipelines end to end: what SPEC1's connection delivers is written to SPEC2's
 and the other way round, like socat with two addresses.
@@ -76,19 +79,39 @@ connects, with the adapter that would fix it.
 Back-pressure: each direction holds at most one buffer (128 KiB, or one message), none
 once it has waited 50 ms for data, and reads its source again only after the other side
 accepted the previous one, so a slow peer slows the fast one and memory stays bounded.
+Between two bare stream sockets or pipes (no layer above them) the bytes move with
+splice(2) through a pipe, 64 KiB at a time, and never enter the process.
 
 Shutdown: the end of one side's input shuts the other side's write direction down
 (half-close); when both directions have ended both connections are closed. An error on
 either side (reset, protocol error, message too large, --idle) closes both.
 
+Gateway (IP/IPC conversion): --mux carries every client CLIENTS accepts over ONE
+multiplexed channel (mux) that it connects with CHANNEL (e.g. unix:/run/gw.sock or
+shm:NAME) to a backend; --demux is the backend: it accepts channels on CHANNELS and joins
+each of their streams to a new connection of SERVICE. Both run until SIGHUP/SIGINT/
+SIGTERM. The gateway keeps the channel connected: each attempt is bounded by --timeout,
+failed attempts back off from 20 ms to 1 s, and --give-up ends it (exit 1) when the
+channel stayed down that long. When the channel dies (the backend exited or restarted)
+the clients it carried are reset (TCP RST), and new clients are served by the new
+backend; a client arriving while it is down waits up to --wait for it, then is reset.
+CLIENTS and CHANNELS must listen; CHANNEL, CHANNELS and SERVICE must give byte streams.
+
 options:
+  --mux                gateway side: CLIENTS over one channel to CHANNEL (see above)
+  --demux              backend side: streams of channels on CHANNELS to SERVICE
+  --wait DURATION      (--mux) how long a client waits for a channel that is down (5s)
+  --give-up DURATION   (--mux) exit 1 when the channel stayed down this long (never)
   -k, --keep           (listener SPEC1) keep accepting; each connection gets its own
                        SPEC2 connection and is bridged concurrently with the others.
                        Failures of one connection are reported and do not stop the rest.
                        Runs until SIGHUP/SIGINT/SIGTERM.
   -v, --verbose        write 'connection from ADDRESS' and a summary per bridge to stderr
-  --timeout DURATION   give up connecting a side after DURATION (default 10s)
-  --idle DURATION      fail a bridge when no data moves either way for DURATION
+  --timeout DURATION   give up connecting a side (--mux: one attempt at the channel;
+                       --demux: the service for one stream) after DURATION (default
+                       10s; 5s with --mux/--demux)
+  --idle DURATION      fail a bridge (with --mux/--demux: reset its client or stream)
+                       when no data moves either way for DURATION
   -h, --help           show this help
 
 exit status: 0 the bridge (without -k) ended normally; 1 runtime failure (cannot bind
@@ -97,6 +120,8 @@ or connect, reset, timeout, idle); 2 usage error, refused SPEC or unit mismatch;
 
 examples:
   strata bridge tcp-listen:127.0.0.1:8080 unix:/run/app.sock
+  strata bridge --mux tcp-listen:127.0.0.1:8080 unix:/run/gw.sock
+  strata bridge --demux unix-listen:/run/gw.sock tcp:127.0.0.1:9000
   strata bridge -k 'tcp-listen:127.0.0.1:7000 | crlf' 'unix:@app | prefix(4)'
 )";
 
@@ -243,6 +268,92 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
   co_return code;
 }
 
+enum class gateway_mode { none, mux, demux };
+
+struct gateway_command {
+  pipeline listening;   // CLIENTS (--mux) or CHANNELS (--demux)
+  pipeline connecting;  // CHANNEL (--mux) or SERVICE (--demux)
+  std::optional<duration> timeout;
+  std::optional<duration> idle;
+  std::optional<duration> wait;
+  std::optional<duration> give_up;
+  bool verbose = false;
+};
+
+void log_line(std::string_view line) {
+  std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+  std::fflush(stderr);
+}
+
+task<int> run_gateway(const gateway_command& cmd, gateway_mode mode) {
+  auto listener = cmd.listening.listen();
+  if (!listener) {
+    report(listener.error().where(), listener.error());
+    co_return exit_failure;
+  }
+  auto where = listener->local_address();
+  std::fprintf(stderr, "listening on %s\n",
+               where ? where->to_string().c_str() : cmd.listening.text().c_str());
+  std::fflush(stderr);
+  result<void> r;
+  if (mode == gateway_mode::mux) {
+    gateway_options o;
+    if (cmd.timeout) o.connect_timeout = *cmd.timeout;
+    if (cmd.wait) o.channel_wait = *cmd.wait;
+    if (cmd.give_up) o.give_up = *cmd.give_up;
+    o.idle = cmd.idle;
+    if (cmd.verbose) o.log = log_line;
+    gateway gw(cmd.connecting, o);
+    r = co_await gw.serve(*listener);
+    if (!r && r.error() == errc::timed_out) {
+      report(
+          "channel " + cmd.connecting.text() + ": down for " + format_duration(*cmd.give_up) + " (--give-up)",
+          r.error());
+      co_return exit_failure;
+    }
+  } else {
+    backend_options o;
+    if (cmd.timeout) o.connect_timeout = *cmd.timeout;
+    o.idle = cmd.idle;
+    if (cmd.verbose) o.log = log_line;
+    gateway_backend backend(cmd.connecting, o);
+    r = co_await backend.serve(*listener);
+  }
+  listener->close();
+  if (!r) {
+    report("accept on " + cmd.listening.text(), r.error());
+    co_return exit_failure;
+  }
+  co_return exit_ok;
+}
+
+int gateway_main(gateway_mode mode, std::vector<std::string_view>& specs, gateway_command& cmd,
+                 signal_guard& signals) {
+  const char* flag = mode == gateway_mode::mux ? "--mux" : "--demux";
+  const char* first_name = mode == gateway_mode::mux ? "CLIENTS" : "CHANNELS";
+  const char* second_name = mode == gateway_mode::mux ? "CHANNEL" : "SERVICE";
+  if (specs.size() != 2)
+    return usage_error("bridge", std::string(flag) + ": " + first_name + " and " + second_name +
+                                     " expected, got " + std::to_string(specs.size()) + " specs");
+  auto first = parse_pipeline(std::string("bridge: ") + first_name, specs[0]);
+  if (!first) return exit_usage;
+  auto second = parse_pipeline(std::string("bridge: ") + second_name, specs[1]);
+  if (!second) return exit_usage;
+  if (!first->is_listener())
+    return usage_error("bridge",
+                       std::string(flag) + ": " + first_name + " '" + first->text() + "' must listen");
+  if (second->is_listener() || second->is_bound())
+    return usage_error("bridge",
+                       std::string(flag) + ": " + second_name + " '" + second->text() + "' must connect");
+  for (const auto* side : {&*first, &*second}) {
+    if (side->application() || side->top().unit != unit::stream)
+      return usage_error("bridge", std::string(flag) + ": '" + side->text() + "' must give a byte stream");
+  }
+  cmd.listening = std::move(*first);
+  cmd.connecting = std::move(*second);
+  return run_command(signals, [&]() -> task<int> { co_return co_await run_gateway(cmd, mode); });
+}
+
 }  // namespace
 
 int bridge_main(args& a, signal_guard& signals) {
@@ -250,6 +361,10 @@ int bridge_main(args& a, signal_guard& signals) {
   bool verbose = false;
   duration timeout = std::chrono::seconds(10);
   std::optional<duration> idle;
+  std::optional<duration> wait;
+  std::optional<duration> give_up;
+  bool timeout_given = false;
+  gateway_mode mode = gateway_mode::none;
   std::vector<std::string_view> specs;
   while (!a.empty()) {
     bool missing = false;
@@ -257,6 +372,20 @@ int bridge_main(args& a, signal_guard& signals) {
       auto d = parse_duration(*v);
       if (!d) return usage_error("bridge", "--timeout: not a duration: '" + std::string(*v) + "'");
       timeout = *d;
+      timeout_given = true;
+      continue;
+    }
+    if (auto v = option_value(a, "--wait", missing)) {
+      auto d = parse_duration(*v);
+      if (!d) return usage_error("bridge", "--wait: not a duration: '" + std::string(*v) + "'");
+      wait = *d;
+      continue;
+    }
+    if (auto v = option_value(a, "--give-up", missing)) {
+      auto d = parse_duration(*v);
+      if (!d || d->count() == 0)
+        return usage_error("bridge", "--give-up: not a duration: '" + std::string(*v) + "'");
+      give_up = *d;
       continue;
     }
     if (auto v = option_value(a, "--idle", missing)) {
@@ -268,7 +397,12 @@ int bridge_main(args& a, signal_guard& signals) {
     }
     if (missing) return usage_error("bridge", std::string(a.peek()) + " needs a value");
     std::string_view arg = a.next();
-    if (arg == "-k" || arg == "--keep") {
+    if (arg == "--mux" || arg == "--demux") {
+      auto m = arg == "--mux" ? gateway_mode::mux : gateway_mode::demux;
+      if (mode != gateway_mode::none && mode != m)
+        return usage_error("bridge", "--mux and --demux exclude each other");
+      mode = m;
+    } else if (arg == "-k" || arg == "--keep") {
       keep = true;
     } else if (arg == "-v" || arg == "--verbose") {
       verbose = true;
@@ -278,6 +412,19 @@ int bridge_main(args& a, signal_guard& signals) {
       specs.push_back(arg);
     }
   }
+  if (mode != gateway_mode::none) {
+    if (keep) return usage_error("bridge", "-k is implied by --mux and --demux");
+    if (mode == gateway_mode::demux && (wait || give_up))
+      return usage_error("bridge", "--wait and --give-up are options of --mux");
+    gateway_command cmd;
+    if (timeout_given) cmd.timeout = timeout;
+    cmd.idle = idle;
+    cmd.wait = wait;
+    cmd.give_up = give_up;
+    cmd.verbose = verbose;
+    return gateway_main(mode, specs, cmd, signals);
+  }
+  if (wait || give_up) return usage_error("bridge", "--wait and --give-up need --mux");
   if (specs.size() != 2)
     return usage_error("bridge", "two SPECs expected, got " + std::to_string(specs.size()) +
                                      " (quote a spec that contains spaces or '|')");

@@ -35,9 +35,11 @@ struct bridge_options {
   /// splice: move the bytes with splice(2) where both ends of a direction are bare kernel
   /// descriptors (see the file comment); false always copies through user space.
   bool splice = true;
-  /// reset_on_failure: when the bridge fails (an error on either side, idle), a TCP side
-  /// is reset (its peer reads ECONNRESET) instead of closed in order, so a peer never
-  /// mistakes a cut-off transfer for a complete one. Other sides are closed as usual.
+  /// reset_on_failure: when the bridge fails (an error on either side, idle) or is
+  /// canceled, a TCP side is reset (its peer reads ECONNRESET) instead of closed in order,
+  /// so a peer never mistakes a cut-off transfer for a complete one; every side is closed
+  /// with a deadline that has passed (a layer that then resets, as the stream contract's
+  /// timed-out close does, resets too).
   bool reset_on_failure = false;
   /// close_grace bounds the orderly close of both sides after a normal end.
   deadline::clock::duration close_grace = std::chrono::seconds(2);
@@ -53,6 +55,7 @@ struct bridge_result {
   std::string what;           ///< the failed operation: "<label>: write", "no data for 5s"
   std::error_code error;      ///< the first failure; empty after a normal end
   bool idle_expired = false;  ///< the failure is options.idle's
+  bool canceled = false;      ///< the caller's scope stopped the bridge (no error)
 };
 
 /// bridge copies a -> b and b -> a until both directions have ended, then closes both

@@ -55,6 +55,7 @@
 #include "strata/pipeline/application.hpp"
 #include "strata/pipeline/bridge.hpp"
 #include "strata/pipeline/custom_protocol.hpp"
+#include "strata/pipeline/demux.hpp"
 #include "strata/pipeline/gateway.hpp"
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/pipeline/registry.hpp"

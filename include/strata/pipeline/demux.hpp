@@ -71,9 +71,11 @@ inline constexpr std::size_t max_alpn_protocols = 32;
 
 /// sniffer is the sans-I/O core: feed it the connection's first bytes, all of them from
 /// the first on, as they arrive (each call with the whole prefix so far); it answers
-/// need_more until it has decided. Work per call is bounded by the new bytes (a client
-/// that sends one byte at a time costs O(n) in total, not O(n^2)), except the final
-/// parse of a complete ClientHello or request head, which happens once.
+/// need_more until it has decided. It looks again only once enough bytes for a decision
+/// may be there (a whole TLS record, one byte more of an HTTP/1 head), and the HTTP/1
+/// head is scanned once overall, so a client that sends one byte at a time costs O(n)
+/// for HTTP/1; for TLS each completed record re-walks the records before it (bounded by
+/// max_sniff, O(records x max_sniff) at worst).
 class sniffer {
  public:
   explicit sniffer(std::size_t max_sniff = default_max_sniff) noexcept : max_(max_sniff) {}
@@ -93,9 +95,8 @@ class sniffer {
   result<status> feed_tls(const_buffer prefix);
   result<status> feed_http1(const_buffer prefix);
   std::size_t max_;
-  std::size_t need_ = 1;       // no new look before this many bytes
-  std::size_t scanned_ = 0;    // http1: bytes known to hold no "\r\n\r\n"
-  std::size_t max_hello_ = 0;  // tls: the handshake's total size once known
+  std::size_t need_ = 1;     // no new look before this many bytes
+  std::size_t scanned_ = 0;  // http1: bytes known to hold no "\r\n\r\n"
   std::error_code failed_{};
   sniffed out_;
 };

@@ -272,7 +272,7 @@ result<sniffer::status> sniffer::feed(const_buffer prefix) {
         out_.kind = kind::http2;
         return status::done;
       }
-      need_ = h2_preface.size();
+      need_ = prefix.size() + 1;  // a later byte may still tell it apart
       r = status::need_more;
     } else if (is_token_char(static_cast<char>(at(prefix, 0))) && at(prefix, 0) >= 'A' &&
                at(prefix, 0) <= 'Z') {
@@ -335,7 +335,7 @@ result<sniffer::status> sniffer::feed_http1(const_buffer prefix) {
       return status::done;
     }
   }
-  if (sp == std::string_view::npos && text.size() > 32) {  // no method is that long
+  if (method_end > 32) {  // no method is that long (decided the same on any prefix)
     out_.kind = kind::unknown;
     return status::done;
   }

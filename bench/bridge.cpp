@@ -379,14 +379,36 @@ int main(int argc, char** argv) {
                         "tcp:127.0.0.1:" + std::to_string(echo.port)});
     start(lat_gw,
           {cli, "bridge", "--mux", "tcp-listen:127.0.0.1:" + std::to_string(p_lat), "unix:" + lat_channel});
+    // The same two hops with socat: TCP -> a unix socket -> TCP.
+    child chain_a, chain_b;
+    const std::string lat_middle = dir + "/latchain.sock";
+    int p_lat_chain = free_port();
+    start(chain_b,
+          {"socat", "UNIX-LISTEN:" + lat_middle + ",fork", "TCP:127.0.0.1:" + std::to_string(echo.port)});
+    start(chain_a,
+          {"socat", "TCP-LISTEN:" + std::to_string(p_lat_chain) + ",bind=127.0.0.1,reuseaddr,fork,nodelay",
+           "UNIX-CONNECT:" + lat_middle});
     wait_port(p_lat);
-    std::vector<double> direct, through;
+    wait_port(p_lat_chain);
+    std::vector<double> direct, through, chained;
     for (int r = 0; r < 2; ++r) {
       auto d = ping_pong(echo.port, pings / 2);
       direct.insert(direct.end(), d.begin(), d.end());
       auto g = ping_pong(p_lat, pings / 2);
       through.insert(through.end(), g.begin(), g.end());
+      auto c = ping_pong(p_lat_chain, pings / 2);
+      chained.insert(chained.end(), c.begin(), c.end());
     }
+    bench::figure fc;
+    fc.name = "gateway_rtt_64B_vs_socat";
+    fc.unit = "us";
+    fc.value = bench::summarize(through);
+    fc.baseline_name = "socat_chain_2_hops_rtt";
+    fc.baseline = bench::summarize(chained);
+    rep.add(fc);
+    chain_a.stop();
+    chain_b.stop();
+    ::unlink(lat_middle.c_str());
     bench::figure f;
     f.name = "gateway_rtt_64B";
     f.unit = "us";

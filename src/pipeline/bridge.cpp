@@ -27,9 +27,11 @@ namespace {
 
 constexpr std::size_t chunk = 128 * 1024;
 constexpr std::size_t default_message_limit = 64u << 20;
-/// One splice moves at most this much (a pipe's default capacity), so one busy bridge
-/// does not starve the loop.
-constexpr std::size_t splice_piece = 64 * 1024;
+/// A spliced direction asks for a pipe this large (fewer system calls and wake-ups per
+/// byte); where the kernel refuses (an unprivileged user over pipe-user-pages-soft) the
+/// pipe keeps its default 64 KiB. One splice moves at most the pipe's capacity, so one
+/// busy bridge does not starve the loop.
+constexpr int splice_pipe_size = 1 << 20;
 
 // Each direction holds a chunk only while data flows: a direction that waited
 // idle_grace for data gives its chunk back and waits with a small read in its own frame.
@@ -149,6 +151,7 @@ task<void> pump_messages(any_message& from, std::size_t limit, int from_side, an
 struct splice_pipe {
   int r = -1;
   int w = -1;
+  std::size_t capacity = 64 * 1024;
   splice_pipe() = default;
   splice_pipe(const splice_pipe&) = delete;
   splice_pipe& operator=(const splice_pipe&) = delete;
@@ -161,6 +164,8 @@ struct splice_pipe {
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) return false;
     r = fds[0];
     w = fds[1];
+    (void)::fcntl(w, F_SETPIPE_SZ, splice_pipe_size);
+    if (int size = ::fcntl(w, F_GETPIPE_SZ); size > 0) capacity = static_cast<std::size_t>(size);
     return true;
   }
 };
@@ -197,14 +202,14 @@ bool access_allows(int fd, bool write) {
 
 // pump_splice moves in_fd -> out_fd through `p`. The pipe is empty at the top of each
 // turn: what one splice took in is all given out before the next read, which is the
-// back-pressure (at most splice_piece bytes in flight).
+// back-pressure (at most the pipe's capacity in flight).
 task<void> pump_splice(int in_fd, int from_side, any_stream& to, int out_fd, splice_pipe& p,
                        std::uint64_t& bytes, std::uint64_t& spliced, bridge_state& st, scope& s) {
   const int to_side = 1 - from_side;
   finished counted{st.running, st.done};
   auto* loop = event_loop::current();
   for (;;) {
-    ssize_t n = ::splice(in_fd, nullptr, p.w, nullptr, splice_piece, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = ::splice(in_fd, nullptr, p.w, nullptr, p.capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;

@@ -90,9 +90,17 @@ TEST_F(CliInput, AnOptionWithoutItsValueIsNamed) {
   // The last argument is an option that takes a value: the report names it (it printed
   // "connect:  needs a value" after reading past the end of the argument list).
   const std::vector<std::vector<std::string>> cases = {
-      {"connect", "--timeout"}, {"connect", "--idle"},        {"connect", "tcp:127.0.0.1:1", "--linger"},
-      {"listen", "--idle"},     {"listen", "-k", "--linger"}, {"bridge", "--timeout"},
-      {"bridge", "--idle"},     {"demo", "--size"},           {"listen", "--handshake"},
+      {"connect", "--timeout"},
+      {"connect", "--idle"},
+      {"connect", "tcp:127.0.0.1:1", "--linger"},
+      {"listen", "--idle"},
+      {"listen", "-k", "--linger"},
+      {"bridge", "--timeout"},
+      {"bridge", "--idle"},
+      {"demo", "--size"},
+      {"listen", "--handshake"},
+      {"bridge", "--mux", "--wait"},
+      {"bridge", "--mux", "--give-up"},
   };
   for (const auto& args : cases) {
     auto c = run(args);

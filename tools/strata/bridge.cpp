@@ -80,7 +80,7 @@ Back-pressure: each direction holds at most one buffer (128 KiB, or one message)
 once it has waited 50 ms for data, and reads its source again only after the other side
 accepted the previous one, so a slow peer slows the fast one and memory stays bounded.
 Between two bare stream sockets or pipes (no layer above them) the bytes move with
-splice(2) through a pipe, 64 KiB at a time, and never enter the process.
+splice(2) through a pipe (up to 1 MiB at a time) and never enter the process.
 
 Shutdown: the end of one side's input shuts the other side's write direction down
 (half-close); when both directions have ended both connections are closed. An error on

@@ -62,7 +62,7 @@ struct bridge_result {
 /// connections (also when it fails or is canceled). Blocks the calling task until then.
 ///
 /// Back-pressure: each direction holds at most one buffer (128 KiB for streams, one
-/// message for message sockets; a pipe's 64 KiB inside the kernel with splice) and reads
+/// message for message sockets; with splice, a pipe of up to 1 MiB inside the kernel) and reads
 /// its source again only after the previous bytes were completely written to the other
 /// side, so a slow side slows the other and memory stays bounded. A direction that has
 /// waited 50 ms for data gives its buffer back (an idle bridge costs a few hundred bytes).

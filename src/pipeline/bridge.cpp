@@ -5,6 +5,7 @@
 #include "strata/pipeline/bridge.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,10 +76,10 @@ struct finished {
   }
 };
 
-task<void> pump_stream(any_stream& from, int from_side, any_stream& to, std::uint64_t& bytes,
+// copy_stream is a direction through a buffer of its own (see pump_stream).
+task<void> copy_stream(any_stream& from, int from_side, any_stream& to, std::uint64_t& bytes,
                        bridge_state& st, scope& s) {
   const int to_side = 1 - from_side;
-  finished counted{st.running, st.done};
   byte_buffer held;
   std::array<std::byte, wake_read> small;
   for (;;) {
@@ -104,6 +105,12 @@ task<void> pump_stream(any_stream& from, int from_side, any_stream& to, std::uin
     if (!w) co_return st.fail_side(to_side, ": write", w.error(), s);
     bytes += *n;
   }
+}
+
+task<void> pump_stream(any_stream& from, int from_side, any_stream& to, std::uint64_t& bytes,
+                       bridge_state& st, scope& s) {
+  finished counted{st.running, st.done};
+  co_await copy_stream(from, from_side, to, bytes, st, s);
 }
 
 // A message larger than the buffer stays with the layer and is received again into a
@@ -200,14 +207,25 @@ bool access_allows(int fd, bool write) {
   return mode == O_RDWR || mode == (write ? O_WRONLY : O_RDONLY);
 }
 
-// pump_splice moves in_fd -> out_fd through `p`. The pipe is empty at the top of each
+// pump_splice moves in_fd -> out_fd through `p`. The pipe is made when the first bytes
+// (or the end) can be read, so an idle bridge holds no pipe; when it cannot be made (no
+// descriptors left) the direction copies instead. The pipe is empty at the top of each
 // turn: what one splice took in is all given out before the next read, which is the
 // back-pressure (at most the pipe's capacity in flight).
-task<void> pump_splice(int in_fd, int from_side, any_stream& to, int out_fd, splice_pipe& p,
+task<void> pump_splice(any_stream& from, int in_fd, int from_side, any_stream& to, int out_fd, splice_pipe& p,
                        std::uint64_t& bytes, std::uint64_t& spliced, bridge_state& st, scope& s) {
   const int to_side = 1 - from_side;
   finished counted{st.running, st.done};
   auto* loop = event_loop::current();
+  for (;;) {
+    // (poll looks without consuming; waiting after a "not yet" loses no edge: the loop
+    // reads epoll only once this task is parked.)
+    pollfd pf{in_fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&pf, 1, 0) > 0) break;
+    if (auto ec = co_await wait_readable(in_fd, deadline::never()))
+      co_return st.fail_side(from_side, ": read", ec, s);
+  }
+  if (!p.open()) co_return co_await copy_stream(from, from_side, to, bytes, st, s);
   for (;;) {
     ssize_t n = ::splice(in_fd, nullptr, p.w, nullptr, p.capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0) {
@@ -326,20 +344,22 @@ task<bridge_result> bridge(any_connection& a, any_connection& b, const bridge_op
     fd_b = fd_a ? splice_handle(b.stream()) : std::nullopt;
     if (fd_a && fd_b) {
       block_sigpipe();
-      splice_ab = access_allows(*fd_a, false) && access_allows(*fd_b, true) && pipe_ab.open();
-      splice_ba = access_allows(*fd_b, false) && access_allows(*fd_a, true) && pipe_ba.open();
+      splice_ab = access_allows(*fd_a, false) && access_allows(*fd_b, true);
+      splice_ba = access_allows(*fd_b, false) && access_allows(*fd_a, true);
     }
   }
   co_await with_scope([&](scope& s) -> task<void> {
     if (options.idle) s.spawn(idle_watch(*options.idle, st, s));
     if (a.is_stream()) {
       if (splice_ab) {
-        s.spawn(pump_splice(*fd_a, 0, b.stream(), *fd_b, pipe_ab, st.out.bytes_ab, st.out.spliced, st, s));
+        s.spawn(pump_splice(a.stream(), *fd_a, 0, b.stream(), *fd_b, pipe_ab, st.out.bytes_ab, st.out.spliced,
+                            st, s));
       } else {
         s.spawn(pump_stream(a.stream(), 0, b.stream(), st.out.bytes_ab, st, s));
       }
       if (splice_ba) {
-        s.spawn(pump_splice(*fd_b, 1, a.stream(), *fd_a, pipe_ba, st.out.bytes_ba, st.out.spliced, st, s));
+        s.spawn(pump_splice(b.stream(), *fd_b, 1, a.stream(), *fd_a, pipe_ba, st.out.bytes_ba, st.out.spliced,
+                            st, s));
       } else {
         s.spawn(pump_stream(b.stream(), 1, a.stream(), st.out.bytes_ba, st, s));
       }

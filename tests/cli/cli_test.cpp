@@ -905,4 +905,43 @@ TEST_F(Cli, BridgeMuxRefusalsAreUsageErrors) {
   EXPECT_NE(p->err().find("--give-up"), std::string::npos) << p->err();
 }
 
+TEST_F(Cli, BridgeRouteSendsEachConnectionWhereItsFirstBytesSay) {
+  ASSERT_TRUE(have_socat());
+  auto a_path = dir_ + "/a.sock";
+  auto b_path = dir_ + "/b.sock";
+  auto a = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + a_path + ",fork", "EXEC:cat"});
+  auto b = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + b_path + ",fork", "SYSTEM:read line; echo routed-b"});
+  ASSERT_TRUE(wait_line(*a, "listening on")) << a->err();
+  ASSERT_TRUE(wait_line(*b, "listening on")) << b->err();
+  auto router = strata({"bridge", "-v", "--route", "host:*.web.test=unix:" + a_path, "--route",
+                        "unknown=unix:" + b_path, "tcp-listen:127.0.0.1:0"});
+  int port = port_of(*router);
+  ASSERT_GT(port, 0);
+  auto target = "TCP:127.0.0.1:" + std::to_string(port);
+  // HTTP/1 with a matching Host: to the echo service, every byte (the sniffed head too).
+  std::string request = "GET / HTTP/1.1\r\nHost: www.web.test:8080\r\n\r\n" + random_bytes(100000, 31);
+  auto http = spawn({socat(), "-t", "5", "-", target});
+  http->send(request, true);
+  // Bytes of no known protocol: to the other service (which reads its line, then answers).
+  auto other = spawn({socat(), "-t", "5", "-", target});
+  other->send("zzz\n", true);
+  // An HTTP/1 request for another host: no rule takes it; it is reset.
+  auto stray = spawn({socat(), "-t", "5", "-", target});
+  stray->send("GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n", true);
+  ASSERT_TRUE(process::drive({a.get(), b.get(), router.get(), http.get(), other.get(), stray.get()}, until_,
+                             [&] { return http->finished() && other->finished() && stray->finished(); }))
+      << "router: " << router->err();
+  EXPECT_TRUE(http->out() == request) << http->out().size() << " of " << request.size();
+  EXPECT_EQ(other->out(), "routed-b\n");
+  EXPECT_EQ(stray->out(), "");
+  ASSERT_TRUE(wait_line(*router, "no route takes the connection")) << router->err();
+  ASSERT_EQ(::kill(router->pid(), SIGTERM), 0);
+  ASSERT_TRUE(router->wait_finished(until_));
+  EXPECT_EQ(router->exit_code(), 128 + SIGTERM) << router->err();
+  EXPECT_EQ(run({"bridge", "--route", "bogus=unix:x", "tcp-listen:127.0.0.1:0"})->exit_code(), 2);
+  EXPECT_EQ(run({"bridge", "--route", "any=tcp-listen:127.0.0.1:0", "tcp-listen:127.0.0.1:0"})->exit_code(),
+            2);
+  EXPECT_EQ(run({"bridge", "--sniff-max", "1k", "tcp-listen:127.0.0.1:0", "unix:x"})->exit_code(), 2);
+}
+
 }  // namespace

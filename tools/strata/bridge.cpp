@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "strata/pipeline/demux.hpp"
 #include "strata/pipeline/gateway.hpp"
 
 namespace strata::cli {
@@ -64,6 +65,7 @@ namespace strata::cli {
 const std::string_view bridge_help = R"(usage: strata bridge [options] SPEC1 SPEC2
        strata bridge --mux [options] CLIENTS CHANNEL      (gateway side)
        strata bridge --demux [options] CHANNELS SERVICE   (backend side)
+       strata bridge --route RULE=SPEC [--route RULE=SPEC ...] [options] LISTENER
 
 Join two pipelines end to end: what SPEC1's connection delivers is written to SPEC2's
 and the other way round, like socat with two addresses.
@@ -97,11 +99,25 @@ the clients it carried are reset (TCP RST), and new clients are served by the ne
 backend; a client arriving while it is down waits up to --wait for it, then is reset.
 CLIENTS and CHANNELS must listen; CHANNEL, CHANNELS and SERVICE must give byte streams.
 
+Routing (demux): with --route, each connection LISTENER accepts is sniffed (its first
+bytes, within --sniff-timeout and --sniff-max) and proxied to the SPEC of the first
+RULE that matches; the sniffed bytes are sent first, so nothing is lost. RULE is one of
+  sni:NAME     a TLS ClientHello naming NAME (exact, or *.example.org for any below it)
+  alpn:PROTO   a TLS ClientHello offering PROTO (e.g. h2)
+  host:NAME    an HTTP/1 request whose Host is NAME (exact or *.suffix)
+  tls, http2, http1, unknown   that kind of first bytes (http2: the prior-knowledge preface)
+  any          every connection (put it last)
+A connection that no rule takes, or whose sniff fails (deadline, limit, malformed
+ClientHello), is reset. Runs until SIGHUP/SIGINT/SIGTERM.
+
 options:
   --mux                gateway side: CLIENTS over one channel to CHANNEL (see above)
   --demux              backend side: streams of channels on CHANNELS to SERVICE
   --wait DURATION      (--mux) how long a client waits for a channel that is down (5s)
   --give-up DURATION   (--mux) exit 1 when the channel stayed down this long (never)
+  --route RULE=SPEC    route matching connections to SPEC (repeatable; see above)
+  --sniff-timeout D    (--route) the first bytes' deadline (default 5s)
+  --sniff-max SIZE     (--route) decide within this many bytes (default 16k)
   -k, --keep           (listener SPEC1) keep accepting; each connection gets its own
                        SPEC2 connection and is bridged concurrently with the others.
                        Failures of one connection are reported and do not stop the rest.
@@ -122,6 +138,8 @@ examples:
   strata bridge tcp-listen:127.0.0.1:8080 unix:/run/app.sock
   strata bridge --mux tcp-listen:127.0.0.1:8080 unix:/run/gw.sock
   strata bridge --demux unix-listen:/run/gw.sock tcp:127.0.0.1:9000
+  strata bridge --route 'sni:*.api.example=unix:/run/api.sock' --route any=tcp:127.0.0.1:8443 \
+                tcp-listen:0.0.0.0:443
   strata bridge -k 'tcp-listen:127.0.0.1:7000 | crlf' 'unix:@app | prefix(4)'
 )";
 
@@ -354,6 +372,58 @@ int gateway_main(gateway_mode mode, std::vector<std::string_view>& specs, gatewa
   return run_command(signals, [&]() -> task<int> { co_return co_await run_gateway(cmd, mode); });
 }
 
+struct route_arg {
+  demux::route rule;
+  pipeline target;
+};
+
+// parse_rule reads RULE of --route RULE=SPEC into `r`; false when it is none.
+bool parse_rule(std::string_view text, demux::route& r) {
+  auto colon = text.find(':');
+  auto name = text.substr(0, colon);
+  auto value = colon == std::string_view::npos ? std::string_view{} : text.substr(colon + 1);
+  if (colon != std::string_view::npos && value.empty()) return false;
+  if (name == "sni" && !value.empty()) {
+    r.sni = std::string(value);
+  } else if (name == "alpn" && !value.empty()) {
+    r.kind = demux::kind::tls;
+    r.alpn = std::string(value);
+  } else if (name == "host" && !value.empty()) {
+    r.host = std::string(value);
+  } else if (value.empty() && (name == "tls" || name == "http2" || name == "http1" || name == "unknown")) {
+    r.kind = name == "tls"     ? demux::kind::tls
+             : name == "http2" ? demux::kind::http2
+             : name == "http1" ? demux::kind::http1
+                               : demux::kind::unknown;
+  } else if (value.empty() && name == "any") {
+  } else {
+    return false;
+  }
+  return true;
+}
+
+task<int> run_routes(const pipeline& listening, const std::vector<route_arg>& routes, demux::options o,
+                     duration timeout) {
+  auto lower = listening.listen();
+  if (!lower) {
+    report(lower.error().where(), lower.error());
+    co_return exit_failure;
+  }
+  auto where = lower->local_address();
+  std::fprintf(stderr, "listening on %s\n", where ? where->to_string().c_str() : listening.text().c_str());
+  std::fflush(stderr);
+  demux::listener l(std::move(*lower), std::move(o));
+  for (const auto& r : routes)
+    l.add(r.rule,
+          demux::to_pipeline(r.target, std::chrono::duration_cast<std::chrono::milliseconds>(timeout)));
+  auto served = co_await l.serve();
+  if (!served) {
+    report("accept on " + listening.text(), served.error());
+    co_return exit_failure;
+  }
+  co_return exit_ok;
+}
+
 }  // namespace
 
 int bridge_main(args& a, signal_guard& signals) {
@@ -366,6 +436,8 @@ int bridge_main(args& a, signal_guard& signals) {
   bool timeout_given = false;
   gateway_mode mode = gateway_mode::none;
   std::vector<std::string_view> specs;
+  std::vector<std::string_view> route_texts;
+  demux::options sniffing;
   while (!a.empty()) {
     bool missing = false;
     if (auto v = option_value(a, "--timeout", missing)) {
@@ -373,6 +445,25 @@ int bridge_main(args& a, signal_guard& signals) {
       if (!d) return usage_error("bridge", "--timeout: not a duration: '" + std::string(*v) + "'");
       timeout = *d;
       timeout_given = true;
+      continue;
+    }
+    if (auto v = option_value(a, "--route", missing)) {
+      route_texts.push_back(*v);
+      continue;
+    }
+    if (auto v = option_value(a, "--sniff-timeout", missing)) {
+      auto d = parse_duration(*v);
+      if (!d || d->count() == 0)
+        return usage_error("bridge", "--sniff-timeout: not a duration: '" + std::string(*v) + "'");
+      sniffing.sniff_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      continue;
+    }
+    if (auto v = option_value(a, "--sniff-max", missing)) {
+      auto n = parse_size(*v);
+      if (!n || *n < 16 || *n > (1u << 20))
+        return usage_error("bridge",
+                           "--sniff-max: a size from 16 to 1m expected, got '" + std::string(*v) + "'");
+      sniffing.max_sniff = static_cast<std::size_t>(*n);
       continue;
     }
     if (auto v = option_value(a, "--wait", missing)) {
@@ -412,6 +503,40 @@ int bridge_main(args& a, signal_guard& signals) {
       specs.push_back(arg);
     }
   }
+  if (!route_texts.empty()) {
+    if (mode != gateway_mode::none || keep || wait || give_up)
+      return usage_error("bridge", "--route does not combine with --mux, --demux, -k, --wait or --give-up");
+    if (specs.size() != 1)
+      return usage_error("bridge",
+                         "--route: one LISTENER expected, got " + std::to_string(specs.size()) + " specs");
+    auto listening = parse_pipeline("bridge: LISTENER", specs[0]);
+    if (!listening) return exit_usage;
+    if (!listening->is_listener() || listening->application() || listening->top().unit != unit::stream)
+      return usage_error("bridge",
+                         "--route: LISTENER '" + listening->text() + "' must listen and give a byte stream");
+    std::vector<route_arg> routes;
+    for (auto text : route_texts) {
+      auto eq = text.find('=');
+      route_arg r;
+      if (eq == std::string_view::npos || !parse_rule(text.substr(0, eq), r.rule))
+        return usage_error("bridge",
+                           "--route: expected RULE=SPEC with RULE sni:NAME, alpn:PROTO, host:NAME, tls, "
+                           "http2, http1, unknown or any; got '" +
+                               std::string(text) + "'");
+      auto target = parse_pipeline("bridge: --route SPEC", text.substr(eq + 1));
+      if (!target) return exit_usage;
+      if (target->is_listener() || target->is_bound() || target->application() ||
+          target->top().unit != unit::stream)
+        return usage_error("bridge",
+                           "--route: SPEC '" + target->text() + "' must connect and give a byte stream");
+      r.target = std::move(*target);
+      routes.push_back(std::move(r));
+    }
+    if (verbose) sniffing.log = log_line;
+    return run_command(signals, [&]() -> task<int> {
+      co_return co_await run_routes(*listening, routes, sniffing, timeout);
+    });
+  }
   if (mode != gateway_mode::none) {
     if (keep) return usage_error("bridge", "-k is implied by --mux and --demux");
     if (mode == gateway_mode::demux && (wait || give_up))
@@ -425,6 +550,9 @@ int bridge_main(args& a, signal_guard& signals) {
     return gateway_main(mode, specs, cmd, signals);
   }
   if (wait || give_up) return usage_error("bridge", "--wait and --give-up need --mux");
+  if (sniffing.sniff_timeout != demux::options{}.sniff_timeout ||
+      sniffing.max_sniff != demux::options{}.max_sniff)
+    return usage_error("bridge", "--sniff-timeout and --sniff-max need --route");
   if (specs.size() != 2)
     return usage_error("bridge", "two SPECs expected, got " + std::to_string(specs.size()) +
                                      " (quote a spec that contains spaces or '|')");

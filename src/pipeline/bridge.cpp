@@ -214,57 +214,61 @@ bool access_allows(int fd, bool write) {
 // back-pressure (at most the pipe's capacity in flight).
 task<void> pump_splice(any_stream& from, int in_fd, int from_side, any_stream& to, int out_fd, splice_pipe& p,
                        std::uint64_t& bytes, std::uint64_t& spliced, bridge_state& st, scope& s) {
+  // One place waits (one awaiter in the frame: an idle bridge stays small); each turn
+  // decides what to do next from `open` and `left`.
   const int to_side = 1 - from_side;
   finished counted{st.running, st.done};
   auto* loop = event_loop::current();
+  bool open = false;     // the pipe exists
+  std::size_t left = 0;  // bytes in the pipe still to give out
   for (;;) {
-    // (poll looks without consuming; waiting after a "not yet" loses no edge: the loop
-    // reads epoll only once this task is parked.)
-    pollfd pf{in_fd, POLLIN | POLLRDHUP, 0};
-    if (::poll(&pf, 1, 0) > 0) break;
-    if (auto ec = co_await wait_readable(in_fd, deadline::never()))
-      co_return st.fail_side(from_side, ": read", ec, s);
-  }
-  if (!p.open()) co_return co_await copy_stream(from, from_side, to, bytes, st, s);
-  for (;;) {
-    ssize_t n = ::splice(in_fd, nullptr, p.w, nullptr, p.capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0) {
-      int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN) {
-        loop->io_drained(in_fd, false);
-        if (auto ec = co_await wait_readable(in_fd, deadline::never()))
-          co_return st.fail_side(from_side, ": read", ec, s);
+    bool wait_write = false;
+    if (!open) {
+      // (poll looks without consuming; waiting after a "not yet" loses no edge: the
+      // loop reads epoll only once this task is parked.)
+      pollfd pf{in_fd, POLLIN | POLLRDHUP, 0};
+      if (::poll(&pf, 1, 0) > 0) {
+        if (!p.open()) break;  // no pipe: copy instead
+        open = true;
         continue;
       }
-      co_return st.fail_side(from_side, ": read", from_errno(err), s);
-    }
-    if (n == 0) {
-      auto r = co_await to.shutdown_write(deadline::never());
-      if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
-      co_return;
-    }
-    st.touch();
-    auto left = static_cast<std::size_t>(n);
-    while (left > 0) {
+    } else if (left > 0) {
       ssize_t m = ::splice(p.r, nullptr, out_fd, nullptr, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (m < 0) {
-        int err = errno;
-        if (err == EINTR) continue;
-        if (err == EAGAIN) {
-          loop->io_drained(out_fd, true);
-          if (auto ec = co_await wait_writable(out_fd, deadline::never()))
-            co_return st.fail_side(to_side, ": write", ec, s);
-          continue;
-        }
+      if (m >= 0) {
+        left -= static_cast<std::size_t>(m);
+        bytes += static_cast<std::uint64_t>(m);
+        spliced += static_cast<std::uint64_t>(m);
+        continue;
+      }
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err != EAGAIN) {
         if (err == EPIPE) consume_sigpipe();
         co_return st.fail_side(to_side, ": write", from_errno(err), s);
       }
-      left -= static_cast<std::size_t>(m);
-      bytes += static_cast<std::uint64_t>(m);
-      spliced += static_cast<std::uint64_t>(m);
+      loop->io_drained(out_fd, true);
+      wait_write = true;
+    } else {
+      ssize_t n = ::splice(in_fd, nullptr, p.w, nullptr, p.capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        st.touch();
+        left = static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n == 0) {
+        auto r = co_await to.shutdown_write(deadline::never());
+        if (!r && r.error() != errc::not_supported) st.fail_side(to_side, ": shutdown", r.error(), s);
+        co_return;
+      }
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err != EAGAIN) co_return st.fail_side(from_side, ": read", from_errno(err), s);
+      loop->io_drained(in_fd, false);
     }
+    if (auto ec = co_await detail::io_wait{wait_write ? out_fd : in_fd, wait_write, deadline::never()})
+      co_return st.fail_side(wait_write ? to_side : from_side, wait_write ? ": write" : ": read", ec, s);
   }
+  co_await copy_stream(from, from_side, to, bytes, st, s);
 }
 
 // -- the rest ----------------------------------------------------------------------------

@@ -162,9 +162,11 @@ struct splice_pipe {
   splice_pipe() = default;
   splice_pipe(const splice_pipe&) = delete;
   splice_pipe& operator=(const splice_pipe&) = delete;
-  ~splice_pipe() {
+  ~splice_pipe() { close(); }
+  void close() {
     if (r >= 0) ::close(r);
     if (w >= 0) ::close(w);
+    r = w = -1;
   }
   bool open() {
     int fds[2];
@@ -208,10 +210,11 @@ bool access_allows(int fd, bool write) {
 }
 
 // pump_splice moves in_fd -> out_fd through `p`. The pipe is made when the first bytes
-// (or the end) can be read, so an idle bridge holds no pipe; when it cannot be made (no
-// descriptors left) the direction copies instead. The pipe is empty at the top of each
-// turn: what one splice took in is all given out before the next read, which is the
-// back-pressure (at most the pipe's capacity in flight).
+// (or the end) can be read and closed again once the direction has waited idle_grace for
+// data, so an idle bridge holds no pipe (as a copying direction gives its buffer back);
+// when it cannot be made (no descriptors left) the direction copies instead. The pipe is empty at the top of
+// each turn: what one splice took in is all given out before the next read, which is the back-pressure (at
+// most the pipe's capacity in flight).
 task<void> pump_splice(any_stream& from, int in_fd, int from_side, any_stream& to, int out_fd, splice_pipe& p,
                        std::uint64_t& bytes, std::uint64_t& spliced, bridge_state& st, scope& s) {
   // One place waits (one awaiter in the frame: an idle bridge stays small); each turn
@@ -265,7 +268,16 @@ task<void> pump_splice(any_stream& from, int in_fd, int from_side, any_stream& t
       if (err != EAGAIN) co_return st.fail_side(from_side, ": read", from_errno(err), s);
       loop->io_drained(in_fd, false);
     }
-    if (auto ec = co_await detail::io_wait{wait_write ? out_fd : in_fd, wait_write, deadline::never()})
+    // An empty pipe waiting for input goes back after idle_grace.
+    bool may_idle = open && left == 0 && !wait_write;
+    auto ec = co_await detail::io_wait{wait_write ? out_fd : in_fd, wait_write,
+                                       may_idle ? deadline::after(idle_grace) : deadline::never()};
+    if (ec && may_idle && ec == errc::timed_out) {
+      p.close();
+      open = false;
+      continue;
+    }
+    if (ec)
       co_return st.fail_side(wait_write ? to_side : from_side, wait_write ? ": write" : ": read", ec, s);
   }
   co_await copy_stream(from, from_side, to, bytes, st, s);

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <chrono>
+#include <filesystem>
 #include <string>
 
 #include "strata/strata.hpp"
@@ -300,6 +301,59 @@ TEST(bridge, a_failing_side_stops_both_and_names_it) {
   EXPECT_EQ(r.error, errc::broken) << r.what << ": " << r.error.message();
   EXPECT_EQ(r.what.rfind("back: ", 0), 0u) << r.what;
   EXPECT_EQ(client_saw, errc::broken) << client_saw.message();
+}
+
+int open_descriptors() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+TEST(bridge, a_spliced_direction_gives_its_pipe_back_when_idle) {
+  auto name = unique_name("idlepipe");
+  int before_data = 0;
+  int with_pipes = 0;
+  int after_idle = 0;
+  bridge_result r;
+  test::run_test([&]() -> task<void> {
+    auto front = strata::listen("tcp-listen:127.0.0.1:0");
+    auto back = strata::listen("unix-listen:" + name);
+    CO_ASSERT_TRUE(front.has_value() && back.has_value());
+    auto port = front->local_address()->port();
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(test::call([&]() -> task<void> {
+        auto a = co_await front->accept(soon());
+        auto b = co_await strata::connect("unix:" + name, soon());
+        CO_ASSERT_TRUE(a.has_value() && b.has_value());
+        r = co_await bridge(*a, *b, {});
+      }));
+      auto client = co_await strata::connect("tcp:127.0.0.1:" + std::to_string(port), soon());
+      CO_ASSERT_TRUE(client.has_value());
+      auto service = co_await back->accept(soon());
+      CO_ASSERT_TRUE(service.has_value());
+      before_data = open_descriptors();  // the bridge holds no pipe yet
+      (void)co_await client->stream().write(as_bytes("ping"), soon());
+      std::array<std::byte, 8> buf;
+      auto n = co_await service->stream().read_some(buf, soon());
+      CO_ASSERT_TRUE(n.has_value());
+      with_pipes = open_descriptors();
+      // The direction has waited 50 ms for more: its pipe goes (looked at until 2 s).
+      auto until = deadline::after(2s);
+      while ((after_idle = open_descriptors()) != before_data && !until.expired())
+        (void)co_await sleep_until(deadline::after(10ms));
+      (void)co_await client->stream().shutdown_write(soon());
+      (void)co_await service->stream().shutdown_write(soon());
+      std::error_code ignored;
+      (void)co_await read_all(client->stream(), ignored);
+      (void)co_await read_all(service->stream(), ignored);
+      (void)co_await client->close(soon());
+      (void)co_await service->close(soon());
+    });
+  });
+  EXPECT_FALSE(r.error) << r.what;
+  EXPECT_EQ(r.spliced, 4u);
+  EXPECT_EQ(with_pipes, before_data + 2);  // one pipe, for the direction that moved data
+  EXPECT_EQ(after_idle, before_data);
 }
 
 TEST(bridge, different_units_are_refused) {

@@ -270,8 +270,12 @@ task<void> pump_splice(any_stream& from, int in_fd, int from_side, any_stream& t
     }
     // An empty pipe waiting for input goes back after idle_grace.
     bool may_idle = open && left == 0 && !wait_write;
-    auto ec = co_await detail::io_wait{wait_write ? out_fd : in_fd, wait_write,
-                                       may_idle ? deadline::after(idle_grace) : deadline::never()};
+    // (The awaiter is built in a statement of its own: GCC 12 miscompiles aggregate
+    // temporaries inside a co_await expression.)
+    auto waiting = wait_write
+                       ? wait_writable(out_fd, deadline::never())
+                       : wait_readable(in_fd, may_idle ? deadline::after(idle_grace) : deadline::never());
+    auto ec = co_await waiting;
     if (ec && may_idle && ec == errc::timed_out) {
       p.close();
       open = false;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "strata/core/buffer.hpp"
+#include "strata/core/flush.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/scope.hpp"
@@ -83,6 +84,13 @@ task<void> copy_stream(any_stream& from, int from_side, any_stream& to, std::uin
   byte_buffer held;
   std::array<std::byte, wake_read> small;
   for (;;) {
+    // What went to `to` leaves before this direction waits: a buffering layer there
+    // (`| buffered`) flushes only when its own reader starts to wait, which here may
+    // have happened long before.
+    if (detail::output_pending(to)) {
+      auto flushed = co_await flush(to, deadline::never());
+      if (!flushed) co_return st.fail_side(to_side, ": flush", flushed.error(), s);
+    }
     bool chunked = held.capacity() != 0;
     mutable_buffer into = chunked ? held.writable(chunk).first(chunk) : mutable_buffer(small);
     auto n = co_await from.read_some(into, chunked ? deadline::after(idle_grace) : deadline::never());
@@ -122,6 +130,10 @@ task<void> pump_messages(any_message& from, std::size_t limit, int from_side, an
   byte_buffer held;
   std::array<std::byte, wake_read> small;
   for (;;) {
+    if (detail::output_pending(to)) {  // as copy_stream
+      auto flushed = co_await flush(to, deadline::never());
+      if (!flushed) co_return st.fail_side(to_side, ": flush", flushed.error(), s);
+    }
     bool chunked = held.capacity() != 0;
     mutable_buffer into =
         chunked ? held.writable(held.capacity()) : std::span(small).first(std::min(small.size(), limit));

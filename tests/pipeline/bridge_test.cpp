@@ -125,6 +125,52 @@ TEST(bridge, tcp_to_unix_is_spliced_and_every_byte_crosses_both_ways) {
   EXPECT_EQ(r.spliced, r.bytes_ab + r.bytes_ba);
 }
 
+// A side whose stack holds output back (`| buffered`) gets what the bridge wrote flushed
+// before the bridge waits to read again: a question crosses while the asker waits for
+// the answer with its write direction still open.
+TEST(bridge, a_buffering_side_is_flushed_before_the_bridge_waits) {
+  auto name = unique_name("buffered");
+  auto front = strata::listen("tcp-listen:127.0.0.1:0");
+  ASSERT_TRUE(front.has_value());
+  auto back = strata::listen("unix-listen:" + name);
+  ASSERT_TRUE(back.has_value());
+  std::string port = std::to_string(front->local_address()->port());
+  bridge_result r;
+  std::string answer;
+  test::run_test([&]() -> task<void> {
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn(test::call([&]() -> task<void> {
+        auto a = co_await front->accept(soon());
+        CO_ASSERT_TRUE(a.has_value());
+        auto b = co_await strata::connect("unix:" + name + " | buffered", soon());
+        CO_ASSERT_TRUE(b.has_value());
+        r = co_await bridge(*a, *b, {});
+      }));
+      s.spawn(test::call([&]() -> task<void> {
+        auto conn = co_await back->accept(soon());
+        CO_ASSERT_TRUE(conn.has_value());
+        std::array<std::byte, 16> buf;
+        auto n = co_await conn->stream().read_some(buf, soon());
+        CO_ASSERT_TRUE(n.has_value());
+        EXPECT_EQ(as_text(const_buffer(buf.data(), *n)), "ping");
+        auto w = co_await conn->stream().write(as_bytes(std::string_view("pong")), soon());
+        CO_ASSERT_TRUE(w.has_value());
+        (void)co_await conn->close(soon());
+      }));
+      auto conn = co_await strata::connect("tcp:127.0.0.1:" + port, soon());
+      CO_ASSERT_TRUE(conn.has_value());
+      auto w = co_await conn->stream().write(as_bytes(std::string_view("ping")), soon());
+      CO_ASSERT_TRUE(w.has_value());
+      std::error_code error;
+      answer = co_await read_all(conn->stream(), error);  // the service's close ends it
+      EXPECT_FALSE(error) << error.message();
+      (void)co_await conn->close(soon());
+    });
+  });
+  EXPECT_EQ(answer, "pong");
+  EXPECT_FALSE(r.error) << r.what << ": " << r.error.message();
+}
+
 TEST(bridge, copies_when_splice_is_off) {
   auto name = unique_name("copy");
   bridge_case c{"tcp-listen:127.0.0.1:0", "unix-listen:" + name, "tcp:127.0.0.1:0", "unix:" + name};

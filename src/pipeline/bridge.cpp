@@ -17,6 +17,7 @@
 #include <span>
 #include <utility>
 
+#include "../transport/sigpipe.hpp"
 #include "strata/core/buffer.hpp"
 #include "strata/core/flush.hpp"
 #include "strata/runtime/event.hpp"
@@ -26,6 +27,9 @@
 
 namespace strata {
 namespace {
+
+using detail::block_sigpipe;
+using detail::consume_sigpipe;
 
 constexpr std::size_t chunk = 128 * 1024;
 constexpr std::size_t default_message_limit = 64u << 20;
@@ -190,27 +194,6 @@ struct splice_pipe {
     return true;
   }
 };
-
-// block_sigpipe blocks SIGPIPE for this thread, once: splice(2) has no MSG_NOSIGNAL, so a
-// splice into a socket or pipe whose peer is gone leaves the signal pending instead of
-// killing the process; consume_sigpipe then takes it.
-void block_sigpipe() noexcept {
-  thread_local bool blocked = false;
-  if (blocked) return;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  blocked = true;
-}
-void consume_sigpipe() noexcept {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  timespec zero{};
-  while (sigtimedwait(&set, nullptr, &zero) < 0 && errno == EINTR) {
-  }
-}
 
 // can_read / can_write: the descriptor's access mode allows the direction (a FIFO's
 // read end cannot be spliced into).

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "io_parts.hpp"
+#include "sigpipe.hpp"
 #include "socket_io.hpp"
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/timer.hpp"
@@ -42,34 +43,13 @@ struct pipe_access {
 namespace strata::pipe {
 namespace {
 
+using detail::block_sigpipe;
+using detail::consume_sigpipe;
 using detail::pipe_access;
 
 // waited_out: the error came from the wait (the deadline or the scope), not the pipe.
 bool waited_out(std::error_code ec) noexcept {
   return ec == errc::timed_out || ec == errc::operation_canceled;
-}
-
-// block_sigpipe blocks SIGPIPE for the calling thread, once: a write to a pipe without
-// reader then leaves the signal pending instead of killing the process (see pipe.hpp).
-void block_sigpipe() noexcept {
-  thread_local bool blocked = false;
-  if (blocked) return;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  blocked = true;
-}
-
-// consume_sigpipe takes the SIGPIPE that a failed write left pending on this thread (if
-// any; an ignored SIGPIPE leaves none), so it is never delivered later.
-void consume_sigpipe() noexcept {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  timespec zero{};
-  while (sigtimedwait(&set, nullptr, &zero) < 0 && errno == EINTR) {
-  }
 }
 
 // writer_gone tells whether a FIFO's read end saw a writer come and go since it was

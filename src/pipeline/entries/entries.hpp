@@ -44,4 +44,7 @@ extern const protocol_entry http1_entry;      ///< http1(max-body=, header-timeo
 extern const protocol_entry http_entry;       ///< http(...): http1 or http2 as the peers agree
 extern const protocol_entry http2_entry;      ///< http2(max-streams=, ...)
 
+/// reliable(mtu=, window=, send-buffer=, rto-min=, rto-max=, ack-delay=, keepalive=, dead-after=)
+extern const protocol_entry reliable_entry;
+
 }  // namespace strata::pipeline_detail

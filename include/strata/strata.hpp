@@ -34,11 +34,13 @@
 
 // adapt (L5): framed messages over a stream, coalesced writes
 #include "strata/adapt/buffered.hpp"
+#include "strata/adapt/bytes.hpp"
 #include "strata/adapt/crlf.hpp"
 #include "strata/adapt/dccp.hpp"
 #include "strata/adapt/framing.hpp"
 #include "strata/adapt/mux.hpp"
 #include "strata/adapt/prefix.hpp"
+#include "strata/adapt/reliable.hpp"
 
 // secure (L6): secrecy and authentication (OpenSSL 3)
 #include "strata/secure/dtls.hpp"

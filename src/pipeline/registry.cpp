@@ -52,6 +52,7 @@ std::shared_ptr<const protocol_registry::storage> builtin_entries() {
       pipeline_detail::mux_entry,
       pipeline_detail::dccp_entry,
       pipeline_detail::reliable_entry,
+      pipeline_detail::bytes_entry,
       pipeline_detail::tls_entry,
       pipeline_detail::dtls_entry,
       pipeline_detail::websocket_entry,

@@ -28,7 +28,7 @@ TEST(ApplicationRole, RefusesAnUnreliableOrMessageLayerBelow) {
   auto udp = refusal("udp:127.0.0.1:9 | http1");
   EXPECT_EQ(udp,
             "http1 needs a stream below it, but udp:127.0.0.1:9 provides message (unmet property: unit); "
-            "no registered adapter turns message into stream");
+            "insert reliable | bytes between them: `udp:127.0.0.1:9 | reliable | bytes | http1`");
   auto framed = refusal("tcp:127.0.0.1:9 | prefix(4) | http");
   EXPECT_NE(framed.find("http needs a stream below it, but prefix(4) provides message"), std::string::npos)
       << framed;

@@ -75,7 +75,7 @@ TEST(Check, MessageBelowStreamAdapterNamesPairAndProperty) {
   std::string text = "tcp:127.0.0.1:1 | prefix(4) | crlf";
   auto e = refused(text);
   expect_words(e, {"crlf needs a stream below it, but prefix(4) provides message", "unit",
-                   "no registered adapter turns message into stream"});
+                   "insert bytes between them: `prefix(4) | bytes | crlf`"});
   EXPECT_EQ(e.position, text.find("crlf"));
 }
 
@@ -259,8 +259,10 @@ TEST(FindAdapters, TwoAdaptersWhenOneIsNotEnough) {
 TEST(FindAdapters, NothingWhenNothingFits) {
   std::vector<protocol_entry> entries = {fake_registry()[0]};
   EXPECT_TRUE(find_adapters(transport_properties(datagram_row), crlf_row, entries).empty());
-  // The real registry has no message -> stream adapter (yet).
-  EXPECT_TRUE(find_adapters(prefix<tcp::stream>::capabilities, crlf_row).empty());
+  // The real registry's message -> stream adapter is bytes.
+  auto real = find_adapters(prefix<tcp::stream>::capabilities, crlf_row);
+  ASSERT_EQ(real.size(), 1u);
+  EXPECT_EQ(real[0]->name, "bytes");
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ TEST(Registry, ListsTheExpectedSpecNames) {
                                             "term",
                                             "mux",
                                             "dccp",
+                                            "reliable",
+                                            "bytes",
                                             "tls",
                                             "dtls",
                                             "websocket",
@@ -131,7 +133,10 @@ TEST(Registry, EveryEntryAcceptsItsDefaults) {
     if (!required.empty()) layer += "(" + required + ")";
     // Adapters stand on what they need: a message layer (udp) or a stream (tcp).
     bool needs_messages = e.row->required.has(prop::unit) && e.row->required_value.unit == unit::message;
-    std::string below = needs_messages ? "udp:127.0.0.1:1 | " : "tcp:127.0.0.1:1 | ";
+    bool needs_reliable = e.row->required.has(prop::reliable);
+    std::string below = !needs_messages  ? "tcp:127.0.0.1:1 | "
+                        : needs_reliable ? "udp:127.0.0.1:1 | reliable | "
+                                         : "udp:127.0.0.1:1 | ";
     std::string text = stacked ? below + layer : layer;
     pipeline_error error;
     auto p = pipeline::parse(text, error);

@@ -46,5 +46,7 @@ extern const protocol_entry http2_entry;      ///< http2(max-streams=, ...)
 
 /// reliable(mtu=, window=, send-buffer=, rto-min=, rto-max=, ack-delay=, keepalive=, dead-after=)
 extern const protocol_entry reliable_entry;
+/// bytes: a byte stream over reliable, ordered messages
+extern const protocol_entry bytes_entry;
 
 }  // namespace strata::pipeline_detail

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "strata/runtime.hpp"
 #include "support/co_test.hpp"
 #include "support/lossy_link.hpp"
+#include "support/netns_link.hpp"
 
 using namespace std::chrono_literals;
 
@@ -914,6 +916,137 @@ TEST(ReliablePipeline, TheCheckerKnowsWhatReliableNeedsAndGives) {
   EXPECT_FALSE(p);
   p = pipeline::parse("tcp:127.0.0.1:9 | reliable", error);
   EXPECT_FALSE(p);  // a stream below
+}
+
+// -- through a real lossy IP link in a network namespace (support/netns_link.hpp) --------------
+
+/// in_child runs a coroutine body on a fresh loop in the netns child; its int is the exit code.
+int in_child(std::function<task<int>()> body) { return strata::run(body()); }
+
+TEST(ReliableNetns, TheLinkCarriesTcpAndUdpBetweenItsTwoAddresses) {
+  if (auto why = netns_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  netns_link_options link;
+  link.delay = 1ms;
+  int rc = run_in_netns(
+      link,
+      [] {
+        return in_child([]() -> task<int> {
+          auto dl = deadline::after(5s);
+          // TCP: a listener on 10.77.0.1 accepts a connection made to 10.77.0.2.
+          auto tcp_listener = strata::listen(std::string("tcp-listen:") + netns_local + ":0");
+          if (!tcp_listener) co_return 1;
+          auto port = tcp_listener->local_address()->port();
+          auto client =
+              co_await strata::connect(std::string("tcp:") + netns_remote + ":" + std::to_string(port), dl);
+          if (!client) co_return 2;
+          auto server = co_await tcp_listener->accept(dl);
+          if (!server) co_return 3;
+          auto peer = server->peer_address();
+          if (!peer || peer->to_string().rfind(netns_remote, 0) != 0) co_return 4;
+          auto w = co_await client->stream().write(as_bytes("over tcp"), dl);
+          if (!w) co_return 5;
+          std::array<std::byte, 16> buf{};
+          auto n = co_await server->stream().read_some(buf, dl);
+          if (!n || std::string(as_text(const_buffer(buf.data(), *n))) != "over tcp") co_return 6;
+          // UDP the same way.
+          auto udp_listener = strata::listen(std::string("udp-listen:") + netns_local + ":0");
+          if (!udp_listener) co_return 7;
+          port = udp_listener->local_address()->port();
+          auto u =
+              co_await strata::connect(std::string("udp:") + netns_remote + ":" + std::to_string(port), dl);
+          if (!u) co_return 8;
+          auto sent = co_await u->message().send(as_bytes("over udp"), dl);
+          if (!sent) co_return 9;
+          auto got = co_await udp_listener->accept(dl);
+          if (!got) co_return 10;
+          n = co_await got->message().recv(buf, dl);
+          if (!n || std::string(as_text(const_buffer(buf.data(), *n))) != "over udp") co_return 11;
+          sent = co_await got->message().send(as_bytes("back"), dl);
+          if (!sent) co_return 12;
+          n = co_await u->message().recv(buf, dl);
+          if (!n || std::string(as_text(const_buffer(buf.data(), *n))) != "back") co_return 13;
+          co_return 0;
+        });
+      },
+      20s);
+  EXPECT_EQ(rc, 0);
+}
+
+TEST(ReliableNetns, EveryByteArrivesInOrderThroughTenPercentLossOnRealUdp) {
+  if (auto why = netns_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  netns_link_options link;
+  link.loss = 0.10;
+  link.delay = 1ms;
+  link.seed = 10;
+  netns_link_counters seen;
+  int rc = run_in_netns(
+      link,
+      [] {
+        return in_child([]() -> task<int> {
+          auto dl = deadline::after(15s);
+          const std::string params = "(mtu=1472, rto-min=20ms)";
+          auto listener = strata::listen(std::string("udp-listen:") + netns_local + ":0 | reliable" + params);
+          if (!listener) co_return 1;
+          auto port = listener->local_address()->port();
+          const std::uint64_t count = 1500;
+          std::string sent_hash;
+          std::string got_hash;
+          std::uint64_t got = 0;
+          int failed = 0;
+          scope s;
+          s.spawn(call([&]() -> task<void> {
+            auto conn = co_await listener->accept(dl);
+            if (!conn) {
+              failed = 2;
+              co_return;
+            }
+            auto m = conn->take_message();
+            sha256 h;
+            std::vector<std::byte> buf(2000);
+            for (;;) {
+              auto n = co_await m.recv(buf, dl);
+              if (!n) {
+                if (n.error() != errc::end_of_stream) failed = 3;
+                break;
+              }
+              std::uint64_t len = *n;
+              h.update(&len, sizeof len);
+              h.update(buf.data(), *n);
+              ++got;
+            }
+            got_hash = h.hex();
+            (void)co_await m.close(dl);
+          }));
+          auto conn = co_await strata::connect(
+              std::string("udp:") + netns_remote + ":" + std::to_string(port) + " | reliable" + params, dl);
+          if (!conn) co_return 4;
+          auto c = conn->take_message();
+          sha256 h;
+          for (std::uint64_t i = 0; i < count; ++i) {
+            auto msg = message_bytes(31, i, 1472 - reliable::header_size);
+            std::uint64_t len = msg.size();
+            h.update(&len, sizeof len);
+            h.update(msg.data(), msg.size());
+            auto sent = co_await c.send(const_buffer(msg), dl);
+            if (!sent) co_return 5;
+          }
+          sent_hash = h.hex();
+          auto closed = co_await c.close(dl);
+          (void)co_await s.join();
+          if (failed) co_return failed;
+          if (!closed) co_return 6;
+          if (got != count) co_return 7;
+          if (sent_hash != got_hash) co_return 8;
+          co_return 0;
+        });
+      },
+      30s,
+      [&](const netns_link_counters& c) {
+        // In the child: the link really dropped packets.
+        if (c.lost == 0) ::_exit(9);
+      });
+  (void)seen;
+  EXPECT_EQ(rc, 0);
 }
 
 }  // namespace

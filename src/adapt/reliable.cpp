@@ -443,8 +443,14 @@ void engine::on_ack(const packet& p, time_point now) {
     rto_at_ = snd_nxt_ > snd_una_ ? now + rto_ : time_point::max();
   }
 
-  // Duplicate acks: the cumulative ack stands still and nothing new is selectively acked.
-  if (!progressed && newly == 0 && p.type == packet_type::ack && snd_nxt_ > snd_una_ && p.ack == snd_una_) {
+  // Duplicate acks: the cumulative ack stands still, the peer holds data above it (SACK
+  // ranges) but nothing new is selectively acked (its ranges are cut at 64), and the window
+  // did not move (a window update is no duplicate, RFC 5681 2).
+  const std::uint64_t right = p.ack + window;
+  const bool same_window = right == last_ack_right_;
+  last_ack_right_ = right;
+  if (!progressed && newly == 0 && p.type == packet_type::ack && p.range_count > 0 && same_window &&
+      snd_nxt_ > snd_una_ && p.ack == snd_una_) {
     if (++dupacks_ == 3) {
       auto& m = sendq_.front();
       if (!m.sacked && !m.lost && m.tx > 0) {

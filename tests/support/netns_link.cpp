@@ -107,6 +107,11 @@ void forward(int tun, int stop, const netns_link_options& o, netns_link_counters
   std::deque<queued> queue;
   clock::time_point next_free = clock::now();
   std::vector<unsigned char> buf(65536);
+  const auto max_backlog = o.rate_bits_per_second > 0
+                               ? std::chrono::nanoseconds(static_cast<std::int64_t>(
+                                     static_cast<double>(o.queue_packets) * 1500 * 8e9 /
+                                     static_cast<double>(o.rate_bits_per_second)))
+                               : std::chrono::nanoseconds::max();
   for (;;) {
     int timeout = -1;
     if (!queue.empty()) {
@@ -126,13 +131,15 @@ void forward(int tun, int stop, const netns_link_options& o, netns_link_counters
         ++counters.lost;
         continue;
       }
-      if (queue.size() >= o.queue_packets) {
-        ++counters.overflow;
-        continue;
-      }
       auto now = clock::now();
       auto leave = now;
       if (o.rate_bits_per_second > 0) {
+        // The queue is what waits for the rate limit (not the delay line): at most
+        // queue_packets full-size packets' worth of transmission time.
+        if (next_free > now && next_free - now > max_backlog) {
+          ++counters.overflow;
+          continue;
+        }
         leave = std::max(now, next_free);
         auto tx = std::chrono::nanoseconds(static_cast<std::int64_t>(
             static_cast<double>(n) * 8e9 / static_cast<double>(o.rate_bits_per_second)));

@@ -27,7 +27,10 @@ struct netns_link_options {
   double loss = 0;                         ///< probability each packet is dropped
   std::chrono::microseconds delay{0};      ///< added to every packet
   std::uint64_t rate_bits_per_second = 0;  ///< 0: no rate limit
-  std::size_t queue_packets = 1000;        ///< packets waiting for the rate limit at most (tail drop)
+  /// queue_packets bounds what waits for the rate limit, in full-size (1500-byte) packets'
+  /// transmission time; beyond it packets are dropped (tail drop). The delay line does
+  /// not count.
+  std::size_t queue_packets = 1000;
   std::uint64_t seed = 1;
 };
 

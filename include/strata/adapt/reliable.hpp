@@ -336,6 +336,7 @@ class engine {
   bool in_recovery_ = false;
   std::uint64_t recovery_point_ = 0;
   std::uint32_t dupacks_ = 0;
+  std::uint64_t last_ack_right_ = 0;  // ack + window of the latest packet (dup-ack rule)
   bool fin_queued_ = false;
   bool fin_acked_ = false;
   // RFC 6298

@@ -127,6 +127,7 @@ void forward(int tun, int stop, const netns_link_options& o, netns_link_counters
       ssize_t n = ::read(tun, buf.data(), buf.size());
       if (n < 0) break;
       if (n < 20 || (buf[0] >> 4) != 4) continue;  // IPv4 only
+      counters.largest = std::max<std::uint64_t>(counters.largest, static_cast<std::uint64_t>(n));
       if (o.loss > 0 && chance(rng) < o.loss) {
         ++counters.lost;
         continue;

@@ -39,6 +39,7 @@ struct netns_link_counters {
   std::uint64_t forwarded = 0;
   std::uint64_t lost = 0;      ///< dropped by the loss probability
   std::uint64_t overflow = 0;  ///< dropped because the queue was full
+  std::uint64_t largest = 0;   ///< the largest packet seen, in bytes
 };
 
 /// netns_unavailable is why the link cannot be made here ("" when it can): not root, no

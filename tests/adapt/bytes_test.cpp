@@ -17,12 +17,38 @@
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
 #include "support/co_test.hpp"
+#include "support/conformance.hpp"
 #include "support/lossy_link.hpp"
 #include "support/pki.hpp"
 
 using namespace std::chrono_literals;
 
 namespace strata::test {
+namespace bytes_conformance {
+/// The shared stream suite over bytes | reliable | a link that loses 2%.
+struct lossy_traits {
+  using stream_type = bytes_stream<reliable::connection>;
+  static constexpr std::size_t transfer_size = 1 << 20;
+  static constexpr bool close_unblocks_reader = true;
+  static task<result<std::pair<stream_type, stream_type>>> make_pair(deadline) {
+    link_config link;
+    link.loss = 0.02;
+    link.delay = 200us;
+    link.jitter = 300us;
+    link.reorder = 0.05;
+    auto [x, y] = lossy_pair(link);
+    reliable::options o;
+    o.rto_min = 10ms;
+    o.rto_initial = 50ms;
+    co_return std::pair<stream_type, stream_type>(stream_type(reliable::connection(std::move(x), o)),
+                                                  stream_type(reliable::connection(std::move(y), o)));
+  }
+};
+}  // namespace bytes_conformance
+
+INSTANTIATE_TYPED_TEST_SUITE_P(BytesOverReliable, stream_conformance,
+                               ::testing::Types<bytes_conformance::lossy_traits>);
+
 namespace {
 
 using bytes_over_reliable = bytes_stream<reliable::connection>;

@@ -16,12 +16,41 @@
 #include "strata/pipeline/pipeline.hpp"
 #include "strata/runtime.hpp"
 #include "support/co_test.hpp"
+#include "support/conformance.hpp"
 #include "support/lossy_link.hpp"
 #include "support/netns_link.hpp"
 
 using namespace std::chrono_literals;
 
 namespace strata::test {
+
+// -- the shared message suite, over a link that loses, duplicates and reorders ---------------
+
+namespace reliable_conformance {
+struct lossy_traits {
+  using message_type = reliable::connection;
+  static constexpr std::size_t max_message = 1200 - reliable::header_size;
+  static constexpr bool send_rejects_oversize = true;
+  static task<result<std::pair<reliable::connection, reliable::connection>>> make_pair(deadline) {
+    link_config link;
+    link.loss = 0.05;
+    link.duplicate = 0.05;
+    link.reorder = 0.1;
+    link.delay = 200us;
+    link.jitter = 500us;
+    auto [x, y] = lossy_pair(link);
+    reliable::options o;
+    o.rto_min = 10ms;
+    o.rto_initial = 50ms;
+    co_return std::pair<reliable::connection, reliable::connection>(reliable::connection(std::move(x), o),
+                                                                    reliable::connection(std::move(y), o));
+  }
+};
+}  // namespace reliable_conformance
+
+INSTANTIATE_TYPED_TEST_SUITE_P(ReliableOverLossyLink, message_conformance,
+                               ::testing::Types<reliable_conformance::lossy_traits>);
+
 namespace {
 
 using reliable::engine;

@@ -78,6 +78,10 @@ constexpr std::uint64_t max_ack = std::numeric_limits<std::uint64_t>::max() - (s
 
 using usec = std::chrono::microseconds;
 
+// pace_burst: how much sending time pacing lets an idle sender save up (the event loop's
+// timers have a resolution of 1 ms, so a finer pace would not be kept anyway).
+constexpr std::chrono::milliseconds pace_burst{1};
+
 }  // namespace
 
 const std::error_category& category() noexcept {
@@ -346,6 +350,29 @@ void engine::enter_recovery() {
   recovery_point_ = snd_nxt_;
 }
 
+// -- pacing --
+
+std::chrono::nanoseconds engine::pace_interval() const noexcept {
+  // Spread a window over the round trip: twice as fast in slow start, 1.25x in congestion
+  // avoidance (as Linux's pacing does), so the window is never what limits.
+  if (!opts_.pacing || !have_rtt_ || cwnd_ <= 0) return std::chrono::nanoseconds(0);
+  double gain = cwnd_ < ssthresh_ ? 2.0 : 1.25;
+  double ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(srtt_).count()) /
+              (cwnd_ * gain);
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
+}
+
+bool engine::pacing_blocked(time_point now) const noexcept {
+  return pace_interval().count() > 0 && pace_next_ > now;
+}
+
+void engine::pace_after_send(time_point now) noexcept {
+  auto interval = pace_interval();
+  if (interval.count() == 0) return;
+  // At most pace_burst of sending time is saved up while idle.
+  pace_next_ = std::max(pace_next_, now - pace_burst) + interval;
+}
+
 // -- network side --
 
 void engine::on_packet(const_buffer datagram, time_point now) {
@@ -609,7 +636,7 @@ void engine::on_timer(time_point now) {
       ++backoffs_;
       rto_ = std::min<usec>(rto_ * 2, opts_.rto_max);
       rto_at_ = now + rto_;
-    } else if (snd_nxt_ < snd_una_ + sendq_.size()) {
+    } else if (snd_nxt_ < snd_una_ + sendq_.size() && snd_nxt_ >= peer_right_) {
       // The peer's window is closed: probe it (persist timer).
       probe_now_ = true;
       ++backoffs_;
@@ -629,6 +656,10 @@ void engine::on_timer(time_point now) {
 engine::time_point engine::next_deadline() const noexcept {
   if (failed_) return time_point::max();
   time_point t = std::min(ack_at_, rto_at_);
+  // Data held back by pacing goes at pace_next_ (poll sends it when it is not held back).
+  const bool sendable = static_cast<double>(inflight_) < cwnd_ &&
+                        (lost_count_ > 0 || (snd_nxt_ < snd_una_ + sendq_.size() && snd_nxt_ < peer_right_));
+  if (sendable && pace_interval().count() > 0) t = std::min(t, pace_next_);
   if (ack_now_ || probe_now_) t = time_point::min();
   if (opts_.keepalive.count() > 0) {
     t = std::min(t, (probe_outstanding_ ? last_probe_ : last_heard_) + opts_.keepalive);
@@ -696,6 +727,7 @@ std::size_t engine::write_data(out_msg& m, std::uint64_t seq, std::span<std::byt
   m.dup = 0;
   ++inflight_;
   ++stats_.packets_sent;
+  pace_after_send(now);
   // The cumulative ack rides along; SACK ranges need an ACK of their own.
   advertised_right_ = rcv_right_;
   if (ooo_.empty()) {
@@ -720,7 +752,8 @@ std::size_t engine::poll(std::span<std::byte> out, time_point now) {
     out[2] = std::byte(flag_done);
     return n;
   }
-  const bool room = static_cast<double>(inflight_) < cwnd_;
+  const bool paced = pacing_blocked(now);
+  const bool room = static_cast<double>(inflight_) < cwnd_ && !paced;
   const bool have_new = snd_nxt_ < snd_una_ + sendq_.size() && snd_nxt_ < peer_right_;
   if (ack_now_ && (!ooo_.empty() || !room || (lost_count_ == 0 && !have_new))) return write_ack(out);
   if (room && lost_count_ > 0) {
@@ -754,7 +787,8 @@ std::size_t engine::poll(std::span<std::byte> out, time_point now) {
     return n;
   }
   // A closed peer window with data waiting and nothing in flight: the persist timer.
-  if (snd_nxt_ == snd_una_ && snd_nxt_ < snd_una_ + sendq_.size() && rto_at_ == time_point::max())
+  if (snd_nxt_ == snd_una_ && snd_nxt_ < snd_una_ + sendq_.size() && snd_nxt_ >= peer_right_ &&
+      rto_at_ == time_point::max())
     rto_at_ = now + rto_;
   return 0;
 }

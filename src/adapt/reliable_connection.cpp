@@ -17,7 +17,9 @@ namespace {
 constexpr std::size_t batch = 32;
 // How long the send task may take to get a RESET out after close gave up.
 constexpr std::chrono::milliseconds reset_grace{100};
-// A lingering close waits one RTO, but never longer than this.
+// A lingering close waits for eight RTOs of quiet, at least min_linger (the peer's
+// retransmissions of its CLOSE back off) and at most max_linger.
+constexpr std::chrono::milliseconds min_linger{500};
 constexpr std::chrono::milliseconds max_linger{2000};
 
 bool transient(const std::error_code& ec) {
@@ -225,10 +227,11 @@ task<result<void>> connection::close(deadline dl) {
   }
   if (outcome && !peer_first) {
     // TIME-WAIT, shortened: answer the peer's CLOSE sent again until it says it is done
-    // (flag_done) or has been quiet for eight RTOs.
+    // (flag_done) or has been quiet for eight RTOs (at least 500 ms).
     auto until = deadline::earlier(dl, deadline::after(max_linger));
     for (;;) {
-      auto quiet = std::clamp(8 * s.eng.rto(), 8 * s.eng.rto_min(), std::chrono::microseconds(max_linger));
+      auto floor = std::max<std::chrono::microseconds>(8 * s.eng.rto_min(), min_linger);
+      auto quiet = std::clamp<std::chrono::microseconds>(8 * s.eng.rto(), floor, max_linger);
       auto end = deadline::earlier(until, deadline::at(s.eng.last_heard() + quiet));
       if (end.expired() || s.eng.peer_done()) break;
       s.changed.reset();

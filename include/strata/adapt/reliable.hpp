@@ -182,6 +182,10 @@ struct options {
   /// dead_after: the connection fails with peer_dead when the peer answers nothing for
   /// this long while an answer is due (data or a probe outstanding); 0: never.
   std::chrono::milliseconds dead_after{15'000};
+  /// pacing: spread each window's packets over the round trip (at 2x cwnd/SRTT in slow
+  /// start, 1.25x after) instead of sending them in one burst; at most 1 ms of sending is
+  /// saved up while idle. No pacing before the first RTT sample.
+  bool pacing = true;
   /// initial_cwnd: the congestion window at the start (RFC 6928: 10), 1..min_window.
   std::uint32_t initial_cwnd = 10;
 };
@@ -310,6 +314,9 @@ class engine {
   void rtt_sample(std::chrono::microseconds r);
   void enter_recovery();
   void update_window() noexcept;
+  std::chrono::nanoseconds pace_interval() const noexcept;
+  bool pacing_blocked(time_point now) const noexcept;
+  void pace_after_send(time_point now) noexcept;
   void mark_lost(out_msg& m) noexcept;
   void mark_delivered(out_msg& m) noexcept;
   bool awaiting_answer() const noexcept;
@@ -347,6 +354,7 @@ class engine {
   std::chrono::microseconds base_rto_;  // rto_ without backoff
   time_point rto_at_ = time_point::max();
   std::uint32_t backoffs_ = 0;  // timeouts since the last RTT sample
+  time_point pace_next_{};      // pacing: the next data packet may leave then
 
   // receiver
   std::uint64_t rcv_nxt_ = 0;
@@ -425,8 +433,9 @@ class connection {
   task<result<void>> shutdown_write(deadline dl);
   /// close: shutdown_write, then waits until every message was acknowledged and the
   /// peer's CLOSE arrived (messages still arriving are dropped). When the peer's CLOSE
-  /// came last (our ACK of it may be lost), it lingers until the peer is quiet for four
-  /// RTOs (at most 2 s) to answer a CLOSE sent again, and closes the layer below. Past
+  /// came last (our ACK of it may be lost), it lingers — answering a CLOSE sent again —
+  /// until the peer says it is done (one ACK with flag_done) or has been quiet for eight
+  /// RTOs (at least 500 ms, at most 2 s), and closes the layer below. Past
   /// `dl` it resets the connection and returns timed_out. Afterwards every call fails with
   /// closed.
   task<result<void>> close(deadline dl);

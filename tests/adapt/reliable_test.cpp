@@ -926,6 +926,62 @@ TEST(ReliablePipeline, EchoesOverRealUdpFromSpecStrings) {
   });
 }
 
+TEST(ReliablePipeline, RunsOverDccpOverUdp) {
+  // dccp gives connections with congestion control but no retransmission: reliable adds it.
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(10s);
+    auto listener = strata::listen("udp-listen:127.0.0.1:0 | dccp | reliable(rto-min=20ms)");
+    CO_ASSERT_OK(listener);
+    auto port = listener->local_address()->port();
+    const std::uint64_t count = 500;
+    std::string got_hash;
+    std::uint64_t got = 0;
+    scope s;
+    s.spawn(call([&]() -> task<void> {
+      auto conn = co_await listener->accept(dl);
+      CO_ASSERT_OK(conn);
+      auto m = conn->take_message();
+      EXPECT_TRUE(m.runtime_capabilities().reliable);
+      sha256 h;
+      std::vector<std::byte> buf(2000);
+      for (;;) {
+        auto n = co_await m.recv(buf, dl);
+        if (!n) {
+          EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream)) << n.error().message();
+          break;
+        }
+        std::uint64_t len = *n;
+        h.update(&len, sizeof len);
+        h.update(buf.data(), *n);
+        ++got;
+      }
+      got_hash = h.hex();
+      (void)co_await m.close(dl);
+    }));
+    auto conn = co_await strata::connect(
+        "udp:127.0.0.1:" + std::to_string(port) + " | dccp | reliable(rto-min=20ms)", dl);
+    CO_ASSERT_OK(conn);
+    auto c = conn->take_message();
+    auto max = c.runtime_capabilities().max_message;
+    EXPECT_GT(max, 0u);
+    sha256 h;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      auto msg = message_bytes(41, i, max);
+      std::uint64_t len = msg.size();
+      h.update(&len, sizeof len);
+      h.update(msg.data(), msg.size());
+      auto sent = co_await c.send(const_buffer(msg), dl);
+      CO_ASSERT_OK(sent);
+    }
+    auto closed = co_await c.close(dl);
+    EXPECT_TRUE(closed) << closed.error().message();
+    (void)co_await s.join(dl);
+    EXPECT_EQ(got, count);
+    EXPECT_EQ(got_hash, h.hex());
+    listener->close();
+  });
+}
+
 TEST(ReliablePipeline, TheCheckerKnowsWhatReliableNeedsAndGives) {
   pipeline_error error;
   auto p = pipeline::parse("udp:127.0.0.1:9 | reliable(mtu=1400) | prefix", error);

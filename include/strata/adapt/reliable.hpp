@@ -1,6 +1,6 @@
 // reliable — reliable, ordered, duplicate-free message delivery over any unreliable
 // message layer (udp connected, each per-peer connection of udp-listen, dtls,
-// unix-dgram, later dccp): an ARQ protocol of strata's own.
+// unix-dgram, dccp): an ARQ protocol of strata's own.
 //
 // row: requires message
 //      provides connection-based message reliable ordered dup_free congestion_controlled
@@ -13,10 +13,9 @@
 //
 // The wire format is documented in docs/protocols/reliable.md: a 32-byte header (version,
 // type, flags, SACK count, receive window, cumulative ack, sequence number, transmission
-// number and its echo) on DATA, ACK
-// (with up to 64 selective-ack ranges), KEEPALIVE, CLOSE (the FIN, which takes a sequence
-// number so it arrives after every message) and RESET packets. Sequence numbers count
-// messages and are 64 bits wide: they never wrap.
+// number and its echo) on DATA, ACK (with up to 64 selective-ack ranges), KEEPALIVE, CLOSE
+// (the FIN, which takes a sequence number so it arrives after every message) and RESET
+// packets. Sequence numbers count messages and are 64 bits wide: they never wrap.
 //
 // The protocol is a sans-I/O state machine (reliable::engine: packets and the time in;
 // packets, delivered messages and the next timer deadline out), which implements
@@ -24,9 +23,9 @@
 // maximum), SACK-based loss detection with fast retransmit (RFC 6675's three-packet
 // rule, here counted in transmission order so a retransmission can be lost again) and
 // duplicate acks, NewReno-like congestion control (RFC 5681: slow start, congestion
-// avoidance, halving once per loss episode, one packet after a timeout), a receive window
-// advertised in messages, delayed cumulative acks, keepalive probes and a dead-peer
-// deadline. reliable::connection is the thin coroutine driver: a receive task and a send
+// avoidance, halving once per loss episode, one packet after a timeout) with pacing, a
+// receive window advertised in messages, delayed cumulative acks, keepalive probes and a
+// dead-peer deadline. reliable::connection is the thin coroutine driver: a receive task and a send
 // task on strata timers.
 #pragma once
 

@@ -6,6 +6,7 @@
 #include "strata/adapt/reliable.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdint>
@@ -978,6 +979,44 @@ TEST(ReliablePipeline, RunsOverDccpOverUdp) {
     (void)co_await s.join(dl);
     EXPECT_EQ(got, count);
     EXPECT_EQ(got_hash, h.hex());
+    listener->close();
+  });
+}
+
+TEST(ReliablePipeline, RunsOverUnixDatagrams) {
+  run_test([]() -> task<void> {
+    auto dl = deadline::after(10s);
+    std::string name = "@strata-reliable-test-" + std::to_string(::getpid());
+    auto listener = strata::listen("unix-dgram-listen:" + name + " | reliable");
+    CO_ASSERT_OK(listener);
+    scope s;
+    std::string got;
+    s.spawn(call([&]() -> task<void> {
+      auto conn = co_await listener->accept(dl);
+      CO_ASSERT_OK(conn);
+      auto m = conn->take_message();
+      std::array<std::byte, 256> buf{};
+      for (;;) {
+        auto n = co_await m.recv(buf, dl);
+        if (!n) {
+          EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream)) << n.error().message();
+          break;
+        }
+        got.append(as_text(const_buffer(buf.data(), *n)));
+      }
+      (void)co_await m.close(dl);
+    }));
+    auto conn = co_await strata::connect("unix-dgram:" + name + " | reliable", dl);
+    CO_ASSERT_OK(conn);
+    auto c = conn->take_message();
+    for (const char* word : {"one ", "two ", "three"}) {
+      auto sent = co_await c.send(as_bytes(word), dl);
+      CO_ASSERT_OK(sent);
+    }
+    auto closed = co_await c.close(dl);
+    EXPECT_TRUE(closed) << closed.error().message();
+    (void)co_await s.join(dl);
+    EXPECT_EQ(got, std::string("one two three"));
     listener->close();
   });
 }

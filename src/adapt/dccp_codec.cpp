@@ -278,7 +278,8 @@ std::vector<std::byte> encode(const header& h, const_buffer options, const_buffe
     p[24] = std::byte(h.code);
     for (int i = 0; i < 3; ++i) p[25 + i] = std::byte(h.reset_data[i]);
   }
-  std::memcpy(p + fixed, options.data(), std::min(options.size(), max_options));
+  // (memcpy's pointers must not be null, even for no bytes: no options may mean no storage.)
+  if (!options.empty()) std::memcpy(p + fixed, options.data(), std::min(options.size(), max_options));
   // The rest of the options area stays zero: Padding options.
   payload.copy_to(out);
   store16(out.data() + 6, checksum(out, path));

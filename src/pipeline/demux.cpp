@@ -395,7 +395,7 @@ class replayed {
  private:
   task<result<std::size_t>> from_first(mutable_buffer buf) {
     auto n = std::min(buf.size(), first_.size() - pos_);
-    std::memcpy(buf.data(), first_.data() + pos_, n);
+    if (n > 0) std::memcpy(buf.data(), first_.data() + pos_, n);
     pos_ += n;
     if (pos_ == first_.size()) {
       first_.clear();

@@ -62,7 +62,7 @@ using time_point = engine::time_point;
 std::vector<std::byte> encoded(const reliable::packet& p, const_buffer payload = {}) {
   std::vector<std::byte> out(reliable::header_size + 8 * p.range_count + payload.size());
   auto n = reliable::encode(p, out);
-  std::memcpy(out.data() + n, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(out.data() + n, payload.data(), payload.size());
   return out;
 }
 

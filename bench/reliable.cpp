@@ -13,7 +13,9 @@
 //              reno, set through the namespace's own sysctl.
 //   reliable   udp-listen:10.77.0.1:P | reliable(mtu=1472) | bytes and udp:10.77.0.2:P |
 //              reliable(mtu=1472) | bytes (1440-byte messages: the payload TCP's 1448-byte
-//              segments carry), the same writes.
+//              segments carry), the same writes; once with each congestion control:
+//              newreno (the default, figures loss_N%_vs_ALGO) and rate (cc=rate, figures
+//              loss_N%_rate_vs_ALGO).
 //
 // A sample is the goodput in Mbit/s of one transfer: the sender writes for `seconds`, then
 // shuts down; the receiver counts the bytes until the end of stream. Target: reliable >=
@@ -55,6 +57,7 @@ constexpr std::array<const char*, 2> algorithms{"bbr", "reno"};
 struct shared_results {
   double tcp[algorithms.size()][max_rounds];
   double reliable[max_rounds];
+  double reliable_rate[max_rounds];
   int rounds;
   char default_algorithm[32];
   std::uint64_t lost;
@@ -200,6 +203,7 @@ int main(int argc, char** argv) {
           const std::string local = t::netns_local;
           const std::string remote = t::netns_remote;
           const std::string rel = " | reliable(mtu=1472) | bytes";
+          const std::string rel_rate = " | reliable(mtu=1472, cc=rate) | bytes";
           for (int r = 0; r < rounds; ++r) {
             for (std::size_t a = 0; a < algorithms.size(); ++a) {
               // The namespace's own sysctl: only this child's sockets see it.
@@ -220,6 +224,10 @@ int main(int argc, char** argv) {
                 measure("udp-listen:" + local + ":0" + rel, "udp:" + remote + ":PORT" + rel, duration));
             if (!b.ok) return 1;
             shared->reliable[r] = mbit(b);
+            auto c = strata::run(measure("udp-listen:" + local + ":0" + rel_rate,
+                                         "udp:" + remote + ":PORT" + rel_rate, duration));
+            if (!c.ok) return 1;
+            shared->reliable_rate[r] = mbit(c);
             shared->rounds = r + 1;
           }
           shared->udp_rcvbuf_errors = udp_rcvbuf_errors();
@@ -236,12 +244,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_reliable: the run at %g%% loss failed (%d)\n", loss * 100, rc);
       return 1;
     }
-    for (std::size_t a = 0; a < algorithms.size(); ++a) {
+    for (std::size_t i = 0; i < 2 * algorithms.size(); ++i) {
+      const std::size_t a = i % algorithms.size();
+      const bool rate_control = i >= algorithms.size();
+      const double* samples = rate_control ? shared->reliable_rate : shared->reliable;
       bench::figure f;
-      f.name = std::string(name) + "_vs_" + algorithms[a];
+      f.name = std::string(name) + (rate_control ? "_rate_vs_" : "_vs_") + algorithms[a];
       f.unit = "Mbit/s";
       f.higher_is_better = true;
-      f.value = bench::summarize(std::vector<double>(shared->reliable, shared->reliable + shared->rounds));
+      f.value = bench::summarize(std::vector<double>(samples, samples + shared->rounds));
       f.baseline_name = std::string("tcp ") + algorithms[a] +
                         (std::string(algorithms[a]) == shared->default_algorithm ? " (default)" : "");
       f.baseline = bench::summarize(std::vector<double>(shared->tcp[a], shared->tcp[a] + shared->rounds));

@@ -3,7 +3,8 @@
 //
 // Input: byte 0 picks the mode (bits 0-2: messages the engine sends first, 0..7 x 8; bit
 // 3: the application reads what arrives; bit 4: shut down after sending; bits 5-7: how
-// far the clock moves between packets). The rest is a sequence of packets, each behind
+// far the clock moves between packets); an input of odd length runs the rate congestion
+// control, an even one newreno. The rest is a sequence of packets, each behind
 // a 2-byte big-endian length. Invariants (abort() on violation): a packet that decodes
 // re-encodes to the same bytes; SACK ranges are ascending, non-empty and above the ack;
 // every packet the engine sends decodes and fits the mtu; a message delivered fits
@@ -56,6 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.rto_initial = std::chrono::milliseconds(50);
   o.keepalive = std::chrono::milliseconds(100);
   o.dead_after = std::chrono::milliseconds(5000);
+  if (size % 2 == 1) o.congestion = reliable::options::control::rate;
   auto now = reliable::engine::time_point{} + std::chrono::hours(1);
   reliable::engine e(o, 1200, now);
   check(e.mtu() == 600);

@@ -198,6 +198,8 @@ const stats& engine::counters() const noexcept {
   stats_.rto = rto_;
   stats_.cwnd = cwnd_;
   stats_.ssthresh = ssthresh_;
+  stats_.delivery_rate = bandwidth();
+  stats_.min_rtt = min_rtt_;
   return stats_;
 }
 
@@ -341,6 +343,9 @@ void engine::rtt_sample(usec r) {
 }
 
 void engine::enter_recovery() {
+  // The rate control does not take a loss for congestion: the delivery rate it measures
+  // already says what the path carries.
+  if (opts_.congestion == options::control::rate) return;
   // Once per loss episode (RFC 6582): not again until what was in flight is acked.
   if (in_recovery_ || snd_una_ < recovery_point_) return;
   double flight = static_cast<double>(snd_nxt_ - snd_una_);
@@ -356,6 +361,10 @@ std::chrono::nanoseconds engine::pace_interval() const noexcept {
   // Spread a window over the round trip: twice as fast in slow start, 1.25x in congestion
   // avoidance (as Linux's pacing does), so the window is never what limits.
   if (!opts_.pacing || !have_rtt_ || cwnd_ <= 0) return std::chrono::nanoseconds(0);
+  if (opts_.congestion == options::control::rate && bandwidth() > 0) {
+    // One message per 1 / (gain x bandwidth).
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / (pacing_gain() * bandwidth())));
+  }
   double gain = cwnd_ < ssthresh_ ? 2.0 : 1.25;
   double ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(srtt_).count()) /
               (cwnd_ * gain);
@@ -371,6 +380,58 @@ void engine::pace_after_send(time_point now) noexcept {
   if (interval.count() == 0) return;
   // At most pace_burst of sending time is saved up while idle.
   pace_next_ = std::max(pace_next_, now - pace_burst) + interval;
+}
+
+// -- the rate control (options::control::rate) --
+
+double engine::pacing_gain() const noexcept {
+  // Startup doubles the rate each round trip; then one round trip at 1.25 probes for more
+  // bandwidth, one at 0.75 drains the queue that made, six at 1.
+  static constexpr double cycle[8] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
+  return startup_ ? 2.89 : cycle[cycle_phase_];
+}
+
+void engine::rate_sample(const out_msg& m, time_point now) noexcept {
+  ++delivered_total_;
+  delivered_stamp_ = now;
+  first_sent_stamp_ = m.sent_at;
+  // The rate over the interval this message measured: what was delivered since it was
+  // sent, over the longer of the send and the ack spans (acks that arrive bunched do not
+  // make a short span).
+  const auto ack_span = now - m.delivered_stamp;
+  const auto send_span = m.sent_at - m.first_sent;
+  const auto span = std::max(ack_span, send_span);
+  if (span.count() > 0 && (min_rtt_.count() == 0 || span >= min_rtt_)) {
+    const double rate = static_cast<double>(delivered_total_ - m.delivered_before) /
+                        std::chrono::duration<double>(span).count();
+    // The bandwidth is the largest sample of the last two windows of ten round trips.
+    const auto length = std::max<std::chrono::nanoseconds>(10 * (min_rtt_.count() ? min_rtt_ : srtt_),
+                                                           std::chrono::milliseconds(10));
+    if (now - bw_window_start_ > length) {
+      bw_window_max_[1] = bw_window_max_[0];
+      bw_window_max_[0] = 0;
+      bw_window_start_ = now;
+    }
+    bw_window_max_[0] = std::max(bw_window_max_[0], rate);
+  }
+  rate_round(m, now);
+}
+
+void engine::rate_round(const out_msg& m, time_point now) noexcept {
+  // A round ends when a message sent after the previous round's end is delivered.
+  if (m.delivered_before < round_end_) return;
+  round_end_ = delivered_total_;
+  if (!startup_) return;
+  // Startup ends when three rounds in a row grew the bandwidth by less than 25%: the pipe
+  // is full. The first phase after it drains what startup queued.
+  if (bandwidth() >= full_bw_ * 1.25) {
+    full_bw_ = bandwidth();
+    full_bw_rounds_ = 0;
+  } else if (++full_bw_rounds_ >= 3) {
+    startup_ = false;
+    cycle_phase_ = 1;
+    cycle_stamp_ = now;
+  }
 }
 
 // -- network side --
@@ -421,10 +482,12 @@ void engine::on_ack(const packet& p, time_point now) {
   // (its number echoed), when this ack delivers it: unambiguous even under ack loss. Karn's
   // rule on top: only a message sent once is sampled.
   std::optional<time_point> sample_sent;
+  const bool rate_control = opts_.congestion == options::control::rate;
   auto delivered = [&](const out_msg& m) {
     ++newly;
     delivered_.push_back(m.xmit);
     if (m.tx == 1 && static_cast<std::uint32_t>(m.xmit) == p.echo) sample_sent = m.sent_at;
+    if (rate_control) rate_sample(m, now);
   };
 
   bool progressed = false;
@@ -455,7 +518,15 @@ void engine::on_ack(const packet& p, time_point now) {
       delivered(m);
     }
   }
-  if (sample_sent) rtt_sample(std::chrono::duration_cast<usec>(now - *sample_sent));
+  if (sample_sent) {
+    auto r = std::chrono::duration_cast<usec>(now - *sample_sent);
+    rtt_sample(r);
+    // The round trip without queueing: the smallest sample of the last 10 s.
+    if (min_rtt_.count() == 0 || r <= min_rtt_ || now - min_rtt_stamp_ > std::chrono::seconds(10)) {
+      min_rtt_ = std::max(r, usec(1));
+      min_rtt_stamp_ = now;
+    }
+  }
 
   if (progressed) {
     // An ack of new data proves the path works: the backoff ends (as RFC 9002 6.2.1 does
@@ -514,7 +585,20 @@ void engine::on_ack(const packet& p, time_point now) {
   }
 
   if (in_recovery_ && snd_una_ >= recovery_point_) in_recovery_ = false;
-  if (newly > 0 && !in_recovery_) {
+  if (rate_control && newly > 0) {
+    if (!startup_ && min_rtt_.count() > 0 && now - cycle_stamp_ > min_rtt_) {
+      cycle_phase_ = (cycle_phase_ + 1) % 8;
+      cycle_stamp_ = now;
+    }
+    if (bandwidth() > 0 && min_rtt_.count() > 0) {
+      // Twice the bandwidth-delay product (three times in startup): room for the acks'
+      // delay and for probing, while pacing sets the rate.
+      const double bdp = bandwidth() * std::chrono::duration<double>(min_rtt_).count();
+      cwnd_ = std::clamp((startup_ ? 3.0 : 2.0) * bdp, 4.0, static_cast<double>(max_window));
+    } else {
+      cwnd_ = std::min(cwnd_ + static_cast<double>(newly), static_cast<double>(max_window));
+    }
+  } else if (newly > 0 && !in_recovery_) {
     if (cwnd_ < ssthresh_) {
       cwnd_ = std::min(cwnd_ + static_cast<double>(newly), std::max(ssthresh_, cwnd_ + 1));
     } else {
@@ -625,10 +709,16 @@ void engine::on_timer(time_point now) {
       // RFC 6298 5.4-5.6 and RFC 5681 3.1: everything in flight is presumed lost, the
       // window drops to one packet, the timer backs off.
       ++stats_.timeouts;
-      if (backoffs_ == 0) {
-        ssthresh_ = std::max(static_cast<double>(snd_nxt_ - snd_una_) / 2, 2.0);
+      if (opts_.congestion == options::control::rate) {
+        // A silent round trip: little in flight until acks measure the path again (the
+        // next ack sets the window from the bandwidth estimate).
+        cwnd_ = 4;
+      } else {
+        if (backoffs_ == 0) {
+          ssthresh_ = std::max(static_cast<double>(snd_nxt_ - snd_una_) / 2, 2.0);
+        }
+        cwnd_ = 1;
       }
-      cwnd_ = 1;
       std::size_t sent = snd_nxt_ - snd_una_;
       for (std::size_t i = 0; i < sent; ++i) mark_lost(sendq_[i]);
       in_recovery_ = false;
@@ -725,6 +815,15 @@ std::size_t engine::write_data(out_msg& m, std::uint64_t seq, std::span<std::byt
   ++m.tx;
   m.sent_at = now;
   m.dup = 0;
+  if (inflight_ == 0) {
+    // Nothing in flight: the rate sample of this message starts now, not at the last
+    // delivery before an idle period.
+    delivered_stamp_ = now;
+    first_sent_stamp_ = now;
+  }
+  m.delivered_before = delivered_total_;
+  m.delivered_stamp = delivered_stamp_;
+  m.first_sent = first_sent_stamp_;
   ++inflight_;
   ++stats_.packets_sent;
   pace_after_send(now);

@@ -300,8 +300,8 @@ reliable::options fast_options() {
   return o;
 }
 
-void expect_transfer(double loss, double dup, double reorder, std::uint64_t seed,
-                     std::uint64_t count = 3000) {
+void expect_transfer(double loss, double dup, double reorder, std::uint64_t seed, std::uint64_t count = 3000,
+                     reliable::options::control control = reliable::options::control::newreno) {
   link_config link;
   link.loss = loss;
   link.duplicate = dup;
@@ -309,7 +309,9 @@ void expect_transfer(double loss, double dup, double reorder, std::uint64_t seed
   link.delay = 5ms;
   link.jitter = 10ms;
   link.seed = seed;
-  sim s(link, fast_options(), fast_options());
+  auto o_a = fast_options();
+  o_a.congestion = control;
+  sim s(link, o_a, fast_options());
   auto o = s.transfer(count, 1100, 600s);
   EXPECT_TRUE(o.a_done) << "loss " << loss << ": the transfer did not finish (got " << o.got << " of "
                         << o.sent << "); a: " << s.a.failure().message()
@@ -342,6 +344,44 @@ TEST(ReliableEngine, ManySeedsAtTenPercentLoss) {
     SCOPED_TRACE(seed);
     expect_transfer(0.10, 0.02, 0.3, seed, 300);
   }
+}
+
+// The rate control delivers every message in order under loss, duplication and
+// reordering as newreno does.
+TEST(ReliableEngine, RateControlDeliversEveryMessageInOrderAtTenPercentLoss) {
+  expect_transfer(0.10, 0.05, 0.2, 5, 3000, reliable::options::control::rate);
+}
+TEST(ReliableEngine, RateControlDeliversEveryMessageInOrderAtThirtyPercentLoss) {
+  expect_transfer(0.30, 0.05, 0.3, 6, 1500, reliable::options::control::rate);
+}
+
+// Random loss (2%, no congestion: the link has no queue) halves newreno's window again and
+// again; the rate control keeps sending at the delivery rate it measured, so the same
+// transfer takes far less (virtual) time, every message still in order.
+TEST(ReliableEngine, RateControlKeepsItsPaceThroughRandomLoss) {
+  auto run = [](reliable::options::control control) {
+    link_config link;
+    link.loss = 0.02;
+    link.delay = 5ms;
+    link.jitter = 0us;
+    link.seed = 11;
+    auto o = fast_options();
+    o.congestion = control;
+    sim s(link, o, fast_options());
+    auto out = s.transfer(20000, 1000, 600s);
+    EXPECT_TRUE(out.a_done);
+    EXPECT_EQ(out.got, 20000u);
+    EXPECT_EQ(out.sent_hash, out.got_hash);
+    return std::make_pair(out.took, s.a.counters());
+  };
+  auto [newreno_took, newreno] = run(reliable::options::control::newreno);
+  auto [rate_took, rate] = run(reliable::options::control::rate);
+  EXPECT_GT(rate.retransmits, 0u);
+  EXPECT_GT(rate.delivery_rate, 0.0);
+  EXPECT_GE(rate.min_rtt, 10ms);
+  EXPECT_LT(rate.min_rtt, 12ms);
+  EXPECT_LT(rate_took * 2, newreno_took)
+      << "rate " << rate_took.count() << " ms, newreno " << newreno_took.count() << " ms";
 }
 
 TEST(ReliableEngine, RefusesAMessageLargerThanOnePacket) {
@@ -1096,7 +1136,7 @@ TEST(ReliableNetns, TheLinkCarriesTcpAndUdpBetweenItsTwoAddresses) {
   EXPECT_EQ(rc, 0);
 }
 
-TEST(ReliableNetns, EveryByteArrivesInOrderThroughTenPercentLossOnRealUdp) {
+void every_byte_through_ten_percent_loss(std::string params) {
   if (auto why = netns_unavailable(); !why.empty()) GTEST_SKIP() << why;
   netns_link_options link;
   link.loss = 0.10;
@@ -1105,10 +1145,9 @@ TEST(ReliableNetns, EveryByteArrivesInOrderThroughTenPercentLossOnRealUdp) {
   netns_link_counters seen;
   int rc = run_in_netns(
       link,
-      [] {
-        return in_child([]() -> task<int> {
+      [params] {
+        return in_child([params]() -> task<int> {
           auto dl = deadline::after(15s);
-          const std::string params = "(mtu=1472, rto-min=20ms)";
           auto listener = strata::listen(std::string("udp-listen:") + netns_local + ":0 | reliable" + params);
           if (!listener) co_return 1;
           auto port = listener->local_address()->port();
@@ -1171,6 +1210,13 @@ TEST(ReliableNetns, EveryByteArrivesInOrderThroughTenPercentLossOnRealUdp) {
       });
   (void)seen;
   EXPECT_EQ(rc, 0);
+}
+
+TEST(ReliableNetns, EveryByteArrivesInOrderThroughTenPercentLossOnRealUdp) {
+  every_byte_through_ten_percent_loss("(mtu=1472, rto-min=20ms)");
+}
+TEST(ReliableNetns, TheRateControlDeliversEveryByteThroughTenPercentLoss) {
+  every_byte_through_ten_percent_loss("(mtu=1472, rto-min=20ms, cc=rate)");
 }
 
 }  // namespace

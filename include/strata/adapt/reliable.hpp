@@ -187,6 +187,14 @@ struct options {
   bool pacing = true;
   /// initial_cwnd: the congestion window at the start (RFC 6928: 10), 1..min_window.
   std::uint32_t initial_cwnd = 10;
+  /// congestion: how the sending rate follows the path. newreno (the default) halves the
+  /// window on loss, as TCP reno does. rate sends at the delivery rate it measures (the
+  /// largest of the last rounds, probed upward now and then, in the manner of BBR) with a
+  /// window of twice the measured bandwidth-delay product, and does not slow down for a
+  /// loss: for paths that lose packets without being congested (radio links, 1% random
+  /// loss), where a loss-halving control gets a small fraction of the link.
+  enum class control : std::uint8_t { newreno, rate };
+  control congestion = control::newreno;
 };
 
 /// stats counts what an engine did.
@@ -207,6 +215,8 @@ struct stats {
   std::chrono::microseconds rto{0};
   double cwnd = 0;
   double ssthresh = 0;
+  double delivery_rate = 0;              ///< congestion rate: the bandwidth estimate, messages per second
+  std::chrono::microseconds min_rtt{0};  ///< congestion rate: the round-trip estimate
 };
 
 /// engine is the sans-I/O protocol of one end of a connection. Single-threaded; every
@@ -298,6 +308,11 @@ class engine {
   struct out_msg {
     std::vector<std::byte> data;
     time_point sent_at{};
+    // Delivery-rate sampling (congestion rate): what had been delivered, and when, as this
+    // transmission left, and the send time of the delivery then latest.
+    std::uint64_t delivered_before = 0;
+    time_point delivered_stamp{};
+    time_point first_sent{};
     std::uint64_t xmit = 0;  // transmission order of the latest send
     std::uint16_t tx = 0;    // times sent
     std::uint8_t dup = 0;    // later transmissions delivered (loss detection)
@@ -317,6 +332,8 @@ class engine {
   bool pacing_blocked(time_point now) const noexcept;
   void pace_after_send(time_point now) noexcept;
   void mark_lost(out_msg& m) noexcept;
+  void rate_sample(const out_msg& m, time_point now) noexcept;
+  void rate_round(const out_msg& m, time_point now) noexcept;
   void mark_delivered(out_msg& m) noexcept;
   bool awaiting_answer() const noexcept;
   void note_awaiting(time_point now) noexcept;
@@ -354,6 +371,22 @@ class engine {
   time_point rto_at_ = time_point::max();
   std::uint32_t backoffs_ = 0;  // timeouts since the last RTT sample
   time_point pace_next_{};      // pacing: the next data packet may leave then
+  // congestion rate (see options::control)
+  std::uint64_t delivered_total_ = 0;  // messages delivered so far
+  time_point delivered_stamp_{};       // when the latest was
+  time_point first_sent_stamp_{};      // the send time of the latest delivered
+  double bw_window_max_[2] = {0, 0};   // the largest rate sample in this and the last window
+  time_point bw_window_start_{};
+  double full_bw_ = 0;                // startup: the bandwidth of the last growth
+  std::uint32_t full_bw_rounds_ = 0;  // startup: rounds without 25% growth
+  bool startup_ = true;
+  std::uint64_t round_end_ = 0;  // a round ends when a message sent after this is delivered
+  std::chrono::microseconds min_rtt_{0};
+  time_point min_rtt_stamp_{};
+  std::uint32_t cycle_phase_ = 0;  // probe_bw: index into the gain cycle
+  time_point cycle_stamp_{};
+  double bandwidth() const noexcept { return std::max(bw_window_max_[0], bw_window_max_[1]); }
+  double pacing_gain() const noexcept;
 
   // receiver
   std::uint64_t rcv_nxt_ = 0;

@@ -29,7 +29,12 @@ constexpr param_info params[] = {
     {.name = "dead-after",
      .default_value = "15s",
      .help = "fail when the peer answers nothing this long (0: never)"},
+    {.name = "cc",
+     .default_value = "newreno",
+     .help = "congestion control: newreno (halves on loss) or rate (follows the measured delivery rate)"},
 };
+
+constexpr std::string_view controls[] = {"newreno", "rate"};
 
 /// reliable_config is reliable(...) parsed.
 struct reliable_config final : layer_options {
@@ -49,6 +54,7 @@ layer_options_ptr configure(const protocol_entry& self, const spec_layer& layer,
   std::uint64_t ack_delay = 0;
   std::uint64_t keepalive = 0;
   std::uint64_t dead_after = 0;
+  std::size_t control = 0;
   if (!size_param(self, layer, "mtu", 1200, 64, 65507, mtu, error) ||
       !uint_param(self, layer, "window", 256, reliable::min_window, reliable::max_window, window, error) ||
       !uint_param(self, layer, "send-buffer", 256, 1, reliable::max_window, send_buffer, error) ||
@@ -56,7 +62,8 @@ layer_options_ptr configure(const protocol_entry& self, const spec_layer& layer,
       !duration_param(self, layer, "rto-max", 60'000, 1, hour_ms, rto_max, error) ||
       !duration_param(self, layer, "ack-delay", 10, 0, 1'000, ack_delay, error) ||
       !duration_param(self, layer, "keepalive", 5'000, 0, hour_ms, keepalive, error) ||
-      !duration_param(self, layer, "dead-after", 15'000, 0, hour_ms, dead_after, error)) {
+      !duration_param(self, layer, "dead-after", 15'000, 0, hour_ms, dead_after, error) ||
+      !choice_param(self, layer, "cc", controls, 0, control, error)) {
     return nullptr;
   }
   if (rto_max < rto_min) {
@@ -72,6 +79,7 @@ layer_options_ptr configure(const protocol_entry& self, const spec_layer& layer,
   o.ack_delay = std::chrono::milliseconds(ack_delay);
   o.keepalive = std::chrono::milliseconds(keepalive);
   o.dead_after = std::chrono::milliseconds(dead_after);
+  o.congestion = control == 1 ? reliable::options::control::rate : reliable::options::control::newreno;
   return config;
 }
 

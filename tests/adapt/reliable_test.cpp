@@ -691,29 +691,31 @@ TEST(ReliableEngine, DelayedAcksCoverTwoMessagesOrWaitAckDelay) {
 
 // -- the driver ------------------------------------------------------------------------------
 
-/// send_all sends `count` messages (message_bytes with `seed`) and closes; recv_all reads
-/// until end_of_stream, hashing what it gets, and closes.
-task<void> send_all(reliable::connection& c, std::uint64_t seed, std::uint64_t count, std::size_t max_size,
-                    std::string& hash, deadline dl) {
+/// send_hashed sends `count` messages (message_bytes with `seed`, up to `max_size`) on any
+/// message socket and returns the hash of what it sent (each message behind its length);
+/// hash_until_end receives until end_of_stream, counting and hashing the same way.
+template <class Messages>
+task<std::string> send_hashed(Messages& m, std::uint64_t seed, std::uint64_t count, std::size_t max_size,
+                              deadline dl) {
   sha256 h;
   for (std::uint64_t i = 0; i < count; ++i) {
-    auto m = message_bytes(seed, i, max_size);
-    std::uint64_t len = m.size();
+    auto msg = message_bytes(seed, i, max_size);
+    std::uint64_t len = msg.size();
     h.update(&len, sizeof len);
-    h.update(m.data(), m.size());
-    auto sent = co_await c.send(const_buffer(m), dl);
-    CO_ASSERT_OK(sent);
+    h.update(msg.data(), msg.size());
+    auto sent = co_await m.send(const_buffer(msg), dl);
+    EXPECT_TRUE(sent) << sent.error().message();
+    if (!sent) break;
   }
-  hash = h.hex();
-  auto closed = co_await c.close(dl);
-  EXPECT_TRUE(closed) << closed.error().message();
+  co_return h.hex();
 }
 
-task<void> recv_all(reliable::connection& c, std::uint64_t& count, std::string& hash, deadline dl) {
+template <class Messages>
+task<std::string> hash_until_end(Messages& m, std::size_t buffer, std::uint64_t& count, deadline dl) {
   sha256 h;
-  std::vector<std::byte> buf(65536);
+  std::vector<std::byte> buf(buffer);
   for (;;) {
-    auto n = co_await c.recv(buf, dl);
+    auto n = co_await m.recv(buf, dl);
     if (!n) {
       EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream)) << n.error().message();
       break;
@@ -723,7 +725,20 @@ task<void> recv_all(reliable::connection& c, std::uint64_t& count, std::string& 
     h.update(buf.data(), *n);
     ++count;
   }
-  hash = h.hex();
+  co_return h.hex();
+}
+
+/// send_all sends `count` messages (message_bytes with `seed`) and closes; recv_all reads
+/// until end_of_stream, hashing what it gets, and closes.
+task<void> send_all(reliable::connection& c, std::uint64_t seed, std::uint64_t count, std::size_t max_size,
+                    std::string& hash, deadline dl) {
+  hash = co_await send_hashed(c, seed, count, max_size, dl);
+  auto closed = co_await c.close(dl);
+  EXPECT_TRUE(closed) << closed.error().message();
+}
+
+task<void> recv_all(reliable::connection& c, std::uint64_t& count, std::string& hash, deadline dl) {
+  hash = co_await hash_until_end(c, 65536, count, dl);
   auto closed = co_await c.close(dl);
   EXPECT_TRUE(closed) << closed.error().message();
 }
@@ -931,32 +946,8 @@ TEST(ReliablePipeline, EchoesOverRealUdpFromSpecStrings) {
     auto conn = co_await strata::connect(text, dl);
     CO_ASSERT_OK(conn);
     auto client = conn->take_message();
-    s.spawn(call([&]() -> task<void> {
-      sha256 h;
-      std::vector<std::byte> buf(2000);
-      for (;;) {
-        auto n = co_await client.recv(buf, dl);
-        if (!n) {
-          EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream)) << n.error().message();
-          break;
-        }
-        std::uint64_t len = *n;
-        h.update(&len, sizeof len);
-        h.update(buf.data(), *n);
-        ++echoed;
-      }
-      echoed_hash = h.hex();
-    }));
-    sha256 h;
-    for (std::uint64_t i = 0; i < count; ++i) {
-      auto msg = message_bytes(21, i, 1200 - reliable::header_size);
-      std::uint64_t len = msg.size();
-      h.update(&len, sizeof len);
-      h.update(msg.data(), msg.size());
-      auto sent = co_await client.send(const_buffer(msg), dl);
-      CO_ASSERT_OK(sent);
-    }
-    sent_hash = h.hex();
+    s.spawn(call([&]() -> task<void> { echoed_hash = co_await hash_until_end(client, 2000, echoed, dl); }));
+    sent_hash = co_await send_hashed(client, 21, count, 1200 - reliable::header_size, dl);
     auto shut = co_await client.shutdown_write(dl);
     CO_ASSERT_OK(shut);
     (void)co_await s.join();
@@ -983,20 +974,7 @@ TEST(ReliablePipeline, RunsOverDccpOverUdp) {
       CO_ASSERT_OK(conn);
       auto m = conn->take_message();
       EXPECT_TRUE(m.runtime_capabilities().reliable);
-      sha256 h;
-      std::vector<std::byte> buf(2000);
-      for (;;) {
-        auto n = co_await m.recv(buf, dl);
-        if (!n) {
-          EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream)) << n.error().message();
-          break;
-        }
-        std::uint64_t len = *n;
-        h.update(&len, sizeof len);
-        h.update(buf.data(), *n);
-        ++got;
-      }
-      got_hash = h.hex();
+      got_hash = co_await hash_until_end(m, 2000, got, dl);
       (void)co_await m.close(dl);
     }));
     auto conn = co_await strata::connect(
@@ -1005,20 +983,12 @@ TEST(ReliablePipeline, RunsOverDccpOverUdp) {
     auto c = conn->take_message();
     auto max = c.runtime_capabilities().max_message;
     EXPECT_GT(max, 0u);
-    sha256 h;
-    for (std::uint64_t i = 0; i < count; ++i) {
-      auto msg = message_bytes(41, i, max);
-      std::uint64_t len = msg.size();
-      h.update(&len, sizeof len);
-      h.update(msg.data(), msg.size());
-      auto sent = co_await c.send(const_buffer(msg), dl);
-      CO_ASSERT_OK(sent);
-    }
+    auto sent_hash = co_await send_hashed(c, 41, count, max, dl);
     auto closed = co_await c.close(dl);
     EXPECT_TRUE(closed) << closed.error().message();
     (void)co_await s.join(dl);
     EXPECT_EQ(got, count);
-    EXPECT_EQ(got_hash, h.hex());
+    EXPECT_EQ(got_hash, sent_hash);
     listener->close();
   });
 }

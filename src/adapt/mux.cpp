@@ -657,13 +657,23 @@ task<result<std::size_t>> stream::read_some(mutable_buffer buf, deadline dl) {
     if (st.failure) co_return unexpected(st.failure);
     st.readable.reset();
     // Until this read resumes, the reader may write the next payload into `buf`. The
-    // guard withdraws the offer however the wait ends, the frame's destruction included.
+    // guard withdraws the offer however the wait ends. A read destroyed while it waits,
+    // after bytes were handed to it, took them with it: the stream fails rather than let
+    // the next read report bytes it never got.
     struct offer {
       stream_state& st;
-      ~offer() { st.waiting = {}; }
+      bool waiting = true;
+      ~offer() {
+        st.waiting = {};
+        if (waiting && st.delivered > 0) {
+          st.delivered = 0;
+          st.fail(make_error_code(errc::broken));
+        }
+      }
     } offered{st};
     st.waiting = buf;
     auto w = co_await st.readable.wait(dl);
+    offered.waiting = false;
     st.waiting = {};
     if (st.delivered > 0) continue;  // bytes arrived, even if the wait also ended otherwise
     if (!w) co_return unexpected(w.error());

@@ -977,6 +977,7 @@ result<void> server_session::start(const upgraded_request* first) {
     st->body_from_http1 = true;
     st->head_done = true;
     streams.emplace(1, st);
+    highest_peer_stream_ = 1;  // the upgrade opened stream 1: it was not skipped
   }
   return {};
 }

@@ -13,6 +13,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "../core/ascii.hpp"
 #include "strata/runtime/event_loop.hpp"
 
 namespace strata::http1 {
@@ -129,21 +130,8 @@ bool valid_value(std::string_view s) noexcept {
   return true;
 }
 
-char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim_ows(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using strata::detail::iequals;
+using strata::detail::trim_ows;
 
 /// for_each_element calls `f` with each trimmed, non-empty element of a comma-separated
 /// list (RFC 9110 5.6.1: empty elements are ignored); stops when `f` returns false.

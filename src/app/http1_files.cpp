@@ -2,6 +2,7 @@
 // decoding, ranges, HTTP dates, content types, and the handler that opens files beneath
 // the served directory and sends them with response::send_file.
 #include "strata/app/http1_files.hpp"
+#include "../core/ascii.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -19,27 +20,14 @@
 namespace strata::http1 {
 namespace {
 
-char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+using strata::detail::iequals;
+using strata::detail::trim_ows;
 
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 /// parse_position reads 1*DIGIT without overflow.
@@ -168,13 +156,13 @@ decoded_path decode_path(std::string_view target) {
 range_request parse_range(std::string_view value, std::uint64_t size) noexcept {
   range_request whole;
   auto eq = value.find('=');
-  if (eq == std::string_view::npos || !iequals(trim(value.substr(0, eq)), "bytes")) return whole;
-  auto set = trim(value.substr(eq + 1));
+  if (eq == std::string_view::npos || !iequals(trim_ows(value.substr(0, eq)), "bytes")) return whole;
+  auto set = trim_ows(value.substr(eq + 1));
   if (set.empty() || set.find(',') != std::string_view::npos) return whole;  // several: the whole
   auto dash = set.find('-');
   if (dash == std::string_view::npos) return whole;
-  auto first_text = trim(set.substr(0, dash));
-  auto last_text = trim(set.substr(dash + 1));
+  auto first_text = trim_ows(set.substr(0, dash));
+  auto last_text = trim_ows(set.substr(dash + 1));
   range_request out;
   if (first_text.empty()) {
     // suffix-range: the last N bytes

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "../core/ascii.hpp"
 #include "strata/app/websocket.hpp"
 
 namespace strata::websocket {
@@ -17,21 +18,8 @@ namespace {
 
 constexpr std::string_view guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using strata::detail::iequals;
+using strata::detail::trim_ows;
 
 bool is_tchar(char c) noexcept {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -69,7 +57,7 @@ void list_items(std::string_view list, F&& f) {
       if (c == '"') quoted = !quoted;
       if (quoted || c != ',') continue;
     }
-    auto item = trim(list.substr(start, i - start));
+    auto item = trim_ows(list.substr(start, i - start));
     if (!item.empty()) f(item);
     start = i + 1;
   }
@@ -102,7 +90,7 @@ extension parse_extension(std::string_view item) {
       if (c == '"') quoted = !quoted;
       if (quoted || c != ';') continue;
     }
-    auto part = trim(item.substr(start, i - start));
+    auto part = trim_ows(item.substr(start, i - start));
     start = i + 1;
     if (first) {
       first = false;
@@ -112,10 +100,10 @@ extension parse_extension(std::string_view item) {
     }
     auto eq = part.find('=');
     extension::param p;
-    p.name = trim(part.substr(0, eq));
+    p.name = trim_ows(part.substr(0, eq));
     if (!is_token(p.name)) e.malformed = true;
     if (eq != std::string_view::npos) {
-      auto v = trim(part.substr(eq + 1));
+      auto v = trim_ows(part.substr(eq + 1));
       std::string value;
       if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
         for (std::size_t j = 1; j + 1 < v.size(); ++j) {
@@ -254,11 +242,11 @@ result<std::string_view> check_request(const http1::request_head& head) {
   if (head.method != "GET" || head.minor_version < 1)
     return unexpected(make_error_code(error::bad_handshake));
   if (head.framing != http1::framing::none) return unexpected(make_error_code(error::bad_handshake));
-  if (f.count("sec-websocket-version") != 1 || trim(*f.get("sec-websocket-version")) != "13") {
+  if (f.count("sec-websocket-version") != 1 || trim_ows(*f.get("sec-websocket-version")) != "13") {
     return unexpected(make_error_code(error::version_not_supported));
   }
   if (f.count("sec-websocket-key") != 1) return unexpected(make_error_code(error::bad_handshake));
-  auto key = trim(*f.get("sec-websocket-key"));
+  auto key = trim_ows(*f.get("sec-websocket-key"));
   // 16 bytes in base64: 22 characters and "==".
   if (key.size() != 24 || key.substr(22) != "==" ||
       !std::all_of(key.begin(), key.begin() + 22, is_base64_char)) {
@@ -428,14 +416,14 @@ task<result<connection>> connect_upgrade(any_stream stream, std::string host, st
              !head->fields.has_token("connection", "upgrade")) {
     failure = make_error_code(error::bad_handshake);
   } else if (head->fields.count("sec-websocket-accept") != 1 ||
-             trim(*head->fields.get("sec-websocket-accept")) != accept_key(key)) {
+             trim_ows(*head->fields.get("sec-websocket-accept")) != accept_key(key)) {
     failure = make_error_code(error::bad_accept);
   } else {
     auto protocols = field_values(head->fields, "sec-websocket-protocol");
     if (protocols.size() > 1) {
       failure = make_error_code(error::bad_negotiation);
     } else if (protocols.size() == 1) {
-      auto p = trim(protocols.front());
+      auto p = trim_ows(protocols.front());
       if (std::find(o.protocols.begin(), o.protocols.end(), p) == o.protocols.end()) {
         failure = make_error_code(error::bad_negotiation);
       }

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "../core/ascii.hpp"
 #include "strata/pipeline/bridge.hpp"
 #include "strata/runtime/event.hpp"
 #include "strata/runtime/scope.hpp"
@@ -87,19 +88,13 @@ struct reader {
   }
 };
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+using strata::detail::ascii_lower;
+using strata::detail::iequals;
 
 std::string lowered(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = lower(c);
+  for (auto& c : out) c = ascii_lower(c);
   return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
 }
 
 /// name_matches: exact (case-insensitive) or "*.suffix" for names with at least one

@@ -214,6 +214,8 @@ void engine::fail(std::error_code ec) {
 
 // -- application side --
 
+bool engine::only_close_unacked() const noexcept { return sendq_.size() == 1 && sendq_.front().fin; }
+
 bool engine::writable() const noexcept {
   return static_cast<bool>(failed_) || fin_queued_ || sendq_.size() < opts_.send_buffer;
 }

@@ -21,6 +21,10 @@ constexpr std::chrono::milliseconds reset_grace{100};
 // retransmissions of its CLOSE back off) and at most max_linger.
 constexpr std::chrono::milliseconds min_linger{500};
 constexpr std::chrono::milliseconds max_linger{2000};
+// A close whose last CLOSE went after the peer's stops waiting for its acknowledgement
+// once the peer has been silent this long: a peer lingering for our CLOSE has left by
+// then (see close).
+constexpr std::chrono::milliseconds peer_gone_after = 2 * max_linger;
 
 bool transient(const std::error_code& ec) {
   // An ICMP port unreachable (udp reports it once) or a datagram too large to be ours.
@@ -200,6 +204,7 @@ task<result<void>> connection::close(deadline dl) {
   // Linger unless the peer's CLOSE came before ours was acked: then the peer sends the
   // last ACK and lingers itself.
   bool peer_first = false;
+  const auto started = deadline::clock::now();
   for (;;) {
     if (s.eng.failure()) {
       if (s.eng.failure() != errc::closed) outcome = unexpected(s.eng.failure());
@@ -207,8 +212,21 @@ task<result<void>> connection::close(deadline dl) {
     }
     if (s.eng.finished_receiving() && !s.eng.finished_sending()) peer_first = true;
     if (s.eng.finished_sending() && s.eng.finished_receiving()) break;
+    // Everything but our CLOSE arrived and the peer's CLOSE came first: the peer only
+    // waits for our CLOSE and lingers at most max_linger once it has it. When every ACK
+    // of it is lost, a peer silent for peer_gone_after (our CLOSE sent again several
+    // times meanwhile) has left; nothing of ours is undelivered, so close succeeds.
+    auto wait_until = dl;
+    bool waiting_for_gone_peer = s.eng.finished_receiving() && s.eng.only_close_unacked();
+    if (waiting_for_gone_peer) {
+      auto quiet_from = std::max(s.eng.last_heard(), started);
+      auto gone = deadline::at(quiet_from + peer_gone_after);
+      if (gone.expired()) break;
+      wait_until = deadline::earlier(dl, gone);
+    }
     s.changed.reset();
-    auto w = co_await s.changed.wait(dl);
+    auto w = co_await s.changed.wait(wait_until);
+    if (!w && waiting_for_gone_peer && w.error() == errc::timed_out && !dl.expired()) continue;
     if (!w) {
       s.eng.abort();
       s.wake.set();

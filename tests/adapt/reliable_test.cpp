@@ -909,6 +909,47 @@ TEST(ReliableConnection, CloseWithoutThePeerTimesOutAndResets) {
   });
 }
 
+TEST(ReliableConnection, CloseStopsWaitingForTheLastAckOnceTheLingeringPeerHasLeft) {
+  run_test(
+      []() -> task<void> {
+        link_config link;
+        link.delay = 1ms;
+        link.jitter = 0ms;
+        auto [x, y] = lossy_pair(link);
+        // Once b starts closing, every packet from a is lost: a's ACK of b's CLOSE never
+        // arrives, a lingers and leaves, and b is left with only its CLOSE unacked.
+        auto a_silenced = std::make_shared<bool>(false);
+        x.drop_sent_if([a_silenced](const_buffer) { return *a_silenced; });
+        reliable::connection a(std::move(x), fast_options());
+        reliable::connection b(std::move(y), fast_options());
+        auto dl = deadline::after(20s);
+        result<void> ca = errc::closed;
+        result<void> cb = errc::closed;
+        auto a_done = deadline::clock::time_point{};
+        scope s;
+        s.spawn(call([&]() -> task<void> {
+          ca = co_await a.close(dl);
+          a_done = deadline::clock::now();
+        }));
+        std::array<std::byte, 16> buf{};
+        auto n = co_await b.recv(buf, dl);  // a's CLOSE arrived: b has acknowledged it
+        CO_ASSERT_TRUE(!n);
+        EXPECT_EQ(n.error(), make_error_code(errc::end_of_stream));
+        *a_silenced = true;
+        auto b_started = deadline::clock::now();
+        cb = co_await b.close(dl);
+        auto b_done = deadline::clock::now();
+        (void)co_await s.join();
+        EXPECT_TRUE(ca) << ca.error().message();
+        EXPECT_TRUE(cb) << cb.error().message();
+        EXPECT_FALSE(b.counters().retransmits == 0) << "b sent its CLOSE again while a lingered";
+        // b gave up on the ACK only after a had left, and long before its own deadline.
+        EXPECT_LE(a_done, b_done);
+        EXPECT_LT(b_done - b_started, 8s);
+      },
+      30s);
+}
+
 // -- over real UDP, from spec strings -----------------------------------------------------------
 
 TEST(ReliablePipeline, EchoesOverRealUdpFromSpecStrings) {

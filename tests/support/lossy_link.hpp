@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -118,6 +119,7 @@ struct lossy_shared {
   bool closed[2] = {false, false};
   bool cut = false;
   std::size_t sent[2] = {0, 0};
+  std::function<bool(const_buffer)> drop_from[2];  ///< drops what a side sends when true
 };
 }  // namespace detail
 
@@ -138,6 +140,7 @@ class lossy_end {
     if (s_->cut) co_return result<void>{};
     std::vector<std::byte> data;
     bufs.copy_to(data);
+    if (s_->drop_from[side_] && s_->drop_from[side_](const_buffer(data))) co_return result<void>{};
     int peer = 1 - side_;
     auto now = deadline::clock::now();
     for (auto d : s_->rng[side_].deliveries()) s_->inbox[peer].emplace(now + d, data);
@@ -181,6 +184,8 @@ class lossy_end {
   std::size_t max_message() const noexcept { return s_->config.max_message; }
   /// cut makes the link drop everything from now on, both ways (a dead peer).
   void cut() { s_->cut = true; }
+  /// drop_sent_if drops every datagram this end sends for which `drop` says true.
+  void drop_sent_if(std::function<bool(const_buffer)> drop) { s_->drop_from[side_] = std::move(drop); }
   /// sent counts the datagrams this end sent.
   std::size_t sent() const { return s_->sent[side_]; }
 

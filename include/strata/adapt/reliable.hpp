@@ -292,6 +292,8 @@ class engine {
   bool finished_receiving() const noexcept { return peer_finished_; }
   /// all_acked: nothing sent or queued waits for an acknowledgement.
   bool all_acked() const noexcept { return sendq_.empty(); }
+  /// only_close_unacked: every message we sent was acknowledged but our CLOSE.
+  bool only_close_unacked() const noexcept;
   /// flushed: no packet is due now (ACKs included).
   bool idle_output() const noexcept { return !ack_now_ && !reset_pending_; }
   const stats& counters() const noexcept;
@@ -467,7 +469,9 @@ class connection {
   /// peer's CLOSE arrived (messages still arriving are dropped). When the peer's CLOSE
   /// came last (our ACK of it may be lost), it lingers — answering a CLOSE sent again —
   /// until the peer says it is done (one ACK with flag_done) or has been quiet for eight
-  /// RTOs (at least 500 ms, at most 2 s), and closes the layer below. Past
+  /// RTOs (at least 500 ms, at most 2 s), and closes the layer below. When the peer's
+  /// CLOSE came first and only our CLOSE is unacked, a peer silent for 4 s has left
+  /// (it lingers at most 2 s): close succeeds without that ACK. Past
   /// `dl` it resets the connection and returns timed_out. Afterwards every call fails with
   /// closed.
   task<result<void>> close(deadline dl);

@@ -14,8 +14,12 @@
 //     socat TCP-LISTEN:P,reuseaddr,fork UNIX-CONNECT:SINK    (baseline, default 8 KiB buffer)
 //     strata bridge --mux tcp-listen:P unix:G + strata bridge --demux unix-listen:G unix:SINK
 //     socat TCP-LISTEN:P -> UNIX-CONNECT:G + socat UNIX-LISTEN:G -> UNIX-CONNECT:SINK
-//   latency: 64-byte ping-pong through the gateway to a TCP echo thread, against the same
-//           ping-pong straight to the echo thread; one sample per round trip.
+//   latency: 64-byte ping-pong, one sample per round trip, every service a process of its
+//           own (this program started again with --serve): straight to a TCP echo process
+//           (the baseline); through --mux and --demux to it; through --mux alone to a
+//           backend process that terminates the mux channel (unix or shm) and echoes each
+//           stream; through one socat, and through a minimal blocking forwarder (a thread
+//           per direction, read then write), to a Unix echo process.
 // Targets: bridge >= 3x socat's throughput; the gateway adds <= 20% latency at p50.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -237,29 +241,53 @@ struct shm_sink {
 
 // -- latency ---------------------------------------------------------------------------
 
+/// copy_until_end reads `from` and writes what it read to `to` until either fails.
+void copy_until_end(int from, int to) {
+  char buf[4096];
+  for (;;) {
+    auto n = ::read(from, buf, sizeof buf);
+    if (n <= 0 || ::write(to, buf, static_cast<std::size_t>(n)) != n) break;
+  }
+  ::shutdown(to, SHUT_WR);
+}
+
 /// echo_server answers every connection on a TCP port with what it sends (a thread per
-/// connection, blocking).
+/// connection, blocking); given `forward_to`, it forwards each connection to a new
+/// connection of that Unix socket instead (a thread per direction).
 struct echo_server {
   int lfd = -1;
   int port = 0;
   std::thread t;
   std::vector<std::thread> conns;
-  echo_server() {
+  explicit echo_server(int want_port = 0, std::string forward_to = {}) {
     lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(want_port));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("bind echo");
     ::listen(lfd, 128);
     socklen_t len = sizeof sa;
     ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
     port = ntohs(sa.sin_port);
-    t = std::thread([this] {
+    t = std::thread([this, forward_to] {
       for (;;) {
         int c = ::accept(lfd, nullptr, nullptr);
         if (c < 0) return;
         int one = 1;
         ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!forward_to.empty()) {
+          int u = ::socket(AF_UNIX, SOCK_STREAM, 0);
+          sockaddr_un sa{};
+          sa.sun_family = AF_UNIX;
+          std::strncpy(sa.sun_path, forward_to.c_str(), sizeof sa.sun_path - 1);
+          if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("connect forward");
+          conns.emplace_back([c, u] { copy_until_end(u, c); });
+          conns.emplace_back([c, u] { copy_until_end(c, u); });
+          continue;
+        }
         conns.emplace_back([c] {
           char buf[4096];
           for (;;) {
@@ -277,6 +305,90 @@ struct echo_server {
     ::close(lfd);
     t.join();
     for (auto& c : conns) c.join();
+  }
+};
+
+/// unix_echo_server answers every connection on a Unix socket with what it sends (a
+/// thread per connection, blocking): the service behind one socat hop.
+struct unix_echo_server {
+  int lfd;
+  std::thread t;
+  std::vector<std::thread> conns;
+  explicit unix_echo_server(const std::string& path) : lfd(unix_listen(path)) {
+    t = std::thread([this] {
+      for (;;) {
+        int c = ::accept(lfd, nullptr, nullptr);
+        if (c < 0) return;
+        conns.emplace_back([c] {
+          char buf[4096];
+          for (;;) {
+            auto n = ::read(c, buf, sizeof buf);
+            if (n <= 0) break;
+            if (::write(c, buf, static_cast<std::size_t>(n)) != n) break;
+          }
+          ::close(c);
+        });
+      }
+    });
+  }
+  ~unix_echo_server() {
+    ::shutdown(lfd, SHUT_RDWR);
+    ::close(lfd);
+    t.join();
+    for (auto& c : conns) c.join();
+  }
+};
+
+/// mux_echo_backend is a backend process's service terminating the channel itself: a
+/// strata loop on its own thread accepts channels on `listen_spec` (unix-listen: or
+/// shm-listen:), runs a mux session on each and echoes every stream it accepts. With it
+/// the gateway is the only hop between a client and the service.
+struct mux_echo_backend {
+  std::string spec;
+  std::atomic<bool> ready{false};
+  std::thread t;
+  strata::scope* top = nullptr;
+  std::atomic<bool> quit{false};
+  explicit mux_echo_backend(std::string listen_spec) : spec(std::move(listen_spec)) {
+    t = std::thread([this] { strata::run(body()); });
+    while (!ready) std::this_thread::yield();
+  }
+  static strata::task<void> echo(strata::mux::stream s) {
+    std::vector<std::byte> buf(4096);
+    for (;;) {
+      auto n = co_await s.read_some(buf, strata::deadline::after(60s));
+      if (!n || *n == 0) break;
+      auto w = co_await s.write(strata::const_buffer(buf.data(), *n), strata::deadline::after(5s));
+      if (!w) break;
+    }
+    (void)co_await s.close(strata::deadline::after(1s));
+  }
+  static strata::task<void> channel(strata::any_connection c) {
+    strata::mux::session session(c.take_stream(), strata::mux::role::server, {});
+    co_await strata::with_scope([&](strata::scope& s) -> strata::task<void> {
+      for (;;) {
+        auto in = co_await session.accept(strata::deadline::never());
+        if (!in) break;
+        s.spawn(echo(std::move(*in)));
+      }
+    });
+  }
+  strata::task<void> body() {
+    auto l = strata::listen(spec);
+    if (!l) die("backend listen");
+    ready = true;
+    co_await strata::with_scope([&](strata::scope& s) -> strata::task<void> {
+      while (!quit) {
+        auto c = co_await l->accept(strata::deadline::after(200ms));
+        if (c) s.spawn(channel(std::move(*c)));
+      }
+      s.cancel();
+    });
+    l->close();
+  }
+  ~mux_echo_backend() {
+    quit = true;
+    t.join();
   }
 };
 
@@ -305,7 +417,40 @@ std::vector<double> ping_pong(int port, int rounds) {
 
 }  // namespace
 
+/// serve runs one of the latency benchmark's services as a process of its own (the
+/// benchmark starts itself again with `--serve KIND WHERE`) until SIGTERM, so that no
+/// round trip is between two threads of one process.
+[[noreturn]] void serve(const std::string& kind, const std::string& where) {
+  ::signal(SIGPIPE, SIG_IGN);
+  if (kind == "tcp-echo") {
+    echo_server echo(std::stoi(where));
+    for (;;) ::pause();
+  }
+  if (kind == "unix-echo") {
+    unix_echo_server echo(where);
+    for (;;) ::pause();
+  }
+  if (kind == "forward") {
+    // The least a forwarding process can do: per client, two blocking threads, each a
+    // read and a write per piece (TCP PORT -> Unix PATH; `where` is PORT:PATH).
+    auto colon = where.find(':');
+    echo_server listener(std::stoi(where.substr(0, colon)), where.substr(colon + 1));
+    for (;;) ::pause();
+  }
+  if (kind == "mux-echo") {
+    mux_echo_backend backend(where);
+    for (;;) ::pause();
+  }
+  std::fprintf(stderr, "bench_bridge: unknown service %s\n", kind.c_str());
+  std::exit(2);
+}
+
+void wait_path(const std::string& path) {
+  for (int i = 0; i < 1000 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(5ms);
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string_view(argv[1]) == "--serve") serve(argv[2], argv[3]);
   auto opt = bench::parse_options(argc, argv);
   bench::report rep("bridge", opt);
   ::signal(SIGPIPE, SIG_IGN);
@@ -370,8 +515,18 @@ int main(int argc, char** argv) {
   add("gateway_tcp_mux_unix", v_gw, "socat_chain_2_hops", v_chain, nullptr, 0);
 
   // Latency through the gateway (to a TCP echo service) against the same echo directly.
+  // Every service is a process of its own, as a client's server would be.
   {
-    echo_server echo;
+    char self_buf[4096];
+    auto self_len = ::readlink("/proc/self/exe", self_buf, sizeof self_buf - 1);
+    if (self_len <= 0) die("readlink /proc/self/exe");
+    const std::string self(self_buf, static_cast<std::size_t>(self_len));
+    struct {
+      int port;
+    } echo{free_port()};
+    child echo_process;
+    start(echo_process, {self, "--serve", "tcp-echo", std::to_string(echo.port)});
+    wait_port(echo.port);
     child lat_backend, lat_gw;
     const std::string lat_channel = dir + "/lat.sock";
     int p_lat = free_port();
@@ -390,12 +545,46 @@ int main(int argc, char** argv) {
            "UNIX-CONNECT:" + lat_middle});
     wait_port(p_lat);
     wait_port(p_lat_chain);
-    std::vector<double> direct, through, chained;
+    // The gateway alone: its channel ends in a backend that is the service.
+    std::string lat_shm = "strata-bench-gw-" + std::to_string(::getpid());
+    child unix_service, shm_service;
+    start(unix_service, {self, "--serve", "mux-echo", "unix-listen:" + dir + "/latsvc.sock"});
+    start(shm_service, {self, "--serve", "mux-echo", "shm-listen:" + lat_shm});
+    wait_path(dir + "/latsvc.sock");
+    child gw_unix, gw_shm;
+    int p_gw_unix = free_port(), p_gw_shm = free_port();
+    start(gw_unix, {cli, "bridge", "--mux", "tcp-listen:127.0.0.1:" + std::to_string(p_gw_unix),
+                    "unix:" + dir + "/latsvc.sock"});
+    start(gw_shm,
+          {cli, "bridge", "--mux", "tcp-listen:127.0.0.1:" + std::to_string(p_gw_shm), "shm:" + lat_shm});
+    // One socat hop to a Unix echo service: the least one forwarding process costs.
+    child unix_echo, socat_one, plain_forward;
+    start(unix_echo, {self, "--serve", "unix-echo", dir + "/latecho.sock"});
+    wait_path(dir + "/latecho.sock");
+    int p_socat_one = free_port();
+    start(socat_one,
+          {"socat", "TCP-LISTEN:" + std::to_string(p_socat_one) + ",bind=127.0.0.1,reuseaddr,fork,nodelay",
+           "UNIX-CONNECT:" + dir + "/latecho.sock"});
+    wait_port(p_gw_unix);
+    wait_port(p_gw_shm);
+    int p_plain = free_port();
+    start(plain_forward, {self, "--serve", "forward", std::to_string(p_plain) + ":" + dir + "/latecho.sock"});
+    wait_port(p_socat_one);
+    wait_port(p_plain);
+    std::vector<double> direct, through, chained, one_unix, one_shm, one_socat, one_plain;
     for (int r = 0; r < 2; ++r) {
       auto d = ping_pong(echo.port, pings / 2);
       direct.insert(direct.end(), d.begin(), d.end());
       auto g = ping_pong(p_lat, pings / 2);
       through.insert(through.end(), g.begin(), g.end());
+      auto u = ping_pong(p_gw_unix, pings / 2);
+      one_unix.insert(one_unix.end(), u.begin(), u.end());
+      auto m = ping_pong(p_gw_shm, pings / 2);
+      one_shm.insert(one_shm.end(), m.begin(), m.end());
+      auto o = ping_pong(p_socat_one, pings / 2);
+      one_socat.insert(one_socat.end(), o.begin(), o.end());
+      auto b = ping_pong(p_plain, pings / 2);
+      one_plain.insert(one_plain.end(), b.begin(), b.end());
       auto c = ping_pong(p_lat_chain, pings / 2);
       chained.insert(chained.end(), c.begin(), c.end());
     }
@@ -419,6 +608,40 @@ int main(int argc, char** argv) {
     f.target = 1.2;
     f.target_on_ratio = true;
     rep.add(f);
+    for (auto [name, v] : {std::pair{"gateway_unix_to_mux_service_rtt_64B", &one_unix},
+                           std::pair{"gateway_shm_to_mux_service_rtt_64B", &one_shm}}) {
+      bench::figure g;
+      g.name = name;
+      g.unit = "us";
+      g.value = bench::summarize(*v);
+      g.baseline_name = "direct_tcp_rtt";
+      g.baseline = bench::summarize(direct);
+      g.target_text = "<= 1.2x direct";
+      g.target = 1.2;
+      g.target_on_ratio = true;
+      rep.add(g);
+    }
+    bench::figure os;
+    os.name = "gateway_unix_to_mux_service_rtt_64B_vs_socat";
+    os.unit = "us";
+    os.value = bench::summarize(one_unix);
+    os.baseline_name = "socat_one_hop_rtt";
+    os.baseline = bench::summarize(one_socat);
+    rep.add(os);
+    // The floor of one forwarding hop on this machine, whatever the forwarder.
+    bench::figure fl;
+    fl.name = "blocking_forwarder_one_hop_rtt_64B";
+    fl.unit = "us";
+    fl.value = bench::summarize(one_plain);
+    fl.baseline_name = "direct_tcp_rtt";
+    fl.baseline = bench::summarize(direct);
+    rep.add(fl);
+    plain_forward.stop();
+    socat_one.stop();
+    ::unlink((dir + "/latecho.sock").c_str());
+    ::unlink((dir + "/latsvc.sock").c_str());
+    gw_unix.stop();
+    gw_shm.stop();
     lat_gw.stop();
     lat_backend.stop();
   }

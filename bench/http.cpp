@@ -9,6 +9,10 @@
 //                 strata answers with one write per batch.
 //   h2            h2load -t1 -c50 -m10 against strata (HTTP/2 prior knowledge, same
 //                 handler) and against nghttpd --no-tls serving the same 12-byte file.
+//   raw floor     h1_keepalive also runs against raw_floor_server (below), the least a
+//                 server can do per request, and reports each server's CPU time per
+//                 request and the load generator's CPU: what this machine lets any
+//                 server reach.
 //
 // Placement: every server on CPU 0 (strata's thread by pthread_setaffinity_np, the peers by
 // taskset), every load generator on CPU 1. Rounds alternate strata and its peer; a sample
@@ -18,14 +22,17 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -167,12 +174,137 @@ void pin_to_cpu(int cpu) {
   pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+// -- the floor --------------------------------------------------------------------------------
+
+/// raw_floor_server is the least an HTTP/1.1 keep-alive server can do per request, as a
+/// yardstick: one epoll loop, one recv per readable connection, and for every request
+/// end (CRLF CRLF) in what it read the same 12-byte answer strata and nginx give, from a
+/// constant, in one send. It parses nothing and checks nothing: no real server can be
+/// cheaper per request with one recv and one send, so its rate is the ceiling this
+/// machine and load generator allow.
+struct raw_floor_server {
+  int lfd = -1;
+  int ep = -1;
+  std::uint16_t port = 0;
+  std::atomic<bool> stopping{false};
+  std::thread t;
+
+  raw_floor_server() {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in at{};
+    at.sin_family = AF_INET;
+    at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof at;
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0 || ::listen(lfd, 512) != 0 ||
+        ::getsockname(lfd, reinterpret_cast<sockaddr*>(&at), &len) != 0) {
+      die("raw floor server: bind");
+    }
+    port = ntohs(at.sin_port);
+    ep = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = lfd;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+    t = std::thread([this] { run(); });
+  }
+  ~raw_floor_server() {
+    stopping = true;
+    t.join();
+    ::close(ep);
+    ::close(lfd);
+  }
+
+  void run() {
+    pin_to_cpu(0);
+    static constexpr char answer[] =
+        "HTTP/1.1 200 OK\r\nServer: raw\r\nDate: Sat, 05 Dec 2026 10:00:00 GMT\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n";
+    constexpr std::size_t answer_size = sizeof answer - 1;
+    std::vector<char> in(16384), out;
+    std::vector<std::uint32_t> tail(65536, 0);  // the last bytes of each connection, by fd
+    epoll_event events[64];
+    std::vector<int> open;
+    while (!stopping) {
+      int n = ::epoll_wait(ep, events, 64, 100);
+      for (int i = 0; i < n; ++i) {
+        int fd = events[i].data.fd;
+        if (fd == lfd) {
+          for (int c; (c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+            if (static_cast<std::size_t>(c) >= tail.size()) {
+              ::close(c);
+              continue;
+            }
+            int one = 1;
+            ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLET;
+            ev.data.fd = c;
+            ::epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+            tail[static_cast<std::size_t>(c)] = 0;
+            open.push_back(c);
+          }
+          continue;
+        }
+        auto got = ::recv(fd, in.data(), in.size(), 0);
+        if (got <= 0) {
+          if (got < 0 && errno == EAGAIN) continue;
+          ::close(fd);
+          std::erase(open, fd);
+          continue;
+        }
+        // Count request ends, carrying the last four bytes over from the previous read.
+        std::uint32_t last = tail[static_cast<std::size_t>(fd)];
+        std::size_t requests = 0;
+        for (ssize_t k = 0; k < got; ++k) {
+          last = (last << 8) | static_cast<unsigned char>(in[static_cast<std::size_t>(k)]);
+          if (last == 0x0d0a0d0a) ++requests;
+        }
+        tail[static_cast<std::size_t>(fd)] = last;
+        if (requests == 0) continue;
+        out.clear();
+        for (std::size_t r = 0; r < requests; ++r) out.insert(out.end(), answer, answer + answer_size);
+        (void)::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+      }
+    }
+    for (int c : open) ::close(c);
+  }
+};
+
+// -- CPU time ---------------------------------------------------------------------------------
+
+/// cpu_busy reads the busy and total jiffies of one CPU from /proc/stat.
+struct cpu_ticks {
+  std::uint64_t busy = 0, total = 0;
+};
+cpu_ticks read_cpu(int cpu) {
+  std::ifstream stat("/proc/stat");
+  std::string line, want = "cpu" + std::to_string(cpu) + " ";
+  while (std::getline(stat, line)) {
+    if (line.rfind(want, 0) != 0) continue;
+    std::istringstream words(line.substr(want.size()));
+    cpu_ticks t;
+    std::uint64_t v = 0;
+    for (int field = 0; words >> v; ++field) {
+      t.total += v;
+      if (field != 3 && field != 4) t.busy += v;  // idle and iowait are not busy
+    }
+    return t;
+  }
+  return {};
+}
+double busy_between(const cpu_ticks& a, const cpu_ticks& b) {
+  auto total = b.total - a.total;
+  return total == 0 ? 0 : static_cast<double>(b.busy - a.busy) / static_cast<double>(total);
+}
+
 // -- load generators -------------------------------------------------------------------------
 
 struct load_result {
   double rps = 0;
   double p50_ms = 0;
   double p99_ms = 0;
+  double server_cpu_busy = 0;  ///< CPU 0 (the servers') busy fraction during the run
+  double load_cpu_busy = 0;    ///< CPU 1 (the load generator's)
 };
 
 double parse_duration_ms(const std::string& text) {
@@ -200,8 +332,11 @@ load_result wrk(std::uint16_t port, const std::string& duration, const std::stri
     argv.push_back(script);
   }
   argv.push_back("http://127.0.0.1:" + std::to_string(port) + "/");
+  auto server_before = read_cpu(0), load_before = read_cpu(1);
   auto out = run_to_end(argv);
   load_result r;
+  r.server_cpu_busy = busy_between(server_before, read_cpu(0));
+  r.load_cpu_busy = busy_between(load_before, read_cpu(1));
   r.rps = std::atof(value_after(out, "Requests/sec:").c_str());
   r.p50_ms = parse_duration_ms(value_after(out, " 50%"));
   r.p99_ms = parse_duration_ms(value_after(out, " 99%"));
@@ -293,10 +428,70 @@ void add_rps(bench::report& rep, const std::string& name, const std::string& bas
   lat.baseline_name = baseline;
   lat.baseline = bench::summarize(bp50);
   rep.add(lat);
+  // wrk prints 0 for the 99th percentile of a script that pipelines (its histogram
+  // holds too few samples): no figure then rather than a false one.
+  auto has_zero = [](const std::vector<double>& v) { return std::find(v.begin(), v.end(), 0.0) != v.end(); };
+  if (has_zero(p99) || has_zero(bp99)) return;
   lat.name = name + "_latency_p99";
   lat.value = bench::summarize(p99);
   lat.baseline = bench::summarize(bp99);
   rep.add(lat);
+}
+
+/// add_floor adds what the raw floor server says about h1_keepalive: the most any server
+/// reached here (its rate against nginx's), strata against it, each server's CPU time
+/// per request (CPU 0's busy time over the requests) and how busy the load generator's
+/// CPU was (a load generator at 100% caps every server's figure).
+void add_floor(bench::report& rep, const std::vector<load_result>& ours,
+               const std::vector<load_result>& nginx, const std::vector<load_result>& floor) {
+  auto rates = [](const std::vector<load_result>& v) {
+    std::vector<double> out;
+    for (const auto& r : v) out.push_back(r.rps);
+    return bench::summarize(out);
+  };
+  auto cpu_us = [](const std::vector<load_result>& v) {
+    std::vector<double> out;
+    for (const auto& r : v) out.push_back(r.server_cpu_busy * 1e6 / r.rps);
+    return bench::summarize(out);
+  };
+  auto load_busy = [](const std::vector<load_result>& v) {
+    std::vector<double> out;
+    for (const auto& r : v) out.push_back(r.load_cpu_busy * 100);
+    return bench::summarize(out);
+  };
+  bench::figure f;
+  f.name = "h1_keepalive_raw_floor";
+  f.unit = "req/s";
+  f.higher_is_better = true;
+  f.value = rates(floor);
+  f.baseline_name = "nginx_1worker";
+  f.baseline = rates(nginx);
+  rep.add(f);
+  f.name = "h1_keepalive_vs_raw_floor";
+  f.value = rates(ours);
+  f.baseline_name = "raw_floor";
+  f.baseline = rates(floor);
+  rep.add(f);
+  bench::figure c;
+  c.name = "h1_keepalive_server_cpu";
+  c.unit = "us/req";
+  c.value = cpu_us(ours);
+  c.baseline_name = "nginx_1worker";
+  c.baseline = cpu_us(nginx);
+  rep.add(c);
+  c.name = "h1_keepalive_raw_floor_server_cpu";
+  c.value = cpu_us(floor);
+  rep.add(c);
+  bench::figure l;
+  l.name = "h1_keepalive_loadgen_cpu_busy";
+  l.unit = "%";
+  l.value = load_busy(ours);
+  l.baseline_name = "nginx_1worker";
+  l.baseline = load_busy(nginx);
+  rep.add(l);
+  l.name = "h1_keepalive_raw_floor_loadgen_cpu_busy";
+  l.value = load_busy(floor);
+  rep.add(l);
 }
 
 }  // namespace
@@ -334,10 +529,14 @@ int main(int argc, char** argv) {
     std::vector<load_result> ours, theirs;
   };
   figure_runs keepalive, pipelined, h2;
+  std::vector<load_result> floor_runs;
+  raw_floor_server floor;
+  wait_listening(floor.port);
   for (int round = 0; round < rounds; ++round) {
     if (rep.wanted("h1_keepalive")) {
       keepalive.ours.push_back(wrk(strata_port, duration, ""));
       keepalive.theirs.push_back(wrk(nginx_port, duration, ""));
+      floor_runs.push_back(wrk(floor.port, duration, ""));
     }
     if (rep.wanted("h1_pipelined")) {
       pipelined.ours.push_back(wrk(strata_port, duration, (dir / "pipeline.lua").string()));
@@ -354,8 +553,10 @@ int main(int argc, char** argv) {
   server.join();
   fs::remove_all(dir);
 
-  if (!keepalive.ours.empty())
+  if (!keepalive.ours.empty()) {
     add_rps(rep, "h1_keepalive", "nginx_1worker", keepalive.ours, keepalive.theirs, 1.5);
+    add_floor(rep, keepalive.ours, keepalive.theirs, floor_runs);
+  }
   if (!pipelined.ours.empty())
     add_rps(rep, "h1_pipelined16", "nginx_1worker", pipelined.ours, pipelined.theirs, 1.5);
   if (!h2.ours.empty()) add_rps(rep, "h2_m10", "nghttpd", h2.ours, h2.theirs, 1.0);

@@ -1330,6 +1330,7 @@ struct client::impl {
 
 client::client(any_stream stream) : client(std::move(stream), client_options{}) {}
 client::client(any_stream stream, client_options options) : impl_(std::make_shared<impl>()) {
+  if (options.scheme.empty()) options.scheme = stream.runtime_capabilities().secure ? "https" : "http";
   impl_->session = std::make_shared<client_session>(std::move(stream), options);
 }
 client::client(client&&) noexcept = default;

@@ -21,9 +21,11 @@ using namespace std::chrono_literals;
 namespace strata::test {
 namespace {
 
-task<void> run_server(mem_stream s, http2::handler h, http2::server_options o,
-                      result<http2::serve_stats>& out) {
-  out = co_await http2::serve(any_stream(std::move(s)), std::move(h), o);
+task<void> run_server(any_stream s, http2::handler h, http2::server_options o, result<http2::serve_stats>& out) {
+  out = co_await http2::serve(std::move(s), std::move(h), o);
+}
+task<void> run_server(mem_stream s, http2::handler h, http2::server_options o, result<http2::serve_stats>& out) {
+  return run_server(any_stream(std::move(s)), std::move(h), std::move(o), out);
 }
 
 http2::handler echo_handler() {
@@ -355,6 +357,73 @@ TEST(Http2, AHeaderBlockInContinuationsArrivingByteByByte) {
     EXPECT_EQ(r->status(), 200);
     (void)co_await c.close(dl);
     (void)co_await s.join(dl);
+  });
+}
+
+// Without client_options::scheme the client says "https" over a secure stream (tls
+// below) and "http" over anything else; a scheme that is set is sent as it is.
+TEST(Http2, TheSchemeFollowsTheStreamBelowUnlessSet) {
+  run_test([]() -> task<void> {
+    auto scheme_handler = [](http2::request& req, http2::response& res) -> task<result<void>> {
+      co_return co_await res.send(200, std::string(req.head().scheme), deadline::after(10s));
+    };
+    auto scheme_seen = [&](any_stream client_end, any_stream server_end,
+                           std::string scheme) -> task<result<std::string>> {
+      result<http2::serve_stats> stats = errc::closed;
+      scope s;
+      s.spawn(run_server(std::move(server_end), scheme_handler, http2::server_options{}, stats));
+      http2::client_options o;
+      o.authority = "example.org";
+      o.scheme = std::move(scheme);
+      http2::client c(std::move(client_end), o);
+      auto dl = deadline::after(10s);
+      http2::client::outgoing get;
+      auto r = co_await c.request(get, dl);
+      if (!r) co_return unexpected(r.error());
+      auto body = co_await r->read_body(64, dl);
+      (void)co_await c.close(dl);
+      (void)co_await s.join(dl);
+      co_return body;
+    };
+    auto p = make_pair();
+    auto plain =
+        co_await scheme_seen(any_stream(std::move(p.client_end)), any_stream(std::move(p.server_end)), "");
+    CO_ASSERT_OK(plain);
+    EXPECT_EQ(*plain, "http");
+    auto q = make_pair();
+    auto set = co_await scheme_seen(any_stream(std::move(q.client_end)), any_stream(std::move(q.server_end)),
+                                    "https");
+    CO_ASSERT_OK(set);
+    EXPECT_EQ(*set, "https");
+
+    std::vector<std::string> names{"localhost"};
+    auto cert = tls::self_signed(names);
+    CO_ASSERT_OK(cert);
+    tls::context_options server_options;
+    server_options.certificates.push_back(*cert);
+    auto server_ctx = tls::context::server(server_options);
+    CO_ASSERT_OK(server_ctx);
+    tls::context_options client_ctx_options;
+    client_ctx_options.ca_pem = cert->cert_pem;
+    auto client_ctx = tls::context::client(client_ctx_options);
+    CO_ASSERT_OK(client_ctx);
+    auto t = make_pair();
+    auto dl = deadline::after(10s);
+    std::optional<result<tls::stream<any_stream>>> accepted;
+    scope hs;
+    hs.spawn(call([&]() -> task<void> {
+      accepted = co_await tls::accept(any_stream(std::move(t.server_end)), *server_ctx, dl);
+    }));
+    tls::client_options hello;
+    hello.server_name = "localhost";
+    auto secured = co_await tls::connect(any_stream(std::move(t.client_end)), *client_ctx, hello, dl);
+    (void)co_await hs.join(dl);
+    CO_ASSERT_OK(secured);
+    CO_ASSERT_TRUE(accepted.has_value() && accepted->has_value());
+    auto over_tls =
+        co_await scheme_seen(any_stream(std::move(*secured)), any_stream(std::move(**accepted)), "");
+    CO_ASSERT_OK(over_tls);
+    EXPECT_EQ(*over_tls, "https");
   });
 }
 

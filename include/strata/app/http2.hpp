@@ -225,7 +225,9 @@ struct client_options {
   std::uint64_t max_body = 64ull << 20;  ///< read_body's hard limit per response
   std::chrono::milliseconds write_timeout{30'000};
   std::string authority{};  ///< :authority of requests without a Host header (one is required)
-  std::string scheme = "https";
+  /// scheme is the requests' :scheme; empty: "https" when the stream below is secure
+  /// (tls), else "http".
+  std::string scheme{};
 };
 
 /// client_response is one response: its head and its streamed body.

@@ -4,6 +4,7 @@
 // (STRATA_CLI_PATH) runs as a child process (cli_support.hpp); a request/echo server for
 // the methods the file server refuses runs in this process on a strata thread.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -210,6 +211,56 @@ TEST_F(HttpCli, ServeHandlesConnectionsConcurrently) {
   ::close(silent);
   ::close(half);
   stop(*server);
+}
+
+// --max-connections 2: two idle clients hold both places; a third connects (the kernel
+// queues it) but is served only once one of the two has gone.
+TEST_F(HttpCli, ServeWaitsAtMaxConnectionsUntilOneEnds) {
+  auto server = strata(
+      {"listen", "-v", "--max-connections", "2", "tcp-listen:127.0.0.1:0 | http1", "--serve", www_.string()});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(process::drive({server.get()}, until_, [&] {
+    return listening_port(server->err()).has_value();
+  })) << server->err();
+  int port = listening_port(server->err()).value_or(0);
+  int first = loopback_connect(port);
+  int second = loopback_connect(port);
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  // Both are accepted (and served) before the limit holds the next one back.
+  ASSERT_TRUE(process::drive({server.get()}, until_, [&] {
+    return server->err().find("serving 2 connections (--max-connections)") != std::string::npos;
+  })) << server->err();
+  int third = loopback_connect(port);
+  ASSERT_GE(third, 0);
+  std::string request = "GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::write(third, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  pollfd waiting{third, POLLIN, 0};
+  EXPECT_EQ(::poll(&waiting, 1, 300), 0) << "the third connection was served past the limit";
+  ::close(first);
+  timeval patience{5, 0};
+  ASSERT_EQ(::setsockopt(third, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience), 0);
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(third, buf, sizeof buf);
+    if (n <= 0) break;
+    reply.append(buf, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply;
+  EXPECT_TRUE(reply.ends_with("hello over http\n")) << reply;
+  ::close(second);
+  ::close(third);
+  stop(*server);
+
+  auto refused =
+      run({"listen", "--max-connections", "0", "tcp-listen:127.0.0.1:0 | http1", "--serve", www_.string()});
+  EXPECT_EQ(refused->exit_code(), 2);
+  EXPECT_NE(refused->err().find("--max-connections: not a count"), std::string::npos) << refused->err();
+  auto without_serve = run({"listen", "--max-connections", "5", "tcp-listen:127.0.0.1:0"});
+  EXPECT_EQ(without_serve->exit_code(), 2);
+  EXPECT_NE(without_serve->err().find("--max-connections applies to --serve"), std::string::npos)
+      << without_serve->err();
 }
 
 TEST_F(HttpCli, GetOverAUnixSocketPipeline) {

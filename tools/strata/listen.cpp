@@ -51,6 +51,8 @@ options:
                        ('datagram from ADDRESS' for each datagram of a bound SPEC;
                        'PEER METHOD TARGET STATUS BYTES' for each request with --serve)
   --serve DIR          serve the files under DIR over HTTP (SPEC ends in '| http')
+  --max-connections N  (--serve) serve at most N connections at once (default 1000);
+                       the next is accepted when one ends
   --from               (bound SPEC) prefix each datagram's line with its sender:
                        '127.0.0.1:40000: text'
   --handshake DURATION each connection's layers above the transport must be ready
@@ -76,9 +78,11 @@ namespace {
 /// listen_serve runs --serve DIR: a static file server on a pipeline ending in http, http1
 /// or http2.
 int listen_serve(const pipeline& p, const pipeline_layer& app, std::string_view dir,
-                 const listen_options& listening, bool verbose, signal_guard& signals) {
+                 const listen_options& listening, bool verbose, std::size_t max_connections,
+                 signal_guard& signals) {
   serve_options options;
   options.verbose = verbose;
+  options.max_connections = max_connections;
   options.label = p.text();
   if (const auto* both = http_settings_of(app)) {
     options.speak = serve_options::protocol::http;
@@ -132,6 +136,7 @@ int listen_main(args& a, signal_guard& signals) {
   std::string_view spec_text;
   bool have_spec = false;
   std::optional<std::string_view> serve_dir;
+  std::optional<std::size_t> max_connections;
   while (!a.empty()) {
     bool missing = false;
     if (auto v = option_value(a, "--idle", missing)) {
@@ -144,6 +149,14 @@ int listen_main(args& a, signal_guard& signals) {
     if (auto v = option_value(a, "--serve", missing)) {
       if (v->empty()) return usage_error("listen", "--serve needs a directory");
       serve_dir = *v;
+      continue;
+    }
+    if (auto v = option_value(a, "--max-connections", missing)) {
+      auto n = parse_size(*v);
+      if (!n || *n == 0 || *n > 1'000'000)
+        return usage_error("listen",
+                           "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
+      max_connections = static_cast<std::size_t>(*n);
       continue;
     }
     if (auto v = option_value(a, "--handshake", missing)) {
@@ -190,8 +203,10 @@ int listen_main(args& a, signal_guard& signals) {
       return usage_error("listen", "'" + std::string(spec_text) + "' ends in the application protocol " +
                                        app->spec.name + "; add --serve DIR to serve the files under DIR");
     }
-    return listen_serve(*p, *app, *serve_dir, listening, verbose, signals);
+    return listen_serve(*p, *app, *serve_dir, listening, verbose,
+                        max_connections.value_or(serve_options::default_max_connections), signals);
   }
+  if (max_connections) return usage_error("listen", "--max-connections applies to --serve");
   if (serve_dir) {
     return usage_error("listen", "--serve needs a SPEC that ends in an HTTP application: add '| http' to '" +
                                      std::string(spec_text) + "'");

@@ -71,8 +71,24 @@ task<void> serve_connection(any_connection conn, std::string peer, http1::file_s
 
 task<int> serve_files(any_listener& listener, const http1::file_server& files, const serve_options& options) {
   int code = exit_ok;
+  std::size_t live = 0;
+  event one_ended;
   co_await with_scope([&](scope& s) -> task<void> {
+    bool said_full = false;
     for (;;) {
+      if (live >= options.max_connections) {
+        if (options.verbose && !said_full) {
+          std::fprintf(stderr, "serving %zu connections (--max-connections): the next waits for one to end\n",
+                       live);
+          std::fflush(stderr);
+        }
+        said_full = true;
+        one_ended.reset();
+        auto w = co_await one_ended.wait(deadline::never());
+        if (!w) co_return;
+        continue;
+      }
+      said_full = false;
       auto conn = co_await listener.accept(deadline::never());
       if (!conn) {
         if (conn.error() != errc::operation_canceled) {
@@ -84,7 +100,12 @@ task<int> serve_files(any_listener& listener, const http1::file_server& files, c
       }
       auto peer_address = conn->peer_address();
       std::string peer = peer_address && !peer_address->to_string().empty() ? peer_address->to_string() : "-";
-      s.spawn(serve_connection(std::move(*conn), std::move(peer), files, options));
+      ++live;
+      s.spawn([](task<void> served, std::size_t& count, event& ended) -> task<void> {
+        co_await std::move(served);
+        --count;
+        ended.set();
+      }(serve_connection(std::move(*conn), std::move(peer), files, options), live, one_ended));
     }
   });
   listener.close();

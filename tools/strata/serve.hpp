@@ -22,12 +22,17 @@ struct serve_options {
   protocol speak = protocol::http1;
   http1::server_options http;  ///< from the spec's application layer
   http2::server_options http2;
+  /// max_connections bounds the connections served at once: at the limit the next is
+  /// not accepted (it waits in the kernel's backlog) until one ends.
+  std::size_t max_connections = default_max_connections;
+  static constexpr std::size_t default_max_connections = 1000;
 };
 
 /// serve_files accepts connections from `listener` and serves each one concurrently, in
 /// its own task, with `files`: requests one after another on each connection until the
 /// client closes it or a timeout ends it. A connection's failure is reported (with -v)
-/// and never stops the others. Runs until canceled (a signal: returns exit_ok) or accept
+/// and never stops the others. At most options.max_connections are served at once (-v
+/// says when a connection waits for that). Runs until canceled (a signal: returns exit_ok) or accept
 /// fails (exit_failure, after reporting). Closes the listener before returning.
 task<int> serve_files(any_listener& listener, const http1::file_server& files, const serve_options& options);
 

@@ -1163,7 +1163,7 @@ TEST(DccpCli, ConnectAndListenRelayLines) {
   const int port = free_loopback_port(SOCK_DGRAM);
   ASSERT_GT(port, 0);
   const std::string listen_spec =
-      "udp-listen:127.0.0.1:" + std::to_string(port) + " | dccp(5, retransmit=100)";
+      "udp-listen:127.0.0.1:" + std::to_string(port) + " | dccp(5, retransmit=100ms)";
   peer_options with_stdin;
   with_stdin.stdin_pipe = true;
   auto server = peer_process::start({STRATA_CLI_PATH, "listen", listen_spec}, with_stdin);

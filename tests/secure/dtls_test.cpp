@@ -629,12 +629,12 @@ task<void> echo_once(Message m, deadline dl) {
 
 std::string slow_client_spec(std::uint16_t port) {
   return "udp:127.0.0.1:" + std::to_string(port) + " | dtls(sni=localhost, ca=" + pki().ca.cert_file +
-         ", retransmit=5000)";
+         ", retransmit=5s)";
 }
 
 TEST(DtlsPipeline, SimultaneousHandshakesOverUdpListenNeedNoRetransmission) {
   auto listener = strata::listen("udp-listen:127.0.0.1:0 | dtls(cert=" + pki().server.cert_file +
-                                 ", key=" + pki().server.key_file + ", retransmit=5000)");
+                                 ", key=" + pki().server.key_file + ", retransmit=5000ms)");
   ASSERT_TRUE(listener) << listener.error().message();
   auto spec = slow_client_spec(listener->local_address()->port());
   test::run_test([&]() -> task<void> {

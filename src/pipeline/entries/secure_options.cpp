@@ -112,7 +112,7 @@ layer_options_ptr configure_secure(const protocol_entry& entry, const spec_layer
   if (datagram) {
     std::uint64_t mtu = 0, retransmit = 0;
     if (!size_param(entry, layer, "mtu", 1200, 256, 65507, mtu, error)) return nullptr;
-    if (!uint_param(entry, layer, "retransmit", 1000, 1, 60000, retransmit, error)) return nullptr;
+    if (!duration_param(entry, layer, "retransmit", 1000, 1, 60000, retransmit, error)) return nullptr;
     config->link.mtu = static_cast<std::size_t>(mtu);
     config->link.retransmit = std::chrono::milliseconds(retransmit);
   }

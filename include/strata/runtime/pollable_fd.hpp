@@ -192,21 +192,7 @@ class pollable_fd {
   /// (std::errc::resource_unavailable_try_again), or the call's error.
   template <class Call>
   result<std::size_t> try_read(Call call) noexcept {
-    if (fd_ < 0) return errc::closed;
-    auto* loop = event_loop::current();
-    if (!loop->io_ready(fd_, false))
-      return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
-    for (;;) {
-      ssize_t n = call();
-      if (n >= 0) return static_cast<std::size_t>(n);
-      int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        loop->io_drained(fd_, false);
-        return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
-      }
-      return unexpected(from_errno(err));
-    }
+    return try_io(false, std::move(call));
   }
 
   /// try_write is try_read for the write direction: `call` once without waiting, unless
@@ -214,21 +200,7 @@ class pollable_fd {
   /// blocked.
   template <class Call>
   result<std::size_t> try_write(Call call) noexcept {
-    if (fd_ < 0) return errc::closed;
-    auto* loop = event_loop::current();
-    if (!loop->io_ready(fd_, true))
-      return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
-    for (;;) {
-      ssize_t n = call();
-      if (n >= 0) return static_cast<std::size_t>(n);
-      int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        loop->io_drained(fd_, true);
-        return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
-      }
-      return unexpected(from_errno(err));
-    }
+    return try_io(true, std::move(call));
   }
 
   /// perform_polled runs `call` until it does not block, retrying on a timer (50 us
@@ -268,6 +240,25 @@ class pollable_fd {
   task<result<void>> connect(const void* addr, unsigned len, deadline dl);
 
  private:
+  template <class Call>
+  result<std::size_t> try_io(bool write, Call call) noexcept {
+    if (fd_ < 0) return errc::closed;
+    auto* loop = event_loop::current();
+    if (!loop->io_ready(fd_, write))
+      return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
+    for (;;) {
+      ssize_t n = call();
+      if (n >= 0) return static_cast<std::size_t>(n);
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        loop->io_drained(fd_, write);
+        return unexpected(make_error_code(std::errc::resource_unavailable_try_again));
+      }
+      return unexpected(from_errno(err));
+    }
+  }
+
   int fd_ = -1;
 };
 

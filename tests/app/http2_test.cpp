@@ -21,10 +21,12 @@ using namespace std::chrono_literals;
 namespace strata::test {
 namespace {
 
-task<void> run_server(any_stream s, http2::handler h, http2::server_options o, result<http2::serve_stats>& out) {
+task<void> run_server(any_stream s, http2::handler h, http2::server_options o,
+                      result<http2::serve_stats>& out) {
   out = co_await http2::serve(std::move(s), std::move(h), o);
 }
-task<void> run_server(mem_stream s, http2::handler h, http2::server_options o, result<http2::serve_stats>& out) {
+task<void> run_server(mem_stream s, http2::handler h, http2::server_options o,
+                      result<http2::serve_stats>& out) {
   return run_server(any_stream(std::move(s)), std::move(h), std::move(o), out);
 }
 
@@ -49,6 +51,27 @@ struct h2_pair {
 h2_pair make_pair() {
   auto [a, b] = mem_stream::pair();
   return {std::move(a), std::move(b)};
+}
+
+/// tls_contexts is a server context with a self-signed certificate for "localhost" and a
+/// client context that trusts it.
+struct tls_contexts {
+  tls::context server;
+  tls::context client;
+};
+result<tls_contexts> localhost_tls() {
+  std::vector<std::string> names{"localhost"};
+  auto cert = tls::self_signed(names);
+  if (!cert) return unexpected(cert.error());
+  tls::context_options server_options;
+  server_options.certificates.push_back(*cert);
+  auto server = tls::context::server(server_options);
+  if (!server) return unexpected(server.error());
+  tls::context_options client_options;
+  client_options.ca_pem = cert->cert_pem;
+  auto client = tls::context::client(client_options);
+  if (!client) return unexpected(client.error());
+  return tls_contexts{std::move(*server), std::move(*client)};
 }
 
 http2::client_options client_opts() {
@@ -396,17 +419,10 @@ TEST(Http2, TheSchemeFollowsTheStreamBelowUnlessSet) {
     CO_ASSERT_OK(set);
     EXPECT_EQ(*set, "https");
 
-    std::vector<std::string> names{"localhost"};
-    auto cert = tls::self_signed(names);
-    CO_ASSERT_OK(cert);
-    tls::context_options server_options;
-    server_options.certificates.push_back(*cert);
-    auto server_ctx = tls::context::server(server_options);
-    CO_ASSERT_OK(server_ctx);
-    tls::context_options client_ctx_options;
-    client_ctx_options.ca_pem = cert->cert_pem;
-    auto client_ctx = tls::context::client(client_ctx_options);
-    CO_ASSERT_OK(client_ctx);
+    auto contexts = localhost_tls();
+    CO_ASSERT_OK(contexts);
+    auto server_ctx = &contexts->server;
+    auto client_ctx = &contexts->client;
     auto t = make_pair();
     auto dl = deadline::after(10s);
     std::optional<result<tls::stream<any_stream>>> accepted;
@@ -433,17 +449,10 @@ TEST(Http2, ExtendedConnectCarriesTlsOverOneStream) {
   run_test([]() -> task<void> {
     auto p = make_pair();
     result<http2::serve_stats> stats = errc::closed;
-    std::vector<std::string> names{"localhost"};
-    auto cert = tls::self_signed(names);
-    CO_ASSERT_OK(cert);
-    tls::context_options server_options;
-    server_options.certificates.push_back(*cert);
-    auto server_ctx = tls::context::server(server_options);
-    CO_ASSERT_OK(server_ctx);
-    tls::context_options client_ctx_options;
-    client_ctx_options.ca_pem = cert->cert_pem;
-    auto client_ctx = tls::context::client(client_ctx_options);
-    CO_ASSERT_OK(client_ctx);
+    auto contexts = localhost_tls();
+    CO_ASSERT_OK(contexts);
+    auto server_ctx = &contexts->server;
+    auto client_ctx = &contexts->client;
     auto h = [ctx = *server_ctx](http2::request& req, http2::response& res) -> task<result<void>> {
       auto dl = deadline::after(10s);
       if (req.head().protocol != "echo-tls") co_return co_await res.send(400, "", dl);

@@ -56,6 +56,17 @@ void write_file(const fs::path& p, const std::string& text) {
   out << text;
 }
 
+/// read_to_end reads `fd` until its end (or an error: give it a receive timeout).
+std::string read_to_end(int fd) {
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return got;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
 class HttpCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -199,13 +210,7 @@ TEST_F(HttpCli, ServeHandlesConnectionsConcurrently) {
   // The half-way client finishes its request and is answered too.
   std::string rest = "Connection: close\r\n\r\n";
   ASSERT_EQ(::write(half, rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
-  std::string reply;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(half, buf, sizeof buf);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
+  std::string reply = read_to_end(half);
   EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply;
   EXPECT_EQ(reply.substr(reply.size() - 16), "hello over http\n");
   ::close(silent);
@@ -240,13 +245,7 @@ TEST_F(HttpCli, ServeWaitsAtMaxConnectionsUntilOneEnds) {
   ::close(first);
   timeval patience{5, 0};
   ASSERT_EQ(::setsockopt(third, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience), 0);
-  std::string reply;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(third, buf, sizeof buf);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
+  std::string reply = read_to_end(third);
   EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply;
   EXPECT_TRUE(reply.ends_with("hello over http\n")) << reply;
   ::close(second);

@@ -2,7 +2,10 @@
 // The coroutine driver is in reliable_connection.cpp.
 #include "strata/adapt/reliable.hpp"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -31,13 +34,15 @@ class reliable_error_category final : public refining_category {
       case error::bad_sequence:
         return "reliable: data after the peer's CLOSE";
       case error::message_too_large:
-        return "reliable: message larger than one packet of the layer below carries (mtu less 32 bytes)";
+        return "reliable: message larger than one packet of the layer below carries (mtu less 40 bytes)";
       case error::peer_dead:
         return "reliable: the peer answered nothing within dead-after";
       case error::reset:
         return "reliable: connection reset by the peer";
       case error::aborted:
         return "reliable: connection reset (close past its deadline)";
+      case error::bad_tag:
+        return "reliable: packet without its sender's tag";
     }
     return "reliable error " + std::to_string(value);
   }
@@ -73,6 +78,21 @@ void store64(std::byte* p, std::uint64_t v) noexcept {
 
 result<void> bad(error e) noexcept { return unexpected(make_error_code(e)); }
 
+// A stale sender gets at most one RESET per interval, whatever it sends.
+constexpr std::chrono::milliseconds stale_reset_interval{10};
+
+std::uint32_t random_tag() noexcept {
+  std::uint32_t t = 0;
+  if (::getrandom(&t, sizeof t, 0) != static_cast<ssize_t>(sizeof t)) {
+    // No entropy call (seccomp, an old kernel): the clock and an address still tell two
+    // incarnations apart, which is all a tag is for without an attacker on the path.
+    static std::atomic<std::uint32_t> counter{0};
+    auto ticks = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    t = static_cast<std::uint32_t>(ticks ^ (ticks >> 32)) ^ (counter.fetch_add(0x9e3779b9u) + 1);
+  }
+  return t;
+}
+
 // Acks within this much of the 64-bit limit are refused, so ack + 2 * 2^32 never wraps.
 constexpr std::uint64_t max_ack = std::numeric_limits<std::uint64_t>::max() - (std::uint64_t{1} << 34);
 
@@ -105,8 +125,11 @@ result<void> decode(const_buffer d, packet& out) noexcept {
   out.seq = load64(p + 16);
   out.xmit = load32(p + 24);
   out.echo = load32(p + 28);
+  out.from_tag = load32(p + 32);
+  out.to_tag = load32(p + 36);
   out.payload = const_buffer(p + header_size, d.size() - header_size);
   out.range_count = 0;
+  if (out.from_tag == 0) return bad(error::bad_tag);
   if (out.ack > max_ack) return bad(error::bad_ack);
   const std::uint8_t allowed = out.type == packet_type::keepalive ? flag_ack_request
                                : out.type == packet_type::ack     ? flag_done
@@ -156,6 +179,8 @@ std::size_t encode(const packet& p, std::span<std::byte> out) noexcept {
   store64(b + 16, p.seq);
   store32(b + 24, p.xmit);
   store32(b + 28, p.echo);
+  store32(b + 32, p.from_tag);
+  store32(b + 36, p.to_tag);
   std::size_t n = header_size;
   for (std::size_t i = 0; i < p.range_count; ++i) {
     store32(b + n, static_cast<std::uint32_t>(p.ranges[i].first - p.ack));
@@ -167,7 +192,8 @@ std::size_t encode(const packet& p, std::span<std::byte> out) noexcept {
 
 // -- engine --------------------------------------------------------------------------------
 
-engine::engine(const options& o, std::size_t lower_max, time_point now) : opts_(o) {
+engine::engine(const options& o, std::size_t lower_max, time_point now) : opts_(o), tag_(o.tag) {
+  while (tag_ == 0) tag_ = random_tag();
   std::size_t cap = lower_max == 0 ? opts_.mtu : std::min(opts_.mtu, lower_max);
   mtu_ = std::clamp<std::size_t>(cap, header_size + 8, 65507);
   opts_.window = std::clamp<std::uint32_t>(opts_.window, min_window, max_window);
@@ -191,6 +217,7 @@ engine::engine(const options& o, std::size_t lower_max, time_point now) : opts_(
   last_heard_ = now;
   waiting_since_ = now;
   last_probe_ = now;
+  last_stale_reset_ = now - stale_reset_interval;
 }
 
 const stats& engine::counters() const noexcept {
@@ -445,6 +472,30 @@ void engine::on_packet(const_buffer datagram, time_point now) {
     return;
   }
   if (failed_) return;
+  // Tags (docs/protocols/reliable.md, *Tags*). Addressed to another tag of ours: its
+  // sender talks to an earlier incarnation of this end; a RESET tells it at once.
+  if (p.to_tag != 0 && p.to_tag != tag_) {
+    ++stats_.stale;
+    if (p.type != packet_type::reset && now >= last_stale_reset_ + stale_reset_interval) {
+      stale_reset_to_ = p.from_tag;
+      last_stale_reset_ = now;
+    }
+    return;
+  }
+  // A RESET that names our tag answers something we sent, whichever incarnation of the
+  // peer sends it (a restarted peer answering our packets to its predecessor).
+  if (p.type == packet_type::reset && p.to_tag == tag_) {
+    fail(make_error_code(error::reset));
+    return;
+  }
+  // From another tag of the peer's: it restarted on the same address, or the packet is
+  // forged. Dropped; a probe to the tag we know finds out (a live peer answers it, a
+  // restarted one resets us).
+  if (peer_tag_ != 0 && p.from_tag != peer_tag_) {
+    ++stats_.foreign;
+    if (!probe_outstanding_) probe_now_ = true;
+    return;
+  }
   // Validate the acknowledgement first, so a packet is taken whole or not at all.
   if (p.ack > snd_nxt_) {
     ++stats_.malformed;
@@ -461,6 +512,7 @@ void engine::on_packet(const_buffer datagram, time_point now) {
     return;
   }
   ++stats_.packets_received;
+  peer_tag_ = p.from_tag;
   last_heard_ = now;
   probe_outstanding_ = false;
   if (p.type == packet_type::reset) {
@@ -752,7 +804,7 @@ engine::time_point engine::next_deadline() const noexcept {
   const bool sendable = static_cast<double>(inflight_) < cwnd_ &&
                         (lost_count_ > 0 || (snd_nxt_ < snd_una_ + sendq_.size() && snd_nxt_ < peer_right_));
   if (sendable && pace_interval().count() > 0) t = std::min(t, pace_next_);
-  if (ack_now_ || probe_now_) t = time_point::min();
+  if (ack_now_ || probe_now_ || stale_reset_to_ != 0) t = time_point::min();
   if (opts_.keepalive.count() > 0) {
     t = std::min(t, (probe_outstanding_ ? last_probe_ : last_heard_) + opts_.keepalive);
   }
@@ -762,7 +814,8 @@ engine::time_point engine::next_deadline() const noexcept {
   return t;
 }
 
-std::size_t engine::write_control(packet_type t, std::uint8_t flags, std::span<std::byte> out) {
+std::size_t engine::write_control(packet_type t, std::uint8_t flags, std::uint32_t to_tag,
+                                  std::span<std::byte> out) {
   packet p;
   p.type = t;
   p.flags = flags;
@@ -770,6 +823,8 @@ std::size_t engine::write_control(packet_type t, std::uint8_t flags, std::span<s
   p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
   p.ack = rcv_nxt_;
   p.echo = echo_;
+  p.from_tag = tag_;
+  p.to_tag = to_tag;
   ++stats_.packets_sent;
   return encode(p, out);
 }
@@ -781,6 +836,8 @@ std::size_t engine::write_ack(std::span<std::byte> out) {
   p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
   p.ack = rcv_nxt_;
   p.echo = echo_;
+  p.from_tag = tag_;
+  p.to_tag = peer_tag_;
   std::size_t limit = std::min(max_sack_ranges, (mtu_ - header_size) / 8);
   for (auto it = ooo_.begin(); it != ooo_.end() && p.range_count < limit;) {
     std::uint64_t first = it->first;
@@ -808,6 +865,8 @@ std::size_t engine::write_data(out_msg& m, std::uint64_t seq, std::span<std::byt
   p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
   p.ack = rcv_nxt_;
   p.echo = echo_;
+  p.from_tag = tag_;
+  p.to_tag = peer_tag_;
   p.seq = seq;
   m.xmit = ++xmit_counter_;
   p.xmit = static_cast<std::uint32_t>(m.xmit);
@@ -844,7 +903,13 @@ std::size_t engine::poll(std::span<std::byte> out, time_point now) {
   if (out.size() < mtu_) return 0;
   if (reset_pending_) {
     reset_pending_ = false;
-    return write_control(packet_type::reset, 0, out);
+    return write_control(packet_type::reset, 0, peer_tag_, out);
+  }
+  if (stale_reset_to_ != 0) {
+    // Addressed to the stale sender's tag, so that it, and only it, takes it.
+    std::size_t n = write_control(packet_type::reset, 0, stale_reset_to_, out);
+    stale_reset_to_ = 0;
+    return n;
   }
   if (failed_) return 0;
   if (done_pending_) {
@@ -883,7 +948,7 @@ std::size_t engine::poll(std::span<std::byte> out, time_point now) {
     probe_outstanding_ = true;
     last_probe_ = now;
     ++stats_.keepalives_sent;
-    std::size_t n = write_control(packet_type::keepalive, flag_ack_request, out);
+    std::size_t n = write_control(packet_type::keepalive, flag_ack_request, peer_tag_, out);
     note_awaiting(now);
     return n;
   }

@@ -5,13 +5,18 @@
 // and over real UDP from spec strings.
 #include "strata/adapt/reliable.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "strata/pipeline/pipeline.hpp"
@@ -59,7 +64,12 @@ using time_point = engine::time_point;
 
 // -- codec -------------------------------------------------------------------------------
 
-std::vector<std::byte> encoded(const reliable::packet& p, const_buffer payload = {}) {
+/// test_peer_tag is the tag of the peer the engine tests play by hand.
+constexpr std::uint32_t test_peer_tag = 0x7e57;
+
+/// encoded writes `p` (with test_peer_tag as its sender's tag unless it has one).
+std::vector<std::byte> encoded(reliable::packet p, const_buffer payload = {}) {
+  if (p.from_tag == 0) p.from_tag = test_peer_tag;
   std::vector<std::byte> out(reliable::header_size + 8 * p.range_count + payload.size());
   auto n = reliable::encode(p, out);
   if (!payload.empty()) std::memcpy(out.data() + n, payload.data(), payload.size());
@@ -91,13 +101,18 @@ TEST(ReliableCodec, RoundTripsEveryPacketType) {
   d.type = reliable::packet_type::data;
   d.seq = 0x0102030405060708ull;
   d.ack = 5;
+  d.from_tag = 0xa1b2c3d4;
+  d.to_tag = 0x01020304;
   std::string body = "hello";
   wire = encoded(d, as_bytes(body));
   ASSERT_TRUE(reliable::decode(wire, q));
   EXPECT_EQ(q.type, reliable::packet_type::data);
   EXPECT_EQ(q.seq, d.seq);
+  EXPECT_EQ(q.from_tag, 0xa1b2c3d4u);
+  EXPECT_EQ(q.to_tag, 0x01020304u);
   EXPECT_EQ(std::string(as_text(q.payload)), body);
-  EXPECT_EQ(static_cast<int>(wire[0]), 1);  // version
+  EXPECT_EQ(wire.size(), 40u + body.size());
+  EXPECT_EQ(static_cast<int>(wire[0]), 2);  // version
   EXPECT_EQ(static_cast<int>(wire[1]), 0);  // type
 
   for (auto t :
@@ -127,11 +142,16 @@ TEST(ReliableCodec, RefusesEveryMalformedPacketWithItsOwnError) {
   auto good = encoded(base);
   EXPECT_FALSE(decode_error(good));
 
-  EXPECT_EQ(decode_error(std::vector<std::byte>(good.begin(), good.begin() + 23)),
+  EXPECT_EQ(decode_error(std::vector<std::byte>(good.begin(), good.begin() + 39)),
             make_error_code(error::truncated));
   auto v = good;
-  v[0] = std::byte(2);
+  v[0] = std::byte(1);  // the format before tags
   EXPECT_EQ(decode_error(v), make_error_code(error::bad_version));
+  v[0] = std::byte(3);
+  EXPECT_EQ(decode_error(v), make_error_code(error::bad_version));
+  v = good;
+  std::fill(v.begin() + 32, v.begin() + 36, std::byte(0));  // no sender's tag
+  EXPECT_EQ(decode_error(v), make_error_code(error::bad_tag));
   v = good;
   v[1] = std::byte(5);
   EXPECT_EQ(decode_error(v), make_error_code(error::bad_type));
@@ -601,6 +621,156 @@ TEST(ReliableEngine, AResetFailsThePeer) {
   EXPECT_TRUE(s.b.failure() == errc::broken);
 }
 
+// -- tags ----------------------------------------------------------------------------------
+
+reliable::options tagged(std::uint32_t tag) {
+  auto o = fast_options();
+  o.tag = tag;
+  return o;
+}
+
+/// deliver_all moves every packet `from` has to send into `to`; returns the packets moved.
+std::vector<reliable::packet> deliver_all(engine& from, engine& to, time_point now,
+                                          std::vector<std::vector<std::byte>>* wire = nullptr) {
+  std::vector<reliable::packet> moved;
+  std::vector<std::byte> buf(1200);
+  std::vector<std::vector<std::byte>> keep;
+  while (std::size_t n = from.poll(buf, now)) {
+    keep.emplace_back(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    to.on_packet(const_buffer(keep.back()), now);
+  }
+  for (auto& k : keep) {
+    reliable::packet p;
+    EXPECT_TRUE(reliable::decode(k, p));
+    p.payload = {};
+    moved.push_back(p);
+  }
+  if (wire) *wire = std::move(keep);
+  return moved;
+}
+
+/// established makes a client (tag `c`) and a server (tag `s`) that have exchanged one
+/// message and its ack.
+struct established {
+  time_point now = time_point{} + 1h;
+  engine client;
+  engine server;
+  established(std::uint32_t c, std::uint32_t s) : client(tagged(c), 1200, now), server(tagged(s), 1200, now) {
+    EXPECT_TRUE(client.send(as_bytes("hello")));
+    deliver_all(client, server, now);
+    std::array<std::byte, 16> got{};
+    EXPECT_TRUE(server.recv(got));
+    now += 50ms;  // past the delayed ack
+    server.on_timer(now);
+    deliver_all(server, client, now);
+  }
+};
+
+TEST(ReliableEngine, EachEndLearnsThePeersTagFromItsFirstPacket) {
+  auto now = time_point{} + 1h;
+  engine client(tagged(0xc1), 1200, now);
+  engine server(tagged(0x51), 1200, now);
+  EXPECT_EQ(client.tag(), 0xc1u);
+  EXPECT_EQ(client.peer_tag(), 0u);
+  ASSERT_TRUE(client.send(as_bytes("hello")));
+  auto first = deliver_all(client, server, now);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].from_tag, 0xc1u);
+  EXPECT_EQ(first[0].to_tag, 0u);  // the client has not heard from the server yet
+  EXPECT_EQ(server.peer_tag(), 0xc1u);
+  server.on_timer(now + 50ms);
+  auto answer = deliver_all(server, client, now + 50ms);
+  ASSERT_FALSE(answer.empty());
+  EXPECT_EQ(answer[0].from_tag, 0x51u);
+  EXPECT_EQ(answer[0].to_tag, 0xc1u);
+  EXPECT_EQ(client.peer_tag(), 0x51u);
+  // A tag of 0 asks for a random one: two engines practically never draw the same.
+  engine r1(fast_options(), 1200, now), r2(fast_options(), 1200, now);
+  EXPECT_NE(r1.tag(), 0u);
+  EXPECT_NE(r1.tag(), r2.tag());
+}
+
+// The client restarts on the same address (a new engine, a new tag) while the server
+// still holds the old connection: the server drops the newcomer's packet, probes the old
+// tag, the newcomer answers that probe with a RESET to the server's tag, and the old
+// connection fails with reset — at once, not after dead-after.
+TEST(ReliableEngine, APeerThatRestartedIsFoundByItsTagAndEndsTheOldConnection) {
+  established e(0xc1, 0x51);
+  ASSERT_EQ(e.server.peer_tag(), 0xc1u);
+  engine reborn(tagged(0xc2), 1200, e.now);
+  ASSERT_TRUE(reborn.send(as_bytes("hello again")));
+  deliver_all(reborn, e.server, e.now);
+  EXPECT_EQ(e.server.counters().foreign, 1u);
+  EXPECT_FALSE(e.server.failure());
+  EXPECT_FALSE(e.server.readable()) << "the newcomer's message went to the old connection";
+  auto probe = deliver_all(e.server, reborn, e.now);
+  ASSERT_EQ(probe.size(), 1u);
+  EXPECT_EQ(probe[0].type, reliable::packet_type::keepalive);
+  EXPECT_EQ(probe[0].to_tag, 0xc1u);
+  EXPECT_EQ(reborn.counters().stale, 1u);
+  auto reset = deliver_all(reborn, e.server, e.now);
+  ASSERT_FALSE(reset.empty());
+  EXPECT_EQ(reset[0].type, reliable::packet_type::reset);
+  EXPECT_EQ(reset[0].from_tag, 0xc2u);
+  EXPECT_EQ(reset[0].to_tag, 0x51u);
+  EXPECT_EQ(e.server.failure(), make_error_code(reliable::error::reset));
+  EXPECT_FALSE(reborn.failure());
+}
+
+// The server restarted: the client's packets name the old server's tag; the new one
+// answers them with one RESET (not one per packet), and the client fails with reset.
+TEST(ReliableEngine, APacketForAnEarlierTagOfOursIsAnsweredWithOneReset) {
+  established e(0xc1, 0x51);
+  engine reborn(tagged(0x52), 1200, e.now);
+  ASSERT_TRUE(e.client.send(as_bytes("one")));
+  std::vector<std::vector<std::byte>> wire;
+  deliver_all(e.client, reborn, e.now, &wire);
+  ASSERT_FALSE(wire.empty());
+  reborn.on_packet(const_buffer(wire[0]), e.now + 1ms);  // as a retransmission would come
+  EXPECT_EQ(reborn.counters().stale, 2u);
+  EXPECT_EQ(reborn.peer_tag(), 0u) << "learned a tag from a stale packet";
+  auto reset = deliver_all(reborn, e.client, e.now);
+  ASSERT_EQ(reset.size(), 1u);
+  EXPECT_EQ(reset[0].type, reliable::packet_type::reset);
+  EXPECT_EQ(reset[0].to_tag, 0xc1u);
+  EXPECT_EQ(e.client.failure(), make_error_code(reliable::error::reset));
+  EXPECT_FALSE(reborn.failure());
+}
+
+// Without the tags a forger must guess, nothing it sends hurts a connection whose peer is
+// alive: a packet from another tag draws a probe the real peer answers; RESETs that name
+// no tag of ours, or come from a tag not the peer's without naming ours, are dropped.
+TEST(ReliableEngine, ForgedPacketsWithoutTheTagsFailNothing) {
+  established e(0xc1, 0x51);
+  reliable::packet forged;
+  forged.type = reliable::packet_type::reset;
+  forged.from_tag = 0xbad;
+  e.server.on_packet(encoded(forged), e.now);  // names no tag, not from the peer
+  forged.to_tag = 0x1234;
+  e.server.on_packet(encoded(forged), e.now);  // names a tag not ours
+  reliable::packet data;
+  data.type = reliable::packet_type::data;
+  data.from_tag = 0xbad;
+  e.server.on_packet(encoded(data, as_bytes("inject")), e.now);
+  EXPECT_FALSE(e.server.failure());
+  EXPECT_FALSE(e.server.readable()) << "the forged message was delivered";
+  EXPECT_EQ(e.server.counters().foreign, 2u);
+  EXPECT_EQ(e.server.counters().stale, 1u);
+  // The probe that the foreign packets drew is answered by the live client.
+  std::vector<std::vector<std::byte>> wire;
+  auto out = deliver_all(e.server, e.client, e.now, &wire);
+  bool probed = false;
+  for (auto& p : out) probed |= p.type == reliable::packet_type::keepalive && p.to_tag == 0xc1u;
+  EXPECT_TRUE(probed);
+  deliver_all(e.client, e.server, e.now);
+  EXPECT_FALSE(e.server.failure());
+  EXPECT_FALSE(e.client.failure());
+  // A RESET from the peer's own tag still works.
+  e.client.abort();
+  deliver_all(e.client, e.server, e.now);
+  EXPECT_EQ(e.server.failure(), make_error_code(reliable::error::reset));
+}
+
 TEST(ReliableEngine, PacketsThatContradictWhatWasSentAreDroppedNotFatal) {
   auto now = time_point{} + 1h;
   engine e(fast_options(), 1200, now);
@@ -997,6 +1167,116 @@ TEST(ReliablePipeline, EchoesOverRealUdpFromSpecStrings) {
     auto closed = co_await client.close(dl);
     EXPECT_TRUE(closed) << closed.error().message();
   });
+}
+
+/// crashing_client is a reliable client on a plain UDP socket bound to a port of its
+/// own, driven by hand: it can vanish without a RESET, as a killed process does.
+struct crashing_client {
+  int fd = -1;
+  std::uint16_t port = 0;
+  engine e;
+  explicit crashing_client(std::uint16_t server_port) : e(fast_options(), 1200, deadline::clock::now()) {
+    fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in me{};
+    me.sin_family = AF_INET;
+    me.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof me;
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&me), sizeof me), 0);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len);
+    port = ntohs(me.sin_port);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(server_port);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+    timeval patience{0, 20'000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+  }
+  ~crashing_client() {
+    if (fd >= 0) ::close(fd);
+  }
+  /// exchange sends `message` and runs the engine until the echo of it arrives (or `dl`).
+  std::string exchange(const std::string& message, deadline dl) {
+    EXPECT_TRUE(e.send(as_bytes(message)));
+    std::vector<std::byte> buf(1200), got(1200);
+    while (!dl.expired()) {
+      auto now = deadline::clock::now();
+      e.on_timer(now);
+      while (std::size_t n = e.poll(buf, now)) (void)::send(fd, buf.data(), n, 0);
+      if (e.readable()) {
+        auto n = e.recv(got);
+        if (n) return std::string(reinterpret_cast<const char*>(got.data()), *n);
+      }
+      auto n = ::recv(fd, buf.data(), buf.size(), 0);
+      if (n > 0) e.on_packet(const_buffer(buf.data(), static_cast<std::size_t>(n)), deadline::clock::now());
+    }
+    return {};
+  }
+};
+
+// A client process dies without a word and a new one starts on the same address and
+// port: the server's old connection fails with reset as soon as the new client speaks
+// (its tag differs), not dead-after (15 s) later, and the new client is served by a new
+// connection.
+TEST(ReliablePipeline, AClientRestartedOnTheSamePortIsServedAndTheOldConnectionReset) {
+  // The server runs its own loop on a thread; the clients' blocking calls run here.
+  std::promise<std::uint16_t> listening;
+  std::vector<std::error_code> ended;
+  auto server = on_strata_thread(
+      [&]() -> task<void> {
+        auto listener = strata::listen("udp-listen:127.0.0.1:0 | reliable(rto-min=20ms)");
+        if (!listener) listening.set_value(0);
+        CO_ASSERT_OK(listener);
+        listening.set_value(listener->local_address()->port());
+        auto dl = deadline::after(15s);
+        for (int i = 0; i < 2; ++i) {
+          auto conn = co_await listener->accept(dl);
+          CO_ASSERT_OK(conn);
+          auto m = conn->take_message();
+          std::vector<std::byte> buf(2000);
+          std::error_code why;
+          for (;;) {
+            auto n = co_await m.recv(buf, dl);
+            if (!n) {
+              why = n.error();
+              break;
+            }
+            auto echoed = co_await m.send(const_buffer(buf.data(), *n), dl);
+            if (!echoed) break;
+          }
+          ended.push_back(why);
+          (void)co_await m.close(deadline::after(100ms));
+        }
+      },
+      20s);
+  auto server_port = listening.get_future().get();
+  ASSERT_NE(server_port, 0);
+  std::uint16_t client_port = 0;
+  {
+    crashing_client first(server_port);
+    client_port = first.port;
+    EXPECT_EQ(first.exchange("from the first client", deadline::after(5s)), "from the first client");
+  }  // gone: no CLOSE, no RESET
+  auto started = deadline::clock::now();
+  run_test([&]() -> task<void> {
+    auto dl = deadline::after(10s);
+    auto spec = "udp:127.0.0.1:" + std::to_string(server_port) +
+                "(bind=127.0.0.1:" + std::to_string(client_port) + ") | reliable(rto-min=20ms)";
+    auto conn = co_await strata::connect(spec, dl);
+    CO_ASSERT_OK(conn);
+    auto second = conn->take_message();
+    auto sent = co_await second.send(as_bytes("from the second client"), dl);
+    CO_ASSERT_OK(sent);
+    std::array<std::byte, 64> buf{};
+    auto n = co_await second.recv(buf, dl);
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(as_text(const_buffer(buf.data(), *n))), "from the second client");
+    EXPECT_LT(deadline::clock::now() - started, 5s);
+    (void)co_await second.close(deadline::after(2s));
+  });
+  server.join();
+  ASSERT_EQ(ended.size(), 2u);
+  EXPECT_EQ(ended[0], make_error_code(reliable::error::reset)) << ended[0].message();
 }
 
 TEST(ReliablePipeline, RunsOverDccpOverUdp) {

@@ -11,11 +11,11 @@
 // spec: udp:127.0.0.1:9000 | reliable                  (connector)
 //       udp-listen:127.0.0.1:9000 | reliable(window=512)  (each peer its own connection)
 //
-// The wire format is documented in docs/protocols/reliable.md: a 32-byte header (version,
+// The wire format is documented in docs/protocols/reliable.md: a 40-byte header (version,
 // type, flags, SACK count, receive window, cumulative ack, sequence number, transmission
-// number and its echo) on DATA, ACK (with up to 64 selective-ack ranges), KEEPALIVE, CLOSE
-// (the FIN, which takes a sequence number so it arrives after every message) and RESET
-// packets. Sequence numbers count messages and are 64 bits wide: they never wrap.
+// number and its echo, the sender's tag and the receiver's) on DATA, ACK (with up to 64 selective-ack
+// ranges), KEEPALIVE, CLOSE (the FIN, which takes a sequence number so it arrives after every message) and
+// RESET packets. Sequence numbers count messages and are 64 bits wide: they never wrap.
 //
 // The protocol is a sans-I/O state machine (reliable::engine: packets and the time in;
 // packets, delivered messages and the next timer deadline out), which implements
@@ -53,7 +53,7 @@
 namespace strata::reliable {
 
 /// header_size is the size of every packet's header.
-inline constexpr std::size_t header_size = 32;
+inline constexpr std::size_t header_size = 40;
 /// max_sack_ranges bounds the selective-ack ranges of one ACK packet (more: bad_ack).
 inline constexpr std::size_t max_sack_ranges = 64;
 /// max_window bounds a receive window, ours and the peer's (messages).
@@ -62,7 +62,7 @@ inline constexpr std::uint32_t max_window = 1u << 16;
 /// the peer, and the largest initial congestion window.
 inline constexpr std::uint32_t min_window = 16;
 /// version is the wire format's version byte.
-inline constexpr std::uint8_t version = 1;
+inline constexpr std::uint8_t version = 2;
 
 /// row is reliable's capability declaration.
 inline constexpr capability_row row{
@@ -91,7 +91,7 @@ struct layer {
 /// error is what goes wrong in reliable, each code refining a strata::errc.
 enum class error {
   truncated = 1,      ///< protocol_error: a packet shorter than its header or its SACK list
-  bad_version,        ///< protocol_error: a version byte other than 1
+  bad_version,        ///< protocol_error: a version byte other than 2
   bad_type,           ///< protocol_error: an unknown packet type
   bad_flags,          ///< protocol_error: flags the packet type does not allow
   bad_ack,            ///< protocol_error: SACK ranges out of order, empty, too many, or on a
@@ -102,6 +102,7 @@ enum class error {
   peer_dead,          ///< broken: the peer answered nothing for dead-after
   reset,              ///< broken: the peer reset the connection
   aborted,            ///< broken: this side reset the connection (close past its deadline)
+  bad_tag,            ///< protocol_error: a packet whose sender's tag is 0
 };
 
 /// category is the std::error_category of reliable::error.
@@ -130,18 +131,20 @@ struct sack_range {
 struct packet {
   packet_type type = packet_type::data;
   std::uint8_t flags = 0;
-  std::uint32_t window = 0;  ///< sequence numbers beyond `ack` the sender accepts
-  std::uint64_t ack = 0;     ///< the sender's next expected sequence number (cumulative)
-  std::uint64_t seq = 0;     ///< DATA, CLOSE: this packet's sequence number
-  std::uint32_t xmit = 0;    ///< DATA, CLOSE: this transmission's number (a retransmission gets a new one)
-  std::uint32_t echo = 0;    ///< the xmit of the peer's packet that made this one carry its ack
+  std::uint32_t window = 0;    ///< sequence numbers beyond `ack` the sender accepts
+  std::uint64_t ack = 0;       ///< the sender's next expected sequence number (cumulative)
+  std::uint64_t seq = 0;       ///< DATA, CLOSE: this packet's sequence number
+  std::uint32_t xmit = 0;      ///< DATA, CLOSE: this transmission's number (a retransmission gets a new one)
+  std::uint32_t echo = 0;      ///< the xmit of the peer's packet that made this one carry its ack
+  std::uint32_t from_tag = 0;  ///< the sender's tag: names this incarnation of its end (never 0)
+  std::uint32_t to_tag = 0;    ///< the receiver's tag as the sender knows it (0: not yet known)
   const_buffer payload{};
   std::array<sack_range, max_sack_ranges> ranges{};
   std::size_t range_count = 0;
 };
 
 /// decode parses one packet (a whole datagram of the layer below). Errors: reliable::error
-/// codes truncated, bad_version, bad_type, bad_flags, bad_ack, bad_payload. Keeps no
+/// codes truncated, bad_version, bad_type, bad_flags, bad_ack, bad_payload, bad_tag. Keeps no
 /// reference beyond `payload`; allocates nothing.
 result<void> decode(const_buffer datagram, packet& out) noexcept;
 
@@ -195,6 +198,9 @@ struct options {
   /// loss), where a loss-halving control gets a small fraction of the link.
   enum class control : std::uint8_t { newreno, rate };
   control congestion = control::newreno;
+  /// tag names this end's incarnation on the wire (docs/protocols/reliable.md, *Tags*);
+  /// 0: a random one (what a connection wants; tests and fuzzers set their own).
+  std::uint32_t tag = 0;
 };
 
 /// stats counts what an engine did.
@@ -209,6 +215,8 @@ struct stats {
   std::uint64_t duplicates = 0;          ///< DATA packets received that were already held
   std::uint64_t out_of_window = 0;       ///< DATA packets beyond the receive window or buffer
   std::uint64_t malformed = 0;           ///< packets dropped by decode or as inconsistent
+  std::uint64_t stale = 0;               ///< packets addressed to another tag of ours (answered with a RESET)
+  std::uint64_t foreign = 0;  ///< packets from another tag of the peer's (dropped; the peer probed)
   std::uint64_t acks_sent = 0;
   std::uint64_t keepalives_sent = 0;
   std::chrono::microseconds srtt{0};
@@ -297,6 +305,9 @@ class engine {
   /// flushed: no packet is due now (ACKs included).
   bool idle_output() const noexcept { return !ack_now_ && !reset_pending_; }
   const stats& counters() const noexcept;
+  /// tag is this end's tag; peer_tag the peer's (0 until its first packet arrived).
+  std::uint32_t tag() const noexcept { return tag_; }
+  std::uint32_t peer_tag() const noexcept { return peer_tag_; }
   /// last_heard is when the latest valid packet from the peer arrived.
   time_point last_heard() const noexcept { return last_heard_; }
   /// rto is the retransmission timeout now; rto_min the option's floor.
@@ -341,7 +352,8 @@ class engine {
   void note_awaiting(time_point now) noexcept;
   std::size_t write_ack(std::span<std::byte> out);
   std::size_t write_data(out_msg& m, std::uint64_t seq, std::span<std::byte> out, time_point now);
-  std::size_t write_control(packet_type t, std::uint8_t flags, std::span<std::byte> out);
+  std::size_t write_control(packet_type t, std::uint8_t flags, std::uint32_t to_tag,
+                            std::span<std::byte> out);
 
   options opts_;
   std::size_t mtu_;
@@ -415,6 +427,12 @@ class engine {
   bool reset_pending_ = false;
   bool done_pending_ = false;
   bool peer_done_ = false;
+
+  // tags: this end's, the peer's once learned, and a RESET owed to a stale sender
+  std::uint32_t tag_;
+  std::uint32_t peer_tag_ = 0;
+  std::uint32_t stale_reset_to_ = 0;
+  time_point last_stale_reset_;
 
   mutable stats stats_{};
 };

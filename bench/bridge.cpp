@@ -36,6 +36,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -251,56 +253,29 @@ void copy_until_end(int from, int to) {
   ::shutdown(to, SHUT_WR);
 }
 
-/// echo_server answers every connection on a TCP port with what it sends (a thread per
-/// connection, blocking); given `forward_to`, it forwards each connection to a new
-/// connection of that Unix socket instead (a thread per direction).
-struct echo_server {
-  int lfd = -1;
-  int port = 0;
+/// echo_until_end writes back to `fd` what it reads from it until either fails, then
+/// closes it.
+void echo_until_end(int fd) {
+  char buf[4096];
+  for (;;) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0 || ::write(fd, buf, static_cast<std::size_t>(n)) != n) break;
+  }
+  ::close(fd);
+}
+
+/// threaded_server accepts connections on `lfd` (a listening socket it owns) and runs
+/// `serve` for each on a thread of its own (blocking calls throughout).
+struct threaded_server {
+  int lfd;
   std::thread t;
   std::vector<std::thread> conns;
-  explicit echo_server(int want_port = 0, std::string forward_to = {}) {
-    lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(want_port));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("bind echo");
-    ::listen(lfd, 128);
-    socklen_t len = sizeof sa;
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
-    port = ntohs(sa.sin_port);
-    t = std::thread([this, forward_to] {
-      for (;;) {
-        int c = ::accept(lfd, nullptr, nullptr);
-        if (c < 0) return;
-        int one = 1;
-        ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!forward_to.empty()) {
-          int u = ::socket(AF_UNIX, SOCK_STREAM, 0);
-          sockaddr_un sa{};
-          sa.sun_family = AF_UNIX;
-          std::strncpy(sa.sun_path, forward_to.c_str(), sizeof sa.sun_path - 1);
-          if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("connect forward");
-          conns.emplace_back([c, u] { copy_until_end(u, c); });
-          conns.emplace_back([c, u] { copy_until_end(c, u); });
-          continue;
-        }
-        conns.emplace_back([c] {
-          char buf[4096];
-          for (;;) {
-            auto n = ::read(c, buf, sizeof buf);
-            if (n <= 0) break;
-            if (::write(c, buf, static_cast<std::size_t>(n)) != n) break;
-          }
-          ::close(c);
-        });
-      }
+  threaded_server(int listening, std::function<void(int)> serve) : lfd(listening) {
+    t = std::thread([this, serve = std::move(serve)] {
+      for (int c; (c = ::accept(lfd, nullptr, nullptr)) >= 0;) conns.emplace_back(serve, c);
     });
   }
-  ~echo_server() {
+  ~threaded_server() {
     ::shutdown(lfd, SHUT_RDWR);
     ::close(lfd);
     t.join();
@@ -308,36 +283,46 @@ struct echo_server {
   }
 };
 
-/// unix_echo_server answers every connection on a Unix socket with what it sends (a
-/// thread per connection, blocking): the service behind one socat hop.
-struct unix_echo_server {
-  int lfd;
-  std::thread t;
-  std::vector<std::thread> conns;
-  explicit unix_echo_server(const std::string& path) : lfd(unix_listen(path)) {
-    t = std::thread([this] {
-      for (;;) {
-        int c = ::accept(lfd, nullptr, nullptr);
-        if (c < 0) return;
-        conns.emplace_back([c] {
-          char buf[4096];
-          for (;;) {
-            auto n = ::read(c, buf, sizeof buf);
-            if (n <= 0) break;
-            if (::write(c, buf, static_cast<std::size_t>(n)) != n) break;
-          }
-          ::close(c);
-        });
-      }
-    });
-  }
-  ~unix_echo_server() {
-    ::shutdown(lfd, SHUT_RDWR);
-    ::close(lfd);
-    t.join();
-    for (auto& c : conns) c.join();
-  }
-};
+/// tcp_listen_on listens on 127.0.0.1:`port` (0: any free port, written back).
+int tcp_listen_on(int& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("bind echo");
+  ::listen(fd, 128);
+  socklen_t len = sizeof sa;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+/// tcp_echo answers every TCP connection with what it sends.
+void tcp_echo(int c) {
+  int one = 1;
+  ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  echo_until_end(c);
+}
+
+/// forward_to_unix joins TCP connection `c` to a new connection of the Unix socket
+/// `path`, a blocking read and write per piece in each direction (a thread each).
+void forward_to_unix(int c, const std::string& path) {
+  int one = 1;
+  ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int u = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) die("connect forward");
+  std::thread back([c, u] { copy_until_end(u, c); });
+  copy_until_end(c, u);
+  back.join();
+  ::close(u);
+  ::close(c);
+}
 
 /// mux_echo_backend is a backend process's service terminating the channel itself: a
 /// strata loop on its own thread accepts channels on `listen_spec` (unix-listen: or
@@ -347,7 +332,6 @@ struct mux_echo_backend {
   std::string spec;
   std::atomic<bool> ready{false};
   std::thread t;
-  strata::scope* top = nullptr;
   std::atomic<bool> quit{false};
   explicit mux_echo_backend(std::string listen_spec) : spec(std::move(listen_spec)) {
     t = std::thread([this] { strata::run(body()); });
@@ -422,27 +406,26 @@ std::vector<double> ping_pong(int port, int rounds) {
 /// round trip is between two threads of one process.
 [[noreturn]] void serve(const std::string& kind, const std::string& where) {
   ::signal(SIGPIPE, SIG_IGN);
+  std::optional<threaded_server> server;
+  std::optional<mux_echo_backend> backend;
   if (kind == "tcp-echo") {
-    echo_server echo(std::stoi(where));
-    for (;;) ::pause();
-  }
-  if (kind == "unix-echo") {
-    unix_echo_server echo(where);
-    for (;;) ::pause();
-  }
-  if (kind == "forward") {
-    // The least a forwarding process can do: per client, two blocking threads, each a
-    // read and a write per piece (TCP PORT -> Unix PATH; `where` is PORT:PATH).
+    int port = std::stoi(where);
+    server.emplace(tcp_listen_on(port), tcp_echo);
+  } else if (kind == "unix-echo") {
+    server.emplace(unix_listen(where), echo_until_end);
+  } else if (kind == "forward") {
+    // The least a forwarding process can do (`where` is PORT:PATH).
     auto colon = where.find(':');
-    echo_server listener(std::stoi(where.substr(0, colon)), where.substr(colon + 1));
-    for (;;) ::pause();
+    int port = std::stoi(where.substr(0, colon));
+    server.emplace(tcp_listen_on(port),
+                   [path = where.substr(colon + 1)](int c) { forward_to_unix(c, path); });
+  } else if (kind == "mux-echo") {
+    backend.emplace(where);
+  } else {
+    std::fprintf(stderr, "bench_bridge: unknown service %s\n", kind.c_str());
+    std::exit(2);
   }
-  if (kind == "mux-echo") {
-    mux_echo_backend backend(where);
-    for (;;) ::pause();
-  }
-  std::fprintf(stderr, "bench_bridge: unknown service %s\n", kind.c_str());
-  std::exit(2);
+  for (;;) ::pause();
 }
 
 void wait_path(const std::string& path) {
@@ -572,70 +555,44 @@ int main(int argc, char** argv) {
     wait_port(p_socat_one);
     wait_port(p_plain);
     std::vector<double> direct, through, chained, one_unix, one_shm, one_socat, one_plain;
+    auto sample = [&](int port, std::vector<double>& into) {
+      auto v = ping_pong(port, pings / 2);
+      into.insert(into.end(), v.begin(), v.end());
+    };
     for (int r = 0; r < 2; ++r) {
-      auto d = ping_pong(echo.port, pings / 2);
-      direct.insert(direct.end(), d.begin(), d.end());
-      auto g = ping_pong(p_lat, pings / 2);
-      through.insert(through.end(), g.begin(), g.end());
-      auto u = ping_pong(p_gw_unix, pings / 2);
-      one_unix.insert(one_unix.end(), u.begin(), u.end());
-      auto m = ping_pong(p_gw_shm, pings / 2);
-      one_shm.insert(one_shm.end(), m.begin(), m.end());
-      auto o = ping_pong(p_socat_one, pings / 2);
-      one_socat.insert(one_socat.end(), o.begin(), o.end());
-      auto b = ping_pong(p_plain, pings / 2);
-      one_plain.insert(one_plain.end(), b.begin(), b.end());
-      auto c = ping_pong(p_lat_chain, pings / 2);
-      chained.insert(chained.end(), c.begin(), c.end());
+      sample(echo.port, direct);
+      sample(p_lat, through);
+      sample(p_gw_unix, one_unix);
+      sample(p_gw_shm, one_shm);
+      sample(p_socat_one, one_socat);
+      sample(p_plain, one_plain);
+      sample(p_lat_chain, chained);
     }
-    bench::figure fc;
-    fc.name = "gateway_rtt_64B_vs_socat";
-    fc.unit = "us";
-    fc.value = bench::summarize(through);
-    fc.baseline_name = "socat_chain_2_hops_rtt";
-    fc.baseline = bench::summarize(chained);
-    rep.add(fc);
+    auto add_rtt = [&](const char* name, const std::vector<double>& v, const char* base_name,
+                       const std::vector<double>& base, bool target) {
+      bench::figure f;
+      f.name = name;
+      f.unit = "us";
+      f.value = bench::summarize(v);
+      f.baseline_name = base_name;
+      f.baseline = bench::summarize(base);
+      if (target) {
+        f.target_text = "<= 1.2x direct";
+        f.target = 1.2;
+        f.target_on_ratio = true;
+      }
+      rep.add(f);
+    };
+    add_rtt("gateway_rtt_64B_vs_socat", through, "socat_chain_2_hops_rtt", chained, false);
+    add_rtt("gateway_rtt_64B", through, "direct_tcp_rtt", direct, true);
+    add_rtt("gateway_unix_to_mux_service_rtt_64B", one_unix, "direct_tcp_rtt", direct, true);
+    add_rtt("gateway_shm_to_mux_service_rtt_64B", one_shm, "direct_tcp_rtt", direct, true);
+    add_rtt("gateway_unix_to_mux_service_rtt_64B_vs_socat", one_unix, "socat_one_hop_rtt", one_socat, false);
+    // The floor of one forwarding hop on this machine, whatever the forwarder.
+    add_rtt("blocking_forwarder_one_hop_rtt_64B", one_plain, "direct_tcp_rtt", direct, false);
     chain_a.stop();
     chain_b.stop();
     ::unlink(lat_middle.c_str());
-    bench::figure f;
-    f.name = "gateway_rtt_64B";
-    f.unit = "us";
-    f.value = bench::summarize(through);
-    f.baseline_name = "direct_tcp_rtt";
-    f.baseline = bench::summarize(direct);
-    f.target_text = "<= 1.2x direct";
-    f.target = 1.2;
-    f.target_on_ratio = true;
-    rep.add(f);
-    for (auto [name, v] : {std::pair{"gateway_unix_to_mux_service_rtt_64B", &one_unix},
-                           std::pair{"gateway_shm_to_mux_service_rtt_64B", &one_shm}}) {
-      bench::figure g;
-      g.name = name;
-      g.unit = "us";
-      g.value = bench::summarize(*v);
-      g.baseline_name = "direct_tcp_rtt";
-      g.baseline = bench::summarize(direct);
-      g.target_text = "<= 1.2x direct";
-      g.target = 1.2;
-      g.target_on_ratio = true;
-      rep.add(g);
-    }
-    bench::figure os;
-    os.name = "gateway_unix_to_mux_service_rtt_64B_vs_socat";
-    os.unit = "us";
-    os.value = bench::summarize(one_unix);
-    os.baseline_name = "socat_one_hop_rtt";
-    os.baseline = bench::summarize(one_socat);
-    rep.add(os);
-    // The floor of one forwarding hop on this machine, whatever the forwarder.
-    bench::figure fl;
-    fl.name = "blocking_forwarder_one_hop_rtt_64B";
-    fl.unit = "us";
-    fl.value = bench::summarize(one_plain);
-    fl.baseline_name = "direct_tcp_rtt";
-    fl.baseline = bench::summarize(direct);
-    rep.add(fl);
     plain_forward.stop();
     socat_one.stop();
     ::unlink((dir + "/latecho.sock").c_str());

@@ -444,54 +444,32 @@ void add_rps(bench::report& rep, const std::string& name, const std::string& bas
 /// CPU was (a load generator at 100% caps every server's figure).
 void add_floor(bench::report& rep, const std::vector<load_result>& ours,
                const std::vector<load_result>& nginx, const std::vector<load_result>& floor) {
-  auto rates = [](const std::vector<load_result>& v) {
-    std::vector<double> out;
-    for (const auto& r : v) out.push_back(r.rps);
-    return bench::summarize(out);
+  using runs = std::vector<load_result>;
+  auto add = [&](const char* name, const char* unit, bool higher, double (*of)(const load_result&),
+                 const runs& value, const char* baseline_name, const runs& baseline) {
+    auto summary = [of](const runs& v) {
+      std::vector<double> out;
+      for (const auto& r : v) out.push_back(of(r));
+      return bench::summarize(out);
+    };
+    bench::figure f;
+    f.name = name;
+    f.unit = unit;
+    f.higher_is_better = higher;
+    f.value = summary(value);
+    f.baseline_name = baseline_name;
+    f.baseline = summary(baseline);
+    rep.add(f);
   };
-  auto cpu_us = [](const std::vector<load_result>& v) {
-    std::vector<double> out;
-    for (const auto& r : v) out.push_back(r.server_cpu_busy * 1e6 / r.rps);
-    return bench::summarize(out);
-  };
-  auto load_busy = [](const std::vector<load_result>& v) {
-    std::vector<double> out;
-    for (const auto& r : v) out.push_back(r.load_cpu_busy * 100);
-    return bench::summarize(out);
-  };
-  bench::figure f;
-  f.name = "h1_keepalive_raw_floor";
-  f.unit = "req/s";
-  f.higher_is_better = true;
-  f.value = rates(floor);
-  f.baseline_name = "nginx_1worker";
-  f.baseline = rates(nginx);
-  rep.add(f);
-  f.name = "h1_keepalive_vs_raw_floor";
-  f.value = rates(ours);
-  f.baseline_name = "raw_floor";
-  f.baseline = rates(floor);
-  rep.add(f);
-  bench::figure c;
-  c.name = "h1_keepalive_server_cpu";
-  c.unit = "us/req";
-  c.value = cpu_us(ours);
-  c.baseline_name = "nginx_1worker";
-  c.baseline = cpu_us(nginx);
-  rep.add(c);
-  c.name = "h1_keepalive_raw_floor_server_cpu";
-  c.value = cpu_us(floor);
-  rep.add(c);
-  bench::figure l;
-  l.name = "h1_keepalive_loadgen_cpu_busy";
-  l.unit = "%";
-  l.value = load_busy(ours);
-  l.baseline_name = "nginx_1worker";
-  l.baseline = load_busy(nginx);
-  rep.add(l);
-  l.name = "h1_keepalive_raw_floor_loadgen_cpu_busy";
-  l.value = load_busy(floor);
-  rep.add(l);
+  auto rate = [](const load_result& r) { return r.rps; };
+  auto cpu_us = [](const load_result& r) { return r.server_cpu_busy * 1e6 / r.rps; };
+  auto load_busy = [](const load_result& r) { return r.load_cpu_busy * 100; };
+  add("h1_keepalive_raw_floor", "req/s", true, rate, floor, "nginx_1worker", nginx);
+  add("h1_keepalive_vs_raw_floor", "req/s", true, rate, ours, "raw_floor", floor);
+  add("h1_keepalive_server_cpu", "us/req", false, cpu_us, ours, "nginx_1worker", nginx);
+  add("h1_keepalive_raw_floor_server_cpu", "us/req", false, cpu_us, floor, "nginx_1worker", nginx);
+  add("h1_keepalive_loadgen_cpu_busy", "%", false, load_busy, ours, "nginx_1worker", nginx);
+  add("h1_keepalive_raw_floor_loadgen_cpu_busy", "%", false, load_busy, floor, "nginx_1worker", nginx);
 }
 
 }  // namespace

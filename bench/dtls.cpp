@@ -79,6 +79,7 @@ namespace {
 using bench::clock;
 using bench::ns_between;
 using bench::openssl::compare;
+using bench::openssl::contexts;
 using bench::openssl::die;
 using bench::openssl::die_ec;
 using bench::openssl::die_errno;
@@ -86,6 +87,7 @@ using bench::openssl::die_ssl;
 using bench::openssl::handshake_batch;
 using bench::openssl::pin_server;
 using bench::openssl::pki;
+using bench::openssl::raw_context;
 using namespace std::chrono_literals;
 namespace tls = strata::tls;
 namespace dtls = strata::dtls;
@@ -119,22 +121,6 @@ int verify_cookie(SSL* ssl, const unsigned char* cookie, unsigned int len) {
   return expected_len == len && CRYPTO_memcmp(expected, cookie, len) == 0 ? 1 : 0;
 }
 
-/// contexts are one configuration on both sides, for strata and for raw OpenSSL.
-struct contexts {
-  tls::context strata_server;
-  tls::context strata_client;
-  SSL_CTX* raw_server = nullptr;
-  SSL_CTX* raw_client = nullptr;
-
-  contexts() = default;
-  contexts(const contexts&) = delete;
-  contexts& operator=(const contexts&) = delete;
-  ~contexts() {
-    SSL_CTX_free(raw_server);
-    SSL_CTX_free(raw_client);
-  }
-};
-
 std::unique_ptr<contexts> make_contexts(const pki& p) {
   auto c = std::make_unique<contexts>();
   tls::context_options server_options;
@@ -152,30 +138,11 @@ std::unique_ptr<contexts> make_contexts(const pki& p) {
   c->strata_client = *client;
 
   if (RAND_bytes(cookie_secret, sizeof cookie_secret) != 1) die_ssl("RAND_bytes");
-  for (bool is_server : {true, false}) {
-    SSL_CTX* ctx = SSL_CTX_new(is_server ? DTLS_server_method() : DTLS_client_method());
-    if (!ctx) die_ssl("SSL_CTX_new");
-    // As strata's make_context does.
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
-                                 SSL_OP_NO_QUERY_MTU | (is_server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION);
-    SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION);
-    if (is_server) {
-      if (SSL_CTX_use_cert_and_key(ctx, p.cert, p.key, nullptr, 1) != 1) die_ssl("SSL_CTX_use_cert_and_key");
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
-      static const unsigned char id[] = "strata";
-      SSL_CTX_set_session_id_context(ctx, id, sizeof id - 1);
-      SSL_CTX_set_options(ctx, SSL_OP_COOKIE_EXCHANGE);
-      SSL_CTX_set_cookie_generate_cb(ctx, generate_cookie);
-      SSL_CTX_set_cookie_verify_cb(ctx, verify_cookie);
-      c->raw_server = ctx;
-    } else {
-      if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), p.cert) != 1) die_ssl("X509_STORE_add_cert");
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-      c->raw_client = ctx;
-    }
-  }
+  c->raw_server = raw_context(true, DTLS_server_method(), DTLS1_2_VERSION,
+                              SSL_OP_NO_QUERY_MTU | SSL_OP_COOKIE_EXCHANGE, p);
+  SSL_CTX_set_cookie_generate_cb(c->raw_server, generate_cookie);
+  SSL_CTX_set_cookie_verify_cb(c->raw_server, verify_cookie);
+  c->raw_client = raw_context(false, DTLS_client_method(), DTLS1_2_VERSION, SSL_OP_NO_QUERY_MTU, p);
   return c;
 }
 

@@ -95,6 +95,47 @@ inline pki make_pki(const std::string& server_name) {
   return p;
 }
 
+/// contexts are one configuration on both sides, for strata and for raw OpenSSL.
+struct contexts {
+  strata::tls::context strata_server;
+  strata::tls::context strata_client;
+  SSL_CTX* raw_server = nullptr;
+  SSL_CTX* raw_client = nullptr;
+
+  contexts() = default;
+  contexts(const contexts&) = delete;
+  contexts& operator=(const contexts&) = delete;
+  ~contexts() {
+    SSL_CTX_free(raw_server);
+    SSL_CTX_free(raw_client);
+  }
+};
+
+/// raw_context makes a raw SSL_CTX configured as strata's make_context does: no
+/// renegotiation, compression or tickets, the server's cipher preference, buffers
+/// released when idle, exactly protocol `version`, plus `options`. The server has `p`'s
+/// certificate and verifies no client; the client trusts `p` and verifies the server.
+inline SSL_CTX* raw_context(bool is_server, const SSL_METHOD* method, int version, std::uint64_t options,
+                            const pki& p) {
+  SSL_CTX* ctx = SSL_CTX_new(method);
+  if (!ctx) die_ssl("SSL_CTX_new");
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET | options |
+                               (is_server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_min_proto_version(ctx, version);
+  SSL_CTX_set_max_proto_version(ctx, version);
+  if (is_server) {
+    if (SSL_CTX_use_cert_and_key(ctx, p.cert, p.key, nullptr, 1) != 1) die_ssl("SSL_CTX_use_cert_and_key");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    static const unsigned char id[] = "strata";
+    SSL_CTX_set_session_id_context(ctx, id, sizeof id - 1);
+  } else {
+    if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), p.cert) != 1) die_ssl("X509_STORE_add_cert");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  }
+  return ctx;
+}
+
 // -- placement -----------------------------------------------------------------------
 
 // Where the two threads run decides more than the code does: on two CPUs they overlap

@@ -85,6 +85,7 @@ constexpr std::size_t record = 16 * 1024;  // bytes per write and per read
 constexpr const char* server_name = "localhost";
 
 using bench::openssl::compare;
+using bench::openssl::contexts;
 using bench::openssl::die;
 using bench::openssl::die_ec;
 using bench::openssl::die_errno;
@@ -92,24 +93,9 @@ using bench::openssl::die_ssl;
 using bench::openssl::handshake_batch;
 using bench::openssl::pin_server;
 using bench::openssl::pki;
+using bench::openssl::raw_context;
 
 // -- contexts ------------------------------------------------------------------------
-
-/// contexts are one configuration on both sides, for strata and for raw OpenSSL.
-struct contexts {
-  tls::context strata_server;
-  tls::context strata_client;
-  SSL_CTX* raw_server = nullptr;
-  SSL_CTX* raw_client = nullptr;
-
-  contexts() = default;
-  contexts(const contexts&) = delete;
-  contexts& operator=(const contexts&) = delete;
-  ~contexts() {
-    SSL_CTX_free(raw_server);
-    SSL_CTX_free(raw_client);
-  }
-};
 
 /// make_contexts configures TLS 1.3 only, `groups` (empty: OpenSSL's), tickets off.
 std::unique_ptr<contexts> make_contexts(const pki& p, const std::string& groups) {
@@ -132,29 +118,12 @@ std::unique_ptr<contexts> make_contexts(const pki& p, const std::string& groups)
   c->strata_server = *server;
   c->strata_client = *client;
 
-  for (bool is_server : {true, false}) {
-    SSL_CTX* ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
-    if (!ctx) die_ssl("SSL_CTX_new");
-    // As strata's make_context does.
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
-                                 (is_server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  c->raw_server = raw_context(true, TLS_server_method(), TLS1_3_VERSION, 0, p);
+  SSL_CTX_set_num_tickets(c->raw_server, 0);
+  c->raw_client = raw_context(false, TLS_client_method(), TLS1_3_VERSION, 0, p);
+  for (SSL_CTX* ctx : {c->raw_server, c->raw_client}) {
     if (!groups.empty() && SSL_CTX_set1_groups_list(ctx, groups.c_str()) != 1)
       die_ssl("SSL_CTX_set1_groups_list");
-    if (is_server) {
-      if (SSL_CTX_use_cert_and_key(ctx, p.cert, p.key, nullptr, 1) != 1) die_ssl("SSL_CTX_use_cert_and_key");
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
-      static const unsigned char id[] = "strata";
-      SSL_CTX_set_session_id_context(ctx, id, sizeof id - 1);
-      SSL_CTX_set_num_tickets(ctx, 0);
-      c->raw_server = ctx;
-    } else {
-      if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), p.cert) != 1) die_ssl("X509_STORE_add_cert");
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-      c->raw_client = ctx;
-    }
   }
   return c;
 }

@@ -85,7 +85,10 @@ task<int> serve_files(any_listener& listener, const http1::file_server& files, c
         said_full = true;
         one_ended.reset();
         auto w = co_await one_ended.wait(deadline::never());
-        if (!w) co_return;
+        if (!w) {
+          s.cancel();
+          co_return;
+        }
         continue;
       }
       said_full = false;

@@ -671,6 +671,43 @@ TEST_F(Cli, BridgeKeepBridgesConnectionsConcurrently) {
   EXPECT_EQ(bridge->exit_code(), 128 + SIGTERM) << bridge->err();
 }
 
+// --max-connections 1: a second client is accepted only once the first has gone.
+TEST_F(Cli, BridgeKeepWaitsAtMaxConnections) {
+  ASSERT_TRUE(have_socat());
+  auto echo_path = dir_ + "/echo.sock";
+  auto echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
+  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
+  auto bridge =
+      strata({"bridge", "-k", "-v", "--max-connections", "1", "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
+  int port = port_of(*bridge);
+  ASSERT_GT(port, 0);
+  auto target = "TCP:127.0.0.1:" + std::to_string(port);
+  auto first = spawn({socat(), "-", target});
+  first->send("first client\n", false);
+  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get()}, until_,
+                             [&] { return first->out() == "first client\n"; }))
+      << "bridge: " << bridge->err() << " first: " << first->err();
+  ASSERT_TRUE(process::drive({bridge.get()}, until_, [&] {
+    return bridge->err().find("bridging 1 connections (--max-connections)") != std::string::npos;
+  })) << bridge->err();
+  auto second = spawn({socat(), "-t", "5", "-", target});
+  second->send("second client\n", true);
+  EXPECT_FALSE(process::drive({echo.get(), bridge.get(), first.get(), second.get()},
+                              steady::now() + std::chrono::milliseconds(300),
+                              [&] { return !second->out().empty(); }))
+      << "the second connection was bridged past the limit";
+  first->close_stdin();
+  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get(), second.get()}, until_,
+                             [&] { return second->finished(); }))
+      << "bridge: " << bridge->err() << " second: " << second->err();
+  EXPECT_EQ(second->out(), "second client\n");
+  ASSERT_EQ(::kill(bridge->pid(), SIGTERM), 0);
+  ASSERT_TRUE(bridge->wait_finished(until_));
+  EXPECT_EQ(run({"bridge", "--max-connections", "2", "tcp-listen:127.0.0.1:0", "unix:x"})->exit_code(), 2);
+  EXPECT_EQ(
+      run({"bridge", "-k", "--max-connections", "none", "tcp-listen:127.0.0.1:0", "unix:x"})->exit_code(), 2);
+}
+
 TEST_F(Cli, BridgeRefusesMismatchedUnitsBeforeConnecting) {
   auto p = run({"bridge", "tcp-listen:127.0.0.1:0 | prefix(4)", "unix:" + dir_ + "/none.sock"});
   EXPECT_EQ(p->exit_code(), 2);

@@ -122,6 +122,8 @@ options:
                        SPEC2 connection and is bridged concurrently with the others.
                        Failures of one connection are reported and do not stop the rest.
                        Runs until SIGHUP/SIGINT/SIGTERM.
+  --max-connections N  (-k) bridge at most N connections at once (default 4096); the
+                       next is accepted when one ends
   -v, --verbose        write 'connection from ADDRESS' and a summary per bridge to stderr
   --timeout DURATION   give up connecting a side (--mux: one attempt at the channel;
                        --demux: the service for one stream) after DURATION (default
@@ -153,6 +155,8 @@ struct bridge_command {
   bool verbose = false;
   std::string label_a;  // what options' labels view
   std::string label_b;
+  std::size_t max_connections = default_max_connections;  // -k: bridges at once
+  static constexpr std::size_t default_max_connections = 4096;
 };
 
 // connect_side connects one pipeline and reports a failure with its spec.
@@ -173,11 +177,13 @@ task<result<any_connection>> connect_side(const pipeline& p, duration timeout) {
 struct load {
   std::size_t live = 0;
   std::size_t peak = 0;
+  event one_ended;                          // set whenever a bridge ends
   static constexpr std::size_t burst = 64;  // smaller peaks leave too little to matter
 
   void started() { peak = std::max(peak, ++live); }
   void ended() {
     --live;
+    one_ended.set();
     if (peak >= burst && live <= peak / 4) {
       release_unused_memory();
       peak = live;
@@ -185,15 +191,17 @@ struct load {
   }
 };
 
-// counted marks one bridge in `bridges` (if any) for as long as it exists.
+// counted ends, when it goes, a bridge its creator counted in `bridges` (if any) with
+// load::started: the accept loop counts a connection as it spawns it, so that the limit
+// holds before the bridge's task first runs.
 struct counted {
   load* bridges;
-  explicit counted(load* l) : bridges(l) {
-    if (bridges) bridges->started();
-  }
+  explicit counted(load* l) : bridges(l) {}
   ~counted() {
     if (bridges) bridges->ended();
   }
+  counted(const counted&) = delete;
+  counted& operator=(const counted&) = delete;
 };
 
 // serve bridges one connection of SPEC1 to a new connection of SPEC2 and sets `code`.
@@ -264,7 +272,25 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
   int bridge_code = exit_ok;  // per connection: failures are reported, not the exit status
   load bridges;
   co_await with_scope([&](scope& s) -> task<void> {
+    bool said_full = false;
     for (;;) {
+      if (bridges.live >= cmd.max_connections) {
+        if (cmd.verbose && !said_full) {
+          std::fprintf(stderr,
+                       "bridging %zu connections (--max-connections): the next waits for one to end\n",
+                       bridges.live);
+          std::fflush(stderr);
+        }
+        said_full = true;
+        bridges.one_ended.reset();
+        auto w = co_await bridges.one_ended.wait(deadline::never());
+        if (!w) {
+          s.cancel();
+          co_return;
+        }
+        continue;
+      }
+      said_full = false;
       auto conn = co_await listener->accept(deadline::never());
       if (!conn) {
         if (conn.error() != errc::operation_canceled) {
@@ -279,6 +305,7 @@ task<int> run_bridge(const bridge_command& cmd, bool keep) {
         std::fprintf(stderr, "connection from %s\n", peer.c_str());
         std::fflush(stderr);
       }
+      bridges.started();
       s.spawn(serve(std::move(*conn), std::move(peer), cmd, bridge_code, &bridges));
     }
   });
@@ -428,6 +455,7 @@ task<int> run_routes(const pipeline& listening, const std::vector<route_arg>& ro
 
 int bridge_main(args& a, signal_guard& signals) {
   bool keep = false;
+  std::optional<std::size_t> max_connections;
   bool verbose = false;
   duration timeout = std::chrono::seconds(10);
   std::optional<duration> idle;
@@ -440,6 +468,14 @@ int bridge_main(args& a, signal_guard& signals) {
   demux::options sniffing;
   while (!a.empty()) {
     bool missing = false;
+    if (auto v = option_value(a, "--max-connections", missing)) {
+      auto n = parse_size(*v);
+      if (!n || *n == 0 || *n > 1'000'000)
+        return usage_error("bridge",
+                           "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
+      max_connections = static_cast<std::size_t>(*n);
+      continue;
+    }
     if (auto v = option_value(a, "--timeout", missing)) {
       auto d = parse_duration(*v);
       if (!d) return usage_error("bridge", "--timeout: not a duration: '" + std::string(*v) + "'");
@@ -503,6 +539,7 @@ int bridge_main(args& a, signal_guard& signals) {
       specs.push_back(arg);
     }
   }
+  if (max_connections && !keep) return usage_error("bridge", "--max-connections applies to -k");
   if (!route_texts.empty()) {
     if (mode != gateway_mode::none || keep || wait || give_up)
       return usage_error("bridge", "--route does not combine with --mux, --demux, -k, --wait or --give-up");
@@ -582,6 +619,7 @@ int bridge_main(args& a, signal_guard& signals) {
   if (!units_match(*first, *second, mismatch)) return usage_error("bridge", mismatch);
 
   bridge_command cmd{std::move(*first), std::move(*second), timeout, {}, verbose, {}, {}};
+  if (max_connections) cmd.max_connections = *max_connections;
   cmd.options.idle = idle;
   cmd.label_a = "SPEC1 " + cmd.first.text();
   cmd.label_b = "SPEC2 " + cmd.second.text();

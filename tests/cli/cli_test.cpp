@@ -119,6 +119,33 @@ class Cli : public ::testing::Test {
            has_line(p.err(), needle);
   }
 
+  /// echo_bridge is a socat echo service on a Unix socket, `strata bridge -k` in front of
+  /// it on TCP, and a first client whose first line has come back through both.
+  struct echo_bridge {
+    std::unique_ptr<process> echo, bridge, first;
+    std::string target;  // the bridge, as socat writes it
+  };
+  /// start_echo_bridge starts an echo_bridge whose bridge gets `options` too.
+  void start_echo_bridge(const std::vector<std::string>& options, echo_bridge& out) {
+    ASSERT_TRUE(have_socat());
+    auto echo_path = dir_ + "/echo.sock";
+    out.echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
+    ASSERT_TRUE(wait_line(*out.echo, "listening on")) << out.echo->err();
+    std::vector<std::string> args{"bridge", "-k"};
+    args.insert(args.end(), options.begin(), options.end());
+    args.insert(args.end(), {"tcp-listen:127.0.0.1:0", "unix:" + echo_path});
+    out.bridge = strata(args);
+    int port = port_of(*out.bridge);
+    ASSERT_GT(port, 0);
+    out.target = "TCP:127.0.0.1:" + std::to_string(port);
+    // The first client stays connected (its stdin open).
+    out.first = spawn({socat(), "-", out.target});
+    out.first->send("first client\n", false);
+    ASSERT_TRUE(process::drive({out.echo.get(), out.bridge.get(), out.first.get()}, until_,
+                               [&] { return out.first->out() == "first client\n"; }))
+        << "bridge: " << out.bridge->err() << " first: " << out.first->err();
+  }
+
   steady::time_point until_;
   std::string dir_;
 };
@@ -637,20 +664,14 @@ TEST_F(Cli, BridgeTcpToUnixWithSocatOnBothSides) {
 }
 
 TEST_F(Cli, BridgeKeepBridgesConnectionsConcurrently) {
-  ASSERT_TRUE(have_socat());
-  auto echo_path = dir_ + "/echo.sock";
-  auto echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
-  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
-  auto bridge = strata({"bridge", "-k", "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
-  int port = port_of(*bridge);
-  ASSERT_GT(port, 0);
-  auto target = "TCP:127.0.0.1:" + std::to_string(port);
-  // The first client stays connected (its stdin open) while a second one is served.
-  auto first = spawn({socat(), "-", target});
-  first->send("first client\n", false);
-  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get()}, until_,
-                             [&] { return first->out() == "first client\n"; }))
-      << "bridge: " << bridge->err() << " first: " << first->err();
+  echo_bridge b;
+  start_echo_bridge({}, b);
+  if (HasFatalFailure()) return;
+  auto& echo = b.echo;
+  auto& bridge = b.bridge;
+  auto& first = b.first;
+  auto& target = b.target;
+  // The first client stays connected while a second one is served.
   auto second = spawn({socat(), "-t", "5", "-", target});
   second->send("second client\n", true);
   ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get(), second.get()}, until_,
@@ -673,20 +694,13 @@ TEST_F(Cli, BridgeKeepBridgesConnectionsConcurrently) {
 
 // --max-connections 1: a second client is accepted only once the first has gone.
 TEST_F(Cli, BridgeKeepWaitsAtMaxConnections) {
-  ASSERT_TRUE(have_socat());
-  auto echo_path = dir_ + "/echo.sock";
-  auto echo = spawn({socat(), "-d", "-d", "UNIX-LISTEN:" + echo_path + ",fork", "EXEC:cat"});
-  ASSERT_TRUE(wait_line(*echo, "listening on")) << echo->err();
-  auto bridge =
-      strata({"bridge", "-k", "-v", "--max-connections", "1", "tcp-listen:127.0.0.1:0", "unix:" + echo_path});
-  int port = port_of(*bridge);
-  ASSERT_GT(port, 0);
-  auto target = "TCP:127.0.0.1:" + std::to_string(port);
-  auto first = spawn({socat(), "-", target});
-  first->send("first client\n", false);
-  ASSERT_TRUE(process::drive({echo.get(), bridge.get(), first.get()}, until_,
-                             [&] { return first->out() == "first client\n"; }))
-      << "bridge: " << bridge->err() << " first: " << first->err();
+  echo_bridge b;
+  start_echo_bridge({"-v", "--max-connections", "1"}, b);
+  if (HasFatalFailure()) return;
+  auto& echo = b.echo;
+  auto& bridge = b.bridge;
+  auto& first = b.first;
+  auto& target = b.target;
   ASSERT_TRUE(process::drive({bridge.get()}, until_, [&] {
     return bridge->err().find("bridging 1 connections (--max-connections)") != std::string::npos;
   })) << bridge->err();

@@ -27,6 +27,8 @@ run(${WORK_DIR}/find_package/consumer)
 message(STATUS "find_package: ${out}")
 run(${WORK_DIR}/find_package/web_consumer)
 message(STATUS "find_package: ${out}")
+run(${WORK_DIR}/find_package/plumbing_consumer)
+message(STATUS "find_package: ${out}")
 
 # 2. pkg-config strata, from the installed strata.pc.
 file(GLOB_RECURSE pc_files ${prefix}/*/strata.pc)

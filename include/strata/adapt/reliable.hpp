@@ -13,9 +13,10 @@
 //
 // The wire format is documented in docs/protocols/reliable.md: a 40-byte header (version,
 // type, flags, SACK count, receive window, cumulative ack, sequence number, transmission
-// number and its echo, the sender's tag and the receiver's) on DATA, ACK (with up to 64 selective-ack
-// ranges), KEEPALIVE, CLOSE (the FIN, which takes a sequence number so it arrives after every message) and
-// RESET packets. Sequence numbers count messages and are 64 bits wide: they never wrap.
+// number and its echo, the sender's tag and the receiver's) on DATA, ACK (with up to 64
+// selective-ack ranges), KEEPALIVE, CLOSE (the FIN, which takes a sequence number so it
+// arrives after every message) and RESET packets. Sequence numbers count messages and are
+// 64 bits wide: they never wrap. The tags tell each end's incarnations apart.
 //
 // The protocol is a sans-I/O state machine (reliable::engine: packets and the time in;
 // packets, delivered messages and the next timer deadline out), which implements
@@ -215,8 +216,8 @@ struct stats {
   std::uint64_t duplicates = 0;          ///< DATA packets received that were already held
   std::uint64_t out_of_window = 0;       ///< DATA packets beyond the receive window or buffer
   std::uint64_t malformed = 0;           ///< packets dropped by decode or as inconsistent
-  std::uint64_t stale = 0;               ///< packets addressed to another tag of ours (answered with a RESET)
-  std::uint64_t foreign = 0;  ///< packets from another tag of the peer's (dropped; the peer probed)
+  std::uint64_t stale = 0;               ///< packets for another tag of ours (answered with a RESET)
+  std::uint64_t foreign = 0;             ///< packets from another tag of the peer's (dropped; probed)
   std::uint64_t acks_sent = 0;
   std::uint64_t keepalives_sent = 0;
   std::chrono::microseconds srtt{0};

@@ -87,6 +87,7 @@ TEST(Query, TypeErasureForwardsEveryFact) {
   EXPECT_EQ(query<fact::peer_address>(top)->to_string(), "192.0.2.7:443");
   EXPECT_EQ(top.peer_address()->to_string(), "192.0.2.7:443");
   EXPECT_EQ(query<fact::max_message>(top).value(), 100u);
+  EXPECT_EQ(top.message().max_message(), 100u);  // what the concrete sockets say too
   EXPECT_EQ(query<never_answered>(top).error(), errc::not_supported);
   EXPECT_EQ(query<fact::local_address>(top).error(), errc::not_supported);
   any_connection empty;

@@ -63,6 +63,26 @@ TEST(Scope, JoinWaitsForAllTasks) {
   EXPECT_EQ(done, 5);
 }
 
+// spawn(f) keeps the lambda, and what it captured by value, until its task ends: the
+// statement that made the lambda ends long before (ASan sees a use after free if not).
+TEST(Scope, SpawnOfALambdaKeepsItsCapturesUntilItsTaskEnds) {
+  std::string seen;
+  run([](std::string& seen) -> task<void> {
+    scope s;
+    {
+      std::string word = "still here";
+      s.spawn([word, &seen]() -> task<void> {
+        (void)co_await sleep_for(std::chrono::milliseconds(1));
+        seen = word;
+      });
+    }
+    EXPECT_EQ(s.active(), 1u);
+    auto r = co_await s.join(deadline::after(5s));
+    EXPECT_TRUE(r);
+  }(seen));
+  EXPECT_EQ(seen, "still here");
+}
+
 TEST(Scope, JoinWithNoTasksDoesNotSuspend) {
   run([]() -> task<void> {
     scope other;

@@ -119,6 +119,8 @@ class any_message {
   result<address> local_address() const { return query<fact::local_address>(*this); }
   result<address> peer_address() const { return query<fact::peer_address>(*this); }
   properties runtime_capabilities() const { return impl_->caps(); }
+  /// max_message is the largest message the stack carries (0: no limit of its own).
+  std::size_t max_message() const { return runtime_capabilities().max_message; }
 
  private:
   struct iface : detail::erased_base {

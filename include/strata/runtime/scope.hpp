@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <exception>
+#include <type_traits>
 
 #include "strata/runtime/event_loop.hpp"
 #include "strata/runtime/result.hpp"
@@ -48,6 +49,12 @@ class scope {
 
   /// spawn starts `t` on this thread's loop as a child of this scope.
   void spawn(task<void> t);
+  /// spawn(f) starts the coroutine `f()` as a child and keeps `f` (a lambda and its
+  /// captures) alive until it has finished: `s.spawn([&]() -> task<void> { ... });`.
+  /// Prefer it to `s.spawn([&]() -> task<void> { ... }())`, whose captures die with the
+  /// temporary lambda when that statement ends, while the task runs on.
+  template <class F>
+  requires std::is_invocable_r_v<task<void>, F&> void spawn(F f) { spawn(owning(std::move(f))); }
   /// cancel makes every pending and future blocking call of the scope's tasks complete
   /// with errc::operation_canceled.
   void cancel() noexcept { state_.cancel(); }
@@ -63,6 +70,10 @@ class scope {
   detail::cancel_state& cancel_domain() noexcept { return state_; }
 
  private:
+  template <class F>
+  static task<void> owning(F f) {
+    co_await f();
+  }
   friend std::coroutine_handle<> detail::scope_task_finished(detail::promise_base&) noexcept;
   struct join_wait;
 

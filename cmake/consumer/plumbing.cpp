@@ -22,17 +22,11 @@ strata::deadline soon() { return strata::deadline::after(5s); }
 
 // -- 1. reliable over UDP ------------------------------------------------------------------
 
-/// room_for is a receive buffer's size for the largest message `m` carries.
-std::size_t room_for(const strata::any_message& m) {
-  auto largest = m.runtime_capabilities().max_message;  // 0: no limit of its own
-  return largest != 0 ? largest : 64 * 1024;
-}
-
 strata::task<void> echo_messages(strata::any_listener& listener) {
   auto conn = co_await listener.accept(soon());
   if (!conn) co_return;
   auto& m = conn->message();
-  std::string buf(room_for(m), '\0');
+  std::string buf(m.max_message(), '\0');  // reliable carries at most one packet's worth
   for (;;) {
     auto n = co_await m.recv(std::as_writable_bytes(std::span(buf)), soon());
     if (!n) break;  // end_of_stream once the client has closed its side
@@ -49,7 +43,7 @@ strata::task<std::string> reliable_round_trip(int port) {
   std::string question = "a message that arrives once, in order";
   auto sent = co_await m.send(strata::as_bytes(question), soon());
   if (!sent) co_return "send: " + sent.error().message();
-  std::string answer(room_for(m), '\0');
+  std::string answer(m.max_message(), '\0');
   auto n = co_await m.recv(std::as_writable_bytes(std::span(answer)), soon());
   if (!n) co_return "recv: " + n.error().message();
   answer.resize(*n);
@@ -134,14 +128,8 @@ strata::task<int> body() {
   const std::string question = "bytes from a TCP client, through one multiplexed IPC channel";
   co_await strata::with_scope([&](strata::scope& s) -> strata::task<void> {
     s.spawn(echo_bytes(*service));
-    // Coroutine lambdas without captures: a capture would live in the lambda object,
-    // gone when this statement ends, while the coroutine runs on.
-    s.spawn([](strata::gateway_backend& b, strata::any_listener& l) -> strata::task<void> {
-      (void)co_await b.serve(l);
-    }(backend, *channels));
-    s.spawn([](strata::gateway& g, strata::any_listener& l) -> strata::task<void> {
-      (void)co_await g.serve(l);
-    }(gateway, *clients));
+    s.spawn([&]() -> strata::task<void> { (void)co_await backend.serve(*channels); });
+    s.spawn([&]() -> strata::task<void> { (void)co_await gateway.serve(*clients); });
     auto up = co_await gateway.wait_channel(soon());
     if (up) gateway_answer = co_await gateway_round_trip(clients->local_address()->port(), question);
     s.cancel();

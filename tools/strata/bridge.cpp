@@ -469,11 +469,10 @@ int bridge_main(args& a, signal_guard& signals) {
   while (!a.empty()) {
     bool missing = false;
     if (auto v = option_value(a, "--max-connections", missing)) {
-      auto n = parse_size(*v);
-      if (!n || *n == 0 || *n > 1'000'000)
+      max_connections = parse_connection_limit(*v);
+      if (!max_connections)
         return usage_error("bridge",
                            "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
-      max_connections = static_cast<std::size_t>(*n);
       continue;
     }
     if (auto v = option_value(a, "--timeout", missing)) {

@@ -116,6 +116,12 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   return static_cast<std::uint64_t>(bytes);
 }
 
+std::optional<std::size_t> parse_connection_limit(std::string_view text) {
+  auto n = parse_size(text);
+  if (!n || *n == 0 || *n > max_connections_limit) return std::nullopt;
+  return static_cast<std::size_t>(*n);
+}
+
 // -- reports ------------------------------------------------------------------------------
 
 int usage_error(std::string_view command, std::string_view message) {

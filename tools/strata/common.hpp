@@ -75,6 +75,11 @@ std::optional<duration> parse_duration(std::string_view text);
 std::string format_duration(duration d);
 /// parse_size reads "4096", "64k", "64KiB", "16M", "1G" (binary multiples).
 std::optional<std::uint64_t> parse_size(std::string_view text);
+/// max_connections_limit is the largest --max-connections a command takes.
+inline constexpr std::uint64_t max_connections_limit = 1'000'000;
+/// parse_connection_limit reads --max-connections' value: a count from 1 to
+/// max_connections_limit (nullopt otherwise).
+std::optional<std::size_t> parse_connection_limit(std::string_view text);
 
 /// usage_error prints "strata: COMMAND: MESSAGE" and a hint to --help; returns exit_usage.
 int usage_error(std::string_view command, std::string_view message);

@@ -152,11 +152,10 @@ int listen_main(args& a, signal_guard& signals) {
       continue;
     }
     if (auto v = option_value(a, "--max-connections", missing)) {
-      auto n = parse_size(*v);
-      if (!n || *n == 0 || *n > 1'000'000)
+      max_connections = parse_connection_limit(*v);
+      if (!max_connections)
         return usage_error("listen",
                            "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
-      max_connections = static_cast<std::size_t>(*n);
       continue;
     }
     if (auto v = option_value(a, "--handshake", missing)) {

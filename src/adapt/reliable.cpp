@@ -814,30 +814,29 @@ engine::time_point engine::next_deadline() const noexcept {
   return t;
 }
 
-std::size_t engine::write_control(packet_type t, std::uint8_t flags, std::uint32_t to_tag,
-                                  std::span<std::byte> out) {
+packet engine::header(packet_type t) {
   packet p;
   p.type = t;
-  p.flags = flags;
-  update_window();
-  p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
-  p.ack = rcv_nxt_;
-  p.echo = echo_;
-  p.from_tag = tag_;
-  p.to_tag = to_tag;
-  ++stats_.packets_sent;
-  return encode(p, out);
-}
-
-std::size_t engine::write_ack(std::span<std::byte> out) {
-  packet p;
-  p.type = packet_type::ack;
   update_window();
   p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
   p.ack = rcv_nxt_;
   p.echo = echo_;
   p.from_tag = tag_;
   p.to_tag = peer_tag_;
+  return p;
+}
+
+std::size_t engine::write_control(packet_type t, std::uint8_t flags, std::uint32_t to_tag,
+                                  std::span<std::byte> out) {
+  packet p = header(t);
+  p.flags = flags;
+  p.to_tag = to_tag;
+  ++stats_.packets_sent;
+  return encode(p, out);
+}
+
+std::size_t engine::write_ack(std::span<std::byte> out) {
+  packet p = header(packet_type::ack);
   std::size_t limit = std::min(max_sack_ranges, (mtu_ - header_size) / 8);
   for (auto it = ooo_.begin(); it != ooo_.end() && p.range_count < limit;) {
     std::uint64_t first = it->first;
@@ -859,14 +858,7 @@ std::size_t engine::write_ack(std::span<std::byte> out) {
 }
 
 std::size_t engine::write_data(out_msg& m, std::uint64_t seq, std::span<std::byte> out, time_point now) {
-  packet p;
-  p.type = m.fin ? packet_type::close : packet_type::data;
-  update_window();
-  p.window = static_cast<std::uint32_t>(rcv_right_ - rcv_nxt_);
-  p.ack = rcv_nxt_;
-  p.echo = echo_;
-  p.from_tag = tag_;
-  p.to_tag = peer_tag_;
+  packet p = header(m.fin ? packet_type::close : packet_type::data);
   p.seq = seq;
   m.xmit = ++xmit_counter_;
   p.xmit = static_cast<std::uint32_t>(m.xmit);

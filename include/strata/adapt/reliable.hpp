@@ -351,6 +351,9 @@ class engine {
   void mark_delivered(out_msg& m) noexcept;
   bool awaiting_answer() const noexcept;
   void note_awaiting(time_point now) noexcept;
+  /// header is a packet of type `t` with what every packet carries: our window, our
+  /// cumulative ack, the echo, our tag and the peer's.
+  packet header(packet_type t);
   std::size_t write_ack(std::span<std::byte> out);
   std::size_t write_data(out_msg& m, std::uint64_t seq, std::span<std::byte> out, time_point now);
   std::size_t write_control(packet_type t, std::uint8_t flags, std::uint32_t to_tag,

@@ -1,5 +1,7 @@
 #include "strata/runtime/event_loop.hpp"
 
+#include <liburing.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -23,7 +25,132 @@ constexpr int resumes_between_polls = 256;
   std::abort();
 }
 
+// io_uring user data: the wake eventfd's poll, the epoll descriptor's poll, a poll
+// removal (its own completion says nothing), or a descriptor's read poll: fd in the low
+// 32 bits, the slot's generation in the 31 above (bit 63, set in the others, stays clear).
+constexpr std::uint64_t wake_tag = ~std::uint64_t{0};
+constexpr std::uint64_t removal_tag = wake_tag - 1;
+constexpr std::uint64_t epoll_tag = wake_tag - 2;
+constexpr std::uint32_t generation_mask = 0x7fffffff;
+
+std::uint64_t poll_tag(int fd, std::uint32_t generation) noexcept {
+  return static_cast<std::uint32_t>(fd) | (std::uint64_t{generation & generation_mask} << 32);
+}
+
 }  // namespace
+
+loop_backend default_loop_backend() noexcept {
+  static const loop_backend chosen = [] {
+    const char* name = std::getenv("STRATA_LOOP");
+    if (!name || std::strcmp(name, "io_uring") == 0) return loop_backend::io_uring;
+    if (std::strcmp(name, "epoll") == 0) return loop_backend::epoll;
+    std::fprintf(stderr, "strata: STRATA_LOOP=%s is neither io_uring nor epoll; using io_uring\n", name);
+    return loop_backend::io_uring;
+  }();
+  return chosen;
+}
+
+namespace {
+
+// spare_ring is the ring of this thread's last loop, kept for its next one. Closing a ring
+// that a thread has used makes the kernel's clean-up, later and from a worker, queue work
+// on that thread with a notification that interrupts its next blocking system call: a
+// program's recv with SO_RCVTIMEO after run() returned failed with EINTR. A ring kept
+// until the thread exits (when the clean-up runs synchronously) never does that.
+struct spare_ring {
+  io_uring ring{};
+  pid_t owner = 0;  // the process whose ring it is: a forked child has a copy of the fields
+  bool held = false;
+  spare_ring() = default;
+  spare_ring(const spare_ring&) = delete;
+  spare_ring& operator=(const spare_ring&) = delete;
+  ~spare_ring() {
+    if (held) io_uring_queue_exit(&ring);
+  }
+};
+thread_local spare_ring spare;
+
+constexpr std::uint64_t quiesce_tag = wake_tag - 3;
+
+}  // namespace
+
+struct event_loop::uring {
+  io_uring ring{};
+  ~uring() {
+    // An empty ring of this process goes back to the thread for its next loop.
+    if (!spare.held && quiesce()) {
+      spare.ring = ring;
+      spare.owner = ::getpid();
+      spare.held = true;
+      return;
+    }
+    io_uring_queue_exit(&ring);
+  }
+
+  // open takes this thread's spare ring or sets up a new one; false when the kernel
+  // refuses one (none built in, io_uring disabled by sysctl or a seccomp filter).
+  bool open() noexcept {
+    if (spare.held) {
+      spare.held = false;
+      if (spare.owner == ::getpid()) {
+        ring = spare.ring;
+        return true;
+      }
+      io_uring_queue_exit(&spare.ring);  // a forked child's copy: drop it, the parent's ring lives on
+    }
+    // DEFER_TASKRUN (6.1) runs completions only when this thread waits for them, which is
+    // when the loop wants them; COOP_TASKRUN (5.19) at least does not interrupt it.
+    const unsigned flag_sets[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                                  IORING_SETUP_COOP_TASKRUN, 0};
+    for (unsigned flags : flag_sets) {
+      io_uring_params params{};
+      // Polls wait in the ring however many there are; completions beyond the queue's
+      // size are kept by the kernel (IORING_FEAT_NODROP) until the loop reads them.
+      params.flags = flags | IORING_SETUP_CQSIZE;
+      params.cq_entries = 4096;
+      if (io_uring_queue_init_params(256, &ring, &params) == 0) return true;
+    }
+    return false;
+  }
+
+  // quiesce cancels every request still in the ring (polls of descriptors that outlive
+  // the loop, the loop's own two) and reaps every completion, so the ring can serve
+  // another loop. False when the kernel cannot cancel them all at once (before 5.19).
+  bool quiesce() noexcept {
+    auto* sqe = next_sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, quiesce_tag);
+    // As for forget_fd: the canceled polls complete within this call.
+    if (io_uring_submit_and_get_events(&ring) < 0) return false;
+    bool canceled = false;
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      ++seen;
+      if (cqe->user_data == quiesce_tag) canceled = cqe->res >= 0 || cqe->res == -ENOENT;
+    }
+    io_uring_cq_advance(&ring, seen);
+    return canceled && io_uring_cq_ready(&ring) == 0;
+  }
+
+  io_uring_sqe* next_sqe() noexcept {
+    auto* sqe = io_uring_get_sqe(&ring);
+    if (!sqe) {
+      io_uring_submit(&ring);  // the submission queue is full: hand it to the kernel
+      sqe = io_uring_get_sqe(&ring);
+      if (!sqe) fatal("io_uring submission queue");
+    }
+    return sqe;
+  }
+
+  // arm_notifier polls one of the loop's own descriptors (the wake eventfd, epoll).
+  void arm_notifier(int fd, std::uint64_t tag) {
+    auto* sqe = next_sqe();
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, tag);
+  }
+};
 
 namespace detail {
 
@@ -120,15 +247,26 @@ void waiter::disarm() noexcept {
 
 }  // namespace detail
 
-event_loop::event_loop() : ready_(64) {
-  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) fatal("epoll_create1");
+event_loop::event_loop(loop_backend backend) : ready_(64) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) fatal("eventfd");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) fatal("epoll_ctl(eventfd)");
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) fatal("epoll_create1");
+  if (backend == loop_backend::io_uring) {
+    uring_ = std::make_unique<uring>();
+    if (uring_->open()) {
+      uring_->arm_notifier(wake_fd_, wake_tag);
+      uring_->arm_notifier(epoll_fd_, epoll_tag);
+    } else {
+      uring_.reset();
+    }
+  }
+  if (!uring_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd_;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) fatal("epoll_ctl(eventfd)");
+  }
   previous_ = current_;
   current_ = this;
 }
@@ -142,6 +280,7 @@ event_loop::~event_loop() {
     h->on_exit(*h);
   }
   current_ = previous_;
+  uring_.reset();
   ::close(wake_fd_);
   ::close(epoll_fd_);
 }
@@ -305,23 +444,27 @@ void event_loop::run_until(std::coroutine_handle<> root) {
 }
 
 void event_loop::poll(bool block) {
-  int timeout_ms = 0;
-  if (block) {
-    if (timers_.empty()) {
-      timeout_ms = -1;
-    } else {
-      auto now = deadline::clock::now();
-      auto when = timers_.front()->when;
-      if (when <= now) {
-        timeout_ms = 0;
-      } else {
-        auto us = std::chrono::duration_cast<std::chrono::microseconds>(when - now).count();
-        timeout_ms = static_cast<int>(std::min<long long>((us + 999) / 1000, 1 << 30));
-      }
-    }
+  if (uring_) {
+    uring_wait_once(block);
+  } else {
+    epoll_wait_once(block);
   }
+}
+
+// wait_timeout_ms is how long a blocking wait may sleep: until the first deadline,
+// rounded up to whole milliseconds (-1: no deadline).
+int event_loop::wait_timeout_ms() const {
+  if (timers_.empty()) return -1;
+  auto now = deadline::clock::now();
+  auto when = timers_.front()->when;
+  if (when <= now) return 0;
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(when - now).count();
+  return static_cast<int>(std::min<long long>((us + 999) / 1000, 1 << 30));
+}
+
+void event_loop::epoll_wait_once(bool block) {
   epoll_event events[64];
-  int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+  int n = ::epoll_wait(epoll_fd_, events, 64, block ? wait_timeout_ms() : 0);
   if (n < 0) {
     if (errno == EINTR) return;
     fatal("epoll_wait");
@@ -336,27 +479,101 @@ void event_loop::poll(bool block) {
     }
     if (static_cast<std::size_t>(fd) >= io_.size()) continue;
     auto& s = io_[fd];
-    // A parked pollable_fd operation makes its system call here (its attempt); one that
-    // would still block stays parked, so a spurious edge costs no resumption.
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-      s.read_ready = true;
-      if (ev & (EPOLLRDHUP | EPOLLHUP)) s.read_final = true;
-      if (auto* w = s.reader; w && (!s.read_attempt || s.read_attempt(*w))) {
+    const bool writable = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    const bool write_interest_unused = writable && !s.writer && (ev & EPOLLOUT) && (s.interest & EPOLLOUT);
+    on_io_event(fd, s, ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), writable,
+                ev & (EPOLLRDHUP | EPOLLHUP));
+    if (write_interest_unused) drop_write_interest(fd, s);
+  }
+}
+
+void event_loop::uring_wait_once(bool block) {
+  auto& ring = uring_->ring;
+  int rc;
+  if (block) {
+    // The polls armed since the last wait go in with it: one system call.
+    io_uring_cqe* first = nullptr;
+    if (timers_.empty()) {
+      rc = io_uring_submit_and_wait_timeout(&ring, &first, 1, nullptr, nullptr);
+    } else {
+      auto left = std::max(timers_.front()->when - deadline::clock::now(), deadline::clock::duration::zero());
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      __kernel_timespec ts{};
+      ts.tv_sec = ns / 1'000'000'000;
+      ts.tv_nsec = ns % 1'000'000'000;
+      rc = io_uring_submit_and_wait_timeout(&ring, &first, 1, &ts, nullptr);
+    }
+  } else {
+    rc = io_uring_submit_and_get_events(&ring);
+  }
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+    errno = -rc;
+    fatal("io_uring_enter");
+  }
+  unsigned head = 0;
+  unsigned seen = 0;
+  io_uring_cqe* cqe = nullptr;
+  io_uring_for_each_cqe(&ring, head, cqe) {
+    ++seen;
+    const std::uint64_t tag = cqe->user_data;
+    const int res = cqe->res;
+    if (tag == wake_tag) {
+      std::uint64_t count;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &count, sizeof count);
+      uring_->arm_notifier(wake_fd_, wake_tag);
+      continue;
+    }
+    if (tag == epoll_tag) {
+      epoll_wait_once(false);
+      uring_->arm_notifier(epoll_fd_, epoll_tag);
+      continue;
+    }
+    if (tag == removal_tag) continue;
+    const int fd = static_cast<int>(tag & 0xffffffff);
+    if (static_cast<std::size_t>(fd) >= io_.size()) continue;
+    auto& s = io_[fd];
+    // A poll of a descriptor forgotten since (its number perhaps reused) says nothing.
+    if ((tag >> 32) != (s.generation & generation_mask) || !s.read_armed) continue;
+    s.read_armed = false;
+    --watched_fds_;
+    if (res < 0) {
+      // The poll itself failed (EBADF: closed without forget_fd): so does its waiter.
+      if (auto* w = std::exchange(s.reader, nullptr)) {
+        s.read_attempt = nullptr;
+        w->complete(from_errno(-res));
+      }
+      continue;
+    }
+    const auto events = static_cast<unsigned>(res);
+    on_io_event(fd, s, true, false, events & (POLLRDHUP | POLLHUP));
+  }
+  io_uring_cq_advance(&ring, seen);
+}
+
+// on_io_event takes one readiness report for `fd`. A parked pollable_fd operation makes
+// its system call here (its attempt); one that would still block stays parked (under
+// io_uring with a new poll), so a spurious report costs no resumption.
+void event_loop::on_io_event(int fd, io_slot& s, bool readable, bool writable, bool hang_up) {
+  if (readable) {
+    s.read_ready = true;
+    if (hang_up) s.read_final = true;
+    if (auto* w = s.reader) {
+      if (!s.read_attempt || s.read_attempt(*w)) {
         s.reader = nullptr;
         s.read_attempt = nullptr;
         w->complete({});
+      } else if (uring_ && !s.read_armed) {
+        arm_read_poll(fd, s);
       }
     }
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-      s.write_ready = true;
-      if (auto* w = s.writer) {
-        if (!s.write_attempt || s.write_attempt(*w)) {
-          s.writer = nullptr;
-          s.write_attempt = nullptr;
-          w->complete({});
-        }
-      } else if ((ev & EPOLLOUT) && (s.interest & EPOLLOUT)) {
-        drop_write_interest(fd, s);
+  }
+  if (writable) {
+    s.write_ready = true;
+    if (auto* w = s.writer) {
+      if (!s.write_attempt || s.write_attempt(*w)) {
+        s.writer = nullptr;
+        s.write_attempt = nullptr;
+        w->complete({});
       }
     }
   }
@@ -437,6 +654,10 @@ void event_loop::heap_down(std::size_t i) noexcept {
 // The ready flags remember the last edge so that a read that returned less than asked (or
 // EAGAIN) waits before trying again: every arrival after that read raises a new edge that
 // the next epoll_wait reports, so the hint never hides data.
+//
+// Under io_uring a read wait arms a one-shot poll instead (level: it completes at once if
+// data came since the EAGAIN), and the read hint only says "not ready" while that poll
+// stands; writers wait in epoll as above (see watch_io).
 
 event_loop::io_slot& event_loop::slot(int fd) {
   if (static_cast<std::size_t>(fd) >= io_.size()) io_.resize(std::max<std::size_t>(fd + 1, io_.size() * 2));
@@ -456,13 +677,52 @@ void event_loop::unlink_io(detail::waiter& w) noexcept {
   }
 }
 
+void event_loop::arm_read_poll(int fd, io_slot& s) {
+  auto* sqe = uring_->next_sqe();
+  io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
+  io_uring_sqe_set_data64(sqe, poll_tag(fd, s.generation));
+  s.read_armed = true;
+  ++watched_fds_;
+}
+
+void event_loop::cancel_read_poll(int fd, io_slot& s) noexcept {
+  if (!s.read_armed) return;
+  s.read_armed = false;
+  --watched_fds_;
+  auto* sqe = uring_->next_sqe();
+  io_uring_prep_poll_remove(sqe, poll_tag(fd, s.generation));
+  io_uring_sqe_set_data64(sqe, removal_tag);
+  // A poll holds a reference to the file: the removal must take effect before the caller
+  // closes the descriptor, or the close would not close (no FIN, no EOF for the peer).
+  io_uring_submit_and_get_events(&uring_->ring);
+}
+
 bool event_loop::watch_io(int fd, bool write, detail::waiter& w, io_attempt attempt) {
   if (fd < 0) {
     w.outcome = errc::invalid_argument;
     return false;
   }
   auto& s = slot(fd);
-  const std::uint32_t want = s.interest | EPOLLRDHUP | EPOLLET | (write ? EPOLLOUT : EPOLLIN);
+  if (uring_ && !write) {
+    if (s.reader) {
+      w.outcome = errc::invalid_argument;
+      return false;
+    }
+    // A poll left by a waiter that timed out still stands and serves this one.
+    if (!s.read_armed) arm_read_poll(fd, s);
+    s.reader = &w;
+    s.read_attempt = attempt;
+    w.source = this;
+    w.source_tag = static_cast<std::uintptr_t>(fd) << 1;
+    w.unlink_source = &event_loop::unlink_io;
+    return true;
+  }
+  // io_uring reports a half-closed peer (POLLRDHUP) to every poll, a POLLOUT one included,
+  // at once and for as long as it lasts: a writer waiting for room there would spin. So
+  // under io_uring writers wait in epoll too (without RDHUP), and the loop polls the
+  // epoll descriptor through the ring.
+  const std::uint32_t want =
+      s.interest | (uring_ ? 0u : std::uint32_t{EPOLLRDHUP}) | EPOLLET | (write ? EPOLLOUT : EPOLLIN);
   if (s.registered && want != s.interest) {
     epoll_event ev{};
     ev.events = want;
@@ -512,6 +772,9 @@ bool event_loop::watch_io(int fd, bool write, detail::waiter& w, io_attempt atte
 bool event_loop::io_ready(int fd, bool write) const noexcept {
   if (static_cast<std::size_t>(fd) >= io_.size()) return true;
   const auto& s = io_[fd];
+  // Under io_uring only a standing poll reports readiness: without one, nothing would
+  // ever set the hint again, so it may be ready.
+  if (uring_ && !write) return s.read_ready || !s.read_armed;
   return write ? s.write_ready : s.read_ready;
 }
 
@@ -537,9 +800,12 @@ void event_loop::forget_fd(int fd) noexcept {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     --watched_fds_;
   }
+  if (uring_) cancel_read_poll(fd, s);
   auto* r = std::exchange(s.reader, nullptr);
   auto* w = std::exchange(s.writer, nullptr);
+  const auto next_generation = s.generation + 1;
   s = io_slot{};
+  s.generation = next_generation;
   if (r) r->complete(errc::closed);
   if (w) w->complete(errc::closed);
 }

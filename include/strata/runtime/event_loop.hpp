@@ -1,6 +1,7 @@
-// The per-thread event loop: a ready queue of coroutines, epoll for file descriptors
-// (edge-triggered, registered lazily), a heap of deadlines and a remote queue that other
-// threads post completions to (woken through an eventfd).
+// The per-thread event loop: a ready queue of coroutines, a backend that waits for file
+// descriptors (epoll, edge-triggered and registered lazily, or io_uring, one poll per
+// wait), a heap of deadlines and a remote queue that other threads post completions to
+// (woken through an eventfd).
 //
 // Every blocking primitive in strata suspends through a detail::waiter, which completes
 // exactly once: by its source (fd readiness, a channel, an event), by its deadline or by
@@ -12,6 +13,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <system_error>
 #include <utility>
@@ -95,16 +97,33 @@ struct exit_hook {
 
 }  // namespace detail
 
+/// loop_backend is how an event loop waits for descriptors (docs/runtime.md, *Backends*).
+enum class loop_backend : std::uint8_t {
+  /// epoll, edge-triggered: a descriptor stays registered from its first wait on, so the
+  /// kernel runs the loop's wake-up callback for every readiness change of it.
+  epoll,
+  /// io_uring: a one-shot poll per read wait, submitted with the loop's next wait, so
+  /// nothing stays registered while a descriptor is busy (writers still wait in epoll).
+  /// Falls back to epoll where the kernel refuses io_uring (event_loop::backend() tells).
+  io_uring,
+};
+
+/// default_loop_backend is the backend run() gives a loop: STRATA_LOOP=epoll or
+/// STRATA_LOOP=io_uring in the environment, else io_uring.
+loop_backend default_loop_backend() noexcept;
+
 /// event_loop runs the coroutines of one thread. Create one per thread (run() does).
 class event_loop {
  public:
-  event_loop();
+  explicit event_loop(loop_backend backend = default_loop_backend());
   ~event_loop();
   event_loop(const event_loop&) = delete;
   event_loop& operator=(const event_loop&) = delete;
 
   /// current returns this thread's loop, or nullptr outside run().
   static event_loop* current() noexcept { return current_; }
+  /// backend is the backend this loop runs (epoll when io_uring was asked for but refused).
+  loop_backend backend() const noexcept { return uring_ ? loop_backend::io_uring : loop_backend::epoll; }
 
   /// schedule queues `h` to be resumed by this loop (owning thread only).
   void schedule(std::coroutine_handle<> h) {
@@ -176,7 +195,13 @@ class event_loop {
     bool read_ready = true;
     bool read_final = false;  // RDHUP/HUP reported since the last drain (see io_drained)
     bool write_ready = true;
+    // io_uring: a read poll is in the ring, tagged with the generation (forget_fd starts
+    // a new one, so a late completion for a closed descriptor whose number was reused is
+    // recognised and dropped). Writers wait in epoll under either backend (see watch_io).
+    bool read_armed = false;
+    std::uint32_t generation = 0;
   };
+  struct uring;  // the io_uring backend's ring (event_loop.cpp); null under epoll
   struct remote_item {
     detail::waiter* w;
     std::error_code ec;
@@ -189,6 +214,12 @@ class event_loop {
   static constinit inline thread_local event_loop* current_ = nullptr;
   void run_ready();
   void poll(bool block);
+  void epoll_wait_once(bool block);
+  void uring_wait_once(bool block);
+  void on_io_event(int fd, io_slot& s, bool readable, bool writable, bool hang_up);
+  void arm_read_poll(int fd, io_slot& s);
+  void cancel_read_poll(int fd, io_slot& s) noexcept;
+  int wait_timeout_ms() const;
   void expire_timers();
   void drain_remote();
   void heap_up(std::size_t i) noexcept;
@@ -198,13 +229,15 @@ class event_loop {
 
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
+  std::unique_ptr<uring> uring_;
   std::vector<std::coroutine_handle<>> ready_;
   std::size_t ready_head_ = 0;
   std::size_t ready_count_ = 0;
   std::vector<detail::waiter*> timers_;
   std::vector<io_slot> io_;
-  // Descriptors registered with epoll (the wake eventfd aside): while there are none, the
-  // non-blocking poll between batches of resumes has nothing to find and is skipped.
+  // Descriptors registered with epoll, or polls in the io_uring ring (the wake eventfd's
+  // aside): while there are none, the non-blocking poll between batches of resumes has
+  // nothing to find and is skipped.
   std::size_t watched_fds_ = 0;
   std::mutex remote_mutex_;
   std::vector<remote_item> remote_;

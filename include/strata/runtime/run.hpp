@@ -11,10 +11,11 @@ namespace strata {
 
 /// run creates an event loop on the calling thread, runs `t` until it finishes and
 /// returns its value (rethrowing an exception that escaped it). Not reentrant: one
-/// run() per thread at a time.
+/// run() per thread at a time. The loop waits with `backend` (default_loop_backend():
+/// STRATA_LOOP in the environment, else the default).
 template <class T>
-T run(task<T> t) {
-  event_loop loop;
+T run(task<T> t, loop_backend backend = default_loop_backend()) {
+  event_loop loop(backend);
   auto h = t.handle();
   h.promise().cancel_ = &loop.root_cancel();
   loop.run_until(h);

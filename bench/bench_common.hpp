@@ -15,7 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "strata/runtime/event_loop.hpp"
+
 namespace bench {
+
+/// loop_backend_name is the backend strata's loops run here (STRATA_LOOP, or the default;
+/// epoll where the kernel refuses io_uring): a probe loop tells.
+inline const char* loop_backend_name() {
+  strata::event_loop probe;
+  return probe.backend() == strata::loop_backend::io_uring ? "io_uring" : "epoll";
+}
 
 using clock = std::chrono::steady_clock;
 
@@ -135,7 +144,10 @@ inline double load_average() {
 class report {
  public:
   explicit report(std::string program, options opt)
-      : program_(std::move(program)), opt_(std::move(opt)), load_start_(load_average()) {}
+      : program_(std::move(program)),
+        opt_(std::move(opt)),
+        load_start_(load_average()),
+        loop_(loop_backend_name()) {}
 
   bool wanted(const std::string& name) const {
     return opt_.only.empty() || name.find(opt_.only) != std::string::npos;
@@ -148,9 +160,9 @@ class report {
     double load_end = load_average();
     std::printf("\n%s%s\n", program_.c_str(), opt_.quick ? " (--quick: smoke run, figures are rough)" : "");
     std::printf(
-        "load average (1 min) at start %.2f, at end %.2f; figures are p50 over samples, ratio = "
-        "strata/baseline\n",
-        load_start_, load_end);
+        "load average (1 min) at start %.2f, at end %.2f; strata's event loop: %s; figures are p50 over "
+        "samples, ratio = strata/baseline\n",
+        load_start_, load_end, loop_);
     if (!machine_note.empty()) std::printf("%s\n", machine_note.c_str());
     std::printf("%-26s %-11s %12s %12s %12s   %-20s %12s %8s   %s\n", "figure", "unit", "p50", "p99", "mean",
                 "baseline", "base p50", "ratio", "target");
@@ -172,13 +184,13 @@ class report {
     }
     for (const auto& f : figures_) {
       std::fprintf(out,
-                   "{\"program\":\"%s\",\"quick\":%s,\"load_start\":%.2f,\"load_end\":%.2f,\"figure\":\"%s\","
-                   "\"unit\":\"%s\",\"p50\":%s,\"p99\":%s,"
+                   "{\"program\":\"%s\",\"quick\":%s,\"load_start\":%.2f,\"load_end\":%.2f,\"loop\":\"%s\","
+                   "\"figure\":\"%s\",\"unit\":\"%s\",\"p50\":%s,\"p99\":%s,"
                    "\"mean\":%s,\"min\":%s,\"max\":%s,\"samples\":%zu",
-                   program_.c_str(), opt_.quick ? "true" : "false", load_start_, load_end, f.name.c_str(),
-                   f.unit.c_str(), fixed(f.value.p50, 3).c_str(), fixed(f.value.p99, 3).c_str(),
-                   fixed(f.value.mean, 3).c_str(), fixed(f.value.min, 3).c_str(),
-                   fixed(f.value.max, 3).c_str(), f.value.count);
+                   program_.c_str(), opt_.quick ? "true" : "false", load_start_, load_end, loop_,
+                   f.name.c_str(), f.unit.c_str(), fixed(f.value.p50, 3).c_str(),
+                   fixed(f.value.p99, 3).c_str(), fixed(f.value.mean, 3).c_str(),
+                   fixed(f.value.min, 3).c_str(), fixed(f.value.max, 3).c_str(), f.value.count);
       if (!f.baseline_name.empty()) {
         std::fprintf(
             out,
@@ -215,6 +227,7 @@ class report {
   std::string program_;
   options opt_;
   double load_start_;
+  const char* loop_;
   std::vector<figure> figures_;
 };
 

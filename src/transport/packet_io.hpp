@@ -27,6 +27,10 @@ namespace strata::detail {
 /// system call above s.max_send (when set) or when the kernel refuses the size.
 task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const address* to,
                                std::span<const int> fds, deadline dl);
+/// try_send_packet sends `buf` as one message to `to` (nullptr: the connected peer) if
+/// the socket takes it now, without waiting or a coroutine: true when it went, false
+/// when it would have to wait (nothing sent). Errors as send_packet's.
+result<bool> try_send_packet(packet_socket_state& s, const_buffer buf, const address* to);
 /// recv_packet receives one message into `buf` and returns its size; `from` and `env`
 /// (optional) get the sender and the ancillary data.
 task<result<std::size_t>> recv_packet(packet_socket_state& s, mutable_buffer buf, address* from,

@@ -245,6 +245,27 @@ task<result<void>> send_packet(packet_socket_state& s, const_buffers bufs, const
   co_return ec;
 }
 
+result<bool> try_send_packet(packet_socket_state& s, const_buffer buf, const address* to) {
+  if (s.write_error) return unexpected(s.write_error);
+  if (!s.fd) return errc::closed;
+  if (s.max_send && buf.size() > s.max_send) return errc::message_too_large;
+  const int fd = s.fd.get();
+  result<std::size_t> sent = std::size_t{0};
+  if (to) {
+    sent = s.fd.try_write([&] {
+      return ::sendto(fd, buf.data(), buf.size(), MSG_NOSIGNAL, to->data(),
+                      static_cast<socklen_t>(to->size()));
+    });
+  } else {
+    sent = s.fd.try_write([&] { return ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL); });
+  }
+  if (sent) return true;
+  auto ec = sent.error();
+  if (ec == std::errc::resource_unavailable_try_again) return false;
+  if (s.kind == packet_kind::sequenced && ec == errc::broken) fail_write(s, ec);
+  return unexpected(ec);
+}
+
 task<result<std::size_t>> send_batch_packets(packet_socket_state& s, std::span<const outgoing_datagram> msgs,
                                              deadline dl) {
   if (s.write_error) co_return unexpected(s.write_error);

@@ -39,6 +39,11 @@ task<result<void>> socket::send(const_buffers bufs, deadline dl) {
   return detail::send_packet(state_, bufs, nullptr, {}, dl);
 }
 
+result<bool> socket::try_send(const_buffer buf) {
+  if (buf.empty()) return errc::invalid_argument;
+  return detail::try_send_packet(state_, buf, nullptr);
+}
+
 task<result<std::size_t>> socket::recv(mutable_buffer buf, deadline dl) {
   return detail::recv_packet(state_, buf, nullptr, nullptr, dl);
 }

@@ -213,6 +213,11 @@ task<result<void>> connected::send(const_buffers bufs, deadline dl) {
                              kernel_connected_ || !state_.only_from ? nullptr : &*state_.only_from, {}, dl);
 }
 
+result<bool> connected::try_send(const_buffer buf) {
+  return detail::try_send_packet(state_, buf,
+                                 kernel_connected_ || !state_.only_from ? nullptr : &*state_.only_from);
+}
+
 task<result<std::size_t>> connected::recv(mutable_buffer buf, deadline dl) {
   if (!backlog_.empty()) [[unlikely]]
     return detail::recv_backlog(state_, backlog_, buf);

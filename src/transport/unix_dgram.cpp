@@ -148,6 +148,11 @@ task<result<void>> connected::send(const_buffers bufs, deadline dl) {
   return detail::send_packet(state_, bufs, nullptr, {}, dl);
 }
 
+result<bool> connected::try_send(const_buffer buf) {
+  if (!kernel_connected_) return !state_.fd.is_open() ? errc::closed : errc::not_supported;
+  return detail::try_send_packet(state_, buf, nullptr);
+}
+
 task<result<void>> connected::send_fds(const_buffers bufs, std::span<const int> fds, deadline dl) {
   if (!kernel_connected_) return fail_with(!state_.fd.is_open() ? errc::closed : errc::not_supported);
   return detail::send_packet(state_, bufs, nullptr, fds, dl);

@@ -230,6 +230,21 @@ TEST(Seqpacket, EmptyMessagesAreRefused) {
   });
 }
 
+TEST(Seqpacket, TrySendSendsAWholeMessageAndRefusesAnEmptyOne) {
+  run_test([]() -> task<void> {
+    auto p = seqpacket::socket::pair();
+    CO_ASSERT_OK(p);
+    auto w = p->first.try_send(as_bytes("whole"));
+    CO_ASSERT_OK(w);
+    EXPECT_TRUE(*w);
+    EXPECT_EQ(p->first.try_send(const_buffer{}).error(), errc::invalid_argument);
+    std::array<std::byte, 16> buf;
+    auto r = co_await p->second.recv(buf, deadline::after(5s));
+    CO_ASSERT_OK(r);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *r), "whole");
+  });
+}
+
 TEST(Seqpacket, HalfCloseEndsTheStreamAfterTheLastMessage) {
   run_test([]() -> task<void> {
     auto p = seqpacket::socket::pair();

@@ -167,6 +167,22 @@ TEST(Udp, EmptyDatagramsAreMessages) {
   });
 }
 
+TEST(Udp, TrySendSendsADatagramAndKeepsTheSizeLimit) {
+  run_test([]() -> task<void> {
+    auto p = udp_conformance::connected_pair("127.0.0.1", false);
+    CO_ASSERT_OK(p);
+    auto w = p->first.try_send(as_bytes("now"));
+    CO_ASSERT_OK(w);
+    EXPECT_TRUE(*w);
+    std::vector<std::byte> too_big(p->first.max_message() + 1);
+    EXPECT_EQ(p->first.try_send(too_big).error(), errc::message_too_large);
+    std::array<std::byte, 8> buf;
+    auto n = co_await p->second.recv(buf, deadline::after(5s));
+    CO_ASSERT_OK(n);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *n), "now");
+  });
+}
+
 TEST(Udp, SizeLimitsAreEnforcedWithoutTruncation) {
   run_test([]() -> task<void> {
     auto a = bound();

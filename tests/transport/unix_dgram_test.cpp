@@ -294,6 +294,40 @@ TEST(UnixDgram, AConnectedSenderWaitsForRoomInAFullQueue) {
   });
 }
 
+// try_send sends without waiting until the receiver's queue is full, then says so and
+// sends nothing; a send that waits takes over, and the order holds.
+TEST(UnixDgram, TrySendSaysWhenItWouldWait) {
+  run_test([]() -> task<void> {
+    auto server = bound(unique_name(true));
+    auto c = unix_dgram::connect(*server.local_address());
+    CO_ASSERT_OK(c);
+    auto dl = deadline::after(5s);
+    int sent = 0;
+    for (; sent < 100; ++sent) {
+      auto w = c->try_send(as_bytes("m" + std::to_string(sent)));
+      CO_ASSERT_OK(w);
+      if (!*w) break;
+    }
+    EXPECT_GE(sent, 10);
+    EXPECT_LT(sent, 100);
+    co_await with_scope([&](scope& s) -> task<void> {
+      s.spawn([&]() -> task<void> {
+        auto w = co_await c->send(as_bytes("late"), dl);
+        EXPECT_TRUE(w) << w.error().message();
+      });
+      std::vector<std::byte> buf(16);
+      for (int i = 0; i <= sent; ++i) {
+        auto r = co_await server.recv_from(buf, dl);
+        CO_ASSERT_OK(r);
+        EXPECT_EQ(text_of(buf, r->size), i < sent ? "m" + std::to_string(i) : std::string("late"));
+      }
+    });
+    auto again = c->try_send(as_bytes("again"));
+    CO_ASSERT_OK(again);
+    EXPECT_TRUE(*again);
+  });
+}
+
 TEST(UnixDgram, AnUnconnectedSenderAlsoWaitsForRoom) {
   run_test([]() -> task<void> {
     auto server = bound(unique_name(true));

@@ -67,6 +67,9 @@ class socket {
   /// wait until `dl`: timed_out / operation_canceled mean nothing was sent. broken (sticky)
   /// once the peer has closed its receiving side.
   task<result<void>> send(const_buffers bufs, deadline dl);
+  /// try_send sends one message if the socket takes it now, without waiting or a
+  /// coroutine: true when it went, false when send would wait. Errors as send's.
+  result<bool> try_send(const_buffer buf);
   /// recv receives one whole message. When `buf` is too small: message_too_large, and the
   /// kernel discards the rest of the message (the whole message is lost to the caller)
   /// unless keep_too_large is on, which keeps it queued for a retry. end_of_stream

@@ -178,6 +178,9 @@ class connected {
   /// system call. connection_refused (a system error) when an earlier datagram drew an
   /// ICMP port unreachable: reported once, not sticky.
   task<result<void>> send(const_buffers bufs, deadline dl);
+  /// try_send sends one datagram if the socket takes it now, without waiting or a
+  /// coroutine: true when it went, false when send would wait. Errors as send's.
+  result<bool> try_send(const_buffer buf);
   /// recv waits for one datagram from the peer (see socket::recv_from for too-small
   /// buffers); connection_refused as for send. A connection from listener::accept first
   /// delivers, in order and without waiting, the peer's datagrams the listener had to

@@ -156,6 +156,9 @@ class connected {
   /// not apply between the two ends of a pair, only the send buffer does; a full one
   /// makes send wait for room (announced by the kernel) until `dl`.
   task<result<void>> send(const_buffers bufs, deadline dl);
+  /// try_send sends one message if the socket takes it now, without waiting or a
+  /// coroutine: true when it went, false when send would wait. Errors as send's.
+  result<bool> try_send(const_buffer buf);
   /// send_fds sends one message with `fds` attached (see socket::send_fds_to).
   task<result<void>> send_fds(const_buffers bufs, std::span<const int> fds, deadline dl);
   /// recv receives one message from the peer; too-small buffers as socket::recv_from.

@@ -198,6 +198,13 @@ result<std::size_t> session::read(mutable_buffer buf) {
   }
 }
 
+result<void> session::seal(const_buffers message, tls::record_sink sink) {
+  impl_->sink = sink;
+  auto sealed = seal(message);
+  impl_->sink = {};
+  return sealed;
+}
+
 result<void> session::seal(const_buffers message) {
   auto& s = *impl_;
   if (s.sent_close) return errc::closed;

@@ -53,7 +53,11 @@ int bio_write(BIO* bio, const char* data, std::size_t len, std::size_t* written)
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
   *written = len;
   if (s->datagram) {
-    s->datagram->out.push_back(s->datagram->take(bytes, len));
+    // A sink (dtls::session::seal with one) takes a datagram straight from OpenSSL's
+    // buffer when none waits before it; one it leaves is copied into the queue.
+    if (!s->sink.write || !s->datagram->out.empty() ||
+        s->sink.write(s->sink.context, const_buffer(bytes, len)) < len)
+      s->datagram->out.push_back(s->datagram->take(bytes, len));
     return 1;
   }
   if (s->sink.write && s->out_begin == s->out.size()) {

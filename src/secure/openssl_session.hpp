@@ -103,7 +103,8 @@ struct session_impl {
   std::size_t out_begin = 0;
   // Small pieces of a gather write collect here until a record is full.
   std::vector<std::byte> stage;
-  // Where records go first while encrypt runs with a sink (stream mode).
+  // Where records go first while encrypt (stream mode) or seal (datagram mode) runs with a
+  // sink.
   record_sink sink{};
 
   // Datagram mode (dtls): one BIO read takes one whole datagram, one BIO write makes one.

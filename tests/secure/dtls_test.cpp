@@ -395,6 +395,43 @@ TEST(Dtls, SentDatagramBuffersAreReused) {
   }
 }
 
+// seal with a sink hands the datagram over straight from OpenSSL's buffer; one the sink
+// does not take, and every one sealed while another waits, queues in order.
+TEST(Dtls, SealedDatagramsGoToASinkThatTakesThem) {
+  auto e = shake_in_memory();
+  ASSERT_TRUE(e.client.handshake_done());
+  struct catcher {
+    std::vector<std::vector<std::byte>> taken;
+    bool take = true;
+  } c;
+  tls::record_sink sink;
+  sink.context = &c;
+  sink.write = [](void* context, const_buffer bytes) noexcept -> std::size_t {
+    auto& self = *static_cast<catcher*>(context);
+    if (!self.take) return 0;
+    self.taken.emplace_back(bytes.begin(), bytes.end());
+    return bytes.size();
+  };
+  ASSERT_TRUE(e.client.seal(const_buffers(as_bytes("straight")), sink));
+  EXPECT_FALSE(e.client.has_output());
+  ASSERT_EQ(c.taken.size(), 1u);
+  c.take = false;
+  ASSERT_TRUE(e.client.seal(const_buffers(as_bytes("refused")), sink));
+  EXPECT_TRUE(e.client.has_output());
+  c.take = true;
+  // An earlier datagram waits: this one must queue behind it, not overtake it.
+  ASSERT_TRUE(e.client.seal(const_buffers(as_bytes("behind")), sink));
+  EXPECT_EQ(c.taken.size(), 1u);
+  e.server.feed(c.taken.front());
+  while (e.client.has_output()) e.server.feed(e.client.next_output());
+  std::vector<std::byte> buf(2048);
+  for (const auto* expected : {"straight", "refused", "behind"}) {
+    auto n = e.server.read(buf);
+    ASSERT_TRUE(n) << n.error().message();
+    EXPECT_EQ(text(buf, *n), expected);
+  }
+}
+
 // A datagram received into input_space() is read from that buffer (no copy), and the
 // buffer comes back for the next one; feed's copies and input_space mix in order.
 TEST(Dtls, DatagramsAreReceivedIntoTheSessionsBuffer) {

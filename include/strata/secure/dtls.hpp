@@ -147,6 +147,10 @@ class session {
   /// seal turns `message` into one record in one datagram. Errors: message_too_large
   /// above max_payload() (nothing sent), closed after close_notify.
   result<void> seal(const_buffers message);
+  /// seal with a sink hands the datagram to `sink` straight from OpenSSL's buffer when no
+  /// earlier datagram waits in next_output(); one the sink does not take whole (it
+  /// returns less than its size) queues in next_output() as usual.
+  result<void> seal(const_buffers message, tls::record_sink sink);
   /// max_payload is the largest message one record carries at the negotiated suite.
   std::size_t max_payload() const noexcept;
 
@@ -180,6 +184,17 @@ class session {
 /// not a DTLS server's.
 result<admission_gate> cookie_gate(const tls::context& ctx);
 
+namespace detail {
+
+/// sends_without_waiting: the lower message layer can send one datagram at once without
+/// a coroutine, or say that it would wait (try_send).
+template <class Lower>
+concept sends_without_waiting = requires(Lower& lower, const_buffer bytes) {
+  { lower.try_send(bytes) } -> std::same_as<result<bool>>;
+};
+
+}  // namespace detail
+
 /// connection is a DTLS association over the message layer `Lower`, which it owns; the
 /// contract is core/stream.hpp's message_socket. Made by dtls::connect and dtls::accept.
 /// One send and one recv may be pending at the same time (from different tasks).
@@ -197,6 +212,18 @@ class connection {
   /// max_message(); nothing sent), closed, the lower layer's send errors.
   task<result<void>> send(const_buffers message, deadline dl) {
     if (closed_) co_return errc::closed;
+    if constexpr (detail::sends_without_waiting<Lower>) {
+      // Straight from OpenSSL's buffer to a socket that takes it now, unless an earlier
+      // datagram waits or is on its way (it must leave first).
+      if (!flushing_ && !session_.has_output()) {
+        direct_error_ = {};
+        auto sealed = session_.seal(message, direct_sink());
+        if (!sealed) co_return unexpected(sealed.error());
+        if (direct_error_) co_return direct_error_;
+        if (!session_.has_output()) co_return result<void>{};
+        co_return co_await flush(dl);
+      }
+    }
     auto sealed = session_.seal(message);
     if (!sealed) co_return unexpected(sealed.error());
     co_return co_await flush(dl);
@@ -294,21 +321,49 @@ class connection {
 
   /// flush sends every datagram the session produced, in order.
   task<result<void>> flush(deadline dl) {
+    flushing_ = true;
     while (session_.has_output()) {
       auto datagram = session_.next_output();
       auto sent = co_await lower_.send(const_buffer(datagram), dl);
-      if (!sent) co_return sent;
+      if (!sent) {
+        flushing_ = false;
+        co_return sent;
+      }
       session_.recycle(std::move(datagram));
     }
+    flushing_ = false;
     co_return result<void>{};
   }
 
  private:
   static constexpr std::size_t receive_size = 65536;
 
+  /// direct_sink sends a sealed datagram with the lower layer's try_send; an error is
+  /// kept for send to report (the datagram is then lost, as a failed send loses it).
+  tls::record_sink direct_sink() noexcept {
+    tls::record_sink sink;
+    sink.context = this;
+    sink.write = [](void* self, const_buffer bytes) noexcept -> std::size_t {
+      if constexpr (detail::sends_without_waiting<Lower>) {
+        auto& c = *static_cast<connection*>(self);
+        auto sent = c.lower_.try_send(bytes);
+        if (!sent) {
+          c.direct_error_ = sent.error();
+          return bytes.size();
+        }
+        return *sent ? bytes.size() : 0;
+      } else {
+        return 0;
+      }
+    };
+    return sink;
+  }
+
   Lower lower_;
   session session_;
   bool closed_ = false;
+  bool flushing_ = false;  // a flush is sending (or waiting to send) queued datagrams
+  std::error_code direct_error_{};
 };
 
 namespace detail {

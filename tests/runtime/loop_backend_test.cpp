@@ -130,7 +130,8 @@ TEST_P(LoopBackend, AWaitOnAReusedDescriptorNumberIsNotWokenByTheOldOne) {
     EXPECT_TRUE(second.fd[0] == old_number || second.fd[1] == old_number)
         << "the kernel gave new numbers; the test would not reuse " << old_number;
     const int reused = second.fd[0] == old_number ? 0 : 1;
-    EXPECT_EQ(co_await wait_readable(second.fd[reused], deadline::after(50ms)), make_error_code(errc::timed_out));
+    EXPECT_EQ(co_await wait_readable(second.fd[reused], deadline::after(50ms)),
+              make_error_code(errc::timed_out));
     EXPECT_EQ(::write(second.fd[1 - reused], "x", 1), 1);
     EXPECT_EQ(co_await wait_readable(second.fd[reused], deadline::after(5s)), std::error_code{});
   });
@@ -182,7 +183,8 @@ TEST(LoopBackendRing, BlockingCallsAfterRunAreNotInterrupted) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, LoopBackend, ::testing::Values(loop_backend::epoll, loop_backend::io_uring),
+INSTANTIATE_TEST_SUITE_P(Backends, LoopBackend,
+                         ::testing::Values(loop_backend::epoll, loop_backend::io_uring),
                          [](const auto& info) { return backend_name(info.param); });
 
 }  // namespace

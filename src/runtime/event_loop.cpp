@@ -12,6 +12,17 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__SANITIZE_THREAD__)
+#define STRATA_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRATA_THREAD_SANITIZER 1
+#endif
+#endif
+#ifdef STRATA_THREAD_SANITIZER
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace strata {
 namespace {
 
@@ -52,6 +63,27 @@ loop_backend default_loop_backend() noexcept {
 
 namespace {
 
+// liburing maps and unmaps a ring with raw system calls, which ThreadSanitizer does not
+// see: when one thread's ring is unmapped and another thread's new ring lands at the same
+// addresses, it would take the two threads' writes for a race. One synchronisation
+// object orders every unmapping before every later mapping.
+[[maybe_unused]] char ring_mapping_order;
+
+void exit_ring(io_uring& ring) noexcept {
+#ifdef STRATA_THREAD_SANITIZER
+  __tsan_release(&ring_mapping_order);
+#endif
+  io_uring_queue_exit(&ring);
+}
+
+bool init_ring(io_uring& ring, io_uring_params& params) noexcept {
+  if (io_uring_queue_init_params(256, &ring, &params) != 0) return false;
+#ifdef STRATA_THREAD_SANITIZER
+  __tsan_acquire(&ring_mapping_order);
+#endif
+  return true;
+}
+
 // spare_ring is the ring of this thread's last loop, kept for its next one. Closing a ring
 // that a thread has used makes the kernel's clean-up, later and from a worker, queue work
 // on that thread with a notification that interrupts its next blocking system call: a
@@ -65,7 +97,7 @@ struct spare_ring {
   spare_ring(const spare_ring&) = delete;
   spare_ring& operator=(const spare_ring&) = delete;
   ~spare_ring() {
-    if (held) io_uring_queue_exit(&ring);
+    if (held) exit_ring(ring);
   }
 };
 thread_local spare_ring spare;
@@ -84,7 +116,7 @@ struct event_loop::uring {
       spare.held = true;
       return;
     }
-    io_uring_queue_exit(&ring);
+    exit_ring(ring);
   }
 
   // open takes this thread's spare ring or sets up a new one; false when the kernel
@@ -96,7 +128,7 @@ struct event_loop::uring {
         ring = spare.ring;
         return true;
       }
-      io_uring_queue_exit(&spare.ring);  // a forked child's copy: drop it, the parent's ring lives on
+      exit_ring(spare.ring);  // a forked child's copy: drop it, the parent's ring lives on
     }
     // DEFER_TASKRUN (6.1) runs completions only when this thread waits for them, which is
     // when the loop wants them; COOP_TASKRUN (5.19) at least does not interrupt it.
@@ -108,7 +140,7 @@ struct event_loop::uring {
       // size are kept by the kernel (IORING_FEAT_NODROP) until the loop reads them.
       params.flags = flags | IORING_SETUP_CQSIZE;
       params.cq_entries = 4096;
-      if (io_uring_queue_init_params(256, &ring, &params) == 0) return true;
+      if (init_ring(ring, params)) return true;
     }
     return false;
   }

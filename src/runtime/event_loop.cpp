@@ -108,7 +108,9 @@ constexpr std::uint64_t quiesce_tag = wake_tag - 3;
 
 struct event_loop::uring {
   io_uring ring{};
+  bool opened = false;
   ~uring() {
+    if (!opened) return;
     // An empty ring of this process goes back to the thread for its next loop.
     if (!spare.held && quiesce()) {
       spare.ring = ring;
@@ -126,6 +128,7 @@ struct event_loop::uring {
       spare.held = false;
       if (spare.owner == ::getpid()) {
         ring = spare.ring;
+        opened = true;
         return true;
       }
       exit_ring(spare.ring);  // a forked child's copy: drop it, the parent's ring lives on
@@ -140,7 +143,10 @@ struct event_loop::uring {
       // size are kept by the kernel (IORING_FEAT_NODROP) until the loop reads them.
       params.flags = flags | IORING_SETUP_CQSIZE;
       params.cq_entries = 4096;
-      if (init_ring(ring, params)) return true;
+      if (init_ring(ring, params)) {
+        opened = true;
+        return true;
+      }
     }
     return false;
   }

@@ -3,14 +3,21 @@
 // holding the file; a poll reports a half-closed peer whatever it asked for; and its
 // completion may arrive after the descriptor's number went to another file. The whole
 // suite also runs under the other backend (tests/CMakeLists.txt, STRATA_LOOP).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <ostream>
@@ -181,6 +188,48 @@ TEST(LoopBackendRing, BlockingCallsAfterRunAreNotInterrupted) {
     ::close(fds[0]);
     ::close(fds[1]);
   }
+}
+
+// Where the kernel refuses io_uring (here a seccomp filter makes io_uring_setup fail, as
+// container runtimes do) a loop that asks for it runs epoll, and works; the ring it never
+// got is not torn down (that once closed descriptor 0). In a forked child, which also
+// drops the copy of its parent's spare ring.
+TEST(LoopBackendRing, ARefusedRingFallsBackToEpoll) {
+  // A ring of this thread's own first, so that the child inherits a spare one.
+  run([]() -> task<void> { co_return; }(), loop_backend::io_uring);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+    if (::fcntl(0, F_GETFD) < 0) ::open("/dev/null", O_RDONLY);  // becomes descriptor 0
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ::_exit(10);
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) ::_exit(11);
+    int status = 0;
+    for (int round = 0; round < 2 && status == 0; ++round) {
+      status = run(
+          []() -> task<int> {
+            if (event_loop::current()->backend() != loop_backend::epoll) co_return 12;
+            socket_pair sp;
+            if (::write(sp.fd[0], "x", 1) != 1) co_return 13;
+            if (co_await wait_readable(sp.fd[1], deadline::after(5s))) co_return 14;
+            co_return 0;
+          }(),
+          loop_backend::io_uring);
+    }
+    if (status == 0 && ::fcntl(0, F_GETFD) < 0 && errno == EBADF) status = 15;  // descriptor 0 was closed
+    ::_exit(status);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10/11: no seccomp; 12: not epoll; 13/14: the loop failed; 15: fd 0 closed";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LoopBackend,

@@ -212,20 +212,14 @@ class connection {
   /// max_message(); nothing sent), closed, the lower layer's send errors.
   task<result<void>> send(const_buffers message, deadline dl) {
     if (closed_) co_return errc::closed;
-    if constexpr (detail::sends_without_waiting<Lower>) {
-      // Straight from OpenSSL's buffer to a socket that takes it now, unless an earlier
-      // datagram waits or is on its way (it must leave first).
-      if (!flushing_ && !session_.has_output()) {
-        direct_error_ = {};
-        auto sealed = session_.seal(message, direct_sink());
-        if (!sealed) co_return unexpected(sealed.error());
-        if (direct_error_) co_return direct_error_;
-        if (!session_.has_output()) co_return result<void>{};
-        co_return co_await flush(dl);
-      }
-    }
-    auto sealed = session_.seal(message);
+    // Straight from OpenSSL's buffer to a socket that takes it now, unless an earlier
+    // datagram waits or is on its way (it must leave first).
+    const bool direct = detail::sends_without_waiting<Lower> && !flushing_ && !session_.has_output();
+    direct_error_ = {};
+    auto sealed = direct ? session_.seal(message, direct_sink()) : session_.seal(message);
     if (!sealed) co_return unexpected(sealed.error());
+    if (direct_error_) co_return direct_error_;
+    if (!session_.has_output()) co_return result<void>{};
     co_return co_await flush(dl);
   }
 

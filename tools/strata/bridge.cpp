@@ -470,9 +470,7 @@ int bridge_main(args& a, signal_guard& signals) {
     bool missing = false;
     if (auto v = option_value(a, "--max-connections", missing)) {
       max_connections = parse_connection_limit(*v);
-      if (!max_connections)
-        return usage_error("bridge",
-                           "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
+      if (!max_connections) return usage_error("bridge", connection_limit_refusal(*v));
       continue;
     }
     if (auto v = option_value(a, "--timeout", missing)) {

@@ -122,6 +122,11 @@ std::optional<std::size_t> parse_connection_limit(std::string_view text) {
   return static_cast<std::size_t>(*n);
 }
 
+std::string connection_limit_refusal(std::string_view text) {
+  return "--max-connections: not a count from 1 to " + std::to_string(max_connections_limit) + ": '" +
+         std::string(text) + "'";
+}
+
 // -- reports ------------------------------------------------------------------------------
 
 int usage_error(std::string_view command, std::string_view message) {

@@ -80,6 +80,8 @@ inline constexpr std::uint64_t max_connections_limit = 1'000'000;
 /// parse_connection_limit reads --max-connections' value: a count from 1 to
 /// max_connections_limit (nullopt otherwise).
 std::optional<std::size_t> parse_connection_limit(std::string_view text);
+/// connection_limit_refusal is the usage error for a --max-connections value it refused.
+std::string connection_limit_refusal(std::string_view text);
 
 /// usage_error prints "strata: COMMAND: MESSAGE" and a hint to --help; returns exit_usage.
 int usage_error(std::string_view command, std::string_view message);

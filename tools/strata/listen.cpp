@@ -153,9 +153,7 @@ int listen_main(args& a, signal_guard& signals) {
     }
     if (auto v = option_value(a, "--max-connections", missing)) {
       max_connections = parse_connection_limit(*v);
-      if (!max_connections)
-        return usage_error("listen",
-                           "--max-connections: not a count from 1 to 1000000: '" + std::string(*v) + "'");
+      if (!max_connections) return usage_error("listen", connection_limit_refusal(*v));
       continue;
     }
     if (auto v = option_value(a, "--handshake", missing)) {
